@@ -1,0 +1,52 @@
+//! Every limit of the wire format, in one place. The spec's section "Limits" lists the same
+//! names and values.
+
+/// Bytes in every frame header: 3 of body length, 1 of type, 2 of channel.
+pub const HEADER_LEN: usize = 6;
+/// Largest body the 24-bit length field can describe.
+pub const MAX_BODY_LEN: usize = 0xff_ffff;
+/// Every receiver accepts bodies of this length; a Hello may not announce less. Before the
+/// peer's Hello arrives a sender sends no longer body.
+pub const MIN_MAX_FRAME: usize = 16_384;
+/// Recommended maximum body length to announce.
+pub const DEFAULT_MAX_FRAME: usize = 131_072;
+/// Recommended initial credit per channel and direction.
+pub const DEFAULT_INITIAL_WINDOW: u32 = 262_144;
+/// Recommended keepalive interval.
+pub const DEFAULT_KEEPALIVE_MS: u32 = 15_000;
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Longest resume token, in bytes.
+pub const MAX_TOKEN_LEN: usize = 32;
+/// Longest human-readable message in `GoAway` and `Refuse`, in bytes of UTF-8.
+pub const MAX_MESSAGE_LEN: usize = 256;
+/// Longest terminal type (`TERM`), in bytes.
+pub const MAX_TERM_LEN: usize = 64;
+/// Longest command of an exec channel, in bytes.
+pub const MAX_COMMAND_LEN: usize = 4096;
+/// Longest host name or address of a port-forward channel, in bytes (a DNS name's limit).
+pub const MAX_HOST_LEN: usize = 255;
+/// Most environment variables in one Open.
+pub const MAX_ENV: usize = 16;
+/// Longest environment variable name, in bytes.
+pub const MAX_ENV_NAME_LEN: usize = 64;
+/// Longest environment variable value, in bytes.
+pub const MAX_ENV_VALUE_LEN: usize = 256;
+
+/// Largest encoding of one environment variable: two length-prefixed strings.
+pub const MAX_ENV_VAR_ENCODED_LEN: usize = 1 + MAX_ENV_NAME_LEN + 2 + MAX_ENV_VALUE_LEN;
+/// Largest encoding of an environment list, count excluded.
+pub const MAX_ENV_ENCODED_LEN: usize = MAX_ENV * MAX_ENV_VAR_ENCODED_LEN;
+/// Largest encoding of a pty request: TERM and four 16-bit varints.
+const MAX_PTY_LEN: usize = 1 + MAX_TERM_LEN + 4 * 3;
+/// Largest body of any message but Data and Extension: an Exec Open with every field full.
+pub const MAX_CONTROL_BODY_LEN: usize =
+    1 + (2 + MAX_COMMAND_LEN) + (1 + MAX_PTY_LEN) + (1 + MAX_ENV_ENCODED_LEN);
+
+// Control frames always fit the smallest maximum a peer may announce, so a sender never has
+// to split or drop one.
+const _: () = assert!(MAX_CONTROL_BODY_LEN <= MIN_MAX_FRAME);
+const _: () = assert!(DEFAULT_MAX_FRAME >= MIN_MAX_FRAME && DEFAULT_MAX_FRAME <= MAX_BODY_LEN);
+// An environment list's count is one byte, which `OwnedEnv` relies on.
+const _: () = assert!(MAX_ENV < 128);

@@ -1,0 +1,515 @@
+//! Messages: zero-copy decoding from a frame, exact-size encoding into a caller's buffer.
+//!
+//! # The decoding contract
+//!
+//! Every byte sequence given to [`Message::decode`] yields either a [`Message`] or an [`Error`],
+//! after work linear in its length and without allocating. Nothing panics. A length claim is
+//! compared with the receiver's maximum before anything it covers is read, so a hostile header
+//! costs six bytes of attention. A message that decodes is valid: every field is within its
+//! bounds and rules, so code that holds one needs no further checks, and encoding it again
+//! gives the same bytes (each value has one encoding: varints are canonical and bodies exact).
+//!
+//! Checks run in the order the spec gives, and the first one that fails is the error:
+//! header complete, length within the maximum, body complete, no bytes after the frame, type
+//! known, channel allowed for the type, then each field of the body in order, then no bytes
+//! after the last field.
+
+use crate::frame::{Header, frame_type};
+use crate::primitives::{Reader, Writer, bytes_len, varint_len};
+use crate::types::check_no_nul;
+use crate::{
+    Capabilities, Env, Error, ErrorCode, ExitStatus, HEADER_LEN, MAX_BODY_LEN, MAX_COMMAND_LEN,
+    MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, PROTOCOL_VERSION, Pty,
+    RefuseReason, Signal, Stream, WindowSize,
+};
+
+/// One frame of the protocol, borrowing its strings and payload from the bytes it was decoded
+/// from (or from the caller, for a message to send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Message<'a> {
+    /// The first frame each side sends.
+    Hello(Hello<'a>),
+    /// Keepalive probe; the peer answers with a Pong carrying the same nonce.
+    Ping {
+        /// Opaque value to echo.
+        nonce: u64,
+    },
+    /// Answer to a Ping.
+    Pong {
+        /// The Ping's nonce.
+        nonce: u64,
+    },
+    /// The sender is ending the connection.
+    GoAway {
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable detail, at most [`MAX_MESSAGE_LEN`] bytes.
+        message: &'a str,
+    },
+    /// Opens `channel`.
+    Open {
+        /// The new channel's id: odd when the initiator opens it, even when the acceptor does.
+        channel: u16,
+        /// What to run or connect to.
+        kind: OpenKind<'a>,
+    },
+    /// The Open of `channel` succeeded.
+    Accept {
+        /// The channel.
+        channel: u16,
+    },
+    /// The Open of `channel` failed; the id is free again.
+    Refuse {
+        /// The channel.
+        channel: u16,
+        /// Why.
+        reason: RefuseReason,
+        /// Human-readable detail, at most [`MAX_MESSAGE_LEN`] bytes.
+        message: &'a str,
+    },
+    /// Bytes of one stream. The payload is raw bytes, never text.
+    Data {
+        /// The channel.
+        channel: u16,
+        /// Which stream.
+        stream: Stream,
+        /// The bytes; each one uses one unit of credit.
+        payload: &'a [u8],
+    },
+    /// Grants the peer `increment` more bytes of Data on `channel`.
+    Credit {
+        /// The channel.
+        channel: u16,
+        /// At least 1.
+        increment: u32,
+    },
+    /// The opener's terminal changed size.
+    Resize {
+        /// The channel.
+        channel: u16,
+        /// The new size.
+        size: WindowSize,
+    },
+    /// Deliver a signal to the channel's process.
+    Signal {
+        /// The channel.
+        channel: u16,
+        /// Which signal.
+        signal: Signal,
+    },
+    /// The sender will send no more Data on `channel` (half-close).
+    Eof {
+        /// The channel.
+        channel: u16,
+    },
+    /// The channel's process ended.
+    Exit {
+        /// The channel.
+        channel: u16,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The sender will send nothing more on `channel`.
+    Close {
+        /// The channel.
+        channel: u16,
+    },
+    /// A frame of the ignorable range (`0x80..=0xff`), which this version does not define:
+    /// receivers that do not understand it skip it.
+    Extension {
+        /// Its type code, `0x80` or above.
+        kind: u8,
+        /// Its channel field, unchecked.
+        channel: u16,
+        /// Its body, uninterpreted.
+        body: &'a [u8],
+    },
+}
+
+/// The first frame each side sends: what it speaks and what it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct Hello<'a> {
+    /// What the sender supports.
+    pub capabilities: Capabilities,
+    /// Largest body the sender accepts: [`MIN_MAX_FRAME`] to [`MAX_BODY_LEN`].
+    pub max_frame: u32,
+    /// Credit the sender grants the peer on each new channel.
+    pub initial_window: u32,
+    /// The sender pings after this many milliseconds of silence; 0: it does not ping.
+    pub keepalive_ms: u32,
+    /// Resume state: `None` on a fresh connection from the initiator.
+    pub resume: Option<Resume<'a>>,
+}
+
+/// Re-attach state carried by Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct Resume<'a> {
+    /// The session's token: 1 to [`MAX_TOKEN_LEN`] bytes, issued by the acceptor.
+    pub token: &'a [u8],
+    /// Bytes of non-Hello frames the sender has received on the session.
+    pub offset: u64,
+}
+
+/// What an Open asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum OpenKind<'a> {
+    /// The login shell on a pseudo-terminal.
+    Shell {
+        /// The terminal.
+        pty: Pty<'a>,
+        /// Extra environment.
+        env: Env<'a>,
+    },
+    /// A command, on a pseudo-terminal or on pipes.
+    Exec {
+        /// The command line, 1 to [`MAX_COMMAND_LEN`] bytes without NUL, run by the login shell.
+        command: &'a str,
+        /// A terminal, or `None` for pipes (stdout and stderr kept apart).
+        pty: Option<Pty<'a>>,
+        /// Extra environment.
+        env: Env<'a>,
+    },
+    /// A TCP connection from the acceptor to `host:port`.
+    Forward {
+        /// Name or address, 1 to [`MAX_HOST_LEN`] bytes without NUL.
+        host: &'a str,
+        /// 1 to 65535.
+        port: u16,
+    },
+    /// A kind this version does not define. Receivers refuse it with
+    /// [`RefuseReason::UNKNOWN_KIND`]; it is not a protocol error, so new kinds can be added.
+    Unknown {
+        /// Its index, 3 or above.
+        kind: u32,
+        /// The rest of the body, uninterpreted.
+        params: &'a [u8],
+    },
+}
+
+const SHELL: u32 = 0;
+const EXEC: u32 = 1;
+const FORWARD: u32 = 2;
+
+impl<'a> OpenKind<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<OpenKind<'a>, Error> {
+        Ok(match r.u32()? {
+            SHELL => OpenKind::Shell { pty: Pty::decode(r)?, env: Env::decode(r)? },
+            EXEC => {
+                let command = r.str(MAX_COMMAND_LEN)?;
+                check_command(command)?;
+                let pty = if r.option()? { Some(Pty::decode(r)?) } else { None };
+                OpenKind::Exec { command, pty, env: Env::decode(r)? }
+            }
+            FORWARD => {
+                let host = r.str(MAX_HOST_LEN)?;
+                check_host(host)?;
+                OpenKind::Forward { host, port: check_port(r.u16()?)? }
+            }
+            kind => OpenKind::Unknown { kind, params: r.take(r.remaining().len())? },
+        })
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+        match self {
+            OpenKind::Shell { pty, env } => {
+                w.varint(SHELL.into())?;
+                pty.encode(w)?;
+                env.encode(w)
+            }
+            OpenKind::Exec { command, pty, env } => {
+                check_command(command)?;
+                w.varint(EXEC.into())?;
+                w.str(command, MAX_COMMAND_LEN)?;
+                w.bool(pty.is_some())?;
+                if let Some(pty) = pty {
+                    pty.encode(w)?;
+                }
+                env.encode(w)
+            }
+            OpenKind::Forward { host, port } => {
+                check_host(host)?;
+                check_port(*port)?;
+                w.varint(FORWARD.into())?;
+                w.str(host, MAX_HOST_LEN)?;
+                w.varint((*port).into())
+            }
+            OpenKind::Unknown { kind, params } => {
+                if *kind <= FORWARD {
+                    return Err(Error::InvalidValue);
+                }
+                w.varint((*kind).into())?;
+                w.put(params)
+            }
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        match self {
+            OpenKind::Shell { pty, env } => 1 + pty.encoded_len() + env.encoded_len(),
+            OpenKind::Exec { command, pty, env } => {
+                1 + bytes_len(command.len()) + 1 + pty.map_or(0, |p| p.encoded_len()) + env.encoded_len()
+            }
+            OpenKind::Forward { host, port } => 1 + bytes_len(host.len()) + varint_len(*port as u64),
+            OpenKind::Unknown { kind, params } => varint_len(*kind as u64) + params.len(),
+        }
+    }
+}
+
+fn check_command(command: &str) -> Result<(), Error> {
+    if command.is_empty() { Err(Error::InvalidValue) } else { check_no_nul(command) }
+}
+
+fn check_host(host: &str) -> Result<(), Error> {
+    if host.is_empty() { Err(Error::InvalidValue) } else { check_no_nul(host) }
+}
+
+fn check_port(port: u16) -> Result<u16, Error> {
+    if port == 0 { Err(Error::InvalidValue) } else { Ok(port) }
+}
+
+impl<'a> Hello<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<Hello<'a>, Error> {
+        if r.u16()? != PROTOCOL_VERSION {
+            return Err(Error::UnsupportedVersion);
+        }
+        let capabilities = Capabilities(r.u64()?);
+        let max_frame = check_max_frame(r.u32()?)?;
+        let initial_window = r.u32()?;
+        let keepalive_ms = r.u32()?;
+        let resume = if r.option()? {
+            let token = r.bytes(MAX_TOKEN_LEN)?;
+            Some(Resume { token: check_token(token)?, offset: r.u64()? })
+        } else {
+            None
+        };
+        Ok(Hello { capabilities, max_frame, initial_window, keepalive_ms, resume })
+    }
+
+    fn encode(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+        w.varint(PROTOCOL_VERSION.into())?;
+        w.varint(self.capabilities.0)?;
+        w.varint(check_max_frame(self.max_frame)?.into())?;
+        w.varint(self.initial_window.into())?;
+        w.varint(self.keepalive_ms.into())?;
+        w.bool(self.resume.is_some())?;
+        if let Some(resume) = self.resume {
+            w.bytes(check_token(resume.token)?, MAX_TOKEN_LEN)?;
+            w.varint(resume.offset)?;
+        }
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        varint_len(PROTOCOL_VERSION as u64)
+            + varint_len(self.capabilities.0)
+            + varint_len(self.max_frame as u64)
+            + varint_len(self.initial_window as u64)
+            + varint_len(self.keepalive_ms as u64)
+            + 1
+            + self.resume.map_or(0, |r| bytes_len(r.token.len()) + varint_len(r.offset))
+    }
+}
+
+fn check_max_frame(max_frame: u32) -> Result<u32, Error> {
+    match usize::try_from(max_frame) {
+        Ok(len) if (MIN_MAX_FRAME..=MAX_BODY_LEN).contains(&len) => Ok(max_frame),
+        _ => Err(Error::InvalidValue),
+    }
+}
+
+fn check_token(token: &[u8]) -> Result<&[u8], Error> {
+    match token.len() {
+        0 => Err(Error::InvalidValue),
+        len if len > MAX_TOKEN_LEN => Err(Error::TooLong),
+        _ => Ok(token),
+    }
+}
+
+fn check_increment(increment: u32) -> Result<u32, Error> {
+    if increment == 0 { Err(Error::InvalidValue) } else { Ok(increment) }
+}
+
+impl<'a> Message<'a> {
+    /// Decodes `frame`, which must hold exactly one frame, for a receiver that accepts bodies of
+    /// up to `max_body` bytes (the `max_frame` it announced).
+    pub fn decode(frame: &'a [u8], max_body: usize) -> Result<Message<'a>, Error> {
+        let header = Header::parse(frame)?;
+        header.check_len(max_body)?;
+        let body = frame.get(HEADER_LEN..header.frame_len()).ok_or(Error::Truncated)?;
+        if frame.len() > header.frame_len() {
+            return Err(Error::TrailingBytes);
+        }
+        Message::decode_body(header.frame_type, header.channel, body)
+    }
+
+    /// Decodes a body whose header was already read (and its length checked) by the caller, as
+    /// a codec that splits frames off a stream does.
+    pub fn decode_body(kind: u8, channel: u16, body: &'a [u8]) -> Result<Message<'a>, Error> {
+        if frame_type::is_ignorable(kind) {
+            return Ok(Message::Extension { kind, channel, body });
+        }
+        let on_connection = match kind {
+            frame_type::HELLO..=frame_type::GO_AWAY => true,
+            frame_type::OPEN..=frame_type::CLOSE => false,
+            _ => return Err(Error::UnknownType),
+        };
+        if on_connection != (channel == 0) {
+            return Err(Error::BadChannel);
+        }
+        let mut r = Reader::new(body);
+        let message = match kind {
+            frame_type::HELLO => Message::Hello(Hello::decode(&mut r)?),
+            frame_type::PING => Message::Ping { nonce: r.u64()? },
+            frame_type::PONG => Message::Pong { nonce: r.u64()? },
+            frame_type::GO_AWAY => {
+                Message::GoAway { code: ErrorCode(r.u32()?), message: r.str(MAX_MESSAGE_LEN)? }
+            }
+            frame_type::OPEN => Message::Open { channel, kind: OpenKind::decode(&mut r)? },
+            frame_type::ACCEPT => Message::Accept { channel },
+            frame_type::REFUSE => Message::Refuse {
+                channel,
+                reason: RefuseReason(r.u32()?),
+                message: r.str(MAX_MESSAGE_LEN)?,
+            },
+            frame_type::DATA => {
+                let stream = Stream::from_code(r.u8()?)?;
+                Message::Data { channel, stream, payload: r.take(r.remaining().len())? }
+            }
+            frame_type::CREDIT => Message::Credit { channel, increment: check_increment(r.u32()?)? },
+            frame_type::RESIZE => Message::Resize { channel, size: WindowSize::decode(&mut r)? },
+            frame_type::SIGNAL => Message::Signal { channel, signal: Signal::decode(&mut r)? },
+            frame_type::EOF => Message::Eof { channel },
+            frame_type::EXIT => Message::Exit { channel, status: ExitStatus::decode(&mut r)? },
+            frame_type::CLOSE => Message::Close { channel },
+            _ => return Err(Error::UnknownType),
+        };
+        r.finish()?;
+        Ok(message)
+    }
+
+    /// The type code of the frame that carries this message.
+    pub const fn frame_type(&self) -> u8 {
+        match self {
+            Message::Hello(_) => frame_type::HELLO,
+            Message::Ping { .. } => frame_type::PING,
+            Message::Pong { .. } => frame_type::PONG,
+            Message::GoAway { .. } => frame_type::GO_AWAY,
+            Message::Open { .. } => frame_type::OPEN,
+            Message::Accept { .. } => frame_type::ACCEPT,
+            Message::Refuse { .. } => frame_type::REFUSE,
+            Message::Data { .. } => frame_type::DATA,
+            Message::Credit { .. } => frame_type::CREDIT,
+            Message::Resize { .. } => frame_type::RESIZE,
+            Message::Signal { .. } => frame_type::SIGNAL,
+            Message::Eof { .. } => frame_type::EOF,
+            Message::Exit { .. } => frame_type::EXIT,
+            Message::Close { .. } => frame_type::CLOSE,
+            Message::Extension { kind, .. } => *kind,
+        }
+    }
+
+    /// The channel id in the frame's header: 0 for connection messages.
+    pub const fn channel(&self) -> u16 {
+        match *self {
+            Message::Hello(_) | Message::Ping { .. } | Message::Pong { .. } | Message::GoAway { .. } => 0,
+            Message::Open { channel, .. }
+            | Message::Accept { channel }
+            | Message::Refuse { channel, .. }
+            | Message::Data { channel, .. }
+            | Message::Credit { channel, .. }
+            | Message::Resize { channel, .. }
+            | Message::Signal { channel, .. }
+            | Message::Eof { channel }
+            | Message::Exit { channel, .. }
+            | Message::Close { channel }
+            | Message::Extension { channel, .. } => channel,
+        }
+    }
+
+    /// Bytes of the body.
+    fn body_len(&self) -> usize {
+        match self {
+            Message::Hello(hello) => hello.encoded_len(),
+            Message::Ping { nonce } | Message::Pong { nonce } => varint_len(*nonce),
+            Message::GoAway { code, message } => varint_len(code.0 as u64) + bytes_len(message.len()),
+            Message::Open { kind, .. } => kind.encoded_len(),
+            Message::Accept { .. } | Message::Eof { .. } | Message::Close { .. } => 0,
+            Message::Refuse { reason, message, .. } => varint_len(reason.0 as u64) + bytes_len(message.len()),
+            Message::Data { payload, .. } => 1 + payload.len(),
+            Message::Credit { increment, .. } => varint_len(*increment as u64),
+            Message::Resize { size, .. } => size.encoded_len(),
+            Message::Signal { .. } => 1,
+            Message::Exit { status, .. } => status.encoded_len(),
+            Message::Extension { body, .. } => body.len(),
+        }
+    }
+
+    /// Exact number of bytes [`Message::encode`] writes, header included.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.body_len()
+    }
+
+    /// Writes the frame at the start of `out` and returns its length, which is
+    /// [`Message::encoded_len`]. A message that a decoder would reject is not written: the error
+    /// is the one the decoder would give ([`Error::TooLong`], [`Error::InvalidValue`],
+    /// [`Error::BadChannel`], [`Error::FrameTooLarge`]), or [`Error::BufferTooSmall`].
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let body_len = self.body_len();
+        let channel = self.channel();
+        let header = Header { body_len, frame_type: self.frame_type(), channel };
+        let on_connection = matches!(
+            self,
+            Message::Hello(_) | Message::Ping { .. } | Message::Pong { .. } | Message::GoAway { .. }
+        );
+        match self {
+            Message::Extension { kind, .. } if !frame_type::is_ignorable(*kind) => {
+                return Err(Error::InvalidValue);
+            }
+            Message::Extension { .. } => {}
+            _ if on_connection != (channel == 0) => return Err(Error::BadChannel),
+            _ => {}
+        }
+        let header = header.to_bytes()?;
+        if out.len() < HEADER_LEN + body_len {
+            return Err(Error::BufferTooSmall);
+        }
+        let mut w = Writer::new(out);
+        w.put(&header)?;
+        self.encode_body(&mut w)?;
+        Ok(w.position())
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+        match self {
+            Message::Hello(hello) => hello.encode(w),
+            Message::Ping { nonce } | Message::Pong { nonce } => w.varint(*nonce),
+            Message::GoAway { code, message } => {
+                w.varint(code.0.into())?;
+                w.str(message, MAX_MESSAGE_LEN)
+            }
+            Message::Open { kind, .. } => kind.encode(w),
+            Message::Accept { .. } | Message::Eof { .. } | Message::Close { .. } => Ok(()),
+            Message::Refuse { reason, message, .. } => {
+                w.varint(reason.0.into())?;
+                w.str(message, MAX_MESSAGE_LEN)
+            }
+            Message::Data { stream, payload, .. } => {
+                w.u8(*stream as u8)?;
+                w.put(payload)
+            }
+            Message::Credit { increment, .. } => w.varint(check_increment(*increment)?.into()),
+            Message::Resize { size, .. } => size.encode(w),
+            Message::Signal { signal, .. } => signal.encode(w),
+            Message::Exit { status, .. } => status.encode(w),
+            Message::Extension { body, .. } => w.put(body),
+        }
+    }
+}
