@@ -16,15 +16,17 @@ pub struct Accumulator<const N: usize> {
     buf: Vec<u8, N>,
 }
 
-/// What [`Accumulator::feed`] found.
+/// What [`Accumulator::feed`] found. The message borrows from the accumulator or the input
+/// (`'m`); the unused input keeps the input's own lifetime (`'a`), so it can be fed back in once
+/// the message is dropped.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Feed<'a> {
+pub enum Feed<'m, 'a> {
     /// All input was taken and no frame is complete yet.
     Consumed,
     /// A frame is complete; `rest` is the input it did not use: feed it next.
     Frame {
         /// The decoded frame.
-        message: Message<'a>,
+        message: Message<'m>,
         /// Unused input.
         rest: &'a [u8],
     },
@@ -66,7 +68,7 @@ impl<const N: usize> Accumulator<N> {
 
     /// Takes bytes from `input` until one frame is complete or the input runs out. Call it again
     /// with `rest` until it answers [`Feed::Consumed`].
-    pub fn feed<'a>(&'a mut self, input: &'a [u8]) -> Feed<'a> {
+    pub fn feed<'m, 'a: 'm>(&'m mut self, input: &'a [u8]) -> Feed<'m, 'a> {
         if self.holds_delivered_frame() {
             self.buf.clear();
         }
@@ -103,7 +105,7 @@ impl<const N: usize> Accumulator<N> {
     }
 
     /// Keeps the start of a frame that `input` does not finish.
-    fn keep<'a>(&mut self, input: &'a [u8]) -> Feed<'a> {
+    fn keep<'m, 'a>(&mut self, input: &'a [u8]) -> Feed<'m, 'a> {
         match self.buf.extend_from_slice(input) {
             Ok(()) => Feed::Consumed,
             // Unreachable: a partial frame within the checked maximum fits. Fail closed anyway.
@@ -111,13 +113,13 @@ impl<const N: usize> Accumulator<N> {
         }
     }
 
-    fn fail<'a>(&mut self, error: Error, rest: &'a [u8]) -> Feed<'a> {
+    fn fail<'m, 'a>(&mut self, error: Error, rest: &'a [u8]) -> Feed<'m, 'a> {
         self.buf.clear();
         Feed::Error { error, rest }
     }
 }
 
-fn decoded<'a>(result: Result<Message<'a>, Error>, rest: &'a [u8]) -> Feed<'a> {
+fn decoded<'m, 'a>(result: Result<Message<'m>, Error>, rest: &'a [u8]) -> Feed<'m, 'a> {
     match result {
         Ok(message) => Feed::Frame { message, rest },
         Err(error) => Feed::Error { error, rest },
@@ -125,6 +127,6 @@ fn decoded<'a>(result: Result<Message<'a>, Error>, rest: &'a [u8]) -> Feed<'a> {
 }
 
 /// The header claimed too much: skip past it so the caller sees where the body would begin.
-fn too_large(error: Error, input: &[u8]) -> Feed<'_> {
+fn too_large<'m, 'a>(error: Error, input: &'a [u8]) -> Feed<'m, 'a> {
     Feed::Error { error, rest: input.get(HEADER_LEN..).unwrap_or_default() }
 }

@@ -58,7 +58,10 @@ pub struct Env<'a> {
 #[derive(Clone, Copy)]
 enum Repr<'a> {
     /// Entries exactly as on the wire (count excluded), already validated.
-    Encoded { count: usize, bytes: &'a [u8] },
+    Encoded {
+        count: usize,
+        bytes: &'a [u8],
+    },
     Vars(&'a [EnvVar<'a>]),
 }
 

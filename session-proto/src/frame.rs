@@ -125,8 +125,7 @@ pub fn data_prefix(channel: u16, stream: Stream, payload_len: usize) -> Result<[
         return Err(Error::BadChannel);
     }
     let body_len = payload_len.checked_add(1).ok_or(Error::FrameTooLarge)?;
-    let [l0, l1, l2, t, c0, c1] =
-        Header { body_len, frame_type: frame_type::DATA, channel }.to_bytes()?;
+    let [l0, l1, l2, t, c0, c1] = Header { body_len, frame_type: frame_type::DATA, channel }.to_bytes()?;
     Ok([l0, l1, l2, t, c0, c1, stream as u8])
 }
 

@@ -14,6 +14,11 @@ pub const DEFAULT_MAX_FRAME: usize = 131_072;
 pub const DEFAULT_INITIAL_WINDOW: u32 = 262_144;
 /// Recommended keepalive interval.
 pub const DEFAULT_KEEPALIVE_MS: u32 = 15_000;
+/// Largest send window a channel may reach: credit beyond it is a flow-control error.
+pub const MAX_WINDOW: u32 = u32::MAX;
+/// A peer that has heard nothing for this many of its own keepalive intervals declares the
+/// other lost.
+pub const KEEPALIVE_TIMEOUT_FACTOR: u32 = 3;
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 

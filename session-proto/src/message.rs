@@ -18,9 +18,9 @@ use crate::frame::{Header, frame_type};
 use crate::primitives::{Reader, Writer, bytes_len, varint_len};
 use crate::types::check_no_nul;
 use crate::{
-    Capabilities, Env, Error, ErrorCode, ExitStatus, HEADER_LEN, MAX_BODY_LEN, MAX_COMMAND_LEN,
-    MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, PROTOCOL_VERSION, Pty,
-    RefuseReason, Signal, Stream, WindowSize,
+    Capabilities, Env, Error, ErrorCode, ExitStatus, HEADER_LEN, MAX_BODY_LEN, MAX_COMMAND_LEN, MAX_HOST_LEN,
+    MAX_MESSAGE_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, PROTOCOL_VERSION, Pty, RefuseReason, Signal, Stream,
+    WindowSize,
 };
 
 /// One frame of the protocol, borrowing its strings and payload from the bytes it was decoded
@@ -146,7 +146,7 @@ pub struct Hello<'a> {
 }
 
 /// Re-attach state carried by Hello.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Resume<'a> {
@@ -154,6 +154,15 @@ pub struct Resume<'a> {
     pub token: &'a [u8],
     /// Bytes of non-Hello frames the sender has received on the session.
     pub offset: u64,
+}
+
+impl core::fmt::Debug for Resume<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Tokens are opaque bytes: hex reads better in logs than a list of numbers.
+        f.write_str("Resume { token: ")?;
+        self.token.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
+        write!(f, ", offset: {} }}", self.offset)
+    }
 }
 
 /// What an Open asks for.
@@ -374,11 +383,9 @@ impl<'a> Message<'a> {
             }
             frame_type::OPEN => Message::Open { channel, kind: OpenKind::decode(&mut r)? },
             frame_type::ACCEPT => Message::Accept { channel },
-            frame_type::REFUSE => Message::Refuse {
-                channel,
-                reason: RefuseReason(r.u32()?),
-                message: r.str(MAX_MESSAGE_LEN)?,
-            },
+            frame_type::REFUSE => {
+                Message::Refuse { channel, reason: RefuseReason(r.u32()?), message: r.str(MAX_MESSAGE_LEN)? }
+            }
             frame_type::DATA => {
                 let stream = Stream::from_code(r.u8()?)?;
                 Message::Data { channel, stream, payload: r.take(r.remaining().len())? }

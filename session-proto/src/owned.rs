@@ -9,8 +9,8 @@ use heapless::{String, Vec};
 
 use crate::primitives::Writer;
 use crate::{
-    Env, Error, MAX_COMMAND_LEN, MAX_ENV_ENCODED_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TERM_LEN,
-    OpenKind, Pty, WindowSize,
+    Env, Error, MAX_COMMAND_LEN, MAX_ENV_ENCODED_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TERM_LEN, OpenKind,
+    Pty, WindowSize,
 };
 
 /// A human-readable message of `GoAway` or `Refuse`.
@@ -60,7 +60,8 @@ impl OwnedEnv {
                 // as MAX_ENV < 128.
                 let mut buf = [0u8; 1 + MAX_ENV_ENCODED_LEN];
                 let mut w = Writer::new(&mut buf);
-                env.encode(&mut w).map_err(|e| if e == Error::BufferTooSmall { Error::TooLong } else { e })?;
+                env.encode(&mut w)
+                    .map_err(|e| if e == Error::BufferTooSmall { Error::TooLong } else { e })?;
                 let end = w.position();
                 let written = buf.get(1..end).ok_or(Error::TooLong)?;
                 entries.extend_from_slice(written).map_err(|_| Error::TooLong)?;
@@ -122,7 +123,9 @@ impl OwnedOpenKind {
                 pty: pty.as_ref().map(OwnedPty::new).transpose()?,
                 env: OwnedEnv::new(env)?,
             },
-            OpenKind::Forward { host, port } => OwnedOpenKind::Forward { host: owned_str(host)?, port: *port },
+            OpenKind::Forward { host, port } => {
+                OwnedOpenKind::Forward { host: owned_str(host)?, port: *port }
+            }
             OpenKind::Unknown { kind, .. } => OwnedOpenKind::Unknown { kind: *kind },
         })
     }
@@ -131,11 +134,9 @@ impl OwnedOpenKind {
     pub fn as_open_kind(&self) -> OpenKind<'_> {
         match self {
             OwnedOpenKind::Shell { pty, env } => OpenKind::Shell { pty: pty.as_pty(), env: env.as_env() },
-            OwnedOpenKind::Exec { command, pty, env } => OpenKind::Exec {
-                command,
-                pty: pty.as_ref().map(OwnedPty::as_pty),
-                env: env.as_env(),
-            },
+            OwnedOpenKind::Exec { command, pty, env } => {
+                OpenKind::Exec { command, pty: pty.as_ref().map(OwnedPty::as_pty), env: env.as_env() }
+            }
             OwnedOpenKind::Forward { host, port } => OpenKind::Forward { host, port: *port },
             OwnedOpenKind::Unknown { kind } => OpenKind::Unknown { kind: *kind, params: &[] },
         }

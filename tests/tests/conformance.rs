@@ -65,8 +65,21 @@ fn invalid_vectors_fail_with_their_error() {
 fn every_message_type_and_every_decode_error_has_a_vector() {
     let valid = load("valid.json");
     for kind in [
-        "Hello", "Ping", "Pong", "GoAway", "Open", "Accept", "Refuse", "Data", "Credit", "Resize",
-        "Signal", "Eof", "Exit", "Close", "Extension",
+        "Hello",
+        "Ping",
+        "Pong",
+        "GoAway",
+        "Open",
+        "Accept",
+        "Refuse",
+        "Data",
+        "Credit",
+        "Resize",
+        "Signal",
+        "Eof",
+        "Exit",
+        "Close",
+        "Extension",
     ] {
         assert!(valid.iter().any(|v| v["decoded"]["type"] == kind), "no valid vector for {kind}");
     }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use session_tests::{json::to_json, vectors, vectors_dir};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn core::error::Error>> {
     let mut valid = Vec::new();
     for (name, message) in vectors::valid() {
         let mut bytes = vec![0; message.encoded_len()];

@@ -1,0 +1,196 @@
+//! A proptest strategy for valid messages. Messages borrow their strings, so the strategy
+//! generates an owned description ([`Spec`]) and [`Spec::with`] lends it out as a [`Message`].
+
+#![allow(dead_code, reason = "each test file uses part of this module")]
+
+use proptest::prelude::*;
+use session_proto::{
+    Capabilities, Env, EnvVar, ErrorCode, ExitStatus, Hello, MAX_BODY_LEN, MIN_MAX_FRAME, Message, OpenKind,
+    Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
+};
+
+#[derive(Debug, Clone)]
+pub(crate) struct PtySpec {
+    pub(crate) term: String,
+    pub(crate) size: WindowSize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Spec {
+    Hello { caps: u64, max_frame: u32, window: u32, keepalive: u32, resume: Option<(Vec<u8>, u64)> },
+    Ping(u64),
+    Pong(u64),
+    GoAway(u32, String),
+    Shell { channel: u16, pty: PtySpec, env: Vec<(String, String)> },
+    Exec { channel: u16, command: String, pty: Option<PtySpec>, env: Vec<(String, String)> },
+    Forward { channel: u16, host: String, port: u16 },
+    UnknownKind { channel: u16, kind: u32, params: Vec<u8> },
+    Accept(u16),
+    Refuse(u16, u32, String),
+    Data(u16, Stream, Vec<u8>),
+    Credit(u16, u32),
+    Resize(u16, WindowSize),
+    Signal(u16, u8),
+    Eof(u16),
+    Exit(u16, ExitStatus),
+    Close(u16),
+    Extension(u8, u16, Vec<u8>),
+}
+
+fn pty_of(spec: &PtySpec) -> Pty<'_> {
+    Pty { term: &spec.term, size: spec.size }
+}
+
+impl Spec {
+    /// Calls `f` with the message this spec describes.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(Message<'_>) -> R) -> R {
+        let vars: Vec<EnvVar<'_>> = match self {
+            Spec::Shell { env, .. } | Spec::Exec { env, .. } => {
+                env.iter().map(|(name, value)| EnvVar { name, value }).collect()
+            }
+            _ => Vec::new(),
+        };
+        let env = Env::new(&vars);
+        f(match self {
+            Spec::Hello { caps, max_frame, window, keepalive, resume } => Message::Hello(Hello {
+                capabilities: Capabilities(*caps),
+                max_frame: *max_frame,
+                initial_window: *window,
+                keepalive_ms: *keepalive,
+                resume: resume.as_ref().map(|(token, offset)| Resume { token, offset: *offset }),
+            }),
+            Spec::Ping(nonce) => Message::Ping { nonce: *nonce },
+            Spec::Pong(nonce) => Message::Pong { nonce: *nonce },
+            Spec::GoAway(code, message) => Message::GoAway { code: ErrorCode(*code), message },
+            Spec::Shell { channel, pty, .. } => {
+                Message::Open { channel: *channel, kind: OpenKind::Shell { pty: pty_of(pty), env } }
+            }
+            Spec::Exec { channel, command, pty, .. } => Message::Open {
+                channel: *channel,
+                kind: OpenKind::Exec { command, pty: pty.as_ref().map(pty_of), env },
+            },
+            Spec::Forward { channel, host, port } => {
+                Message::Open { channel: *channel, kind: OpenKind::Forward { host, port: *port } }
+            }
+            Spec::UnknownKind { channel, kind, params } => {
+                Message::Open { channel: *channel, kind: OpenKind::Unknown { kind: *kind, params } }
+            }
+            Spec::Accept(channel) => Message::Accept { channel: *channel },
+            Spec::Refuse(channel, reason, message) => {
+                Message::Refuse { channel: *channel, reason: RefuseReason(*reason), message }
+            }
+            Spec::Data(channel, stream, payload) => {
+                Message::Data { channel: *channel, stream: *stream, payload }
+            }
+            Spec::Credit(channel, increment) => Message::Credit { channel: *channel, increment: *increment },
+            Spec::Resize(channel, size) => Message::Resize { channel: *channel, size: *size },
+            Spec::Signal(channel, signal) => Message::Signal { channel: *channel, signal: Signal(*signal) },
+            Spec::Eof(channel) => Message::Eof { channel: *channel },
+            Spec::Exit(channel, status) => Message::Exit { channel: *channel, status: *status },
+            Spec::Close(channel) => Message::Close { channel: *channel },
+            Spec::Extension(kind, channel, body) => {
+                Message::Extension { kind: *kind, channel: *channel, body }
+            }
+        })
+    }
+
+    /// The frame's bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        self.with(|m| {
+            let mut out = vec![0; m.encoded_len()];
+            let len = m.encode(&mut out).expect("a spec describes a valid message");
+            assert_eq!(len, out.len());
+            out
+        })
+    }
+}
+
+fn channel() -> impl Strategy<Value = u16> {
+    prop_oneof![1..=8u16, Just(u16::MAX), 1..=u16::MAX]
+}
+
+fn size() -> impl Strategy<Value = WindowSize> {
+    (any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>())
+        .prop_map(|(cols, rows, width_px, height_px)| WindowSize { cols, rows, width_px, height_px })
+}
+
+fn pty() -> impl Strategy<Value = PtySpec> {
+    ("[ -~]{0,64}", size()).prop_map(|(term, size)| PtySpec { term, size })
+}
+
+fn env() -> impl Strategy<Value = Vec<(String, String)>> {
+    // Byte limits: names of at most 32 two-byte chars fit 64 bytes, values of at most 80
+    // three-byte chars fit 256.
+    prop::collection::vec(("[A-Za-z0-9_é]{1,32}", "[ -~é✓]{0,80}"), 0..=16)
+}
+
+fn text() -> impl Strategy<Value = String> {
+    "[ -~é✓\n]{0,85}"
+}
+
+fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..=max)
+}
+
+fn varint_u32() -> impl Strategy<Value = u32> {
+    prop_oneof![0..=300u32, any::<u32>()]
+}
+
+fn varint_u64() -> impl Strategy<Value = u64> {
+    prop_oneof![0..=300u64, any::<u64>()]
+}
+
+pub(crate) fn stream() -> impl Strategy<Value = Stream> {
+    prop_oneof![Just(Stream::Stdin), Just(Stream::Stdout), Just(Stream::Stderr)]
+}
+
+pub(crate) fn exit_status() -> impl Strategy<Value = ExitStatus> {
+    prop_oneof![
+        varint_u32().prop_map(ExitStatus::Code),
+        (1..=u8::MAX, any::<bool>())
+            .prop_map(|(s, core_dumped)| ExitStatus::Signal { signal: Signal(s), core_dumped }),
+    ]
+}
+
+/// Any valid message, with payloads of at most `max_payload` bytes.
+pub(crate) fn spec(max_payload: usize) -> impl Strategy<Value = Spec> {
+    let max_frame = (MIN_MAX_FRAME as u32)..=(MAX_BODY_LEN as u32);
+    let resume = prop::option::of((prop::collection::vec(any::<u8>(), 1..=32), varint_u64()));
+    prop_oneof![
+        (varint_u64(), max_frame, varint_u32(), varint_u32(), resume).prop_map(
+            |(caps, max_frame, window, keepalive, resume)| Spec::Hello {
+                caps,
+                max_frame,
+                window,
+                keepalive,
+                resume
+            }
+        ),
+        varint_u64().prop_map(Spec::Ping),
+        varint_u64().prop_map(Spec::Pong),
+        (varint_u32(), text()).prop_map(|(c, m)| Spec::GoAway(c, m)),
+        (channel(), pty(), env()).prop_map(|(channel, pty, env)| Spec::Shell { channel, pty, env }),
+        (channel(), "[ -~✓]{1,300}", prop::option::of(pty()), env())
+            .prop_map(|(channel, command, pty, env)| Spec::Exec { channel, command, pty, env }),
+        (channel(), "[a-z0-9.:-]{1,255}", 1..=u16::MAX).prop_map(|(channel, host, port)| Spec::Forward {
+            channel,
+            host,
+            port
+        }),
+        (channel(), 3..=u32::MAX, bytes(32)).prop_map(|(channel, kind, params)| Spec::UnknownKind {
+            channel,
+            kind,
+            params
+        }),
+        channel().prop_map(Spec::Accept),
+        (channel(), varint_u32(), text()).prop_map(|(ch, r, m)| Spec::Refuse(ch, r, m)),
+        (channel(), stream(), bytes(max_payload)).prop_map(|(ch, s, p)| Spec::Data(ch, s, p)),
+        (channel(), 1..=u32::MAX).prop_map(|(ch, n)| Spec::Credit(ch, n)),
+        (channel(), size()).prop_map(|(ch, s)| Spec::Resize(ch, s)),
+        (channel(), 1..=u8::MAX).prop_map(|(ch, s)| Spec::Signal(ch, s)),
+        channel().prop_map(Spec::Eof),
+        (channel(), exit_status()).prop_map(|(ch, s)| Spec::Exit(ch, s)),
+        channel().prop_map(Spec::Close),
+        (0x80..=u8::MAX, any::<u16>(), bytes(32)).prop_map(|(k, ch, b)| Spec::Extension(k, ch, b)),
+    ]
+}
