@@ -90,17 +90,18 @@ class VarintType:
     """An unsigned LEB128 integer type (§3.2)."""
 
     name: str
+    bits: int
     max_bytes: int
     last_byte_max: int  # largest value allowed in byte number `max_bytes`
 
     @property
     def max_value(self) -> int:
-        return (1 << (7 * (self.max_bytes - 1))) * (self.last_byte_max + 1) - 1
+        return (1 << self.bits) - 1
 
 
-U16 = VarintType("u16", 3, 0x03)
-U32 = VarintType("u32", 5, 0x0F)
-U64 = VarintType("u64", 10, 0x01)
+U16 = VarintType("u16", bits=16, max_bytes=3, last_byte_max=0x03)
+U32 = VarintType("u32", bits=32, max_bytes=5, last_byte_max=0x0F)
+U64 = VarintType("u64", bits=64, max_bytes=10, last_byte_max=0x01)
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,10 @@ class LengthRule:
     def check_content(self, value: str | bytes, fail: Callable[[str, str], Exception]) -> None:
         if self.non_empty and len(value) == 0:
             raise fail("invalid_value", f"{self.field} must not be empty")
-        for char in self.forbidden:
-            if isinstance(value, str) and char in value:
-                raise fail("invalid_value", f"{self.field} must not contain {char!r}")
+        if isinstance(value, str):
+            for char in self.forbidden:
+                if char in value:
+                    raise fail("invalid_value", f"{self.field} must not contain {char!r}")
 
 
 MESSAGE_RULE = LengthRule("message", MAX_MESSAGE_LEN)
@@ -695,17 +697,16 @@ def encode_frame(decoded: dict, max_body: int = DEFAULT_MAX_FRAME) -> bytes:
         if message_type is None:
             raise ValueError(f"type: unknown message name {name!r}")
         keys = {"type"} | message_type.body_keys
-        if message_type.is_connection:
-            if "channel" in decoded:
-                raise EncodeError("bad_channel", f"{name} is a connection message: no channel")
-            channel = 0
-        else:
+        if not message_type.is_connection:
             keys.add("channel")
-            _object(decoded, keys, name)
-            channel = _number(decoded, "channel", 0xFFFF)
+        elif "channel" in decoded:
+            raise EncodeError("bad_channel", f"{name} is a connection message: no channel")
+        msg = _object(decoded, keys, name)
+        channel = 0
+        if not message_type.is_connection:
+            channel = _number(msg, "channel", 0xFFFF)
             if channel == 0:
                 raise EncodeError("bad_channel", f"{name} needs a channel in 1..=65535")
-        msg = _object(decoded, keys, name)
         type_code = message_type.code
         writer = BodyWriter()
         message_type.encode_body(writer, msg)

@@ -1,0 +1,109 @@
+//! The properties the fuzz targets check, as plain functions. The targets in `fuzz/` call them
+//! on libFuzzer's inputs; `tests/fuzz_regressions.rs` calls them on every committed corpus and
+//! regression input, so a crash, once saved, is replayed by an ordinary `cargo test`.
+//!
+//! Each function panics when its property fails; that is how libFuzzer learns of a bug.
+
+use arbitrary::{Arbitrary, Unstructured};
+use session_proto::{
+    Accumulator, DEFAULT_MAX_FRAME, Error, Feed, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME, Message, frame,
+};
+
+/// Any bytes give a message or an error; a message re-encodes to exactly the bytes it came from
+/// (one encoding per value), and that encoding decodes to the same message.
+pub fn decode_frame(data: &[u8]) {
+    for max in [MIN_MAX_FRAME, DEFAULT_MAX_FRAME, MAX_BODY_LEN] {
+        let Ok(message) = Message::decode(data, max) else { continue };
+        let mut out = vec![0; message.encoded_len()];
+        assert_eq!(message.encode(&mut out), Ok(data.len()), "{message:?}");
+        assert_eq!(out, data, "re-encoding changed the bytes of {message:?}");
+        assert_eq!(Message::decode(&out, max), Ok(message));
+    }
+}
+
+/// Any message the encoder accepts is written in exactly `encoded_len` bytes and decodes equal;
+/// a message it refuses is refused with an error, never a panic.
+pub fn roundtrip(data: &[u8]) {
+    let Ok(message) = Message::arbitrary_take_rest(Unstructured::new(data)) else { return };
+    let len = message.encoded_len();
+    let mut out = vec![0; len];
+    match message.encode(&mut out) {
+        Ok(written) => {
+            assert_eq!(written, len, "{message:?}");
+            assert_eq!(Message::decode(&out, MAX_BODY_LEN), Ok(message));
+        }
+        Err(error) => assert_ne!(error, Error::BufferTooSmall, "encoded_len too small for {message:?}"),
+    }
+}
+
+const ACCUMULATOR_LEN: usize = HEADER_LEN + MIN_MAX_FRAME;
+
+/// A stream fed to the accumulator in pieces yields the same frames and errors as decoding it in
+/// one piece. The first four bytes choose the piece sizes; the rest is the stream.
+pub fn accumulator(data: &[u8]) {
+    let (sizes, stream) = data.split_at(data.len().min(4));
+    let sizes: Vec<usize> = sizes.iter().map(|&s| usize::from(s).max(1)).collect();
+    assert_eq!(feed_in_pieces(stream, &sizes), decode_whole(stream));
+}
+
+/// What one frame decoded to: its canonical bytes, or its error.
+type Outcome = Result<Vec<u8>, Error>;
+
+fn canonical(message: &Message<'_>) -> Vec<u8> {
+    let mut out = vec![0; message.encoded_len()];
+    message.encode(&mut out).expect("a decoded message encodes");
+    out
+}
+
+fn feed_in_pieces(stream: &[u8], sizes: &[usize]) -> Vec<Outcome> {
+    let mut acc = Accumulator::<ACCUMULATOR_LEN>::new();
+    let mut outcomes = Vec::new();
+    let mut offset = 0;
+    for &size in sizes.iter().cycle() {
+        if offset >= stream.len() {
+            break;
+        }
+        let end = (offset + size).min(stream.len());
+        let mut input = &stream[offset..end];
+        offset = end;
+        loop {
+            match acc.feed(input) {
+                Feed::Consumed => break,
+                Feed::Frame { message, rest } => {
+                    outcomes.push(Ok(canonical(&message)));
+                    input = rest;
+                }
+                Feed::Error { error: Error::FrameTooLarge, .. } => {
+                    // The stream cannot be resynchronised: a receiver closes here.
+                    outcomes.push(Err(Error::FrameTooLarge));
+                    return outcomes;
+                }
+                Feed::Error { error, rest } => {
+                    outcomes.push(Err(error));
+                    input = rest;
+                }
+            }
+        }
+    }
+    outcomes
+}
+
+fn decode_whole(stream: &[u8]) -> Vec<Outcome> {
+    let max = ACCUMULATOR_LEN - HEADER_LEN;
+    let mut outcomes = Vec::new();
+    let mut rest = stream;
+    loop {
+        match frame::frame_len(rest, max) {
+            Ok(Some(len)) if len <= rest.len() => {
+                let (whole, tail) = rest.split_at(len);
+                outcomes.push(Message::decode(whole, max).map(|m| canonical(&m)));
+                rest = tail;
+            }
+            Ok(_) => return outcomes,
+            Err(error) => {
+                outcomes.push(Err(error));
+                return outcomes;
+            }
+        }
+    }
+}
