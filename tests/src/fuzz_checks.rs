@@ -4,10 +4,18 @@
 //!
 //! Each function panics when its property fails; that is how libFuzzer learns of a bug.
 
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
 use arbitrary::{Arbitrary, Unstructured};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use session_codec::{Frame, SessionCodec};
 use session_proto::{
     Accumulator, DEFAULT_MAX_FRAME, Error, Feed, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME, Message, frame,
 };
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::codec::{Decoder, FramedRead};
 
 /// Any bytes give a message or an error; a message re-encodes to exactly the bytes it came from
 /// (one encoding per value), and that encoding decodes to the same message.
@@ -105,5 +113,67 @@ fn decode_whole(stream: &[u8]) -> Vec<Outcome> {
                 return outcomes;
             }
         }
+    }
+}
+
+/// The tokio codec, reading through `FramedRead` from a reader that hands out the stream in
+/// pieces of arbitrary sizes, yields the same frames and error as decoding it in one piece. The
+/// first four bytes choose the piece sizes; the rest is the stream.
+pub fn codec_stream(data: &[u8]) {
+    let (sizes, stream) = data.split_at(data.len().min(4));
+    let reader = ChunkedReader {
+        data: stream,
+        sizes: sizes.iter().map(|&s| usize::from(s).max(1)).collect(),
+        next: 0,
+    };
+    let chunked: Vec<CodecOutcome> =
+        futures_executor::block_on(FramedRead::new(reader, SessionCodec::new()).map(outcome).collect());
+    assert_eq!(chunked, codec_whole(stream));
+}
+
+/// A frame, or the error's description (codec errors carry I/O errors, which do not compare).
+type CodecOutcome = Result<Frame, String>;
+
+fn outcome(item: Result<Frame, session_codec::CodecError>) -> CodecOutcome {
+    item.map_err(|e| format!("{e:?}"))
+}
+
+fn codec_whole(stream: &[u8]) -> Vec<CodecOutcome> {
+    let mut codec = SessionCodec::new();
+    let mut buf = BytesMut::from(stream);
+    let mut outcomes = Vec::new();
+    loop {
+        match codec.decode_eof(&mut buf) {
+            Ok(Some(frame)) => outcomes.push(Ok(frame)),
+            Ok(None) => return outcomes,
+            Err(e) => {
+                // FramedRead ends the stream after its first error.
+                outcomes.push(outcome(Err(e)));
+                return outcomes;
+            }
+        }
+    }
+}
+
+/// An in-memory reader that returns its data in pieces of the given sizes, cycled.
+struct ChunkedReader<'a> {
+    data: &'a [u8],
+    sizes: Vec<usize>,
+    next: usize,
+}
+
+impl AsyncRead for ChunkedReader<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let size = self.sizes.get(self.next % self.sizes.len().max(1)).copied().unwrap_or(usize::MAX);
+        self.next += 1;
+        let n = size.min(self.data.len()).min(buf.remaining());
+        let (piece, rest) = self.data.split_at(n);
+        buf.put_slice(piece);
+        self.data = rest;
+        Poll::Ready(Ok(()))
     }
 }

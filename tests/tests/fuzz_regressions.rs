@@ -38,3 +38,8 @@ fn roundtrip_inputs_hold() {
 fn accumulator_inputs_hold() {
     replay("accumulator", fuzz_checks::accumulator);
 }
+
+#[test]
+fn codec_stream_inputs_hold() {
+    replay("codec_stream", fuzz_checks::codec_stream);
+}

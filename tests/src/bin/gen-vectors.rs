@@ -47,7 +47,7 @@ fn write_vectors(
 }
 
 /// Seeds: every vector as one frame for the decode targets, and streams of whole vectors cut in
-/// pieces of several sizes for the accumulator (the first four bytes choose the piece sizes).
+/// pieces of several sizes for the stream targets (the first four bytes choose the piece sizes).
 fn write_corpus(
     valid: &[(String, Vec<u8>, Value)],
     invalid: &[(String, Vec<u8>, session_proto::Error)],
@@ -77,12 +77,14 @@ fn write_corpus(
         .flat_map(|(good, bad)| [good.clone(), bad.clone()].concat())
         .collect();
     let all: Vec<u8> = valid.iter().flat_map(|(_, b, _)| b.clone()).collect();
-    let dir = reset("accumulator")?;
     let streams: [(&str, &[u8]); 3] = [("small", &small), ("with-errors", &with_errors), ("all-valid", &all)];
-    for (name, stream) in streams {
-        for sizes in [[1, 1, 1, 1], [6, 1, 7, 255], [255, 255, 255, 255], [3, 64, 2, 13]] {
-            let file = format!("stream-{name}-{}", sizes.map(|s| s.to_string()).join("-"));
-            fs::write(dir.join(file), [&sizes[..], stream].concat())?;
+    for target in ["accumulator", "codec_stream"] {
+        let dir = reset(target)?;
+        for (name, stream) in streams {
+            for sizes in [[1, 1, 1, 1], [6, 1, 7, 255], [255, 255, 255, 255], [3, 64, 2, 13]] {
+                let file = format!("stream-{name}-{}", sizes.map(|s| s.to_string()).join("-"));
+                fs::write(dir.join(file), [&sizes[..], stream].concat())?;
+            }
         }
     }
     println!("fuzz/corpus: {} frames, 12 streams", frames.len());
