@@ -8,6 +8,7 @@ use session_proto::frame::{DATA_PREFIX_LEN, data_prefix};
 use session_proto::{DEFAULT_MAX_FRAME, HEADER_LEN, Header, MAX_BODY_LEN, MIN_MAX_FRAME, Message, Stream};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::frame::peek_header;
 use crate::{CodecError, Frame};
 
 /// Splits a byte stream into validated [`Frame`]s and writes messages onto it, for
@@ -32,13 +33,14 @@ impl Default for SessionCodec {
 
 impl SessionCodec {
     /// A codec accepting bodies of up to [`DEFAULT_MAX_FRAME`] bytes, and sending none longer
-    /// than [`MIN_MAX_FRAME`] until told the peer's maximum.
+    /// than [`MIN_MAX_FRAME`] until told the peer's maximum (spec section 2.3).
     pub fn new() -> Self {
         SessionCodec { max_frame: DEFAULT_MAX_FRAME, peer_max_frame: MIN_MAX_FRAME }
     }
 
-    /// Accept bodies of up to `max_frame` bytes, clamped to what the spec allows
-    /// ([`MIN_MAX_FRAME`] to [`MAX_BODY_LEN`]). Announce the same value in Hello.
+    /// Accept bodies of up to `max_frame` bytes, clamped to the range a Hello may announce
+    /// ([`MIN_MAX_FRAME`] to [`MAX_BODY_LEN`]); [`SessionCodec::max_frame`] says what was set.
+    /// Announce that value in Hello.
     pub fn with_max_frame(mut self, max_frame: usize) -> Self {
         self.max_frame = max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN);
         self
@@ -49,7 +51,8 @@ impl SessionCodec {
         self.max_frame
     }
 
-    /// Record the `max_frame` of the peer's Hello: the encoder refuses longer bodies.
+    /// Record the `max_frame` of the peer's Hello (clamped as in
+    /// [`SessionCodec::with_max_frame`]): the encoder refuses longer bodies.
     pub fn set_peer_max_frame(&mut self, max_frame: usize) {
         self.peer_max_frame = max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN);
     }
@@ -57,14 +60,6 @@ impl SessionCodec {
     /// The largest body the encoder sends.
     pub fn peer_max_frame(&self) -> usize {
         self.peer_max_frame
-    }
-
-    fn check_send(&self, frame_len: usize) -> Result<(), CodecError> {
-        let len = frame_len.saturating_sub(HEADER_LEN);
-        if len > self.peer_max_frame {
-            return Err(CodecError::FrameTooLarge { len, max: self.peer_max_frame });
-        }
-        Ok(())
     }
 
     /// A Data frame as a header in a small array chained to the payload, for transports that
@@ -76,10 +71,43 @@ impl SessionCodec {
         stream: Stream,
         payload: Bytes,
     ) -> Result<Chain<Cursor<[u8; DATA_PREFIX_LEN]>, Bytes>, CodecError> {
-        self.check_send(DATA_PREFIX_LEN + payload.len())?;
-        let prefix = data_prefix(channel, stream, payload.len())?;
+        check_send(DATA_PREFIX_LEN - HEADER_LEN + payload.len(), self.peer_max_frame)?;
+        let prefix = data_prefix(channel, stream, payload.len()).map_err(CodecError::Send)?;
         Ok(bytes::Buf::chain(Cursor::new(prefix), payload))
     }
+}
+
+fn check_send(body_len: usize, max: usize) -> Result<(), CodecError> {
+    if body_len > max { Err(CodecError::SendTooLarge { len: body_len, max }) } else { Ok(()) }
+}
+
+/// Appends `message` to `dst` as one frame whose body is at most `max` bytes, and returns its
+/// header. On error nothing is appended.
+pub(crate) fn encode_message(
+    message: &Message<'_>,
+    max: usize,
+    dst: &mut BytesMut,
+) -> Result<Header, CodecError> {
+    let len = message.encoded_len();
+    check_send(len - HEADER_LEN, max)?;
+    let header =
+        Header { body_len: len - HEADER_LEN, frame_type: message.frame_type(), channel: message.channel() };
+    dst.reserve(len);
+    if let Message::Data { channel, stream, payload } = *message {
+        // The hot path copies the payload once, straight into the buffer, without zeroing the
+        // room first as `Message::encode` into a slice would need.
+        dst.put_slice(&data_prefix(channel, stream, payload.len()).map_err(CodecError::Send)?);
+        dst.put_slice(payload);
+        return Ok(header);
+    }
+    let start = dst.len();
+    dst.resize(start + len, 0);
+    let (_, room) = dst.split_at_mut(start);
+    if let Err(e) = message.encode(room) {
+        dst.truncate(start);
+        return Err(CodecError::Send(e));
+    }
+    Ok(header)
 }
 
 impl Decoder for SessionCodec {
@@ -87,21 +115,14 @@ impl Decoder for SessionCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        let Ok(header) = Header::parse(src) else {
-            return Ok(None);
-        };
-        if header.body_len > self.max_frame {
-            return Err(CodecError::FrameTooLarge { len: header.body_len, max: self.max_frame });
-        }
+        let Some(header) = peek_header(src, self.max_frame)? else { return Ok(None) };
         let frame_len = header.frame_len();
         if src.len() < frame_len {
-            // Bounded by the check above: at most one maximal frame.
+            // Bounded by `peek_header`: at most one maximal frame.
             src.reserve(frame_len - src.len());
             return Ok(None);
         }
-        let bytes = src.split_to(frame_len).freeze();
-        Message::decode_body(header.frame_type, header.channel, bytes.get(HEADER_LEN..).unwrap_or_default())?;
-        Ok(Some(Frame::validated(header, bytes)))
+        Frame::validate(header, src.split_to(frame_len).freeze()).map(Some)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
@@ -117,34 +138,17 @@ impl Encoder<Message<'_>> for SessionCodec {
     type Error = CodecError;
 
     fn encode(&mut self, message: Message<'_>, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let len = message.encoded_len();
-        self.check_send(len)?;
-        dst.reserve(len);
-        if let Message::Data { channel, stream, payload } = message {
-            // The hot path copies the payload once, straight into the buffer, without zeroing
-            // the room first as `Message::encode` into a slice would need.
-            dst.put_slice(&data_prefix(channel, stream, payload.len())?);
-            dst.put_slice(payload);
-            return Ok(());
-        }
-        let start = dst.len();
-        dst.resize(start + len, 0);
-        match message.encode(&mut dst[start..]) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                dst.truncate(start);
-                Err(e.into())
-            }
-        }
+        encode_message(&message, self.peer_max_frame, dst).map(drop)
     }
 }
 
 impl Encoder<Frame> for SessionCodec {
     type Error = CodecError;
 
-    /// Writes a frame received elsewhere (a relay forwarding it), copying it once.
+    /// Writes a frame received elsewhere (a relay forwarding it), copying it once into the
+    /// write buffer.
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.check_send(frame.as_bytes().len())?;
+        check_send(frame.header().body_len, self.peer_max_frame)?;
         dst.extend_from_slice(frame.as_bytes());
         Ok(())
     }

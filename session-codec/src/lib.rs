@@ -18,6 +18,10 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod codec;
 mod error;
@@ -26,7 +30,7 @@ mod frame;
 pub mod websocket;
 
 pub use codec::SessionCodec;
-pub use error::CodecError;
+pub use error::{BadMessage, CodecError};
 pub use frame::Frame;
 /// The wire format, re-exported so that std users depend on one crate.
 pub use session_proto as proto;

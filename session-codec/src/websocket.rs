@@ -10,13 +10,25 @@ use core::task::{Context, Poll, ready};
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
-use session_proto::{DEFAULT_MAX_FRAME, HEADER_LEN, Header, MAX_BODY_LEN, MIN_MAX_FRAME, Message};
+use session_proto::{DEFAULT_MAX_FRAME, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
-use crate::{CodecError, Frame};
+use crate::frame::peek_header;
+use crate::{BadMessage, CodecError, Frame};
 
 /// The subprotocol token both sides name in `Sec-WebSocket-Protocol`.
 pub const SUBPROTOCOL: &str = "session-proto.v1";
+
+/// The WebSocket settings for a side that accepts bodies of up to `max_frame` bytes: no
+/// WebSocket message or frame longer than one maximal frame of ours. Build every WebSocket that
+/// [`WsFrames`] wraps with it (`accept_async_with_config`, `client_async_with_config`), so that
+/// tungstenite refuses an oversized message from its header, before it reserves memory for it;
+/// its defaults would let a peer make it reserve 16 MiB per frame and 64 MiB per message.
+pub fn ws_config(max_frame: usize) -> WebSocketConfig {
+    let limit = Some(max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN) + HEADER_LEN);
+    WebSocketConfig::default().max_message_size(limit).max_frame_size(limit)
+}
 
 /// Frames over a WebSocket: a [`Stream`] of received [`Frame`]s and a [`Sink`] of frames to
 /// send, one per binary message, their bytes handed to the WebSocket without a copy.
@@ -31,16 +43,23 @@ pub struct WsFrames<S> {
 
 impl<S> WsFrames<S> {
     /// Wraps a WebSocket (a `tokio_tungstenite::WebSocketStream`, or anything with its stream
-    /// and sink types). It accepts bodies of up to [`DEFAULT_MAX_FRAME`] bytes and sends none
-    /// longer than [`MIN_MAX_FRAME`] until told the peer's maximum.
+    /// and sink types) built with [`ws_config`]. It accepts bodies of up to
+    /// [`DEFAULT_MAX_FRAME`] bytes and sends none longer than [`MIN_MAX_FRAME`] until told the
+    /// peer's maximum.
     pub fn new(inner: S) -> Self {
         WsFrames { inner, max_frame: DEFAULT_MAX_FRAME, peer_max_frame: MIN_MAX_FRAME, pending: Bytes::new() }
     }
 
-    /// Accept bodies of up to `max_frame` bytes (clamped to the spec's range).
+    /// Accept bodies of up to `max_frame` bytes (clamped to the spec's range); build the
+    /// WebSocket with [`ws_config`] of the same value.
     pub fn with_max_frame(mut self, max_frame: usize) -> Self {
         self.max_frame = max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN);
         self
+    }
+
+    /// The largest body this side accepts.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     /// Record the `max_frame` of the peer's Hello.
@@ -48,33 +67,43 @@ impl<S> WsFrames<S> {
         self.peer_max_frame = max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN);
     }
 
+    /// The WebSocket.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// The WebSocket, to close it.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
+    /// The WebSocket, unwrapped. Frames of a message not yet read are dropped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// Takes the next frame from the current message.
     fn next_in_message(&mut self) -> Result<Frame, CodecError> {
         let result = split_frame(&mut self.pending, self.max_frame);
-        if result.is_err() {
-            // The connection is over; nothing after a bad frame is read.
+        // After an error the connection is over: nothing more is read. Once the message is used
+        // up, letting go of it leaves its last frame the only owner of the bytes, so that a relay
+        // can relabel it in place.
+        if result.is_err() || self.pending.is_empty() {
             self.pending = Bytes::new();
         }
         result
     }
 }
 
+/// Splits the next frame off a message: a frame never spans messages, so a short one is
+/// truncated, not waited for.
 fn split_frame(pending: &mut Bytes, max_frame: usize) -> Result<Frame, CodecError> {
-    let header = Header::parse(pending).map_err(|_| CodecError::Truncated { buffered: pending.len() })?;
-    if header.body_len > max_frame {
-        return Err(CodecError::FrameTooLarge { len: header.body_len, max: max_frame });
-    }
+    let truncated = CodecError::Truncated { buffered: pending.len() };
+    let header = peek_header(pending, max_frame)?.ok_or(truncated)?;
     if pending.len() < header.frame_len() {
         return Err(CodecError::Truncated { buffered: pending.len() });
     }
-    let bytes = pending.split_to(header.frame_len());
-    Message::decode_body(header.frame_type, header.channel, bytes.get(HEADER_LEN..).unwrap_or_default())?;
-    Ok(Frame::validated(header, bytes))
+    Frame::validate(header, pending.split_to(header.frame_len()))
 }
 
 impl<S> Stream for WsFrames<S>
@@ -94,17 +123,16 @@ where
                 Some(Err(e)) => return Poll::Ready(Some(Err(CodecError::WebSocket(e)))),
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => continue,
                 Some(Ok(WsMessage::Text(_))) => {
-                    return Poll::Ready(Some(Err(CodecError::BadMessage("text message"))));
+                    return Poll::Ready(Some(Err(CodecError::BadMessage(BadMessage::Text))));
                 }
                 Some(Ok(WsMessage::Binary(bytes))) => bytes,
             };
             if message.is_empty() {
-                return Poll::Ready(Some(Err(CodecError::BadMessage("empty message"))));
+                return Poll::Ready(Some(Err(CodecError::BadMessage(BadMessage::Empty))));
             }
             if message.len() > this.max_frame + HEADER_LEN {
-                return Poll::Ready(Some(Err(CodecError::BadMessage(
-                    "message longer than one maximal frame",
-                ))));
+                // Reached only when the WebSocket was not built with `ws_config`.
+                return Poll::Ready(Some(Err(CodecError::BadMessage(BadMessage::TooLong))));
             }
             this.pending = message;
         }
@@ -125,7 +153,7 @@ where
         let this = self.get_mut();
         let len = frame.header().body_len;
         if len > this.peer_max_frame {
-            return Err(CodecError::FrameTooLarge { len, max: this.peer_max_frame });
+            return Err(CodecError::SendTooLarge { len, max: this.peer_max_frame });
         }
         Pin::new(&mut this.inner)
             .start_send(WsMessage::Binary(frame.into_bytes()))

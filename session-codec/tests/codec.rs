@@ -104,14 +104,14 @@ fn encoder_refuses_frames_beyond_the_peer_maximum() {
     let data = Message::Data { channel: 1, stream: Stream::Stdout, payload: &payload };
     assert!(matches!(
         codec.encode(data, &mut out),
-        Err(CodecError::FrameTooLarge { len: 16_385, max: 16_384 })
+        Err(CodecError::SendTooLarge { len: 16_385, max: 16_384 })
     ));
     assert!(out.is_empty());
     codec.set_peer_max_frame(65_536);
     codec.encode(data, &mut out).unwrap();
     assert_eq!(out.len(), 7 + 16_384);
     let bad = Message::Credit { channel: 1, increment: 0 };
-    assert!(matches!(codec.encode(bad, &mut out), Err(CodecError::Protocol(_))));
+    assert!(matches!(codec.encode(bad, &mut out), Err(CodecError::Send(_))));
     assert_eq!(out.len(), 7 + 16_384, "a refused message leaves nothing behind");
 }
 
@@ -184,5 +184,5 @@ async fn data_buf_sends_the_payload_from_where_it_lies() {
     assert_eq!(frames[0].channel(), 3);
     assert_eq!(frames[0].payload(), Some(payload));
     let too_big = Bytes::from(vec![0; 16_384]);
-    assert!(matches!(codec.data_buf(3, Stream::Stdout, too_big), Err(CodecError::FrameTooLarge { .. })));
+    assert!(matches!(codec.data_buf(3, Stream::Stdout, too_big), Err(CodecError::SendTooLarge { .. })));
 }

@@ -2,16 +2,16 @@
 
 use heapless::Vec;
 
-use crate::{Error, HEADER_LEN, MIN_MAX_FRAME, Message, frame};
+use crate::{Error, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME, Message, frame};
 
 /// Gathers frames from a byte stream that arrives in pieces of any size (a UART, a TCP stack's
 /// receive callback) into a buffer of `N` bytes, with no allocator.
 ///
 /// It accepts bodies of up to `N - HEADER_LEN` bytes: announce [`Accumulator::max_frame`] in
-/// Hello. `N` must leave room for [`MIN_MAX_FRAME`], which every peer may send; a smaller `N`
-/// does not compile. A frame that lies whole in the input is decoded where it lies, without a
+/// Hello. `N` must leave room for [`MIN_MAX_FRAME`], which every peer may send, and no more than
+/// the largest frame; any other `N` fails to compile when the accumulator is created. A frame that lies whole in the input is decoded where it lies, without a
 /// copy; only a frame split across inputs is copied, once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Accumulator<const N: usize> {
     buf: Vec<u8, N>,
 }
@@ -42,11 +42,14 @@ pub enum Feed<'m, 'a> {
 }
 
 impl<const N: usize> Accumulator<N> {
-    const ROOM_FOR_MINIMUM: () = assert!(N >= HEADER_LEN + MIN_MAX_FRAME, "accumulator below MIN_MAX_FRAME");
+    const SIZE_IN_RANGE: () = {
+        assert!(N >= HEADER_LEN + MIN_MAX_FRAME, "accumulator below MIN_MAX_FRAME");
+        assert!(N <= HEADER_LEN + MAX_BODY_LEN, "accumulator above the largest frame");
+    };
 
     /// An empty accumulator.
     pub const fn new() -> Self {
-        let () = Self::ROOM_FOR_MINIMUM;
+        let () = Self::SIZE_IN_RANGE;
         Accumulator { buf: Vec::new() }
     }
 
@@ -63,7 +66,7 @@ impl<const N: usize> Accumulator<N> {
     /// A frame delivered by the previous call still sits in the buffer (its message borrowed
     /// it); it is dropped when the next call starts.
     fn holds_delivered_frame(&self) -> bool {
-        matches!(frame::frame_len(&self.buf, self.max_frame()), Ok(Some(len)) if len == self.buf.len())
+        matches!(frame::peek_len(&self.buf, self.max_frame()), Ok(Some(len)) if len == self.buf.len())
     }
 
     /// Takes bytes from `input` until one frame is complete or the input runs out. Call it again
@@ -75,7 +78,7 @@ impl<const N: usize> Accumulator<N> {
         let max = self.max_frame();
         if self.buf.is_empty() {
             // The common case: decode straight from the input, copying nothing.
-            return match frame::frame_len(input, max) {
+            return match frame::peek_len(input, max) {
                 Ok(Some(len)) if len <= input.len() => {
                     let (whole, rest) = input.split_at(len);
                     decoded(Message::decode(whole, max), rest)
@@ -89,7 +92,7 @@ impl<const N: usize> Accumulator<N> {
         if self.buf.extend_from_slice(head).is_err() {
             return self.fail(Error::FrameTooLarge, input);
         }
-        let len = match frame::frame_len(&self.buf, max) {
+        let len = match frame::peek_len(&self.buf, max) {
             Ok(Some(len)) => len,
             Ok(None) => return Feed::Consumed,
             Err(error) => return self.fail(error, input),
@@ -116,6 +119,13 @@ impl<const N: usize> Accumulator<N> {
     fn fail<'m, 'a>(&mut self, error: Error, rest: &'a [u8]) -> Feed<'m, 'a> {
         self.buf.clear();
         Feed::Error { error, rest }
+    }
+}
+
+impl<const N: usize> Default for Accumulator<N> {
+    fn default() -> Self {
+        // Through `new`, so that the size check runs.
+        Accumulator::new()
     }
 }
 

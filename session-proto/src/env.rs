@@ -27,10 +27,11 @@ impl<'a> EnvVar<'a> {
     }
 
     fn encode(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        check_name(self.name)?;
-        check_no_nul(self.value)?;
+        // Each field's length before its content, in the decoder's order.
         w.str(self.name, MAX_ENV_NAME_LEN)?;
-        w.str(self.value, MAX_ENV_VALUE_LEN)
+        check_name(self.name)?;
+        w.str(self.value, MAX_ENV_VALUE_LEN)?;
+        check_no_nul(self.value)
     }
 
     const fn encoded_len(&self) -> usize {
@@ -146,6 +147,15 @@ impl Default for Env<'_> {
     }
 }
 
+impl<'a> IntoIterator for &Env<'a> {
+    type Item = EnvVar<'a>;
+    type IntoIter = EnvIter<'a>;
+
+    fn into_iter(self) -> EnvIter<'a> {
+        self.iter()
+    }
+}
+
 impl PartialEq for Env<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().eq(other.iter())
@@ -196,11 +206,20 @@ impl<'a> Iterator for EnvIter<'a> {
         match &mut self.repr {
             IterRepr::Encoded { left, reader } => {
                 *left = left.checked_sub(1)?;
-                // The bytes were validated when the list was decoded, so this cannot fail; if it
-                // somehow did, ending the iteration is the safe answer.
+                // Decoding again re-checks what `Env::decode` checked; env lists are short and
+                // read once per channel, so keeping no second, unchecked path is worth it. It
+                // cannot fail; if it somehow did, ending the iteration is the safe answer.
                 EnvVar::decode(reader).ok()
             }
             IterRepr::Vars(vars) => vars.next().copied(),
         }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = match &self.repr {
+            IterRepr::Encoded { left, .. } => *left,
+            IterRepr::Vars(vars) => vars.len(),
+        };
+        (left, Some(left))
     }
 }

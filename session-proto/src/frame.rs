@@ -42,6 +42,39 @@ pub mod frame_type {
     pub const fn is_ignorable(code: u8) -> bool {
         code >= FIRST_IGNORABLE
     }
+
+    /// Which channel ids a frame of type `code` may carry, or `None` for a critical code this
+    /// version does not define.
+    pub const fn scope(code: u8) -> Option<Scope> {
+        match code {
+            HELLO..=GO_AWAY => Some(Scope::Connection),
+            OPEN..=CLOSE => Some(Scope::Channel),
+            _ if is_ignorable(code) => Some(Scope::Any),
+            _ => None,
+        }
+    }
+
+    /// The channel rule of a frame type (spec section 4.1, step 6).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Scope {
+        /// Connection messages: channel 0 only.
+        Connection,
+        /// Channel messages: any channel but 0.
+        Channel,
+        /// Extensions: any channel.
+        Any,
+    }
+
+    impl Scope {
+        /// Whether a frame of this scope may carry `channel`.
+        pub const fn allows(self, channel: u16) -> bool {
+            match self {
+                Scope::Connection => channel == 0,
+                Scope::Channel => channel != 0,
+                Scope::Any => true,
+            }
+        }
+    }
 }
 
 /// The 6-byte header that starts every frame.
@@ -75,10 +108,10 @@ impl Header {
         }
     }
 
-    /// Fails with [`Error::FrameTooLarge`] when the body is longer than `max_body`. Call this
+    /// Fails with [`Error::FrameTooLarge`] when the body is longer than `max_frame`. Call this
     /// before reading or reserving room for the body.
-    pub const fn check_len(&self, max_body: usize) -> Result<(), Error> {
-        if self.body_len > max_body { Err(Error::FrameTooLarge) } else { Ok(()) }
+    pub const fn check_len(&self, max_frame: usize) -> Result<(), Error> {
+        if self.body_len > max_frame { Err(Error::FrameTooLarge) } else { Ok(()) }
     }
 
     /// Bytes of the whole frame, header included.
@@ -99,17 +132,25 @@ impl Header {
 
 /// Length of the frame at the start of `input`: `Ok(None)` until its header has arrived, then
 /// `Ok(Some(len))` whether or not the body has, or [`Error::FrameTooLarge`] as soon as the
-/// header claims a body above `max_body`.
-pub fn frame_len(input: &[u8], max_body: usize) -> Result<Option<usize>, Error> {
+/// header claims a body above `max_frame`.
+pub fn peek_len(input: &[u8], max_frame: usize) -> Result<Option<usize>, Error> {
     match Header::parse(input) {
-        Ok(header) => header.check_len(max_body).map(|()| Some(header.frame_len())),
+        Ok(header) => header.check_len(max_frame).map(|()| Some(header.frame_len())),
         Err(_) => Ok(None),
     }
 }
 
 /// Rewrites the channel id of the frame at the start of `frame` in place: what a relay does to
-/// route a frame between two connections without decoding or copying its body.
+/// route a frame between two connections without decoding or copying its body. Refuses
+/// ([`Error::BadChannel`]) an id the frame's type may not carry, so a relay cannot make a frame
+/// its peer must reject.
 pub fn set_channel(frame: &mut [u8], channel: u16) -> Result<(), Error> {
+    let header = Header::parse(frame)?;
+    match frame_type::scope(header.frame_type) {
+        Some(scope) if scope.allows(channel) => {}
+        Some(_) => return Err(Error::BadChannel),
+        None => return Err(Error::UnknownType),
+    }
     let id = frame.get_mut(4..HEADER_LEN).ok_or(Error::Truncated)?;
     id.copy_from_slice(&channel.to_be_bytes());
     Ok(())
@@ -126,7 +167,7 @@ pub fn data_prefix(channel: u16, stream: Stream, payload_len: usize) -> Result<[
     }
     let body_len = payload_len.checked_add(1).ok_or(Error::FrameTooLarge)?;
     let [l0, l1, l2, t, c0, c1] = Header { body_len, frame_type: frame_type::DATA, channel }.to_bytes()?;
-    Ok([l0, l1, l2, t, c0, c1, stream as u8])
+    Ok([l0, l1, l2, t, c0, c1, stream.code()])
 }
 
 #[cfg(test)]
@@ -145,17 +186,24 @@ mod tests {
 
     #[test]
     fn frame_len_rejects_oversize_claims_from_the_header_alone() {
-        assert_eq!(frame_len(&[0, 0, 1, 0x13, 0], 10), Ok(None));
-        assert_eq!(frame_len(&[0, 0, 10, 0x13, 0, 1], 10), Ok(Some(16)));
-        assert_eq!(frame_len(&[0, 0, 11, 0x13, 0, 1], 10), Err(Error::FrameTooLarge));
+        assert_eq!(peek_len(&[0, 0, 1, 0x13, 0], 10), Ok(None));
+        assert_eq!(peek_len(&[0, 0, 10, 0x13, 0, 1], 10), Ok(Some(16)));
+        assert_eq!(peek_len(&[0, 0, 11, 0x13, 0, 1], 10), Err(Error::FrameTooLarge));
     }
 
     #[test]
-    fn set_channel_rewrites_only_the_channel() {
+    fn set_channel_rewrites_only_the_channel_and_keeps_the_channel_rule() {
         let mut frame = [0, 0, 2, 0x13, 0, 1, 0, b'a'];
         set_channel(&mut frame, 0x1234).unwrap();
         assert_eq!(frame, [0, 0, 2, 0x13, 0x12, 0x34, 0, b'a']);
         assert_eq!(set_channel(&mut frame[..5], 1), Err(Error::Truncated));
+        assert_eq!(set_channel(&mut frame, 0), Err(Error::BadChannel));
+        let mut ping = [0, 0, 1, 0x02, 0, 0, 7];
+        assert_eq!(set_channel(&mut ping, 1), Err(Error::BadChannel));
+        let mut unknown = [0, 0, 0, 0x05, 0, 0];
+        assert_eq!(set_channel(&mut unknown, 0), Err(Error::UnknownType));
+        let mut extension = [0, 0, 0, 0x80, 0, 0];
+        assert_eq!(set_channel(&mut extension, 9), Ok(()));
     }
 
     #[test]

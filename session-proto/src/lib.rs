@@ -70,9 +70,14 @@ impl Message<'_> {
 
 #[cfg(feature = "std")]
 impl Message<'_> {
-    /// Encodes the frame and writes it to `out`.
+    /// Encodes the frame and writes it to `out`. A Data payload is written from where it lies,
+    /// after its 7-byte prefix, with no buffer; give an unbuffered `out` a `BufWriter`.
     pub fn write_to<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
-        let frame = self.to_vec().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        out.write_all(&frame)
+        let invalid = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        if let Message::Data { channel, stream, payload } = *self {
+            out.write_all(&frame::data_prefix(channel, stream, payload.len()).map_err(invalid)?)?;
+            return out.write_all(payload);
+        }
+        out.write_all(&self.to_vec().map_err(invalid)?)
     }
 }

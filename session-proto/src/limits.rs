@@ -1,4 +1,4 @@
-//! Every limit of the wire format, in one place. The spec's section "Limits" lists the same
+//! Every limit of the wire format, in one place. The spec's section 2.2 lists the same public
 //! names and values.
 
 /// Bytes in every frame header: 3 of body length, 1 of type, 2 of channel.
@@ -40,9 +40,9 @@ pub const MAX_ENV_NAME_LEN: usize = 64;
 pub const MAX_ENV_VALUE_LEN: usize = 256;
 
 /// Largest encoding of one environment variable: two length-prefixed strings.
-pub const MAX_ENV_VAR_ENCODED_LEN: usize = 1 + MAX_ENV_NAME_LEN + 2 + MAX_ENV_VALUE_LEN;
+const MAX_ENV_VAR_ENCODED_LEN: usize = 1 + MAX_ENV_NAME_LEN + 2 + MAX_ENV_VALUE_LEN;
 /// Largest encoding of an environment list, count excluded.
-pub const MAX_ENV_ENCODED_LEN: usize = MAX_ENV * MAX_ENV_VAR_ENCODED_LEN;
+pub(crate) const MAX_ENV_ENCODED_LEN: usize = MAX_ENV * MAX_ENV_VAR_ENCODED_LEN;
 /// Largest encoding of a pty request: TERM and four 16-bit varints.
 const MAX_PTY_LEN: usize = 1 + MAX_TERM_LEN + 4 * 3;
 /// Largest body of any message but Data and Extension: an Exec Open with every field full.

@@ -25,6 +25,9 @@ use crate::{
 
 /// One frame of the protocol, borrowing its strings and payload from the bytes it was decoded
 /// from (or from the caller, for a message to send).
+///
+/// Non-exhaustive: the spec lets later revisions of version 1 add message types.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -145,9 +148,8 @@ pub struct Hello<'a> {
     pub resume: Option<Resume<'a>>,
 }
 
-/// Re-attach state carried by Hello.
+/// Re-attach state carried by Hello. Its `Debug` and `defmt::Format` leave the token out.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Resume<'a> {
     /// The session's token: 1 to [`MAX_TOKEN_LEN`] bytes, issued by the acceptor.
@@ -158,14 +160,25 @@ pub struct Resume<'a> {
 
 impl core::fmt::Debug for Resume<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        // Tokens are opaque bytes: hex reads better in logs than a list of numbers.
-        f.write_str("Resume { token: ")?;
-        self.token.iter().try_for_each(|b| write!(f, "{b:02x}"))?;
-        write!(f, ", offset: {} }}", self.offset)
+        // The token authorises a re-attach: a log must not carry it.
+        write!(f, "Resume {{ token: <{} bytes>, offset: {} }}", self.token.len(), self.offset)
     }
 }
 
-/// What an Open asks for.
+#[cfg(feature = "defmt")]
+impl defmt::Format for Resume<'_> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Resume {{ token: <{=usize} bytes>, offset: {=u64} }}",
+            self.token.len(),
+            self.offset
+        );
+    }
+}
+
+/// What an Open asks for. Non-exhaustive: the spec lets later revisions add kinds.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -196,8 +209,8 @@ pub enum OpenKind<'a> {
     /// A kind this version does not define. Receivers refuse it with
     /// [`RefuseReason::UNKNOWN_KIND`]; it is not a protocol error, so new kinds can be added.
     Unknown {
-        /// Its index, 3 or above.
-        kind: u32,
+        /// Its variant index, 3 or above.
+        index: u32,
         /// The rest of the body, uninterpreted.
         params: &'a [u8],
     },
@@ -213,16 +226,16 @@ impl<'a> OpenKind<'a> {
             SHELL => OpenKind::Shell { pty: Pty::decode(r)?, env: Env::decode(r)? },
             EXEC => {
                 let command = r.str(MAX_COMMAND_LEN)?;
-                check_command(command)?;
+                check_text(command)?;
                 let pty = if r.option()? { Some(Pty::decode(r)?) } else { None };
                 OpenKind::Exec { command, pty, env: Env::decode(r)? }
             }
             FORWARD => {
                 let host = r.str(MAX_HOST_LEN)?;
-                check_host(host)?;
+                check_text(host)?;
                 OpenKind::Forward { host, port: check_port(r.u16()?)? }
             }
-            kind => OpenKind::Unknown { kind, params: r.take(r.remaining().len())? },
+            index => OpenKind::Unknown { index, params: r.take(r.remaining().len())? },
         })
     }
 
@@ -234,9 +247,9 @@ impl<'a> OpenKind<'a> {
                 env.encode(w)
             }
             OpenKind::Exec { command, pty, env } => {
-                check_command(command)?;
                 w.varint(EXEC.into())?;
                 w.str(command, MAX_COMMAND_LEN)?;
+                check_text(command)?;
                 w.bool(pty.is_some())?;
                 if let Some(pty) = pty {
                     pty.encode(w)?;
@@ -244,17 +257,16 @@ impl<'a> OpenKind<'a> {
                 env.encode(w)
             }
             OpenKind::Forward { host, port } => {
-                check_host(host)?;
-                check_port(*port)?;
                 w.varint(FORWARD.into())?;
                 w.str(host, MAX_HOST_LEN)?;
-                w.varint((*port).into())
+                check_text(host)?;
+                w.varint(check_port(*port)?.into())
             }
-            OpenKind::Unknown { kind, params } => {
-                if *kind <= FORWARD {
+            OpenKind::Unknown { index, params } => {
+                if *index <= FORWARD {
                     return Err(Error::InvalidValue);
                 }
-                w.varint((*kind).into())?;
+                w.varint((*index).into())?;
                 w.put(params)
             }
         }
@@ -267,17 +279,14 @@ impl<'a> OpenKind<'a> {
                 1 + bytes_len(command.len()) + 1 + pty.map_or(0, |p| p.encoded_len()) + env.encoded_len()
             }
             OpenKind::Forward { host, port } => 1 + bytes_len(host.len()) + varint_len(*port as u64),
-            OpenKind::Unknown { kind, params } => varint_len(*kind as u64) + params.len(),
+            OpenKind::Unknown { index, params } => varint_len(*index as u64) + params.len(),
         }
     }
 }
 
-fn check_command(command: &str) -> Result<(), Error> {
-    if command.is_empty() { Err(Error::InvalidValue) } else { check_no_nul(command) }
-}
-
-fn check_host(host: &str) -> Result<(), Error> {
-    if host.is_empty() { Err(Error::InvalidValue) } else { check_no_nul(host) }
+/// The rule of a command or host: not empty, no NUL.
+fn check_text(text: &str) -> Result<(), Error> {
+    if text.is_empty() { Err(Error::InvalidValue) } else { check_no_nul(text) }
 }
 
 fn check_port(port: u16) -> Result<u16, Error> {
@@ -295,7 +304,7 @@ impl<'a> Hello<'a> {
         let keepalive_ms = r.u32()?;
         let resume = if r.option()? {
             let token = r.bytes(MAX_TOKEN_LEN)?;
-            Some(Resume { token: check_token(token)?, offset: r.u64()? })
+            Some(Resume { token: check_token_not_empty(token)?, offset: r.u64()? })
         } else {
             None
         };
@@ -310,7 +319,8 @@ impl<'a> Hello<'a> {
         w.varint(self.keepalive_ms.into())?;
         w.bool(self.resume.is_some())?;
         if let Some(resume) = self.resume {
-            w.bytes(check_token(resume.token)?, MAX_TOKEN_LEN)?;
+            w.bytes(resume.token, MAX_TOKEN_LEN)?;
+            check_token_not_empty(resume.token)?;
             w.varint(resume.offset)?;
         }
         Ok(())
@@ -334,12 +344,8 @@ fn check_max_frame(max_frame: u32) -> Result<u32, Error> {
     }
 }
 
-fn check_token(token: &[u8]) -> Result<&[u8], Error> {
-    match token.len() {
-        0 => Err(Error::InvalidValue),
-        len if len > MAX_TOKEN_LEN => Err(Error::TooLong),
-        _ => Ok(token),
-    }
+fn check_token_not_empty(token: &[u8]) -> Result<&[u8], Error> {
+    if token.is_empty() { Err(Error::InvalidValue) } else { Ok(token) }
 }
 
 fn check_increment(increment: u32) -> Result<u32, Error> {
@@ -348,10 +354,10 @@ fn check_increment(increment: u32) -> Result<u32, Error> {
 
 impl<'a> Message<'a> {
     /// Decodes `frame`, which must hold exactly one frame, for a receiver that accepts bodies of
-    /// up to `max_body` bytes (the `max_frame` it announced).
-    pub fn decode(frame: &'a [u8], max_body: usize) -> Result<Message<'a>, Error> {
+    /// up to `max_frame` bytes (the `max_frame` of its own Hello).
+    pub fn decode(frame: &'a [u8], max_frame: usize) -> Result<Message<'a>, Error> {
         let header = Header::parse(frame)?;
-        header.check_len(max_body)?;
+        header.check_len(max_frame)?;
         let body = frame.get(HEADER_LEN..header.frame_len()).ok_or(Error::Truncated)?;
         if frame.len() > header.frame_len() {
             return Err(Error::TrailingBytes);
@@ -359,22 +365,20 @@ impl<'a> Message<'a> {
         Message::decode_body(header.frame_type, header.channel, body)
     }
 
-    /// Decodes a body whose header was already read (and its length checked) by the caller, as
-    /// a codec that splits frames off a stream does.
-    pub fn decode_body(kind: u8, channel: u16, body: &'a [u8]) -> Result<Message<'a>, Error> {
-        if frame_type::is_ignorable(kind) {
-            return Ok(Message::Extension { kind, channel, body });
-        }
-        let on_connection = match kind {
-            frame_type::HELLO..=frame_type::GO_AWAY => true,
-            frame_type::OPEN..=frame_type::CLOSE => false,
-            _ => return Err(Error::UnknownType),
-        };
-        if on_connection != (channel == 0) {
-            return Err(Error::BadChannel);
+    /// Decodes a body whose header the caller already read, as a codec that splits frames off
+    /// a stream does: steps 5 to 8 of the spec's decoding procedure. Checking the body length
+    /// against the maximum (step 2) is the caller's part, before it reads the body.
+    pub fn decode_body(frame_type: u8, channel: u16, body: &'a [u8]) -> Result<Message<'a>, Error> {
+        match frame_type::scope(frame_type) {
+            None => return Err(Error::UnknownType),
+            Some(frame_type::Scope::Any) => {
+                return Ok(Message::Extension { kind: frame_type, channel, body });
+            }
+            Some(scope) if !scope.allows(channel) => return Err(Error::BadChannel),
+            Some(_) => {}
         }
         let mut r = Reader::new(body);
-        let message = match kind {
+        let message = match frame_type {
             frame_type::HELLO => Message::Hello(Hello::decode(&mut r)?),
             frame_type::PING => Message::Ping { nonce: r.u64()? },
             frame_type::PONG => Message::Pong { nonce: r.u64()? },
@@ -387,7 +391,7 @@ impl<'a> Message<'a> {
                 Message::Refuse { channel, reason: RefuseReason(r.u32()?), message: r.str(MAX_MESSAGE_LEN)? }
             }
             frame_type::DATA => {
-                let stream = Stream::from_code(r.u8()?)?;
+                let stream = Stream::try_from(r.u8()?)?;
                 Message::Data { channel, stream, payload: r.take(r.remaining().len())? }
             }
             frame_type::CREDIT => Message::Credit { channel, increment: check_increment(r.u32()?)? },
@@ -465,24 +469,23 @@ impl<'a> Message<'a> {
     }
 
     /// Writes the frame at the start of `out` and returns its length, which is
-    /// [`Message::encoded_len`]. A message that a decoder would reject is not written: the error
-    /// is the one the decoder would give ([`Error::TooLong`], [`Error::InvalidValue`],
-    /// [`Error::BadChannel`], [`Error::FrameTooLarge`]), or [`Error::BufferTooSmall`].
+    /// [`Message::encoded_len`].
+    ///
+    /// A message that a decoder would reject is refused with the error the decoder would give
+    /// ([`Error::TooLong`], [`Error::InvalidValue`], [`Error::BadChannel`],
+    /// [`Error::UnknownType`] for an Extension with a critical code, [`Error::FrameTooLarge`]).
+    /// [`Error::BufferTooSmall`] is checked first, before the fields are. After an error, `out`
+    /// may hold part of the frame: treat it as garbage.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
         let body_len = self.body_len();
-        let channel = self.channel();
-        let header = Header { body_len, frame_type: self.frame_type(), channel };
-        let on_connection = matches!(
-            self,
-            Message::Hello(_) | Message::Ping { .. } | Message::Pong { .. } | Message::GoAway { .. }
-        );
-        match self {
-            Message::Extension { kind, .. } if !frame_type::is_ignorable(*kind) => {
-                return Err(Error::InvalidValue);
-            }
-            Message::Extension { .. } => {}
-            _ if on_connection != (channel == 0) => return Err(Error::BadChannel),
-            _ => {}
+        let header = Header { body_len, frame_type: self.frame_type(), channel: self.channel() };
+        match (self, frame_type::scope(header.frame_type)) {
+            // An Extension must carry an ignorable code: with a critical one it would be read
+            // as (or rejected as) a message it is not.
+            (Message::Extension { .. }, Some(frame_type::Scope::Any)) => {}
+            (Message::Extension { .. }, _) | (_, None) => return Err(Error::UnknownType),
+            (_, Some(scope)) if !scope.allows(header.channel) => return Err(Error::BadChannel),
+            (_, Some(_)) => {}
         }
         let header = header.to_bytes()?;
         if out.len() < HEADER_LEN + body_len {
@@ -509,7 +512,7 @@ impl<'a> Message<'a> {
                 w.str(message, MAX_MESSAGE_LEN)
             }
             Message::Data { stream, payload, .. } => {
-                w.u8(*stream as u8)?;
+                w.u8(stream.code())?;
                 w.put(payload)
             }
             Message::Credit { increment, .. } => w.varint(check_increment(*increment)?.into()),

@@ -9,8 +9,8 @@ use heapless::{String, Vec};
 
 use crate::primitives::Writer;
 use crate::{
-    Env, Error, MAX_COMMAND_LEN, MAX_ENV_ENCODED_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TERM_LEN, OpenKind,
-    Pty, WindowSize,
+    Env, Error, MAX_COMMAND_LEN, MAX_ENV_ENCODED_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TERM_LEN,
+    MAX_TOKEN_LEN, OpenKind, Pty, Resume, WindowSize,
 };
 
 /// A human-readable message of `GoAway` or `Refuse`.
@@ -106,8 +106,8 @@ pub enum OwnedOpenKind {
     /// See [`OpenKind::Unknown`]. Only the index is kept: the answer to an unknown kind is a
     /// refusal, which needs nothing else.
     Unknown {
-        /// Its index.
-        kind: u32,
+        /// Its variant index.
+        index: u32,
     },
 }
 
@@ -115,6 +115,7 @@ impl OwnedOpenKind {
     /// Copies `kind`.
     pub fn new(kind: &OpenKind<'_>) -> Result<OwnedOpenKind, Error> {
         Ok(match kind {
+            OpenKind::Unknown { index, .. } => OwnedOpenKind::Unknown { index: *index },
             OpenKind::Shell { pty, env } => {
                 OwnedOpenKind::Shell { pty: OwnedPty::new(pty)?, env: OwnedEnv::new(env)? }
             }
@@ -126,7 +127,6 @@ impl OwnedOpenKind {
             OpenKind::Forward { host, port } => {
                 OwnedOpenKind::Forward { host: owned_str(host)?, port: *port }
             }
-            OpenKind::Unknown { kind, .. } => OwnedOpenKind::Unknown { kind: *kind },
         })
     }
 
@@ -138,7 +138,38 @@ impl OwnedOpenKind {
                 OpenKind::Exec { command, pty: pty.as_ref().map(OwnedPty::as_pty), env: env.as_env() }
             }
             OwnedOpenKind::Forward { host, port } => OpenKind::Forward { host, port: *port },
-            OwnedOpenKind::Unknown { kind } => OpenKind::Unknown { kind: *kind, params: &[] },
+            OwnedOpenKind::Unknown { index } => OpenKind::Unknown { index: *index, params: &[] },
         }
+    }
+}
+
+/// An owned [`Resume`]: what an agent keeps across reconnects to re-attach its session.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct OwnedResume {
+    /// The session's token.
+    pub token: Vec<u8, MAX_TOKEN_LEN>,
+    /// Bytes received on the session.
+    pub offset: u64,
+}
+
+impl OwnedResume {
+    /// Copies `resume`.
+    pub fn new(resume: &Resume<'_>) -> Result<OwnedResume, Error> {
+        Ok(OwnedResume {
+            token: Vec::from_slice(resume.token).map_err(|_| Error::TooLong)?,
+            offset: resume.offset,
+        })
+    }
+
+    /// Borrows it back as a [`Resume`].
+    pub fn as_resume(&self) -> Resume<'_> {
+        Resume { token: &self.token, offset: self.offset }
+    }
+}
+
+impl core::fmt::Debug for OwnedResume {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // As for `Resume`: the token stays out of logs.
+        core::fmt::Debug::fmt(&self.as_resume(), f)
     }
 }

@@ -18,14 +18,24 @@ pub enum Stream {
     Stderr = 2,
 }
 
-impl Stream {
-    pub(crate) fn from_code(code: u8) -> Result<Stream, Error> {
+impl TryFrom<u8> for Stream {
+    type Error = Error;
+
+    /// The stream of a Data frame's first body byte; [`Error::InvalidValue`] for other values.
+    fn try_from(code: u8) -> Result<Stream, Error> {
         match code {
             0 => Ok(Stream::Stdin),
             1 => Ok(Stream::Stdout),
             2 => Ok(Stream::Stderr),
             _ => Err(Error::InvalidValue),
         }
+    }
+}
+
+impl Stream {
+    /// The stream's code on the wire.
+    pub const fn code(self) -> u8 {
+        self as u8
     }
 
     /// The stream's name in the spec and its vectors.
@@ -289,8 +299,9 @@ impl<'a> Pty<'a> {
     }
 
     pub(crate) fn encode(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        check_no_nul(self.term)?;
+        // Length before content, in the decoder's order, so both report the same error.
         w.str(self.term, MAX_TERM_LEN)?;
+        check_no_nul(self.term)?;
         self.size.encode(w)
     }
 

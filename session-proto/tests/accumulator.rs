@@ -53,7 +53,7 @@ fn decode_whole(stream: &[u8]) -> Vec<Outcome> {
     let max = N - HEADER_LEN;
     let mut outcomes = Vec::new();
     let mut rest = stream;
-    while let Ok(Some(len)) = session_proto::frame::frame_len(rest, max) {
+    while let Ok(Some(len)) = session_proto::frame::peek_len(rest, max) {
         if len > rest.len() {
             break;
         }
@@ -61,7 +61,7 @@ fn decode_whole(stream: &[u8]) -> Vec<Outcome> {
         outcomes.push(Message::decode(frame, max).map(|m| canonical(&m)));
         rest = tail;
     }
-    if session_proto::frame::frame_len(rest, max) == Err(Error::FrameTooLarge) {
+    if session_proto::frame::peek_len(rest, max) == Err(Error::FrameTooLarge) {
         outcomes.push(Err(Error::FrameTooLarge));
     }
     outcomes
@@ -109,7 +109,7 @@ fn largest_accepted_frame_passes_through_the_buffer() {
     let payload = vec![0x5a; MIN_MAX_FRAME - 1];
     let frame = canonical(&Message::Data { channel: 2, stream: Stream::Stdout, payload: &payload });
     assert_eq!(frame.len(), N);
-    let mut acc = Accumulator::<N>::new();
+    let mut acc = Accumulator::<N>::default();
     assert_eq!(acc.max_frame(), MIN_MAX_FRAME);
     assert_eq!(acc.feed(&frame[..100]), Feed::Consumed);
     assert_eq!(acc.buffered(), 100);

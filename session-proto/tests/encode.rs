@@ -30,6 +30,9 @@ fn shell(env: Env<'_>) -> Message<'_> {
 fn encoder_refuses_what_a_decoder_rejects() {
     let long = "x".repeat(257);
     let long_value = [EnvVar { name: "A", value: &long }];
+    let nul_term = format!("{}\0", "t".repeat(70));
+    let long_host = "h".repeat(300);
+    let nul_long_name = [EnvVar { name: &nul_term, value: "" }];
     let cases: Vec<(Message<'_>, Error)> = vec![
         (hello(16_383, None), Error::InvalidValue),
         (hello(MAX_BODY_LEN as u32 + 1, None), Error::InvalidValue),
@@ -47,8 +50,25 @@ fn encoder_refuses_what_a_decoder_rejects() {
         ),
         (Message::Data { channel: 0, stream: Stream::Stdin, payload: b"" }, Error::BadChannel),
         (Message::Close { channel: 0 }, Error::BadChannel),
-        (Message::Extension { kind: 0x7f, channel: 0, body: b"" }, Error::InvalidValue),
-        (Message::Open { channel: 1, kind: OpenKind::Unknown { kind: 2, params: b"" } }, Error::InvalidValue),
+        (Message::Extension { kind: 0x7f, channel: 0, body: b"" }, Error::UnknownType),
+        (Message::Extension { kind: 0x13, channel: 1, body: b"\x00" }, Error::UnknownType),
+        // Length before content, as the decoder checks them: both report the same error.
+        (
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::Shell {
+                    pty: Pty { term: &nul_term, size: WindowSize::default() },
+                    env: Env::EMPTY,
+                },
+            },
+            Error::TooLong,
+        ),
+        (Message::Open { channel: 1, kind: OpenKind::Forward { host: &long_host, port: 0 } }, Error::TooLong),
+        (shell(Env::new(&nul_long_name)), Error::TooLong),
+        (
+            Message::Open { channel: 1, kind: OpenKind::Unknown { index: 2, params: b"" } },
+            Error::InvalidValue,
+        ),
         (Message::Open { channel: 1, kind: OpenKind::Forward { host: "", port: 22 } }, Error::InvalidValue),
         (Message::Open { channel: 1, kind: OpenKind::Forward { host: "h", port: 0 } }, Error::InvalidValue),
         (
@@ -134,8 +154,36 @@ fn owned_open_kinds_copy_both_env_forms_and_lend_them_back() {
     let bad = [EnvVar { name: "A=", value: "" }];
     assert_eq!(OwnedEnv::new(&Env::new(&bad)), Err(Error::InvalidValue));
     assert_eq!(owned_str::<4>("hello"), Err(Error::TooLong));
-    let unknown = OwnedOpenKind::new(&OpenKind::Unknown { kind: 9, params: b"xyz" }).unwrap();
-    assert_eq!(unknown.as_open_kind(), OpenKind::Unknown { kind: 9, params: b"" });
+    let unknown = OwnedOpenKind::new(&OpenKind::Unknown { index: 9, params: b"xyz" }).unwrap();
+    assert_eq!(unknown.as_open_kind(), OpenKind::Unknown { index: 9, params: b"" });
+}
+
+#[test]
+fn resume_tokens_stay_out_of_debug_output() {
+    let resume = Resume { token: b"secret-token", offset: 7 };
+    let shown = format!(
+        "{:?}",
+        Message::Hello(Hello {
+            capabilities: Capabilities::RESUME,
+            max_frame: 16_384,
+            initial_window: 0,
+            keepalive_ms: 0,
+            resume: Some(resume)
+        })
+    );
+    assert!(!shown.contains("secret") && !shown.contains("736563"), "{shown}");
+    assert!(shown.contains("<12 bytes>"), "{shown}");
+    let owned = session_proto::owned::OwnedResume::new(&resume).unwrap();
+    assert_eq!(owned.as_resume(), resume);
+    assert!(!format!("{owned:?}").contains("secret"));
+}
+
+#[test]
+fn streams_convert_to_and_from_their_codes() {
+    for stream in [Stream::Stdin, Stream::Stdout, Stream::Stderr] {
+        assert_eq!(Stream::try_from(stream.code()), Ok(stream));
+    }
+    assert_eq!(Stream::try_from(3), Err(Error::InvalidValue));
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn decode_whole(stream: &[u8]) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     let mut rest = stream;
     loop {
-        match frame::frame_len(rest, max) {
+        match frame::peek_len(rest, max) {
             Ok(Some(len)) if len <= rest.len() => {
                 let (whole, tail) = rest.split_at(len);
                 outcomes.push(Message::decode(whole, max).map(|m| canonical(&m)));

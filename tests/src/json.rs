@@ -59,6 +59,7 @@ pub fn to_json(message: &Message<'_>) -> Value {
         Message::Extension { kind, channel, body } => json!({
             "type": "Extension", "kind": kind, "channel": channel, "body_hex": hex::encode(body),
         }),
+        other => panic!("no JSON form in the spec for {other:?}"),
     }
 }
 
@@ -69,9 +70,10 @@ fn open_kind(kind: &OpenKind<'_>) -> Value {
             "kind": "exec", "command": command, "pty": p.as_ref().map(pty), "env": env(e),
         }),
         OpenKind::Forward { host, port } => json!({ "kind": "forward", "host": host, "port": port }),
-        OpenKind::Unknown { kind, params } => {
-            json!({ "kind": "unknown", "index": kind, "params_hex": hex::encode(params) })
+        OpenKind::Unknown { index, params } => {
+            json!({ "kind": "unknown", "index": index, "params_hex": hex::encode(params) })
         }
+        other => panic!("no JSON form in the spec for {other:?}"),
     }
 }
 

@@ -162,11 +162,11 @@ pub fn valid() -> Vec<(String, Message<'static>)> {
         ),
         (
             "open_unknown_kind_empty",
-            Message::Open { channel: 15, kind: OpenKind::Unknown { kind: 3, params: b"" } },
+            Message::Open { channel: 15, kind: OpenKind::Unknown { index: 3, params: b"" } },
         ),
         (
             "open_unknown_kind_params",
-            Message::Open { channel: 17, kind: OpenKind::Unknown { kind: 1000, params: b"\x01\x02\x03" } },
+            Message::Open { channel: 17, kind: OpenKind::Unknown { index: 1000, params: b"\x01\x02\x03" } },
         ),
         ("accept", Message::Accept { channel: 1 }),
         ("accept_largest_channel", Message::Accept { channel: u16::MAX }),

@@ -73,7 +73,7 @@ impl Spec {
                 Message::Open { channel: *channel, kind: OpenKind::Forward { host, port: *port } }
             }
             Spec::UnknownKind { channel, kind, params } => {
-                Message::Open { channel: *channel, kind: OpenKind::Unknown { kind: *kind, params } }
+                Message::Open { channel: *channel, kind: OpenKind::Unknown { index: *kind, params } }
             }
             Spec::Accept(channel) => Message::Accept { channel: *channel },
             Spec::Refuse(channel, reason, message) => {
