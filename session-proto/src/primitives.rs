@@ -191,15 +191,16 @@ mod tests {
     }
 
     #[test]
-    fn varint_boundaries_round_trip() {
+    fn varint_boundaries_round_trip() -> Result<(), Error> {
         for value in [0u64, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
             let mut buf = [0u8; 10];
             let mut w = Writer::new(&mut buf);
-            w.varint(value).unwrap();
+            w.varint(value)?;
             let len = w.position();
             assert_eq!(len, varint_len(value));
             assert_eq!(Reader::new(&buf[..len]).u64(), Ok(value));
         }
+        Ok(())
     }
 
     #[test]
