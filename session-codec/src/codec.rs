@@ -5,10 +5,13 @@ use std::io::Cursor;
 use bytes::buf::Chain;
 use bytes::{BufMut, Bytes, BytesMut};
 use session_proto::frame::{DATA_PREFIX_LEN, data_prefix};
-use session_proto::{DEFAULT_MAX_FRAME, HEADER_LEN, Header, MAX_BODY_LEN, MIN_MAX_FRAME, Message, Stream};
+#[cfg(doc)]
+use session_proto::{DEFAULT_MAX_FRAME, MAX_BODY_LEN, MIN_MAX_FRAME};
+use session_proto::{HEADER_LEN, Header, Message, Stream};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::frame::peek_header;
+use crate::limits::Limits;
 use crate::{CodecError, Frame};
 
 /// Splits a byte stream into validated [`Frame`]s and writes messages onto it, for
@@ -21,8 +24,7 @@ use crate::{CodecError, Frame};
 /// maximal frame, whatever a peer announces.
 #[derive(Debug, Clone)]
 pub struct SessionCodec {
-    max_frame: usize,
-    peer_max_frame: usize,
+    limits: Limits,
 }
 
 impl Default for SessionCodec {
@@ -35,31 +37,31 @@ impl SessionCodec {
     /// A codec accepting bodies of up to [`DEFAULT_MAX_FRAME`] bytes, and sending none longer
     /// than [`MIN_MAX_FRAME`] until told the peer's maximum (spec section 2.3).
     pub fn new() -> Self {
-        SessionCodec { max_frame: DEFAULT_MAX_FRAME, peer_max_frame: MIN_MAX_FRAME }
+        SessionCodec { limits: Limits::new() }
     }
 
     /// Accept bodies of up to `max_frame` bytes, clamped to the range a Hello may announce
     /// ([`MIN_MAX_FRAME`] to [`MAX_BODY_LEN`]); [`SessionCodec::max_frame`] says what was set.
     /// Announce that value in Hello.
     pub fn with_max_frame(mut self, max_frame: usize) -> Self {
-        self.max_frame = max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN);
+        self.limits.set_max_frame(max_frame);
         self
     }
 
     /// The largest body this side accepts.
     pub fn max_frame(&self) -> usize {
-        self.max_frame
+        self.limits.max_frame()
     }
 
     /// Record the `max_frame` of the peer's Hello (clamped as in
     /// [`SessionCodec::with_max_frame`]): the encoder refuses longer bodies.
     pub fn set_peer_max_frame(&mut self, max_frame: usize) {
-        self.peer_max_frame = max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN);
+        self.limits.set_peer_max_frame(max_frame);
     }
 
     /// The largest body the encoder sends.
     pub fn peer_max_frame(&self) -> usize {
-        self.peer_max_frame
+        self.limits.peer_max_frame()
     }
 
     /// A Data frame as a header in a small array chained to the payload, for transports that
@@ -71,25 +73,23 @@ impl SessionCodec {
         stream: Stream,
         payload: Bytes,
     ) -> Result<Chain<Cursor<[u8; DATA_PREFIX_LEN]>, Bytes>, CodecError> {
-        check_send(DATA_PREFIX_LEN - HEADER_LEN + payload.len(), self.peer_max_frame)?;
+        self.limits.check_send(DATA_PREFIX_LEN - HEADER_LEN + payload.len())?;
         let prefix = data_prefix(channel, stream, payload.len()).map_err(CodecError::Send)?;
         Ok(bytes::Buf::chain(Cursor::new(prefix), payload))
     }
 }
 
-fn check_send(body_len: usize, max: usize) -> Result<(), CodecError> {
-    if body_len > max { Err(CodecError::SendTooLarge { len: body_len, max }) } else { Ok(()) }
-}
-
-/// Appends `message` to `dst` as one frame whose body is at most `max` bytes, and returns its
-/// header. On error nothing is appended.
+/// Appends `message` to `dst` as one frame, and returns its header; `limits` says how long its
+/// body may be, or `None` for any length a frame can have. On error nothing is appended.
 pub(crate) fn encode_message(
     message: &Message<'_>,
-    max: usize,
+    limits: Option<&Limits>,
     dst: &mut BytesMut,
 ) -> Result<Header, CodecError> {
     let len = message.encoded_len();
-    check_send(len - HEADER_LEN, max)?;
+    if let Some(limits) = limits {
+        limits.check_send(len - HEADER_LEN)?;
+    }
     let header =
         Header { body_len: len - HEADER_LEN, frame_type: message.frame_type(), channel: message.channel() };
     dst.reserve(len);
@@ -115,7 +115,7 @@ impl Decoder for SessionCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        let Some(header) = peek_header(src, self.max_frame)? else { return Ok(None) };
+        let Some(header) = peek_header(src, self.limits.max_frame())? else { return Ok(None) };
         let frame_len = header.frame_len();
         if src.len() < frame_len {
             // Bounded by `peek_header`: at most one maximal frame.
@@ -138,7 +138,7 @@ impl Encoder<Message<'_>> for SessionCodec {
     type Error = CodecError;
 
     fn encode(&mut self, message: Message<'_>, dst: &mut BytesMut) -> Result<(), CodecError> {
-        encode_message(&message, self.peer_max_frame, dst).map(drop)
+        encode_message(&message, Some(&self.limits), dst).map(drop)
     }
 }
 
@@ -148,7 +148,7 @@ impl Encoder<Frame> for SessionCodec {
     /// Writes a frame received elsewhere (a relay forwarding it), copying it once into the
     /// write buffer.
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
-        check_send(frame.header().body_len, self.peer_max_frame)?;
+        self.limits.check_send(frame.header().body_len)?;
         dst.extend_from_slice(frame.as_bytes());
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use session_proto::frame::{DATA_PREFIX_LEN, frame_type};
-use session_proto::{HEADER_LEN, Header, MAX_BODY_LEN, Message, Stream};
+use session_proto::{HEADER_LEN, Header, Message, Stream};
 
 use crate::CodecError;
 
@@ -51,7 +51,7 @@ impl Frame {
     /// Encodes `message` into a new frame of exactly its size.
     pub fn new(message: &Message<'_>) -> Result<Frame, CodecError> {
         let mut bytes = BytesMut::new();
-        let header = crate::codec::encode_message(message, MAX_BODY_LEN, &mut bytes)?;
+        let header = crate::codec::encode_message(message, None, &mut bytes)?;
         Ok(Frame { header, bytes: bytes.freeze() })
     }
 

@@ -26,6 +26,7 @@
 mod codec;
 mod error;
 mod frame;
+mod limits;
 #[cfg(feature = "websocket")]
 pub mod websocket;
 

@@ -10,11 +10,14 @@ use core::task::{Context, Poll, ready};
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_sink::Sink;
-use session_proto::{DEFAULT_MAX_FRAME, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME};
+#[cfg(doc)]
+use session_proto::DEFAULT_MAX_FRAME;
+use session_proto::{HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::frame::peek_header;
+use crate::limits::Limits;
 use crate::{BadMessage, CodecError, Frame};
 
 /// The subprotocol token both sides name in `Sec-WebSocket-Protocol`.
@@ -35,8 +38,7 @@ pub fn ws_config(max_frame: usize) -> WebSocketConfig {
 #[derive(Debug)]
 pub struct WsFrames<S> {
     inner: S,
-    max_frame: usize,
-    peer_max_frame: usize,
+    limits: Limits,
     /// The unread rest of the current binary message.
     pending: Bytes,
 }
@@ -47,24 +49,24 @@ impl<S> WsFrames<S> {
     /// [`DEFAULT_MAX_FRAME`] bytes and sends none longer than [`MIN_MAX_FRAME`] until told the
     /// peer's maximum.
     pub fn new(inner: S) -> Self {
-        WsFrames { inner, max_frame: DEFAULT_MAX_FRAME, peer_max_frame: MIN_MAX_FRAME, pending: Bytes::new() }
+        WsFrames { inner, limits: Limits::new(), pending: Bytes::new() }
     }
 
     /// Accept bodies of up to `max_frame` bytes (clamped to the spec's range); build the
     /// WebSocket with [`ws_config`] of the same value.
     pub fn with_max_frame(mut self, max_frame: usize) -> Self {
-        self.max_frame = max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN);
+        self.limits.set_max_frame(max_frame);
         self
     }
 
     /// The largest body this side accepts.
     pub fn max_frame(&self) -> usize {
-        self.max_frame
+        self.limits.max_frame()
     }
 
     /// Record the `max_frame` of the peer's Hello.
     pub fn set_peer_max_frame(&mut self, max_frame: usize) {
-        self.peer_max_frame = max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN);
+        self.limits.set_peer_max_frame(max_frame);
     }
 
     /// The WebSocket.
@@ -84,7 +86,7 @@ impl<S> WsFrames<S> {
 
     /// Takes the next frame from the current message.
     fn next_in_message(&mut self) -> Result<Frame, CodecError> {
-        let result = split_frame(&mut self.pending, self.max_frame);
+        let result = split_frame(&mut self.pending, self.limits.max_frame());
         // After an error the connection is over: nothing more is read. Once the message is used
         // up, letting go of it leaves its last frame the only owner of the bytes, so that a relay
         // can relabel it in place.
@@ -130,7 +132,7 @@ where
             if message.is_empty() {
                 return Poll::Ready(Some(Err(CodecError::BadMessage(BadMessage::Empty))));
             }
-            if message.len() > this.max_frame + HEADER_LEN {
+            if message.len() > this.limits.max_frame() + HEADER_LEN {
                 // Reached only when the WebSocket was not built with `ws_config`.
                 return Poll::Ready(Some(Err(CodecError::BadMessage(BadMessage::TooLong))));
             }
@@ -151,10 +153,7 @@ where
 
     fn start_send(self: Pin<&mut Self>, frame: Frame) -> Result<(), CodecError> {
         let this = self.get_mut();
-        let len = frame.header().body_len;
-        if len > this.peer_max_frame {
-            return Err(CodecError::SendTooLarge { len, max: this.peer_max_frame });
-        }
+        this.limits.check_send(frame.header().body_len)?;
         Pin::new(&mut this.inner)
             .start_send(WsMessage::Binary(frame.into_bytes()))
             .map_err(CodecError::WebSocket)

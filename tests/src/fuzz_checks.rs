@@ -44,7 +44,8 @@ pub fn roundtrip(data: &[u8]) {
     }
 }
 
-const ACCUMULATOR_LEN: usize = HEADER_LEN + MIN_MAX_FRAME;
+/// The accumulator size the checks use: the smallest a conforming receiver may have.
+pub const ACCUMULATOR_LEN: usize = HEADER_LEN + MIN_MAX_FRAME;
 
 /// A stream fed to the accumulator in pieces yields the same frames and errors as decoding it in
 /// one piece. The first four bytes choose the piece sizes; the rest is the stream.
@@ -55,7 +56,7 @@ pub fn accumulator(data: &[u8]) {
 }
 
 /// What one frame decoded to: its canonical bytes, or its error.
-type Outcome = Result<Vec<u8>, Error>;
+pub type Outcome = Result<Vec<u8>, Error>;
 
 fn canonical(message: &Message<'_>) -> Vec<u8> {
     let mut out = vec![0; message.encoded_len()];
@@ -63,7 +64,9 @@ fn canonical(message: &Message<'_>) -> Vec<u8> {
     out
 }
 
-fn feed_in_pieces(stream: &[u8], sizes: &[usize]) -> Vec<Outcome> {
+/// Feeds `stream` to an accumulator of [`ACCUMULATOR_LEN`] bytes in pieces of `sizes` (cycled,
+/// each at least 1), collecting what every frame decoded to.
+pub fn feed_in_pieces(stream: &[u8], sizes: &[usize]) -> Vec<Outcome> {
     let mut acc = Accumulator::<ACCUMULATOR_LEN>::new();
     let mut outcomes = Vec::new();
     let mut offset = 0;
@@ -71,7 +74,7 @@ fn feed_in_pieces(stream: &[u8], sizes: &[usize]) -> Vec<Outcome> {
         if offset >= stream.len() {
             break;
         }
-        let end = (offset + size).min(stream.len());
+        let end = (offset + size.max(1)).min(stream.len());
         let mut input = &stream[offset..end];
         offset = end;
         loop {
@@ -96,7 +99,9 @@ fn feed_in_pieces(stream: &[u8], sizes: &[usize]) -> Vec<Outcome> {
     outcomes
 }
 
-fn decode_whole(stream: &[u8]) -> Vec<Outcome> {
+/// What every frame of `stream` decodes to when the receiver holds the whole stream, with the
+/// accumulator's maximum; a frame too large ends the stream, as it ends a connection.
+pub fn decode_whole(stream: &[u8]) -> Vec<Outcome> {
     let max = ACCUMULATOR_LEN - HEADER_LEN;
     let mut outcomes = Vec::new();
     let mut rest = stream;
