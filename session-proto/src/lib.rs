@@ -12,6 +12,7 @@
 //! - [`frame`] reads and rewrites headers, so a relay routes frames without decoding bodies.
 //! - [`Accumulator`] gathers frames from a byte stream that arrives in pieces.
 //! - [`owned`] keeps the bounded parts of a message in fixed-capacity storage.
+//! - [`connection`] is the sans-IO state machine: channels, credit, keepalive.
 //!
 //! ```
 //! use session_proto::{DEFAULT_MAX_FRAME, Message, Stream};
@@ -41,6 +42,7 @@ extern crate alloc;
 extern crate std;
 
 mod accumulator;
+pub mod connection;
 mod env;
 mod error;
 pub mod frame;

@@ -11,8 +11,12 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use session_codec::{Frame, SessionCodec};
+use session_proto::connection::{Config, Connection, Instant, Role};
 use session_proto::{
     Accumulator, DEFAULT_MAX_FRAME, Error, Feed, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME, Message, frame,
+};
+use session_proto::{
+    Capabilities, Env, ErrorCode, ExitStatus, Hello, OpenKind, Pty, RefuseReason, Signal, Stream, WindowSize,
 };
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::{Decoder, FramedRead};
@@ -180,5 +184,108 @@ impl AsyncRead for ChunkedReader<'_> {
         buf.put_slice(piece);
         self.data = rest;
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Channel slots of the connection the `session` target drives.
+const SESSION_CHANNELS: usize = 4;
+
+/// A connection facing a hostile peer: arbitrary received bytes and frames, application
+/// commands and passing time, in any order. It never panics, every frame it transmits decodes
+/// (it never breaks the format it enforces), it never holds more channels than its slots, and
+/// once it has ended it transmits nothing.
+pub fn session(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let role = if u.arbitrary().unwrap_or(false) { Role::Acceptor } else { Role::Initiator };
+    let config = Config { initial_window: 1_000, keepalive_ms: 1_000, ..Config::new(role) };
+    let mut now = Instant::from_millis(0);
+    let mut conn = Connection::<SESSION_CHANNELS>::new(config, now);
+    if u.arbitrary().unwrap_or(true) {
+        // Most runs get past the handshake, so that the channel rules are reached.
+        let hello = Hello {
+            capabilities: Capabilities::NONE,
+            max_frame: 16_384,
+            initial_window: 500,
+            keepalive_ms: 0,
+            resume: None,
+        };
+        let _ = conn.handle(&encode(&Message::Hello(hello)), now);
+    }
+    let mut out = vec![0u8; 1 << 15];
+    while !u.is_empty() {
+        let Ok(op) = u.int_in_range(0..=15u8) else { break };
+        let channel = u.int_in_range(1..=8u16).unwrap_or(1);
+        match op {
+            0 => {
+                let bytes: &[u8] = u.arbitrary().unwrap_or_default();
+                let _ = conn.handle(bytes, now);
+            }
+            1 => {
+                if let Ok(message) = Message::arbitrary(&mut u) {
+                    let mut frame = vec![0; message.encoded_len()];
+                    if message.encode(&mut frame).is_ok() {
+                        let _ = conn.handle(&frame, now);
+                    }
+                }
+            }
+            2 => {
+                let kind = match u.int_in_range(0..=3u8).unwrap_or(0) {
+                    0 => OpenKind::Shell { pty: Pty::default(), env: Env::EMPTY },
+                    1 => OpenKind::Exec { command: "true", pty: None, env: Env::EMPTY },
+                    2 => OpenKind::Forward { host: "h", port: 1 },
+                    _ => OpenKind::Unknown { index: 9, params: b"" },
+                };
+                let _ = conn.open(&kind);
+            }
+            3 => drop(conn.accept(channel)),
+            4 => drop(conn.refuse(channel, RefuseReason::PROHIBITED, "no")),
+            5 => {
+                let stream = [Stream::Stdin, Stream::Stdout, Stream::Stderr][usize::from(channel) % 3];
+                let payload: &[u8] = u.arbitrary().unwrap_or_default();
+                let before = conn.send_window(channel);
+                if let Ok((sent, written)) = conn.send(channel, stream, payload, &mut out) {
+                    assert!(sent <= payload.len() && written <= out.len());
+                    assert!(before.is_some_and(|w| sent <= w as usize), "sent beyond credit");
+                    check_frames(&out[..written]);
+                }
+            }
+            6 => drop(conn.consume(channel, u.int_in_range(0..=2_000usize).unwrap_or(0))),
+            7 => drop(conn.resize(channel, WindowSize { cols: 1, rows: 1, width_px: 0, height_px: 0 })),
+            8 => drop(conn.signal(channel, Signal::INT)),
+            9 => drop(conn.eof(channel)),
+            10 => drop(conn.exit(channel, ExitStatus::Code(1))),
+            11 => drop(conn.close(channel)),
+            12 => conn.go_away(ErrorCode::NO_ERROR, "bye"),
+            13 => {
+                now = now.after(u.int_in_range(0..=5_000u64).unwrap_or(0));
+                conn.handle_timeout(now);
+            }
+            _ => {
+                let ended = conn.is_ended();
+                let written = conn.poll_transmit(&mut out);
+                assert!(!ended || written == 0, "transmitted after the end");
+                check_frames(&out[..written]);
+                while conn.poll_event().is_some() {}
+            }
+        }
+        assert!(conn.channels() <= SESSION_CHANNELS);
+    }
+}
+
+fn encode(message: &Message<'_>) -> Vec<u8> {
+    let mut out = vec![0; message.encoded_len()];
+    message.encode(&mut out).expect("a valid message");
+    out
+}
+
+/// Every frame in `bytes` decodes.
+fn check_frames(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let len = frame::peek_len(bytes, MAX_BODY_LEN).expect("a valid header").expect("a whole header");
+        let (whole, rest) = bytes.split_at(len);
+        if let Err(e) = Message::decode(whole, MAX_BODY_LEN) {
+            panic!("the connection transmitted an invalid frame ({e}): {whole:02x?}");
+        }
+        bytes = rest;
     }
 }

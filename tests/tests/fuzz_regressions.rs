@@ -43,3 +43,8 @@ fn accumulator_inputs_hold() {
 fn codec_stream_inputs_hold() {
     replay("codec_stream", fuzz_checks::codec_stream);
 }
+
+#[test]
+fn session_inputs_hold() {
+    replay("session", fuzz_checks::session);
+}

@@ -57,7 +57,7 @@ fn write_corpus(
         .map(|(name, bytes, _)| (format!("valid-{name}"), &bytes[..]))
         .chain(invalid.iter().map(|(name, bytes, _)| (format!("invalid-{name}"), &bytes[..])))
         .collect();
-    for target in ["decode_frame", "roundtrip"] {
+    for target in ["decode_frame", "roundtrip", "session"] {
         let dir = reset(target)?;
         for (name, bytes) in &frames {
             fs::write(dir.join(name), bytes)?;

@@ -1,0 +1,149 @@
+//! What a connection tells its application, and why a command or a connection failed.
+
+use core::fmt;
+
+use crate::{ErrorCode, ExitStatus, OpenKind, RefuseReason, Signal, Stream, WindowSize};
+
+/// Something the peer did, or that happened to the connection.
+///
+/// Events from [`Connection::handle`](super::Connection::handle) borrow from the frame they came
+/// from, so received data is never copied into the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event<'a> {
+    /// Both Hellos are exchanged: channels may be opened.
+    Connected,
+    /// The peer asks to open `channel`: answer with
+    /// [`accept`](super::Connection::accept) or [`refuse`](super::Connection::refuse).
+    Opened {
+        /// The new channel.
+        channel: u16,
+        /// What the peer asks for.
+        kind: OpenKind<'a>,
+    },
+    /// The peer accepted our Open.
+    Accepted {
+        /// The channel.
+        channel: u16,
+    },
+    /// The peer refused our Open; the id is free.
+    Refused {
+        /// The channel.
+        channel: u16,
+        /// Why.
+        reason: RefuseReason,
+        /// The peer's words.
+        message: &'a str,
+    },
+    /// Bytes arrived. They hold credit until passed to
+    /// [`consume`](super::Connection::consume).
+    Data {
+        /// The channel.
+        channel: u16,
+        /// Which stream.
+        stream: Stream,
+        /// The bytes.
+        payload: &'a [u8],
+    },
+    /// The peer granted credit: [`send`](super::Connection::send) may send more.
+    Credit {
+        /// The channel.
+        channel: u16,
+        /// Bytes that may be sent now.
+        window: u32,
+    },
+    /// The opener's terminal changed size.
+    Resized {
+        /// The channel.
+        channel: u16,
+        /// The new size.
+        size: WindowSize,
+    },
+    /// The opener sends a signal to the channel's process.
+    Signal {
+        /// The channel.
+        channel: u16,
+        /// Which signal; one this side does not know is to be ignored.
+        signal: Signal,
+    },
+    /// The peer will send no more Data on the channel.
+    Eof {
+        /// The channel.
+        channel: u16,
+    },
+    /// The process behind the channel ended.
+    Exit {
+        /// The channel.
+        channel: u16,
+        /// How.
+        status: ExitStatus,
+    },
+    /// Both sides closed the channel; the id is free.
+    Closed {
+        /// The channel.
+        channel: u16,
+    },
+    /// The peer ended the connection.
+    GoAway {
+        /// Why.
+        code: ErrorCode,
+        /// The peer's words.
+        message: &'a str,
+    },
+    /// Nothing was heard from the peer within the keepalive timeout; GoAway is queued.
+    PeerLost,
+}
+
+/// This side ends the connection because the peer broke a rule: a GoAway with `code` is queued
+/// for [`poll_transmit`](super::Connection::poll_transmit), and nothing else will be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ConnectionError {
+    /// The GoAway code.
+    pub code: ErrorCode,
+    /// Which rule, in a few words (also the GoAway message).
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.reason)
+    }
+}
+
+impl core::error::Error for ConnectionError {}
+
+/// Why an application command was refused. Nothing was changed or queued.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CommandError {
+    /// No channel has that id.
+    UnknownChannel,
+    /// The channel is not in a state where the spec allows this (for instance data before the
+    /// Open is accepted, or after Eof).
+    NotAllowed,
+    /// Every channel slot is in use.
+    TooManyChannels,
+    /// Frames already queued fill the outbox: call `poll_transmit` first.
+    Busy,
+    /// The connection is not established, or is ending.
+    NotConnected,
+    /// The message would not encode.
+    Invalid(crate::Error),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::UnknownChannel => f.write_str("no such channel"),
+            CommandError::NotAllowed => f.write_str("not allowed in the channel's state"),
+            CommandError::TooManyChannels => f.write_str("every channel slot is in use"),
+            CommandError::Busy => f.write_str("outbox full: transmit first"),
+            CommandError::NotConnected => f.write_str("connection not established"),
+            CommandError::Invalid(e) => write!(f, "invalid message: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for CommandError {}

@@ -1,0 +1,862 @@
+//! The sans-IO connection: the rules of spec sections 7 and 8, driven the way quinn-proto's
+//! `Connection` is. No I/O, no clock, no allocator, no randomness.
+//!
+//! - Feed each received frame to [`Connection::handle`]; it returns what the peer did as an
+//!   [`Event`] borrowing from the frame, or the [`ConnectionError`] the frame caused.
+//! - Give commands: [`open`](Connection::open), [`accept`](Connection::accept),
+//!   [`refuse`](Connection::refuse), [`send`](Connection::send),
+//!   [`consume`](Connection::consume), [`resize`](Connection::resize),
+//!   [`signal`](Connection::signal), [`eof`](Connection::eof), [`exit`](Connection::exit),
+//!   [`close`](Connection::close), [`go_away`](Connection::go_away).
+//! - Call [`poll_transmit`](Connection::poll_transmit) until it writes nothing, and send what
+//!   it wrote; then [`poll_event`](Connection::poll_event) for events of its own.
+//! - Wake at [`poll_timeout`](Connection::poll_timeout) and call
+//!   [`handle_timeout`](Connection::handle_timeout).
+//!
+//! Memory is fixed: `C` channel slots and one outbox for the control frames that carry the
+//! application's strings. Data is never buffered here: [`Connection::send`] writes a Data frame
+//! straight into the caller's transmit buffer, within the peer's credit, and received data is
+//! lent to the application in the event, holding its credit until
+//! [`Connection::consume`] returns it. So control frames never queue behind data, and a
+//! flooding peer cannot grow anything.
+//!
+//! Resume (spec section 7.4) is not implemented yet: this side announces no RESUME capability,
+//! and an acceptor answers a re-attach with GoAway RESUME_REJECTED.
+
+mod channel;
+mod event;
+mod time;
+
+use heapless::Vec;
+
+use self::channel::{Channel, Kind, State};
+pub use self::event::{CommandError, ConnectionError, Event};
+pub use self::time::Instant;
+use crate::frame::{DATA_PREFIX_LEN, data_prefix, peek_len};
+use crate::{
+    Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, ErrorCode, ExitStatus,
+    HEADER_LEN, Hello, KEEPALIVE_TIMEOUT_FACTOR, MAX_CONTROL_BODY_LEN, Message, OpenKind, RefuseReason,
+    Signal, Stream, WindowSize,
+};
+
+/// Which end of the transport this side is; it decides who sends Hello first and which
+/// channel ids each side opens (odd for the initiator, even for the acceptor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// This side dialed (an agent or a client).
+    Initiator,
+    /// This side accepted (the relay).
+    Acceptor,
+}
+
+/// What this side announces in its Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// Which end of the transport this side is.
+    pub role: Role,
+    /// The largest body this side accepts (what its decoder is given).
+    pub max_frame: u32,
+    /// Credit granted to the peer on each channel.
+    pub initial_window: u32,
+    /// Ping after this much silence, and give the peer up after
+    /// [`KEEPALIVE_TIMEOUT_FACTOR`] times as much; 0 turns keepalive off.
+    pub keepalive_ms: u32,
+}
+
+impl Config {
+    /// The spec's recommended values for `role`.
+    pub const fn new(role: Role) -> Config {
+        Config {
+            role,
+            max_frame: DEFAULT_MAX_FRAME as u32,
+            initial_window: DEFAULT_INITIAL_WINDOW,
+            keepalive_ms: DEFAULT_KEEPALIVE_MS,
+        }
+    }
+}
+
+/// What the peer announced in its Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Peer {
+    /// Its capabilities.
+    pub capabilities: Capabilities,
+    /// The largest body it accepts.
+    pub max_frame: u32,
+    /// The credit it grants on each channel.
+    pub initial_window: u32,
+    /// Its keepalive interval.
+    pub keepalive_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Our Hello or the peer's is still missing.
+    Handshake,
+    /// Both Hellos are exchanged.
+    Established,
+    /// A GoAway of ours is queued.
+    Ending,
+    /// GoAway sent or received: nothing more is sent.
+    Ended,
+}
+
+/// Room for the largest control frame: the outbox never refuses a lone frame.
+const OUTBOX_LEN: usize = HEADER_LEN + MAX_CONTROL_BODY_LEN;
+
+/// One connection's protocol state, with room for `C` channels at once.
+#[derive(Debug)]
+pub struct Connection<const C: usize> {
+    config: Config,
+    phase: Phase,
+    hello_sent: bool,
+    peer: Option<Peer>,
+    channels: [Option<Channel>; C],
+    next_id: u16,
+    /// Encoded control frames that carry strings (Open, Refuse, Signal), in order.
+    outbox: Vec<u8, OUTBOX_LEN>,
+    go_away: Option<(ErrorCode, &'static str)>,
+    pong: Option<u64>,
+    nonce: u64,
+    ping_due: bool,
+    last_heard: Instant,
+    last_ping: Option<Instant>,
+    /// Channels freed by a Close this side sent last, for [`Event::Closed`].
+    freed: Vec<u16, C>,
+    lost: bool,
+}
+
+impl<const C: usize> Connection<C> {
+    /// A connection whose transport came up at `now`.
+    pub fn new(config: Config, now: Instant) -> Self {
+        let next_id = match config.role {
+            Role::Initiator => 1,
+            Role::Acceptor => 2,
+        };
+        Connection {
+            config,
+            phase: Phase::Handshake,
+            hello_sent: false,
+            peer: None,
+            channels: [const { None }; C],
+            next_id,
+            outbox: Vec::new(),
+            go_away: None,
+            pong: None,
+            nonce: 0,
+            ping_due: false,
+            last_heard: now,
+            last_ping: None,
+            freed: Vec::new(),
+            lost: false,
+        }
+    }
+
+    /// This side's settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The peer's Hello, once it arrived.
+    pub fn peer(&self) -> Option<&Peer> {
+        self.peer.as_ref()
+    }
+
+    /// Whether both Hellos are exchanged and the connection is not ending.
+    pub fn is_established(&self) -> bool {
+        self.phase == Phase::Established
+    }
+
+    /// Whether a GoAway was sent or received: the transport can be closed.
+    pub fn is_ended(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
+    /// Bytes of Data that [`Connection::send`] may send now on `channel`.
+    pub fn send_window(&self, channel: u16) -> Option<u32> {
+        self.find(channel).map(|slot| slot.send_window)
+    }
+
+    /// How many channels are in use.
+    pub fn channels(&self) -> usize {
+        self.channels.iter().flatten().count()
+    }
+
+    // ---- received frames ----------------------------------------------------------------
+
+    /// Handles one received frame (exactly one, as the codec or accumulator delivered it).
+    pub fn handle<'a>(
+        &mut self,
+        frame: &'a [u8],
+        now: Instant,
+    ) -> Result<Option<Event<'a>>, ConnectionError> {
+        if matches!(self.phase, Phase::Ending | Phase::Ended) {
+            return Ok(None);
+        }
+        self.last_heard = now;
+        let message = match Message::decode(frame, self.config.max_frame as usize) {
+            Ok(message) => message,
+            Err(e) => return Err(self.fail(e.go_away_code(), e.name())),
+        };
+        if self.peer.is_none() {
+            return match message {
+                Message::Hello(hello) => self.on_hello(&hello),
+                Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
+                Message::Extension { .. } => Ok(None),
+                _ => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "frame before Hello")),
+            };
+        }
+        match message {
+            Message::Hello(_) => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "second Hello")),
+            Message::Ping { nonce } => {
+                self.pong = Some(nonce);
+                Ok(None)
+            }
+            Message::Pong { .. } | Message::Extension { .. } => Ok(None),
+            Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
+            Message::Open { channel, kind } => self.on_open(channel, kind),
+            channel_message => self.on_channel(channel_message),
+        }
+    }
+
+    fn on_hello(&mut self, hello: &Hello<'_>) -> Result<Option<Event<'static>>, ConnectionError> {
+        if hello.resume.is_some() {
+            // This side announces no RESUME, so the peer may not ask for it (spec 7.4).
+            let code = match self.config.role {
+                Role::Acceptor => ErrorCode::RESUME_REJECTED,
+                Role::Initiator => ErrorCode::PROTOCOL_ERROR,
+            };
+            return Err(self.fail(code, "resume not supported"));
+        }
+        self.peer = Some(Peer {
+            capabilities: hello.capabilities,
+            max_frame: hello.max_frame,
+            initial_window: hello.initial_window,
+            keepalive_ms: hello.keepalive_ms,
+        });
+        self.phase = Phase::Established;
+        Ok(Some(Event::Connected))
+    }
+
+    fn on_go_away<'a>(&mut self, code: ErrorCode, message: &'a str) -> Event<'a> {
+        self.phase = Phase::Ended;
+        Event::GoAway { code, message }
+    }
+
+    fn on_open<'a>(
+        &mut self,
+        channel: u16,
+        kind: OpenKind<'a>,
+    ) -> Result<Option<Event<'a>>, ConnectionError> {
+        if self.is_own_id(channel) {
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Open with the receiver's id parity"));
+        }
+        if let Some(slot) = self.find(channel) {
+            if slot.closing() {
+                return Ok(None);
+            }
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Open for an id in use"));
+        }
+        let reason = match kind {
+            OpenKind::Unknown { .. } => Some(RefuseReason::UNKNOWN_KIND),
+            _ if self.free_slot().is_none() => Some(RefuseReason::RESOURCE_SHORTAGE),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            // Refused here, with no slot: the application never sees it.
+            let refuse = Message::Refuse { channel, reason, message: "" };
+            if self.queue(&refuse).is_err() {
+                return Err(self.fail(ErrorCode::INTERNAL_ERROR, "too many refusals pending"));
+            }
+            return Ok(None);
+        }
+        let window = self.peer_window();
+        let recv_window = self.config.initial_window;
+        self.insert(Channel::new(channel, false, State::OpenReceived, Kind::of(&kind), window, recv_window));
+        Ok(Some(Event::Opened { channel, kind }))
+    }
+
+    fn on_channel<'a>(&mut self, message: Message<'a>) -> Result<Option<Event<'a>>, ConnectionError> {
+        let channel = message.channel();
+        let Some(index) = self.index_of(channel) else {
+            return match message {
+                // A Close that crossed our Refuse (spec 8.3).
+                Message::Close { .. } => Ok(None),
+                _ => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "frame for a channel that is not open")),
+            };
+        };
+        let Some(slot) = self.channels.get_mut(index).and_then(Option::as_mut) else { return Ok(None) };
+        let verdict = match slot.state {
+            State::CloseSent | State::Abandoned => match message {
+                // Our Close is still queued: it must go out before the id is free, or the peer
+                // would wait for it forever.
+                Message::Close { .. } if slot.pending.close => {
+                    slot.state = State::CloseReceived;
+                    Verdict::Ok(None)
+                }
+                Message::Close { .. } => Verdict::Free(Event::Closed { channel }),
+                // The peer refused what we abandoned: the id is free there already, and a Close
+                // of ours would be ignored.
+                Message::Refuse { .. } if slot.state == State::Abandoned => {
+                    Verdict::Free(Event::Closed { channel })
+                }
+                // In flight when we closed: discarded, uncounted (spec 8.3).
+                _ => Verdict::Ok(None),
+            },
+            State::OpenSent => match message {
+                Message::Accept { .. } => {
+                    slot.state = State::Open;
+                    Verdict::Ok(Some(Event::Accepted { channel }))
+                }
+                Message::Refuse { reason, message, .. } => {
+                    Verdict::Free(Event::Refused { channel, reason, message })
+                }
+                _ => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "frame before the Open is answered"),
+            },
+            State::OpenReceived => match message {
+                Message::Close { .. } => {
+                    // The opener abandoned the Open: answer Close, never Accept or Refuse.
+                    slot.state = State::CloseReceived;
+                    slot.pending.close = true;
+                    Verdict::Ok(None)
+                }
+                _ => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "frame before the Open is answered"),
+            },
+            State::CloseReceived => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "frame after Close"),
+            State::Open => on_open_channel(slot, message),
+        };
+        match verdict {
+            Verdict::Ok(event) => Ok(event),
+            Verdict::Free(event) => {
+                if let Some(slot) = self.channels.get_mut(index) {
+                    *slot = None;
+                }
+                Ok(Some(event))
+            }
+            Verdict::Fail(code, reason) => Err(self.fail(code, reason)),
+        }
+    }
+
+    // ---- commands ----------------------------------------------------------------------
+
+    /// Opens a channel and returns its id; the Open waits in the outbox.
+    pub fn open(&mut self, kind: &OpenKind<'_>) -> Result<u16, CommandError> {
+        self.check_established()?;
+        if self.free_slot().is_none() {
+            return Err(CommandError::TooManyChannels);
+        }
+        let channel = self.allocate_id().ok_or(CommandError::TooManyChannels)?;
+        self.queue(&Message::Open { channel, kind: *kind })?;
+        let (window, recv_window) = (self.peer_window(), self.config.initial_window);
+        self.insert(Channel::new(channel, true, State::OpenSent, Kind::of(kind), window, recv_window));
+        self.advance_id(channel);
+        Ok(channel)
+    }
+
+    /// Accepts the peer's Open of `channel`.
+    pub fn accept(&mut self, channel: u16) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        if slot.state != State::OpenReceived {
+            return Err(CommandError::NotAllowed);
+        }
+        slot.state = State::Open;
+        slot.pending.accept = true;
+        Ok(())
+    }
+
+    /// Refuses the peer's Open of `channel`; the id is free at once.
+    pub fn refuse(&mut self, channel: u16, reason: RefuseReason, message: &str) -> Result<(), CommandError> {
+        if self.slot_mut(channel)?.state != State::OpenReceived {
+            return Err(CommandError::NotAllowed);
+        }
+        self.queue(&Message::Refuse { channel, reason, message })?;
+        self.remove(channel);
+        Ok(())
+    }
+
+    /// Writes one Data frame carrying as much of `data` as the peer's credit and maximum frame
+    /// allow into `out`, and returns `(bytes of data sent, bytes written to out)`. Call it after
+    /// [`poll_transmit`](Connection::poll_transmit) has written everything it had, so that
+    /// control frames go first. `(0, 0)` means no credit (or no room in `out`): wait for
+    /// [`Event::Credit`].
+    pub fn send(
+        &mut self,
+        channel: u16,
+        stream: Stream,
+        data: &[u8],
+        out: &mut [u8],
+    ) -> Result<(usize, usize), CommandError> {
+        self.check_established()?;
+        let max_payload = self.peer.map_or(0, |p| p.max_frame as usize).saturating_sub(1);
+        let slot = self.slot_mut(channel)?;
+        let allowed = match stream {
+            Stream::Stdin => slot.opener,
+            Stream::Stdout => !slot.opener,
+            Stream::Stderr => !slot.opener && slot.kind != Kind::Forward,
+        };
+        if !allowed || !slot.can_send_data() {
+            return Err(CommandError::NotAllowed);
+        }
+        let room = out.len().saturating_sub(DATA_PREFIX_LEN);
+        let len = data.len().min(slot.send_window as usize).min(max_payload).min(room);
+        let (Some(payload), true) = (data.get(..len), len > 0) else { return Ok((0, 0)) };
+        let prefix = data_prefix(channel, stream, len).map_err(CommandError::Invalid)?;
+        let (head, rest) = out.split_at_mut(DATA_PREFIX_LEN);
+        head.copy_from_slice(&prefix);
+        rest.get_mut(..len).ok_or(CommandError::Busy)?.copy_from_slice(payload);
+        // `len` is at most `send_window`, a u32.
+        slot.send_window -= len as u32;
+        Ok((len, DATA_PREFIX_LEN + len))
+    }
+
+    /// The application is done with `len` received bytes of `channel`: their credit goes back
+    /// to the peer (batched, from `poll_transmit`).
+    pub fn consume(&mut self, channel: u16, len: usize) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        let len =
+            u32::try_from(len).ok().filter(|&len| len <= slot.unconsumed).ok_or(CommandError::NotAllowed)?;
+        slot.unconsumed -= len;
+        slot.consumed += len;
+        Ok(())
+    }
+
+    /// The opener's terminal changed size; only the latest size is sent.
+    pub fn resize(&mut self, channel: u16, size: WindowSize) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        if !slot.opener || slot.state != State::Open || slot.kind != Kind::Terminal {
+            return Err(CommandError::NotAllowed);
+        }
+        slot.pending.resize = Some(size);
+        Ok(())
+    }
+
+    /// Sends a signal to the process behind `channel` (opener only).
+    pub fn signal(&mut self, channel: u16, signal: Signal) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        if !slot.opener || slot.state != State::Open {
+            return Err(CommandError::NotAllowed);
+        }
+        self.queue(&Message::Signal { channel, signal })
+    }
+
+    /// No more Data will be sent on `channel` (half-close).
+    pub fn eof(&mut self, channel: u16) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        if slot.state != State::Open || slot.eof_sent || slot.pending.eof {
+            return Err(CommandError::NotAllowed);
+        }
+        slot.pending.eof = true;
+        Ok(())
+    }
+
+    /// The process behind `channel` ended (accepting side of a shell or exec channel, once).
+    pub fn exit(&mut self, channel: u16, status: ExitStatus) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        if slot.opener || slot.state != State::Open || slot.kind == Kind::Forward || slot.exit_seen {
+            return Err(CommandError::NotAllowed);
+        }
+        slot.exit_seen = true;
+        slot.pending.exit = Some(status);
+        Ok(())
+    }
+
+    /// Closes `channel`: nothing more will be sent on it. [`Event::Closed`] follows once the
+    /// peer's Close arrives. Before the Open is answered this abandons it.
+    pub fn close(&mut self, channel: u16) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        slot.state = match slot.state {
+            State::Open => State::CloseSent,
+            State::OpenSent => State::Abandoned,
+            _ => return Err(CommandError::NotAllowed),
+        };
+        slot.pending.close = true;
+        Ok(())
+    }
+
+    /// Ends the connection with `code`; the GoAway is the next and last frame transmitted.
+    /// For a graceful end, close the channels first and let their Closes cross.
+    pub fn go_away(&mut self, code: ErrorCode, reason: &'static str) {
+        if matches!(self.phase, Phase::Handshake | Phase::Established) {
+            self.fail(code, reason);
+        }
+    }
+
+    // ---- output ------------------------------------------------------------------------
+
+    /// Writes the frames that are due into `out`, control frames first, and returns how many
+    /// bytes it wrote; call it again until it returns 0. Only whole frames are written, so `out`
+    /// needs room for at least one: `HEADER_LEN + MAX_CONTROL_BODY_LEN` always suffices.
+    pub fn poll_transmit(&mut self, out: &mut [u8]) -> usize {
+        let mut w = Out { buf: out, len: 0 };
+        if self.phase == Phase::Ended {
+            return 0;
+        }
+        if let Some((code, reason)) = self.go_away {
+            if w.put(&Message::GoAway { code, message: reason }) {
+                self.phase = Phase::Ended;
+            }
+            return w.len;
+        }
+        if self.hello_due() {
+            if !w.put(&Message::Hello(self.hello())) {
+                return w.len;
+            }
+            self.hello_sent = true;
+        }
+        if self.peer.is_none() {
+            // The initiator waits for the acceptor's Hello before anything else (spec 7.1).
+            return w.len;
+        }
+        if let Some(nonce) = self.pong {
+            if !w.put(&Message::Pong { nonce }) {
+                return w.len;
+            }
+            self.pong = None;
+        }
+        if self.ping_due {
+            if !w.put(&Message::Ping { nonce: self.nonce }) {
+                return w.len;
+            }
+            self.ping_due = false;
+            self.nonce = self.nonce.wrapping_add(1);
+        }
+        if !self.drain_outbox(&mut w) {
+            // Channel frames wait: an Open in the outbox must precede its channel's frames.
+            return w.len;
+        }
+        for index in 0..C {
+            if !self.transmit_channel(index, &mut w) {
+                break;
+            }
+        }
+        w.len
+    }
+
+    /// Copies whole frames from the outbox; true when it is empty.
+    fn drain_outbox(&mut self, w: &mut Out<'_>) -> bool {
+        let mut taken = 0;
+        while let Ok(Some(len)) = peek_len(self.outbox.get(taken..).unwrap_or_default(), usize::MAX) {
+            let Some(frame) = self.outbox.get(taken..taken + len) else { break };
+            if !w.put_bytes(frame) {
+                break;
+            }
+            taken += len;
+        }
+        let remaining = self.outbox.len() - taken;
+        self.outbox.copy_within(taken.., 0);
+        self.outbox.truncate(remaining);
+        self.outbox.is_empty()
+    }
+
+    /// Writes what is owed on one channel, in the spec's order; false when `w` is full.
+    fn transmit_channel(&mut self, index: usize, w: &mut Out<'_>) -> bool {
+        let initial_window = self.config.initial_window;
+        let Some(slot) = self.channels.get_mut(index).and_then(Option::as_mut) else { return true };
+        let channel = slot.id;
+        if slot.pending.accept {
+            if !w.put(&Message::Accept { channel }) {
+                return false;
+            }
+            slot.pending.accept = false;
+        }
+        if let Some(size) = slot.pending.resize {
+            if !w.put(&Message::Resize { channel, size }) {
+                return false;
+            }
+            slot.pending.resize = None;
+        }
+        // Batched: once half the window is consumed, or when the peer has none left.
+        let credit_due = slot.consumed > 0 && (slot.consumed >= initial_window / 2 || slot.recv_window == 0);
+        if credit_due && !slot.closing() && slot.state != State::CloseReceived {
+            if !w.put(&Message::Credit { channel, increment: slot.consumed }) {
+                return false;
+            }
+            slot.recv_window = slot.recv_window.saturating_add(slot.consumed);
+            slot.consumed = 0;
+        }
+        if let Some(status) = slot.pending.exit {
+            if !w.put(&Message::Exit { channel, status }) {
+                return false;
+            }
+            slot.pending.exit = None;
+        }
+        if slot.pending.eof {
+            if !w.put(&Message::Eof { channel }) {
+                return false;
+            }
+            slot.pending.eof = false;
+            slot.eof_sent = true;
+        }
+        if slot.pending.close {
+            if !w.put(&Message::Close { channel }) {
+                return false;
+            }
+            slot.pending.close = false;
+            if slot.state == State::CloseReceived {
+                // Both Closes exchanged: the id is free (spec 8.3).
+                if let Some(freed) = self.channels.get_mut(index) {
+                    *freed = None;
+                }
+                // `freed` holds at most C ids, one per slot.
+                let _ = self.freed.push(channel);
+            }
+        }
+        true
+    }
+
+    /// Events of the connection's own: channels freed by our Close, a lost peer.
+    pub fn poll_event(&mut self) -> Option<Event<'static>> {
+        if let Some(channel) = self.freed.pop() {
+            return Some(Event::Closed { channel });
+        }
+        if self.lost {
+            self.lost = false;
+            return Some(Event::PeerLost);
+        }
+        None
+    }
+
+    // ---- time --------------------------------------------------------------------------
+
+    /// When [`handle_timeout`](Connection::handle_timeout) is next due, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let interval = u64::from(self.config.keepalive_ms);
+        if interval == 0 || matches!(self.phase, Phase::Ending | Phase::Ended) {
+            return None;
+        }
+        let quiet_since = self.last_ping.map_or(self.last_heard, |ping| ping.max(self.last_heard));
+        let lost_at = self.last_heard.after(interval * u64::from(KEEPALIVE_TIMEOUT_FACTOR));
+        Some(quiet_since.after(interval).min(lost_at))
+    }
+
+    /// Pings a silent peer, and gives up on one silent for too long (spec 7.3).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(due) = self.poll_timeout() else { return };
+        if now < due {
+            return;
+        }
+        let interval = u64::from(self.config.keepalive_ms);
+        let silence = now.as_millis().saturating_sub(self.last_heard.as_millis());
+        if silence >= interval * u64::from(KEEPALIVE_TIMEOUT_FACTOR) {
+            self.lost = true;
+            self.fail(ErrorCode::KEEPALIVE_TIMEOUT, "keepalive timeout");
+        } else if self.phase == Phase::Established {
+            self.ping_due = true;
+            self.last_ping = Some(now);
+        }
+    }
+
+    // ---- helpers -----------------------------------------------------------------------
+
+    fn fail(&mut self, code: ErrorCode, reason: &'static str) -> ConnectionError {
+        self.go_away = Some((code, reason));
+        self.phase = Phase::Ending;
+        ConnectionError { code, reason }
+    }
+
+    fn hello_due(&self) -> bool {
+        !self.hello_sent && (self.config.role == Role::Initiator || self.peer.is_some())
+    }
+
+    fn hello(&self) -> Hello<'static> {
+        Hello {
+            capabilities: Capabilities::NONE,
+            max_frame: self.config.max_frame,
+            initial_window: self.config.initial_window,
+            keepalive_ms: self.config.keepalive_ms,
+            resume: None,
+        }
+    }
+
+    fn check_established(&self) -> Result<(), CommandError> {
+        if self.phase == Phase::Established { Ok(()) } else { Err(CommandError::NotConnected) }
+    }
+
+    fn peer_window(&self) -> u32 {
+        self.peer.map_or(0, |p| p.initial_window)
+    }
+
+    fn is_own_id(&self, channel: u16) -> bool {
+        (channel % 2 == 1) == (self.config.role == Role::Initiator)
+    }
+
+    fn allocate_id(&self) -> Option<u16> {
+        let mut id = self.next_id;
+        // At most C ids are in use, so one of the next C + 1 ids of our parity is free.
+        for _ in 0..=C {
+            if self.find(id).is_none() {
+                return Some(id);
+            }
+            id = next_of_parity(id);
+        }
+        None
+    }
+
+    fn advance_id(&mut self, used: u16) {
+        self.next_id = next_of_parity(used);
+    }
+
+    fn index_of(&self, channel: u16) -> Option<usize> {
+        self.channels.iter().position(|slot| slot.is_some_and(|s| s.id == channel))
+    }
+
+    fn find(&self, channel: u16) -> Option<&Channel> {
+        self.channels.iter().flatten().find(|slot| slot.id == channel)
+    }
+
+    fn slot_mut(&mut self, channel: u16) -> Result<&mut Channel, CommandError> {
+        self.channels.iter_mut().flatten().find(|slot| slot.id == channel).ok_or(CommandError::UnknownChannel)
+    }
+
+    fn free_slot(&self) -> Option<usize> {
+        self.channels.iter().position(Option::is_none)
+    }
+
+    fn insert(&mut self, channel: Channel) {
+        if let Some(slot) = self.free_slot().and_then(|i| self.channels.get_mut(i)) {
+            *slot = Some(channel);
+        }
+    }
+
+    fn remove(&mut self, channel: u16) {
+        if let Some(slot) = self.index_of(channel).and_then(|i| self.channels.get_mut(i)) {
+            *slot = None;
+        }
+    }
+
+    /// Encodes a control frame into the outbox, or fails with [`CommandError::Busy`].
+    fn queue(&mut self, message: &Message<'_>) -> Result<(), CommandError> {
+        let start = self.outbox.len();
+        self.outbox.resize(start + message.encoded_len(), 0).map_err(|_| CommandError::Busy)?;
+        let written = self.outbox.get_mut(start..).map(|room| message.encode(room));
+        match written {
+            Some(Ok(_)) => Ok(()),
+            other => {
+                self.outbox.truncate(start);
+                Err(CommandError::Invalid(match other {
+                    Some(Err(e)) => e,
+                    _ => crate::Error::BufferTooSmall,
+                }))
+            }
+        }
+    }
+}
+
+/// What a frame does to a channel in state `Open`.
+enum Verdict<'a> {
+    Ok(Option<Event<'a>>),
+    /// The channel ends: free its slot.
+    Free(Event<'a>),
+    Fail(ErrorCode, &'static str),
+}
+
+/// The rules of spec section 8.3 for a frame on an open channel.
+fn on_open_channel<'a>(slot: &mut Channel, message: Message<'a>) -> Verdict<'a> {
+    let channel = slot.id;
+    // The opener is the peer exactly when this side did not open the channel.
+    let from_opener = !slot.opener;
+    match message {
+        Message::Data { stream, payload, .. } => {
+            let allowed = match stream {
+                Stream::Stdin => from_opener,
+                Stream::Stdout => !from_opener,
+                Stream::Stderr => !from_opener && slot.kind != Kind::Forward,
+            };
+            if !allowed {
+                return Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Data on a stream the sender may not use");
+            }
+            if slot.eof_received {
+                return Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Data after Eof");
+            }
+            let len = match u32::try_from(payload.len()) {
+                Ok(len) if len <= slot.recv_window => len,
+                _ => return Verdict::Fail(ErrorCode::FLOW_CONTROL, "Data beyond credit"),
+            };
+            slot.recv_window -= len;
+            slot.unconsumed += len;
+            Verdict::Ok(Some(Event::Data { channel, stream, payload }))
+        }
+        Message::Credit { increment, .. } => match slot.send_window.checked_add(increment) {
+            Some(window) => {
+                slot.send_window = window;
+                Verdict::Ok(Some(Event::Credit { channel, window }))
+            }
+            None => Verdict::Fail(ErrorCode::FLOW_CONTROL, "send window above 2^32 - 1"),
+        },
+        Message::Resize { size, .. } if from_opener && slot.kind == Kind::Terminal => {
+            Verdict::Ok(Some(Event::Resized { channel, size }))
+        }
+        Message::Resize { .. } => {
+            Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Resize from the accepting side or without a pty")
+        }
+        Message::Signal { .. } if !from_opener => {
+            Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Signal from the accepting side")
+        }
+        // Signals mean nothing to a TCP forward: ignored (spec 8.3).
+        Message::Signal { .. } if slot.kind == Kind::Forward => Verdict::Ok(None),
+        Message::Signal { signal, .. } => Verdict::Ok(Some(Event::Signal { channel, signal })),
+        Message::Eof { .. } if slot.eof_received => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "second Eof"),
+        Message::Eof { .. } => {
+            slot.eof_received = true;
+            Verdict::Ok(Some(Event::Eof { channel }))
+        }
+        Message::Exit { status, .. } => {
+            if from_opener || slot.kind == Kind::Forward || slot.exit_seen {
+                return Verdict::Fail(
+                    ErrorCode::PROTOCOL_ERROR,
+                    "Exit from the opener, on a forward, or twice",
+                );
+            }
+            slot.exit_seen = true;
+            Verdict::Ok(Some(Event::Exit { channel, status }))
+        }
+        Message::Close { .. } => {
+            slot.state = State::CloseReceived;
+            slot.pending.close = true;
+            // Owed frames other than the echo no longer matter: the peer discards them.
+            slot.pending.accept = false;
+            Verdict::Ok(None)
+        }
+        _ => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Accept or Refuse on an open channel"),
+    }
+}
+
+fn next_of_parity(id: u16) -> u16 {
+    match id.checked_add(2) {
+        Some(next) => next,
+        // Wrap within the parity: 65535 -> 1, 65534 -> 2.
+        None => 2 - id % 2,
+    }
+}
+
+/// A caller's transmit buffer, filled with whole frames.
+struct Out<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, message: &Message<'_>) -> bool {
+        let Some(room) = self.buf.get_mut(self.len..) else { return false };
+        match message.encode(room) {
+            Ok(written) => {
+                self.len += written;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8]) -> bool {
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(room) => {
+                room.copy_from_slice(bytes);
+                self.len += bytes.len();
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The connection state machine through the two-peer harness: the lifecycle, flow control and
+//! keepalive rules of spec sections 7 and 8.
+
+mod pair;
+
+use pair::{CHANNELS, Pair, Seen, raw};
+use session_proto::connection::{CommandError, Config, ConnectionError, Instant, Role};
+use session_proto::{
+    Capabilities, Env, ErrorCode, ExitStatus, Hello, Message, OpenKind, Pty, RefuseReason, Resume, Signal,
+    Stream, WindowSize,
+};
+
+#[test]
+fn the_initiator_speaks_first_and_both_connect() {
+    let mut pair = Pair::new();
+    pair.drive();
+    // The first frame each side received is the other's Hello.
+    for side in [&pair.client, &pair.server] {
+        assert!(matches!(Message::decode(&side.frames[0], 1 << 24), Ok(Message::Hello(_))));
+        assert_eq!(side.seen[0], Seen::Connected);
+        assert!(side.conn.is_established());
+    }
+    assert_eq!(pair.server.conn.peer().map(|p| p.initial_window), Some(262_144));
+}
+
+#[test]
+fn nothing_but_hello_is_allowed_before_hello() {
+    let mut pair = Pair::new();
+    let early = raw(&Message::Ping { nonce: 1 });
+    let error = pair.server.conn.handle(&early, pair.now).unwrap_err();
+    assert_eq!(error, ConnectionError { code: ErrorCode::PROTOCOL_ERROR, reason: "frame before Hello" });
+    // Commands wait for the handshake too.
+    assert_eq!(pair.client.conn.open(&forward()).unwrap_err(), CommandError::NotConnected);
+}
+
+fn forward() -> OpenKind<'static> {
+    OpenKind::Forward { host: "localhost", port: 5432 }
+}
+
+#[test]
+fn a_shell_session_runs_its_whole_lifecycle() {
+    let mut pair = Pair::connected();
+    let ch = pair.open_shell();
+    assert_eq!(ch % 2, 1, "the initiator opens odd ids");
+
+    assert_eq!(pair.client.send(ch, Stream::Stdin, b"ls\r"), 3);
+    pair.client.conn.resize(ch, WindowSize { cols: 132, rows: 43, width_px: 0, height_px: 0 }).unwrap();
+    pair.client.conn.signal(ch, Signal::INT).unwrap();
+    pair.drive();
+    assert_eq!(pair.server.received(ch, Stream::Stdin), b"ls\r");
+    assert!(
+        pair.server.saw(&Seen::Resized(ch, WindowSize { cols: 132, rows: 43, width_px: 0, height_px: 0 }))
+    );
+    assert!(pair.server.saw(&Seen::Signal(ch, Signal::INT)));
+
+    assert_eq!(pair.server.send(ch, Stream::Stdout, b"Cargo.toml\r\n"), 12);
+    assert_eq!(pair.server.send(ch, Stream::Stderr, b"warning\n"), 8);
+    pair.server.conn.exit(ch, ExitStatus::Code(0)).unwrap();
+    pair.server.conn.eof(ch).unwrap();
+    pair.server.conn.close(ch).unwrap();
+    pair.drive();
+    assert_eq!(pair.client.received(ch, Stream::Stdout), b"Cargo.toml\r\n");
+    assert_eq!(pair.client.received(ch, Stream::Stderr), b"warning\n");
+    let tail: Vec<&Seen> = pair.client.seen.iter().rev().take(3).collect();
+    assert_eq!(
+        tail,
+        [&Seen::Closed(ch), &Seen::Eof(ch), &Seen::Exit(ch, ExitStatus::Code(0))],
+        "Exit, Eof, Close"
+    );
+    assert!(pair.server.saw(&Seen::Closed(ch)));
+    assert_eq!((pair.client.conn.channels(), pair.server.conn.channels()), (0, 0));
+    assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
+}
+
+#[test]
+fn data_after_eof_and_commands_out_of_turn_are_refused() {
+    let mut pair = Pair::connected();
+    let ch = pair.open_shell();
+    pair.client.conn.eof(ch).unwrap();
+    assert_eq!(pair.client.conn.eof(ch), Err(CommandError::NotAllowed));
+    assert_eq!(pair.client.conn.send(ch, Stream::Stdin, b"x", &mut [0; 64]), Err(CommandError::NotAllowed));
+    assert_eq!(pair.client.conn.send(ch, Stream::Stdout, b"x", &mut [0; 64]), Err(CommandError::NotAllowed));
+    assert_eq!(
+        pair.client.conn.exit(ch, ExitStatus::Code(1)),
+        Err(CommandError::NotAllowed),
+        "the opener has no process"
+    );
+    assert_eq!(pair.server.conn.resize(ch, WindowSize::default()), Err(CommandError::NotAllowed));
+    assert_eq!(pair.server.conn.accept(ch), Err(CommandError::NotAllowed));
+    assert_eq!(pair.client.conn.close(99), Err(CommandError::UnknownChannel));
+    pair.drive();
+    assert!(pair.server.saw(&Seen::Eof(ch)));
+    // Half-closed: the other direction still flows.
+    assert_eq!(pair.server.send(ch, Stream::Stdout, b"still here"), 10);
+    pair.drive();
+    assert_eq!(pair.client.received(ch, Stream::Stdout), b"still here");
+}
+
+#[test]
+fn refusals_reach_the_opener_and_free_the_id() {
+    let mut pair = Pair::connected();
+    let ch = pair.client.conn.open(&forward()).unwrap();
+    pair.drive();
+    pair.server.conn.refuse(ch, RefuseReason::CONNECT_FAILED, "connection refused").unwrap();
+    pair.drive();
+    assert!(pair.client.saw(&Seen::Refused(ch, RefuseReason::CONNECT_FAILED)));
+    assert_eq!((pair.client.conn.channels(), pair.server.conn.channels()), (0, 0));
+}
+
+#[test]
+fn unknown_kinds_and_a_full_table_are_refused_without_the_application() {
+    let mut pair = Pair::connected();
+    let unknown = pair.client.conn.open(&OpenKind::Unknown { index: 7, params: b"new" }).unwrap();
+    pair.drive();
+    assert!(pair.client.saw(&Seen::Refused(unknown, RefuseReason::UNKNOWN_KIND)));
+    assert!(!pair.server.saw(&Seen::Opened(unknown)));
+
+    // The server's table fills with opens it has not answered; then the acceptor refuses.
+    let server = Config { ..Config::new(Role::Acceptor) };
+    let mut pair = Pair::with(Config::new(Role::Initiator), server);
+    pair.drive();
+    let mut opened = Vec::new();
+    for _ in 0..CHANNELS {
+        opened.push(pair.client.conn.open(&forward()).unwrap());
+    }
+    assert_eq!(pair.client.conn.open(&forward()), Err(CommandError::TooManyChannels));
+    pair.drive();
+    pair.client.conn.close(opened[0]).unwrap(); // abandon one, to make room on the client
+    pair.drive();
+    assert!(pair.client.saw(&Seen::Closed(opened[0])));
+    pair.server.conn.accept(opened[1]).unwrap();
+    pair.drive();
+    let extra = pair.client.conn.open(&forward()).unwrap();
+    pair.drive();
+    // The server still holds 7 channels and one free slot, so this one is offered.
+    assert!(pair.server.saw(&Seen::Opened(extra)));
+}
+
+#[test]
+fn credit_limits_what_arrives_and_returns_only_when_consumed() {
+    let client = Config { initial_window: 1_000, ..Config::new(Role::Initiator) };
+    let mut pair = Pair::with(client, Config::new(Role::Acceptor));
+    pair.drive();
+    let slow = pair.open_shell();
+    let fast = pair.open_shell();
+    pair.client.auto_consume = false;
+
+    let output = vec![b'x'; 5_000];
+    assert_eq!(pair.server.send(slow, Stream::Stdout, &output), 1_000, "the window caps the flood");
+    assert_eq!(pair.server.send(slow, Stream::Stdout, &output), 0);
+    pair.drive();
+    assert_eq!(pair.client.received(slow, Stream::Stdout).len(), 1_000);
+    assert_eq!(pair.server.conn.send_window(slow), Some(0));
+
+    // Another channel is not held up by the slow one.
+    assert_eq!(pair.server.send(fast, Stream::Stdout, b"keystroke echo"), 14);
+    pair.drive();
+    assert_eq!(pair.client.received(fast, Stream::Stdout), b"keystroke echo");
+
+    // Consuming returns credit: at once while the sender is stalled at zero, ...
+    pair.client.conn.consume(slow, 400).unwrap();
+    pair.drive();
+    assert!(pair.server.saw(&Seen::Credit(slow, 400)));
+    assert_eq!(pair.server.send(slow, Stream::Stdout, &output[..300]), 300);
+    pair.drive();
+    // ... and otherwise batched until half the window is consumed.
+    pair.client.conn.consume(slow, 100).unwrap();
+    pair.drive();
+    assert_eq!(pair.server.conn.send_window(slow), Some(100), "below half a window: not yet");
+    pair.client.conn.consume(slow, 500).unwrap();
+    pair.drive();
+    assert_eq!(pair.server.conn.send_window(slow), Some(700));
+    assert_eq!(pair.client.conn.consume(slow, 100_000), Err(CommandError::NotAllowed), "more than arrived");
+}
+
+#[test]
+fn a_peer_that_overruns_its_credit_is_a_flow_control_error() {
+    let client = Config { initial_window: 10, ..Config::new(Role::Initiator) };
+    let mut pair = Pair::with(client, Config::new(Role::Acceptor));
+    pair.drive();
+    let ch = pair.open_shell();
+    let flood = raw(&Message::Data { channel: ch, stream: Stream::Stdout, payload: &[0; 11] });
+    let error = pair.client.conn.handle(&flood, pair.now).unwrap_err();
+    assert_eq!(error.code, ErrorCode::FLOW_CONTROL);
+    pair.drive();
+    assert!(pair.server.saw(&Seen::GoAway(ErrorCode::FLOW_CONTROL)));
+    assert!(pair.client.conn.is_ended() && pair.server.conn.is_ended());
+}
+
+#[test]
+fn rule_breaking_frames_end_the_connection_with_the_right_code() {
+    let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
+        (
+            raw(&Message::Data { channel: 9, stream: Stream::Stdout, payload: b"?" }),
+            ErrorCode::PROTOCOL_ERROR,
+        ),
+        (raw(&Message::Accept { channel: 1 }), ErrorCode::PROTOCOL_ERROR),
+        (raw(&Message::Data { channel: 1, stream: Stream::Stdin, payload: b"x" }), ErrorCode::PROTOCOL_ERROR),
+        (raw(&Message::Resize { channel: 1, size: WindowSize::default() }), ErrorCode::PROTOCOL_ERROR),
+        (raw(&Message::Open { channel: 3, kind: forward() }), ErrorCode::PROTOCOL_ERROR),
+        (raw(&Message::Credit { channel: 1, increment: u32::MAX }), ErrorCode::FLOW_CONTROL),
+        (vec![0, 0, 1, 0x14, 0, 1, 0], ErrorCode::PROTOCOL_ERROR),
+        (vec![0x02, 0, 1, 0x13, 0, 1], ErrorCode::FRAME_TOO_LARGE),
+    ];
+    for (frame, code) in cases {
+        let mut pair = Pair::connected();
+        let ch = pair.open_shell();
+        assert_eq!(ch, 1);
+        let error = pair.client.conn.handle(&frame, pair.now).unwrap_err();
+        assert_eq!(error.code, code, "{}", error.reason);
+        pair.drive();
+        assert!(pair.server.saw(&Seen::GoAway(code)));
+    }
+}
+
+#[test]
+fn closes_that_cross_and_abandoned_opens_both_end_cleanly() {
+    let mut pair = Pair::connected();
+    let ch = pair.open_shell();
+    pair.client.conn.close(ch).unwrap();
+    pair.server.conn.close(ch).unwrap();
+    pair.drive();
+    assert!(pair.client.saw(&Seen::Closed(ch)) && pair.server.saw(&Seen::Closed(ch)));
+
+    let abandoned = pair.client.conn.open(&forward()).unwrap();
+    pair.client.conn.close(abandoned).unwrap();
+    pair.drive();
+    assert!(pair.client.saw(&Seen::Closed(abandoned)) && pair.server.saw(&Seen::Closed(abandoned)));
+    assert_eq!((pair.client.conn.channels(), pair.server.conn.channels()), (0, 0));
+    assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
+}
+
+#[test]
+fn keepalive_pings_a_silent_peer_and_gives_up_after_three_intervals() {
+    let mut pair = Pair::connected();
+    let start = pair.now;
+    assert_eq!(pair.client.conn.poll_timeout(), Some(start.after(15_000)));
+    pair.advance(15_000);
+    pair.drive();
+    // The ping was answered: the client heard from the server again.
+    assert!(
+        pair.server.frames.iter().any(|f| matches!(Message::decode(f, 1 << 24), Ok(Message::Ping { .. })))
+    );
+    assert!(
+        pair.client.frames.iter().any(|f| matches!(Message::decode(f, 1 << 24), Ok(Message::Pong { .. })))
+    );
+
+    // Now the server goes silent: nothing is delivered while time passes.
+    for _ in 0..3 {
+        pair.advance(15_000);
+    }
+    assert!(pair.client.conn.poll_event() == Some(session_proto::connection::Event::PeerLost));
+    let mut buf = [0u8; 256];
+    let n = pair.client.conn.poll_transmit(&mut buf);
+    assert_eq!(
+        Message::decode(&buf[..n], 1 << 24),
+        Ok(Message::GoAway { code: ErrorCode::KEEPALIVE_TIMEOUT, message: "keepalive timeout" })
+    );
+    assert!(pair.client.conn.is_ended());
+    assert_eq!(pair.client.conn.poll_timeout(), None);
+}
+
+#[test]
+fn keepalive_off_means_no_timer() {
+    let client = Config { keepalive_ms: 0, ..Config::new(Role::Initiator) };
+    let pair = Pair::with(client, Config::new(Role::Acceptor));
+    assert_eq!(pair.client.conn.poll_timeout(), None);
+}
+
+#[test]
+fn a_resume_request_is_rejected_until_resume_exists() {
+    let mut pair = Pair::new();
+    let hello = Hello {
+        capabilities: Capabilities::RESUME,
+        max_frame: 131_072,
+        initial_window: 1,
+        keepalive_ms: 0,
+        resume: Some(Resume { token: b"t", offset: 0 }),
+    };
+    let error = pair.server.conn.handle(&raw(&Message::Hello(hello)), Instant::from_millis(0)).unwrap_err();
+    assert_eq!(error.code, ErrorCode::RESUME_REJECTED);
+}
+
+#[test]
+fn the_exec_and_forward_rules_hold() {
+    let mut pair = Pair::connected();
+    let exec = OpenKind::Exec { command: "cat", pty: None, env: Env::EMPTY };
+    let pipes = pair.client.conn.open(&exec).unwrap();
+    let tcp = pair.client.conn.open(&forward()).unwrap();
+    pair.drive();
+    pair.server.conn.accept(pipes).unwrap();
+    pair.server.conn.accept(tcp).unwrap();
+    pair.drive();
+    assert_eq!(
+        pair.client.conn.resize(pipes, WindowSize::default()),
+        Err(CommandError::NotAllowed),
+        "no pty"
+    );
+    assert_eq!(pair.server.conn.exit(tcp, ExitStatus::Code(0)), Err(CommandError::NotAllowed));
+    assert_eq!(pair.server.conn.send(tcp, Stream::Stderr, b"x", &mut [0; 64]), Err(CommandError::NotAllowed));
+    pair.client.conn.signal(tcp, Signal::INT).unwrap();
+    pair.drive();
+    assert!(!pair.server.saw(&Seen::Signal(tcp, Signal::INT)), "signals on a forward are ignored");
+    let _ = Pty::default();
+}

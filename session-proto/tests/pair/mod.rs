@@ -1,0 +1,253 @@
+//! A deterministic two-peer harness: a client (initiator) and a server (acceptor) connection,
+//! a simulated clock, and byte queues between them. Each side records what it saw in owned form.
+
+#![allow(dead_code, reason = "each test file uses part of this module")]
+
+use session_proto::connection::{Config, Connection, ConnectionError, Event, Instant, Role};
+use session_proto::frame::peek_len;
+use session_proto::{ErrorCode, ExitStatus, Message, RefuseReason, Signal, Stream, WindowSize};
+
+pub(crate) const CHANNELS: usize = 8;
+
+/// An event in owned form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seen {
+    Connected,
+    Opened(u16),
+    Accepted(u16),
+    Refused(u16, RefuseReason),
+    Data(u16, Stream, Vec<u8>),
+    Credit(u16, u32),
+    Resized(u16, WindowSize),
+    Signal(u16, Signal),
+    Eof(u16),
+    Exit(u16, ExitStatus),
+    Closed(u16),
+    GoAway(ErrorCode),
+    PeerLost,
+    Error(ConnectionError),
+}
+
+impl Seen {
+    fn of(event: &Event<'_>) -> Seen {
+        match *event {
+            Event::Connected => Seen::Connected,
+            Event::Opened { channel, .. } => Seen::Opened(channel),
+            Event::Accepted { channel } => Seen::Accepted(channel),
+            Event::Refused { channel, reason, .. } => Seen::Refused(channel, reason),
+            Event::Data { channel, stream, payload } => Seen::Data(channel, stream, payload.to_vec()),
+            Event::Credit { channel, window } => Seen::Credit(channel, window),
+            Event::Resized { channel, size } => Seen::Resized(channel, size),
+            Event::Signal { channel, signal } => Seen::Signal(channel, signal),
+            Event::Eof { channel } => Seen::Eof(channel),
+            Event::Exit { channel, status } => Seen::Exit(channel, status),
+            Event::Closed { channel } => Seen::Closed(channel),
+            Event::GoAway { code, .. } => Seen::GoAway(code),
+            Event::PeerLost => Seen::PeerLost,
+        }
+    }
+}
+
+pub(crate) struct Side {
+    pub(crate) conn: Connection<CHANNELS>,
+    /// Bytes on their way to this side.
+    pub(crate) inbox: Vec<u8>,
+    pub(crate) seen: Vec<Seen>,
+    /// Consume received data at once (a fast reader); otherwise it waits for `consume`.
+    pub(crate) auto_consume: bool,
+    /// Every frame this side received, for checks on the wire.
+    pub(crate) frames: Vec<Vec<u8>>,
+    /// Bytes this side wrote that have not yet crossed to the peer.
+    wire: Vec<u8>,
+}
+
+impl Side {
+    fn new(config: Config, now: Instant) -> Side {
+        Side {
+            conn: Connection::new(config, now),
+            inbox: Vec::new(),
+            seen: Vec::new(),
+            auto_consume: true,
+            frames: Vec::new(),
+            wire: Vec::new(),
+        }
+    }
+
+    /// Bytes received on `channel` and `stream`, in order.
+    pub(crate) fn received(&self, channel: u16, stream: Stream) -> Vec<u8> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Data(c, st, bytes) if *c == channel && *st == stream => Some(&bytes[..]),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .concat()
+    }
+
+    pub(crate) fn errors(&self) -> Vec<ConnectionError> {
+        self.seen.iter().filter_map(|s| if let Seen::Error(e) = s { Some(*e) } else { None }).collect()
+    }
+
+    pub(crate) fn saw(&self, wanted: &Seen) -> bool {
+        self.seen.contains(wanted)
+    }
+
+    /// Delivers every whole frame in the inbox.
+    fn deliver(&mut self, now: Instant) -> bool {
+        let mut progressed = false;
+        while let Ok(Some(len)) = peek_len(&self.inbox, usize::MAX) {
+            if len > self.inbox.len() {
+                break;
+            }
+            let frame: Vec<u8> = self.inbox.drain(..len).collect();
+            self.frames.push(frame.clone());
+            progressed = true;
+            match self.conn.handle(&frame, now) {
+                Ok(Some(event)) => {
+                    if let Event::Data { channel, payload, .. } = event {
+                        if self.auto_consume {
+                            self.conn.consume(channel, payload.len()).expect("consume what arrived");
+                        }
+                    }
+                    self.seen.push(Seen::of(&event));
+                }
+                Ok(None) => {}
+                Err(e) => self.seen.push(Seen::Error(e)),
+            }
+        }
+        while let Some(event) = self.conn.poll_event() {
+            self.seen.push(Seen::of(&event));
+            progressed = true;
+        }
+        progressed
+    }
+
+    /// Writes everything this side has to send onto its wire.
+    fn transmit(&mut self) {
+        let mut buf = [0u8; 4096 + 16_384];
+        loop {
+            let n = self.conn.poll_transmit(&mut buf);
+            if n == 0 {
+                break;
+            }
+            self.wire.extend_from_slice(&buf[..n]);
+        }
+        while let Some(event) = self.conn.poll_event() {
+            self.seen.push(Seen::of(&event));
+        }
+    }
+
+    /// What this side wrote since last asked.
+    fn take_wire(&mut self) -> Vec<u8> {
+        self.transmit();
+        core::mem::take(&mut self.wire)
+    }
+
+    /// Sends as much of `data` as credit allows on `channel`, control frames first; returns
+    /// how much went.
+    pub(crate) fn send(&mut self, channel: u16, stream: Stream, data: &[u8]) -> usize {
+        self.transmit();
+        let mut sent = 0;
+        let mut buf = vec![0u8; 70_000];
+        while sent < data.len() {
+            match self.conn.send(channel, stream, &data[sent..], &mut buf) {
+                Ok((0, _)) | Err(_) => break,
+                Ok((n, written)) => {
+                    self.wire.extend_from_slice(&buf[..written]);
+                    sent += n;
+                }
+            }
+        }
+        sent
+    }
+}
+
+pub(crate) struct Pair {
+    pub(crate) client: Side,
+    pub(crate) server: Side,
+    pub(crate) now: Instant,
+}
+
+impl Pair {
+    pub(crate) fn new() -> Pair {
+        Pair::with(Config::new(Role::Initiator), Config::new(Role::Acceptor))
+    }
+
+    pub(crate) fn with(client: Config, server: Config) -> Pair {
+        let now = Instant::from_millis(1_000);
+        Pair { client: Side::new(client, now), server: Side::new(server, now), now }
+    }
+
+    /// A pair that has exchanged Hellos.
+    pub(crate) fn connected() -> Pair {
+        let mut pair = Pair::new();
+        pair.drive();
+        assert!(pair.client.saw(&Seen::Connected) && pair.server.saw(&Seen::Connected));
+        pair
+    }
+
+    /// Moves frames both ways until neither side has anything to say.
+    pub(crate) fn drive(&mut self) {
+        for _ in 0..1000 {
+            let mut progressed = false;
+            let to_server = self.client.take_wire();
+            let to_client = self.server.take_wire();
+            progressed |= !to_server.is_empty() || !to_client.is_empty();
+            self.server.inbox.extend(to_server);
+            self.client.inbox.extend(to_client);
+            progressed |= self.server.deliver(self.now);
+            progressed |= self.client.deliver(self.now);
+            if !progressed {
+                return;
+            }
+        }
+        panic!("the pair never went quiet");
+    }
+
+    /// Moves what one side has written to the other, and delivers it there: one direction only,
+    /// so that frames of the two directions interleave as they would on a real network.
+    pub(crate) fn flow(&mut self, to_server: bool) {
+        let (from, to) = if to_server {
+            (&mut self.client, &mut self.server)
+        } else {
+            (&mut self.server, &mut self.client)
+        };
+        let bytes = from.take_wire();
+        to.inbox.extend(bytes);
+        to.deliver(self.now);
+    }
+
+    /// Lets `ms` pass, firing both sides' timers, delivering nothing.
+    pub(crate) fn advance(&mut self, ms: u64) {
+        self.now = self.now.after(ms);
+        for side in [&mut self.client, &mut self.server] {
+            side.conn.handle_timeout(self.now);
+        }
+    }
+
+    /// Opens a shell from the client, accepted by the server; returns its id.
+    pub(crate) fn open_shell(&mut self) -> u16 {
+        let kind = session_proto::OpenKind::Shell {
+            pty: session_proto::Pty {
+                term: "xterm",
+                size: WindowSize { cols: 80, rows: 24, width_px: 0, height_px: 0 },
+            },
+            env: session_proto::Env::EMPTY,
+        };
+        let channel = self.client.conn.open(&kind).expect("open");
+        self.drive();
+        assert!(self.server.saw(&Seen::Opened(channel)));
+        self.server.conn.accept(channel).expect("accept");
+        self.drive();
+        assert!(self.client.saw(&Seen::Accepted(channel)));
+        channel
+    }
+}
+
+/// A frame built by hand, for a peer that breaks the rules.
+pub(crate) fn raw(message: &Message<'_>) -> Vec<u8> {
+    let mut out = vec![0; message.encoded_len()];
+    message.encode(&mut out).expect("valid frame");
+    out
+}
