@@ -15,6 +15,8 @@ pub mod frame_type {
     pub const PONG: u8 = 0x03;
     /// The connection ends, with a code.
     pub const GO_AWAY: u8 = 0x04;
+    /// Acknowledges received bytes of the session stream (only with RESUME in effect).
+    pub const ACK: u8 = 0x05;
     /// Opens a channel.
     pub const OPEN: u8 = 0x10;
     /// Accepts an Open.
@@ -47,7 +49,7 @@ pub mod frame_type {
     /// version does not define.
     pub const fn scope(code: u8) -> Option<Scope> {
         match code {
-            HELLO..=GO_AWAY => Some(Scope::Connection),
+            HELLO..=ACK => Some(Scope::Connection),
             OPEN..=CLOSE => Some(Scope::Channel),
             _ if is_ignorable(code) => Some(Scope::Any),
             _ => None,

@@ -44,6 +44,12 @@ pub enum Message<'a> {
         /// The Ping's nonce.
         nonce: u64,
     },
+    /// The sender has received the session stream up to `offset` (spec 7.4); sent only when
+    /// RESUME is in effect.
+    Ack {
+        /// Bytes of channel frames received on the session.
+        offset: u64,
+    },
     /// The sender is ending the connection.
     GoAway {
         /// Why.
@@ -382,6 +388,7 @@ impl<'a> Message<'a> {
             frame_type::HELLO => Message::Hello(Hello::decode(&mut r)?),
             frame_type::PING => Message::Ping { nonce: r.u64()? },
             frame_type::PONG => Message::Pong { nonce: r.u64()? },
+            frame_type::ACK => Message::Ack { offset: r.u64()? },
             frame_type::GO_AWAY => {
                 Message::GoAway { code: ErrorCode(r.u32()?), message: r.str(MAX_MESSAGE_LEN)? }
             }
@@ -412,6 +419,7 @@ impl<'a> Message<'a> {
             Message::Hello(_) => frame_type::HELLO,
             Message::Ping { .. } => frame_type::PING,
             Message::Pong { .. } => frame_type::PONG,
+            Message::Ack { .. } => frame_type::ACK,
             Message::GoAway { .. } => frame_type::GO_AWAY,
             Message::Open { .. } => frame_type::OPEN,
             Message::Accept { .. } => frame_type::ACCEPT,
@@ -430,7 +438,11 @@ impl<'a> Message<'a> {
     /// The channel id in the frame's header: 0 for connection messages.
     pub const fn channel(&self) -> u16 {
         match *self {
-            Message::Hello(_) | Message::Ping { .. } | Message::Pong { .. } | Message::GoAway { .. } => 0,
+            Message::Hello(_)
+            | Message::Ping { .. }
+            | Message::Pong { .. }
+            | Message::Ack { .. }
+            | Message::GoAway { .. } => 0,
             Message::Open { channel, .. }
             | Message::Accept { channel }
             | Message::Refuse { channel, .. }
@@ -449,7 +461,9 @@ impl<'a> Message<'a> {
     fn body_len(&self) -> usize {
         match self {
             Message::Hello(hello) => hello.encoded_len(),
-            Message::Ping { nonce } | Message::Pong { nonce } => varint_len(*nonce),
+            Message::Ping { nonce } | Message::Pong { nonce } | Message::Ack { offset: nonce } => {
+                varint_len(*nonce)
+            }
             Message::GoAway { code, message } => varint_len(code.0 as u64) + bytes_len(message.len()),
             Message::Open { kind, .. } => kind.encoded_len(),
             Message::Accept { .. } | Message::Eof { .. } | Message::Close { .. } => 0,
@@ -500,7 +514,9 @@ impl<'a> Message<'a> {
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
         match self {
             Message::Hello(hello) => hello.encode(w),
-            Message::Ping { nonce } | Message::Pong { nonce } => w.varint(*nonce),
+            Message::Ping { nonce } | Message::Pong { nonce } | Message::Ack { offset: nonce } => {
+                w.varint(*nonce)
+            }
             Message::GoAway { code, message } => {
                 w.varint(code.0.into())?;
                 w.str(message, MAX_MESSAGE_LEN)

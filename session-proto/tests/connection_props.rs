@@ -1,6 +1,7 @@
-//! Random operation sequences against a pair of well-behaved peers: the state machine never
-//! accuses its own kind of breaking a rule, no byte is lost, duplicated or reordered, and every
-//! channel ends closed on both sides.
+//! Random operation sequences against a pair of well-behaved peers, with the transport dropped
+//! and re-attached at random points when the pair is resumable: the state machine never accuses
+//! its own kind of breaking a rule, no byte is lost, duplicated or reordered, and every channel
+//! ends closed on both sides.
 
 mod pair;
 
@@ -16,15 +17,33 @@ enum Op {
     Open(u8),
     Accept(prop::sample::Index),
     Refuse(prop::sample::Index),
-    Send { server: bool, channel: prop::sample::Index, len: usize },
-    Consume { server: bool, channel: prop::sample::Index, len: usize },
+    Send {
+        server: bool,
+        channel: prop::sample::Index,
+        len: usize,
+    },
+    Consume {
+        server: bool,
+        channel: prop::sample::Index,
+        len: usize,
+    },
     Resize(prop::sample::Index),
     Signal(prop::sample::Index),
-    Eof { server: bool, channel: prop::sample::Index },
+    Eof {
+        server: bool,
+        channel: prop::sample::Index,
+    },
     Exit(prop::sample::Index),
-    Close { server: bool, channel: prop::sample::Index },
-    Flow { to_server: bool },
+    Close {
+        server: bool,
+        channel: prop::sample::Index,
+    },
+    Flow {
+        to_server: bool,
+    },
     Advance(u64),
+    /// The transport drops (losing what is in flight) and the session re-attaches.
+    Drop,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -42,6 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<bool>(), index()).prop_map(|(server, channel)| Op::Close { server, channel }),
         6 => any::<bool>().prop_map(|to_server| Op::Flow { to_server }),
         1 => (0..20_000u64).prop_map(Op::Advance),
+        1 => Just(Op::Drop),
     ]
 }
 
@@ -162,6 +182,11 @@ fn apply(pair: &mut Pair, model: &mut Model, op: &Op) {
             pair.advance((*ms).min(10_000));
             pair.drive();
         }
+        Op::Drop if pair.client.conn.is_resumable() => {
+            pair.drop_transport();
+            pair.reattach();
+        }
+        Op::Drop => {}
     }
 }
 
@@ -175,49 +200,69 @@ proptest! {
 
     #[test]
     fn well_behaved_peers_never_break_a_rule_or_lose_a_byte(ops in prop::collection::vec(op(), 1..80)) {
-        let client = Config { initial_window: 4_000, ..Config::new(Role::Initiator) };
-        let server = Config { initial_window: 2_500, ..Config::new(Role::Acceptor) };
-        let mut pair = Pair::with(client, server);
-        pair.client.auto_consume = false;
-        pair.server.auto_consume = false;
-        pair.drive();
-        let mut model = Model::default();
-        for op in &ops {
-            apply(&mut pair, &mut model, op);
-            prop_assert!(pair.client.errors().is_empty(), "client: {:?} after {op:?}", pair.client.errors());
-            prop_assert!(pair.server.errors().is_empty(), "server: {:?} after {op:?}", pair.server.errors());
-        }
+        let (client, server) = configs();
+        check(Pair::with(client, server), &ops)?;
+    }
 
-        // Wind down: consume everything, answer every Open, close every channel.
-        pair.client.auto_consume = true;
-        pair.server.auto_consume = true;
-        pair.drive();
-        for &ch in &model.channels {
-            for server in [false, true] {
-                let done = model.consumed.get(&(server, ch)).copied().unwrap_or(0);
-                let waiting = received_total(&pair, server, ch) - done;
-                let side = if server { &mut pair.server } else { &mut pair.client };
-                let _ = side.conn.consume(ch, waiting);
-            }
-            let _ = pair.server.conn.refuse(ch, RefuseReason::UNSPECIFIED, "");
-        }
-        pair.drive();
-        for &ch in &model.channels {
-            let _ = pair.client.conn.close(ch);
-            let _ = pair.server.conn.close(ch);
-        }
-        pair.drive();
+    #[test]
+    fn resumed_sessions_lose_and_repeat_nothing_across_drops(ops in prop::collection::vec(op(), 1..80)) {
+        let (client, server) = configs();
+        check(Pair::resumable(client, server, 24 * 1024), &ops)?;
+    }
+}
 
-        prop_assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
-        prop_assert_eq!(pair.client.conn.channels(), 0, "client channels left");
-        prop_assert_eq!(pair.server.conn.channels(), 0, "server channels left");
-        for (&(ch, stream), sent) in &model.sent {
-            let (receiver, receiver_is_server) = if stream == Stream::Stdin { (&pair.server, true) } else { (&pair.client, false) };
-            let got = receiver.received(ch, stream);
-            prop_assert!(sent.starts_with(&got), "channel {ch} {stream:?}: received bytes that were not sent in order");
-            if !model.closed_by.contains_key(&(receiver_is_server, ch)) {
-                prop_assert_eq!(got.len(), sent.len(), "channel {} {:?}: bytes lost", ch, stream);
-            }
+fn configs() -> (Config, Config) {
+    (
+        Config { initial_window: 4_000, ..Config::new(Role::Initiator) },
+        Config { initial_window: 2_500, ..Config::new(Role::Acceptor) },
+    )
+}
+
+fn check(mut pair: Pair, ops: &[Op]) -> Result<(), TestCaseError> {
+    pair.client.auto_consume = false;
+    pair.server.auto_consume = false;
+    pair.drive();
+    let mut model = Model::default();
+    for op in ops {
+        apply(&mut pair, &mut model, op);
+        prop_assert!(pair.client.errors().is_empty(), "client: {:?} after {op:?}", pair.client.errors());
+        prop_assert!(pair.server.errors().is_empty(), "server: {:?} after {op:?}", pair.server.errors());
+    }
+
+    // Wind down: consume everything, answer every Open, close every channel.
+    pair.client.auto_consume = true;
+    pair.server.auto_consume = true;
+    pair.drive();
+    for &ch in &model.channels {
+        for server in [false, true] {
+            let done = model.consumed.get(&(server, ch)).copied().unwrap_or(0);
+            let waiting = received_total(&pair, server, ch) - done;
+            let side = if server { &mut pair.server } else { &mut pair.client };
+            let _ = side.conn.consume(ch, waiting);
+        }
+        let _ = pair.server.conn.refuse(ch, RefuseReason::UNSPECIFIED, "");
+    }
+    pair.drive();
+    for &ch in &model.channels {
+        let _ = pair.client.conn.close(ch);
+        let _ = pair.server.conn.close(ch);
+    }
+    pair.drive();
+
+    prop_assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
+    prop_assert_eq!(pair.client.conn.channels(), 0, "client channels left");
+    prop_assert_eq!(pair.server.conn.channels(), 0, "server channels left");
+    for (&(ch, stream), sent) in &model.sent {
+        let (receiver, receiver_is_server) =
+            if stream == Stream::Stdin { (&pair.server, true) } else { (&pair.client, false) };
+        let got = receiver.received(ch, stream);
+        prop_assert!(
+            sent.starts_with(&got),
+            "channel {ch} {stream:?}: received bytes that were not sent in order"
+        );
+        if !model.closed_by.contains_key(&(receiver_is_server, ch)) {
+            prop_assert_eq!(got.len(), sent.len(), "channel {} {:?}: bytes lost", ch, stream);
         }
     }
+    Ok(())
 }

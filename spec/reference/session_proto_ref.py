@@ -277,6 +277,10 @@ def _decode_nonce(reader: BodyReader) -> dict:
     return {"nonce": str(reader.varint(U64, "nonce"))}
 
 
+def _decode_ack(reader: BodyReader) -> dict:
+    return {"offset": str(reader.varint(U64, "offset"))}
+
+
 def _decode_go_away(reader: BodyReader) -> dict:
     return {"code": reader.varint(U32, "code"), "message": reader.str(MESSAGE_RULE)}
 
@@ -485,6 +489,10 @@ def _encode_nonce(writer: BodyWriter, msg: dict) -> None:
     writer.varint(_u64_string(msg, "nonce"))
 
 
+def _encode_ack(writer: BodyWriter, msg: dict) -> None:
+    writer.varint(_u64_string(msg, "offset"))
+
+
 def _encode_go_away(writer: BodyWriter, msg: dict) -> None:
     writer.varint(_number(msg, "code", U32.max_value))
     writer.str(_text(msg, "message"), MESSAGE_RULE)
@@ -603,6 +611,7 @@ MESSAGE_TYPES = [
     _message(0x02, "Ping", True, {"nonce"}, _decode_nonce, _encode_nonce),
     _message(0x03, "Pong", True, {"nonce"}, _decode_nonce, _encode_nonce),
     _message(0x04, "GoAway", True, {"code", "message"}, _decode_go_away, _encode_go_away),
+    _message(0x05, "Ack", True, {"offset"}, _decode_ack, _encode_ack),
     _message(0x10, "Open", False, {"kind"}, _decode_open, _encode_open),
     _message(0x11, "Accept", False, set(), _decode_empty, _encode_empty),
     _message(0x12, "Refuse", False, {"reason", "message"}, _decode_refuse, _encode_refuse),

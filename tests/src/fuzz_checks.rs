@@ -11,12 +11,13 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use session_codec::{Frame, SessionCodec};
-use session_proto::connection::{Config, Connection, Instant, Role};
+use session_proto::connection::{Config, Connection, Instant, MIN_REPLAY_LEN, Role};
 use session_proto::{
     Accumulator, DEFAULT_MAX_FRAME, Error, Feed, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME, Message, frame,
 };
 use session_proto::{
-    Capabilities, Env, ErrorCode, ExitStatus, Hello, OpenKind, Pty, RefuseReason, Signal, Stream, WindowSize,
+    Capabilities, Env, ErrorCode, ExitStatus, Hello, OpenKind, Pty, RefuseReason, Resume, Signal, Stream,
+    WindowSize,
 };
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::{Decoder, FramedRead};
@@ -190,8 +191,8 @@ impl AsyncRead for ChunkedReader<'_> {
 /// Channel slots of the connection the `session` target drives.
 const SESSION_CHANNELS: usize = 4;
 
-/// A connection facing a hostile peer: arbitrary received bytes and frames, application
-/// commands and passing time, in any order. It never panics, every frame it transmits decodes
+/// A connection, resumable or not, facing a hostile peer: arbitrary received bytes and frames,
+/// application commands, passing time, transport drops and re-attaches, in any order. It never panics, every frame it transmits decodes
 /// (it never breaks the format it enforces), it never holds more channels than its slots, and
 /// once it has ended it transmits nothing.
 pub fn session(data: &[u8]) {
@@ -199,21 +200,27 @@ pub fn session(data: &[u8]) {
     let role = if u.arbitrary().unwrap_or(false) { Role::Acceptor } else { Role::Initiator };
     let config = Config { initial_window: 1_000, keepalive_ms: 1_000, ..Config::new(role) };
     let mut now = Instant::from_millis(0);
-    let mut conn = Connection::<SESSION_CHANNELS>::new(config, now);
+    let mut replay = [0u8; MIN_REPLAY_LEN];
+    let resumable = u.arbitrary().unwrap_or(false);
+    let mut conn = if resumable {
+        let token: &[u8] = if role == Role::Acceptor { b"fuzz-token-16byt" } else { b"" };
+        Connection::<SESSION_CHANNELS>::with_resume(config, &mut replay, token, now).expect("valid setup")
+    } else {
+        Connection::<SESSION_CHANNELS>::new(config, now)
+    };
     if u.arbitrary().unwrap_or(true) {
         // Most runs get past the handshake, so that the channel rules are reached.
-        let hello = Hello {
-            capabilities: Capabilities::NONE,
-            max_frame: 16_384,
-            initial_window: 500,
-            keepalive_ms: 0,
-            resume: None,
+        let (capabilities, resume) = match (resumable, role) {
+            (true, Role::Initiator) => (Capabilities::RESUME, Some(Resume { token: b"t", offset: 0 })),
+            (true, Role::Acceptor) => (Capabilities::RESUME, None),
+            (false, _) => (Capabilities::NONE, None),
         };
+        let hello = Hello { capabilities, max_frame: 16_384, initial_window: 500, keepalive_ms: 0, resume };
         let _ = conn.handle(&encode(&Message::Hello(hello)), now);
     }
     let mut out = vec![0u8; 1 << 15];
     while !u.is_empty() {
-        let Ok(op) = u.int_in_range(0..=15u8) else { break };
+        let Ok(op) = u.int_in_range(0..=17u8) else { break };
         let channel = u.int_in_range(1..=8u16).unwrap_or(1);
         match op {
             0 => {
@@ -260,6 +267,8 @@ pub fn session(data: &[u8]) {
                 now = now.after(u.int_in_range(0..=5_000u64).unwrap_or(0));
                 conn.handle_timeout(now);
             }
+            14 => conn.detach(),
+            15 => drop(conn.reattach(now)),
             _ => {
                 let ended = conn.is_ended();
                 let written = conn.poll_transmit(&mut out);

@@ -20,6 +20,7 @@ pub fn to_json(message: &Message<'_>) -> Value {
         }),
         Message::Ping { nonce } => json!({ "type": "Ping", "nonce": nonce.to_string() }),
         Message::Pong { nonce } => json!({ "type": "Pong", "nonce": nonce.to_string() }),
+        Message::Ack { offset } => json!({ "type": "Ack", "offset": offset.to_string() }),
         Message::GoAway { code, message } => {
             json!({ "type": "GoAway", "code": code.0, "message": message })
         }

@@ -84,6 +84,9 @@ pub fn valid() -> Vec<(String, Message<'static>)> {
         ("ping_zero", Message::Ping { nonce: 0 }),
         ("ping_max", Message::Ping { nonce: u64::MAX }),
         ("pong", Message::Pong { nonce: 1_234_567_890 }),
+        ("ack_zero", Message::Ack { offset: 0 }),
+        ("ack_300", Message::Ack { offset: 300 }),
+        ("ack_max", Message::Ack { offset: u64::MAX }),
         ("goaway_no_error_empty", Message::GoAway { code: ErrorCode::NO_ERROR, message: "" }),
         ("goaway_protocol_error", Message::GoAway { code: ErrorCode::PROTOCOL_ERROR, message: "bad frame" }),
         ("goaway_unknown_code_utf8", Message::GoAway { code: ErrorCode(99), message: "café ✓" }),
@@ -276,6 +279,7 @@ fn str_field(s: &[u8]) -> Vec<u8> {
 const HELLO: u8 = 0x01;
 const PING: u8 = 0x02;
 const GO_AWAY: u8 = 0x04;
+const ACK: u8 = 0x05;
 const OPEN: u8 = 0x10;
 const ACCEPT: u8 = 0x11;
 const REFUSE: u8 = 0x12;
@@ -325,7 +329,7 @@ pub fn invalid() -> Vec<(String, Vec<u8>, Error)> {
 
     // Type codes.
     add("type_0x00_reserved", frame(0x00, 0, &[]), UnknownType);
-    add("type_0x05_unknown_critical", frame(0x05, 0, &[]), UnknownType);
+    add("type_0x06_unknown_critical", frame(0x06, 0, &[]), UnknownType);
     add("type_0x1a_unknown_critical", frame(0x1a, 1, &[]), UnknownType);
     add("type_0x7f_last_critical", frame(0x7f, 1, b"\x01"), UnknownType);
     add("unknown_type_checked_before_channel", frame(0x20, 0, &[]), UnknownType);
@@ -387,6 +391,10 @@ pub fn invalid() -> Vec<(String, Vec<u8>, Error)> {
     }
 
     // Ping, GoAway.
+    add("ack_on_channel_1", frame(ACK, 1, &[0x00]), BadChannel);
+    add("ack_empty_body", frame(ACK, 0, &[]), Truncated);
+    add("ack_offset_overlong", frame(ACK, 0, &[0xac, 0x82, 0x00]), BadVarint);
+    add("ack_byte_after_offset", frame(ACK, 0, &[0x00, 0x00]), TrailingBytes);
     add("ping_empty_body", frame(PING, 0, &[]), Truncated);
     add("ping_nonce_overlong", frame(PING, 0, &[0x80, 0x80, 0x00]), BadVarint);
     add("ping_byte_after_nonce", frame(PING, 0, &[0x01, 0x01]), TrailingBytes);

@@ -68,6 +68,7 @@ fn every_message_type_and_every_decode_error_has_a_vector() {
         "Hello",
         "Ping",
         "Pong",
+        "Ack",
         "GoAway",
         "Open",
         "Accept",

@@ -13,6 +13,9 @@ use crate::{ErrorCode, ExitStatus, OpenKind, RefuseReason, Signal, Stream, Windo
 pub enum Event<'a> {
     /// Both Hellos are exchanged: channels may be opened.
     Connected,
+    /// A re-attach succeeded: the session goes on over the new transport, and what the peer
+    /// missed is being retransmitted.
+    Resumed,
     /// The peer asks to open `channel`: answer with
     /// [`accept`](super::Connection::accept) or [`refuse`](super::Connection::refuse).
     Opened {

@@ -20,23 +20,29 @@
 //! [`Connection::consume`] returns it. So control frames never queue behind data, and a
 //! flooding peer cannot grow anything.
 //!
-//! Resume (spec section 7.4) is not implemented yet: this side announces no RESUME capability,
-//! and an acceptor answers a re-attach with GoAway RESUME_REJECTED.
+//! With [`Connection::with_resume`] the connection outlives its transport (spec section 7.4):
+//! every channel frame it sends is kept in a replay buffer the caller lends until the peer
+//! acknowledges it, and after [`detach`](Connection::detach) and
+//! [`reattach`](Connection::reattach) over a new transport each side retransmits exactly what the
+//! other missed. Without it, this side announces no RESUME and refuses a re-attach.
 
 mod channel;
 mod event;
+mod replay;
 mod time;
 
 use heapless::Vec;
 
 use self::channel::{Channel, Kind, State};
 pub use self::event::{CommandError, ConnectionError, Event};
+use self::replay::Replay;
 pub use self::time::Instant;
+use crate::frame::frame_type;
 use crate::frame::{DATA_PREFIX_LEN, data_prefix, peek_len};
 use crate::{
     Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, ErrorCode, ExitStatus,
-    HEADER_LEN, Hello, KEEPALIVE_TIMEOUT_FACTOR, MAX_CONTROL_BODY_LEN, Message, OpenKind, RefuseReason,
-    Signal, Stream, WindowSize,
+    HEADER_LEN, Hello, KEEPALIVE_TIMEOUT_FACTOR, MAX_CONTROL_BODY_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, Message,
+    OpenKind, RefuseReason, Resume, Signal, Stream, WindowSize,
 };
 
 /// Which end of the transport this side is; it decides who sends Hello first and which
@@ -97,6 +103,8 @@ enum Phase {
     Handshake,
     /// Both Hellos are exchanged.
     Established,
+    /// The transport dropped; the session waits for [`Connection::reattach`].
+    Detached,
     /// A GoAway of ours is queued.
     Ending,
     /// GoAway sent or received: nothing more is sent.
@@ -106,9 +114,33 @@ enum Phase {
 /// Room for the largest control frame: the outbox never refuses a lone frame.
 const OUTBOX_LEN: usize = HEADER_LEN + MAX_CONTROL_BODY_LEN;
 
-/// One connection's protocol state, with room for `C` channels at once.
+/// The smallest replay buffer: room for one frame of the smallest maximum any peer may announce,
+/// so that every control frame fits and Data always makes progress.
+pub const MIN_REPLAY_LEN: usize = HEADER_LEN + MIN_MAX_FRAME;
+
+/// What a resumable connection keeps across transports (spec 7.4).
 #[derive(Debug)]
-pub struct Connection<const C: usize> {
+struct Session<'r> {
+    /// Channel frames sent and not yet acknowledged.
+    replay: Replay<'r>,
+    /// Issued by this side (acceptor) or learned from the peer's Hello (initiator).
+    token: Vec<u8, MAX_TOKEN_LEN>,
+    /// Both Hellos announced RESUME.
+    in_effect: bool,
+    /// Bytes of the peer's session stream received.
+    received: u64,
+    /// What this side last acknowledged.
+    acked: u64,
+    /// After a re-attach: where retransmission has got to.
+    resend_from: Option<u64>,
+    /// This side's next Hello asks to resume.
+    reattaching: bool,
+}
+
+/// One connection's protocol state, with room for `C` channels at once; `'r` is the lifetime of
+/// the replay buffer lent to [`Connection::with_resume`].
+#[derive(Debug)]
+pub struct Connection<'r, const C: usize> {
     config: Config,
     phase: Phase,
     hello_sent: bool,
@@ -126,10 +158,11 @@ pub struct Connection<const C: usize> {
     /// Channels freed by a Close this side sent last, for [`Event::Closed`].
     freed: Vec<u16, C>,
     lost: bool,
+    session: Option<Session<'r>>,
 }
 
-impl<const C: usize> Connection<C> {
-    /// A connection whose transport came up at `now`.
+impl<'r, const C: usize> Connection<'r, C> {
+    /// A connection whose transport came up at `now`, ending with its transport.
     pub fn new(config: Config, now: Instant) -> Self {
         let next_id = match config.role {
             Role::Initiator => 1,
@@ -151,7 +184,80 @@ impl<const C: usize> Connection<C> {
             last_ping: None,
             freed: Vec::new(),
             lost: false,
+            session: None,
         }
+    }
+
+    /// A connection that can outlive its transport: it announces RESUME and keeps the channel
+    /// frames it sends in `replay` until the peer acknowledges them. `replay` must hold at least
+    /// [`MIN_REPLAY_LEN`] bytes; its size bounds what can be in flight. An acceptor issues
+    /// `token` (16 to 32 unpredictable bytes: it authorises the re-attach); an initiator passes
+    /// an empty one and learns the token from the acceptor's Hello.
+    pub fn with_resume(
+        config: Config,
+        replay: &'r mut [u8],
+        token: &[u8],
+        now: Instant,
+    ) -> Result<Self, CommandError> {
+        if replay.len() < MIN_REPLAY_LEN {
+            return Err(CommandError::Invalid(crate::Error::BufferTooSmall));
+        }
+        let token = Vec::from_slice(token).map_err(|_| CommandError::Invalid(crate::Error::TooLong))?;
+        if config.role == Role::Acceptor && token.is_empty() {
+            return Err(CommandError::Invalid(crate::Error::InvalidValue));
+        }
+        let mut connection = Connection::new(config, now);
+        connection.session = Some(Session {
+            replay: Replay::new(replay),
+            token,
+            in_effect: false,
+            received: 0,
+            acked: 0,
+            resend_from: None,
+            reattaching: false,
+        });
+        Ok(connection)
+    }
+
+    /// The transport dropped. A resumable connection keeps its channels and waits for
+    /// [`Connection::reattach`]; any other ends. Commands that only change channel state (eof,
+    /// exit, close, consume) still work meanwhile; sending waits.
+    pub fn detach(&mut self) {
+        self.phase = match (&self.session, self.phase) {
+            (_, Phase::Ended) => Phase::Ended,
+            (Some(session), _) if session.in_effect => Phase::Detached,
+            _ => Phase::Ended,
+        };
+    }
+
+    /// A new transport came up at `now` for a detached session: the Hellos are exchanged again,
+    /// this time carrying the token and the received offsets, and then each side retransmits
+    /// what the other missed. An acceptor calls it on the session whose [`Connection::token`]
+    /// the initiator's Hello names, before handing that Hello to [`Connection::handle`].
+    pub fn reattach(&mut self, now: Instant) -> Result<(), CommandError> {
+        let Some(session) = self.session.as_mut().filter(|_| self.phase == Phase::Detached) else {
+            return Err(CommandError::NotAllowed);
+        };
+        session.reattaching = true;
+        session.resend_from = None;
+        self.phase = Phase::Handshake;
+        self.hello_sent = false;
+        self.peer = None;
+        self.pong = None;
+        self.ping_due = false;
+        self.last_heard = now;
+        self.last_ping = None;
+        Ok(())
+    }
+
+    /// The session's resume token, once issued or learned.
+    pub fn token(&self) -> Option<&[u8]> {
+        self.session.as_ref().map(|s| &s.token[..]).filter(|t| !t.is_empty())
+    }
+
+    /// Whether both sides announced RESUME: the connection can be detached and re-attached.
+    pub fn is_resumable(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.in_effect)
     }
 
     /// This side's settings.
@@ -196,10 +302,18 @@ impl<const C: usize> Connection<C> {
             return Ok(None);
         }
         self.last_heard = now;
+        if self.phase == Phase::Detached {
+            return Ok(None);
+        }
         let message = match Message::decode(frame, self.config.max_frame as usize) {
             Ok(message) => message,
             Err(e) => return Err(self.fail(e.go_away_code(), e.name())),
         };
+        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect) {
+            if is_session_frame(message.frame_type()) {
+                session.received += frame.len() as u64;
+            }
+        }
         if self.peer.is_none() {
             return match message {
                 Message::Hello(hello) => self.on_hello(&hello),
@@ -215,6 +329,7 @@ impl<const C: usize> Connection<C> {
                 Ok(None)
             }
             Message::Pong { .. } | Message::Extension { .. } => Ok(None),
+            Message::Ack { offset } => self.on_ack(offset),
             Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
             Message::Open { channel, kind } => self.on_open(channel, kind),
             channel_message => self.on_channel(channel_message),
@@ -222,14 +337,50 @@ impl<const C: usize> Connection<C> {
     }
 
     fn on_hello(&mut self, hello: &Hello<'_>) -> Result<Option<Event<'static>>, ConnectionError> {
-        if hello.resume.is_some() {
-            // This side announces no RESUME, so the peer may not ask for it (spec 7.4).
-            let code = match self.config.role {
-                Role::Acceptor => ErrorCode::RESUME_REJECTED,
-                Role::Initiator => ErrorCode::PROTOCOL_ERROR,
-            };
-            return Err(self.fail(code, "resume not supported"));
+        let offered = hello.capabilities.contains(Capabilities::RESUME);
+        let role = self.config.role;
+        let Some(session) = self.session.as_mut() else {
+            if hello.resume.is_some() {
+                // This side announces no RESUME, so the peer may not ask for it (spec 7.4).
+                return Err(match role {
+                    Role::Acceptor => self.fail(ErrorCode::RESUME_REJECTED, "resume not supported"),
+                    Role::Initiator => self.fail(ErrorCode::PROTOCOL_ERROR, "resume without RESUME"),
+                });
+            }
+            return Ok(Some(self.established(hello, false)));
+        };
+        let verdict = match (role, hello.resume, session.reattaching) {
+            (_, Some(_), _) if !offered => Err((ErrorCode::PROTOCOL_ERROR, "resume without RESUME")),
+            (Role::Acceptor, None, false) => {
+                session.in_effect = offered;
+                Ok(false)
+            }
+            (Role::Initiator, Some(resume), false) => {
+                if resume.offset != 0 || session.token.extend_from_slice(resume.token).is_err() {
+                    Err((ErrorCode::PROTOCOL_ERROR, "a fresh session starts at offset 0"))
+                } else {
+                    session.in_effect = true;
+                    Ok(false)
+                }
+            }
+            (Role::Initiator, None, false) if offered => {
+                Err((ErrorCode::PROTOCOL_ERROR, "RESUME in effect without a token"))
+            }
+            (Role::Initiator, None, false) => Ok(false),
+            (_, Some(resume), true) => resume_from(session, &resume).map(|()| true),
+            (Role::Acceptor, Some(_), false) => {
+                Err((ErrorCode::RESUME_REJECTED, "no session for this token"))
+            }
+            (_, None, true) => Err((ErrorCode::RESUME_REJECTED, "a re-attach needs the token")),
+        };
+        match verdict {
+            Ok(resumed) => Ok(Some(self.established(hello, resumed))),
+            Err((code, reason)) => Err(self.fail(code, reason)),
         }
+    }
+
+    /// Records the peer's Hello: the connection is up (again).
+    fn established(&mut self, hello: &Hello<'_>, resumed: bool) -> Event<'static> {
         self.peer = Some(Peer {
             capabilities: hello.capabilities,
             max_frame: hello.max_frame,
@@ -237,7 +388,18 @@ impl<const C: usize> Connection<C> {
             keepalive_ms: hello.keepalive_ms,
         });
         self.phase = Phase::Established;
-        Ok(Some(Event::Connected))
+        if resumed { Event::Resumed } else { Event::Connected }
+    }
+
+    fn on_ack(&mut self, offset: u64) -> Result<Option<Event<'static>>, ConnectionError> {
+        let Some(session) = self.session.as_mut().filter(|s| s.in_effect) else {
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack without RESUME"));
+        };
+        if offset < session.replay.start() || offset > session.replay.end() {
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack out of range"));
+        }
+        session.replay.release_to(offset);
+        Ok(None)
     }
 
     fn on_go_away<'a>(&mut self, code: ErrorCode, message: &'a str) -> Event<'a> {
@@ -390,7 +552,19 @@ impl<const C: usize> Connection<C> {
     ) -> Result<(usize, usize), CommandError> {
         self.check_established()?;
         let max_payload = self.peer.map_or(0, |p| p.max_frame as usize).saturating_sub(1);
-        let slot = self.slot_mut(channel)?;
+        let mut room = out.len().saturating_sub(DATA_PREFIX_LEN).min(max_payload);
+        let replay = self.session.as_mut().filter(|s| s.in_effect);
+        if let Some(session) = replay.as_deref() {
+            // Retransmission goes first, and what is sent must fit the replay buffer.
+            let kept = session.replay.room().saturating_sub(DATA_PREFIX_LEN);
+            room = if session.resend_from.is_some() { 0 } else { room.min(kept) };
+        }
+        let slot = self
+            .channels
+            .iter_mut()
+            .flatten()
+            .find(|s| s.id == channel)
+            .ok_or(CommandError::UnknownChannel)?;
         let allowed = match stream {
             Stream::Stdin => slot.opener,
             Stream::Stdout => !slot.opener,
@@ -399,15 +573,20 @@ impl<const C: usize> Connection<C> {
         if !allowed || !slot.can_send_data() {
             return Err(CommandError::NotAllowed);
         }
-        let room = out.len().saturating_sub(DATA_PREFIX_LEN);
-        let len = data.len().min(slot.send_window as usize).min(max_payload).min(room);
-        let (Some(payload), true) = (data.get(..len), len > 0) else { return Ok((0, 0)) };
-        let prefix = data_prefix(channel, stream, len).map_err(CommandError::Invalid)?;
-        let (head, rest) = out.split_at_mut(DATA_PREFIX_LEN);
-        head.copy_from_slice(&prefix);
+        let len = data.len().min(slot.send_window as usize).min(room);
+        let (Some(payload), Some((head, rest)), true) =
+            (data.get(..len), out.split_at_mut_checked(DATA_PREFIX_LEN), len > 0)
+        else {
+            return Ok((0, 0));
+        };
+        head.copy_from_slice(&data_prefix(channel, stream, len).map_err(CommandError::Invalid)?);
         rest.get_mut(..len).ok_or(CommandError::Busy)?.copy_from_slice(payload);
         // `len` is at most `send_window`, a u32.
         slot.send_window -= len as u32;
+        if let (Some(session), Some(frame)) = (replay, out.get(..DATA_PREFIX_LEN + len)) {
+            // `room` left space for it.
+            session.replay.push(frame);
+        }
         Ok((len, DATA_PREFIX_LEN + len))
     }
 
@@ -490,33 +669,36 @@ impl<const C: usize> Connection<C> {
     /// needs room for at least one: `HEADER_LEN + MAX_CONTROL_BODY_LEN` always suffices.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> usize {
         let mut w = Out { buf: out, len: 0 };
-        if self.phase == Phase::Ended {
+        if matches!(self.phase, Phase::Ended | Phase::Detached) {
             return 0;
         }
         if let Some((code, reason)) = self.go_away {
-            if w.put(&Message::GoAway { code, message: reason }) {
+            if w.put(&Message::GoAway { code, message: reason }, None) {
                 self.phase = Phase::Ended;
             }
             return w.len;
         }
         if self.hello_due() {
-            if !w.put(&Message::Hello(self.hello())) {
+            if !w.put(&Message::Hello(self.hello()), None) {
                 return w.len;
             }
             self.hello_sent = true;
+        }
+        if !self.retransmit(&mut w) {
+            return w.len;
         }
         if self.peer.is_none() {
             // The initiator waits for the acceptor's Hello before anything else (spec 7.1).
             return w.len;
         }
         if let Some(nonce) = self.pong {
-            if !w.put(&Message::Pong { nonce }) {
+            if !w.put(&Message::Pong { nonce }, None) {
                 return w.len;
             }
             self.pong = None;
         }
         if self.ping_due {
-            if !w.put(&Message::Ping { nonce: self.nonce }) {
+            if !w.put(&Message::Ping { nonce: self.nonce }, None) {
                 return w.len;
             }
             self.ping_due = false;
@@ -528,18 +710,46 @@ impl<const C: usize> Connection<C> {
         }
         for index in 0..C {
             if !self.transmit_channel(index, &mut w) {
-                break;
+                return w.len;
+            }
+        }
+        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect && s.received > s.acked) {
+            // Acknowledged once there is nothing else to send, so the peer's replay buffer drains.
+            if w.put(&Message::Ack { offset: session.received }, None) {
+                session.acked = session.received;
             }
         }
         w.len
     }
 
+    /// After a re-attach, sends again the frames the peer missed; true once all are sent.
+    fn retransmit(&mut self, w: &mut Out<'_>) -> bool {
+        let Some(session) = self.session.as_mut() else { return true };
+        let Some(mut from) = session.resend_from else { return true };
+        if self.peer.is_none() {
+            return false;
+        }
+        while from < session.replay.end() {
+            let Some(len) = session.replay.frame_len_at(from) else { break };
+            let Some(room) = w.buf.get_mut(w.len..w.len + len) else {
+                session.resend_from = Some(from);
+                return false;
+            };
+            session.replay.copy_from(from, room);
+            w.len += len;
+            from += len as u64;
+        }
+        session.resend_from = None;
+        true
+    }
+
     /// Copies whole frames from the outbox; true when it is empty.
     fn drain_outbox(&mut self, w: &mut Out<'_>) -> bool {
+        let mut replay = self.session.as_mut().filter(|s| s.in_effect).map(|s| &mut s.replay);
         let mut taken = 0;
         while let Ok(Some(len)) = peek_len(self.outbox.get(taken..).unwrap_or_default(), usize::MAX) {
             let Some(frame) = self.outbox.get(taken..taken + len) else { break };
-            if !w.put_bytes(frame) {
+            if !w.put_bytes(frame, replay.as_deref_mut()) {
                 break;
             }
             taken += len;
@@ -553,16 +763,17 @@ impl<const C: usize> Connection<C> {
     /// Writes what is owed on one channel, in the spec's order; false when `w` is full.
     fn transmit_channel(&mut self, index: usize, w: &mut Out<'_>) -> bool {
         let initial_window = self.config.initial_window;
+        let mut replay = self.session.as_mut().filter(|s| s.in_effect).map(|s| &mut s.replay);
         let Some(slot) = self.channels.get_mut(index).and_then(Option::as_mut) else { return true };
         let channel = slot.id;
         if slot.pending.accept {
-            if !w.put(&Message::Accept { channel }) {
+            if !w.put(&Message::Accept { channel }, replay.as_deref_mut()) {
                 return false;
             }
             slot.pending.accept = false;
         }
         if let Some(size) = slot.pending.resize {
-            if !w.put(&Message::Resize { channel, size }) {
+            if !w.put(&Message::Resize { channel, size }, replay.as_deref_mut()) {
                 return false;
             }
             slot.pending.resize = None;
@@ -570,27 +781,27 @@ impl<const C: usize> Connection<C> {
         // Batched: once half the window is consumed, or when the peer has none left.
         let credit_due = slot.consumed > 0 && (slot.consumed >= initial_window / 2 || slot.recv_window == 0);
         if credit_due && !slot.closing() && slot.state != State::CloseReceived {
-            if !w.put(&Message::Credit { channel, increment: slot.consumed }) {
+            if !w.put(&Message::Credit { channel, increment: slot.consumed }, replay.as_deref_mut()) {
                 return false;
             }
             slot.recv_window = slot.recv_window.saturating_add(slot.consumed);
             slot.consumed = 0;
         }
         if let Some(status) = slot.pending.exit {
-            if !w.put(&Message::Exit { channel, status }) {
+            if !w.put(&Message::Exit { channel, status }, replay.as_deref_mut()) {
                 return false;
             }
             slot.pending.exit = None;
         }
         if slot.pending.eof {
-            if !w.put(&Message::Eof { channel }) {
+            if !w.put(&Message::Eof { channel }, replay.as_deref_mut()) {
                 return false;
             }
             slot.pending.eof = false;
             slot.eof_sent = true;
         }
         if slot.pending.close {
-            if !w.put(&Message::Close { channel }) {
+            if !w.put(&Message::Close { channel }, replay) {
                 return false;
             }
             slot.pending.close = false;
@@ -623,7 +834,7 @@ impl<const C: usize> Connection<C> {
     /// When [`handle_timeout`](Connection::handle_timeout) is next due, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let interval = u64::from(self.config.keepalive_ms);
-        if interval == 0 || matches!(self.phase, Phase::Ending | Phase::Ended) {
+        if interval == 0 || matches!(self.phase, Phase::Detached | Phase::Ending | Phase::Ended) {
             return None;
         }
         let quiet_since = self.last_ping.map_or(self.last_heard, |ping| ping.max(self.last_heard));
@@ -660,13 +871,22 @@ impl<const C: usize> Connection<C> {
         !self.hello_sent && (self.config.role == Role::Initiator || self.peer.is_some())
     }
 
-    fn hello(&self) -> Hello<'static> {
+    fn hello(&self) -> Hello<'_> {
+        let resume = self.session.as_ref().and_then(|session| {
+            // The initiator asks to resume; the acceptor answers, or issues a fresh token.
+            let answer = match self.config.role {
+                Role::Initiator => session.reattaching,
+                Role::Acceptor => session.in_effect,
+            };
+            answer.then_some(Resume { token: &session.token, offset: session.received })
+        });
+        let capabilities = if self.session.is_some() { Capabilities::RESUME } else { Capabilities::NONE };
         Hello {
-            capabilities: Capabilities::NONE,
+            capabilities,
             max_frame: self.config.max_frame,
             initial_window: self.config.initial_window,
             keepalive_ms: self.config.keepalive_ms,
-            resume: None,
+            resume,
         }
     }
 
@@ -838,25 +1058,51 @@ struct Out<'b> {
 }
 
 impl Out<'_> {
-    fn put(&mut self, message: &Message<'_>) -> bool {
+    /// Encodes `message`; a channel frame is also kept in `replay`, and is not sent if it would
+    /// not fit there.
+    fn put(&mut self, message: &Message<'_>, replay: Option<&mut Replay<'_>>) -> bool {
         let Some(room) = self.buf.get_mut(self.len..) else { return false };
-        match message.encode(room) {
-            Ok(written) => {
-                self.len += written;
-                true
-            }
-            Err(_) => false,
-        }
+        let Ok(written) = message.encode(room) else { return false };
+        self.keep(written, replay)
     }
 
-    fn put_bytes(&mut self, bytes: &[u8]) -> bool {
-        match self.buf.get_mut(self.len..self.len + bytes.len()) {
-            Some(room) => {
-                room.copy_from_slice(bytes);
-                self.len += bytes.len();
-                true
-            }
-            None => false,
-        }
+    /// Copies an encoded frame, kept in `replay` as [`Out::put`] does.
+    fn put_bytes(&mut self, bytes: &[u8], replay: Option<&mut Replay<'_>>) -> bool {
+        let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) else { return false };
+        room.copy_from_slice(bytes);
+        self.keep(bytes.len(), replay)
     }
+
+    /// Commits the `len` bytes just written, after keeping them in `replay` when given.
+    fn keep(&mut self, len: usize, replay: Option<&mut Replay<'_>>) -> bool {
+        let frame = self.buf.get(self.len..self.len + len).unwrap_or_default();
+        if let Some(replay) = replay {
+            if !replay.push(frame) {
+                return false;
+            }
+        }
+        self.len += len;
+        true
+    }
+}
+
+/// Channel frames form the session stream that resume counts and replays; connection frames
+/// belong to one transport (spec 7.4).
+fn is_session_frame(code: u8) -> bool {
+    (frame_type::OPEN..=frame_type::CLOSE).contains(&code)
+}
+
+/// Checks a re-attaching Hello's token and offset against the session, and sets up the
+/// retransmission from that offset.
+fn resume_from(session: &mut Session<'_>, resume: &Resume<'_>) -> Result<(), (ErrorCode, &'static str)> {
+    if resume.token != &session.token[..] {
+        return Err((ErrorCode::RESUME_REJECTED, "unknown resume token"));
+    }
+    if resume.offset < session.replay.start() || !session.replay.is_boundary(resume.offset) {
+        return Err((ErrorCode::RESUME_REJECTED, "resume offset out of range"));
+    }
+    session.replay.release_to(resume.offset);
+    session.resend_from = Some(resume.offset);
+    session.reattaching = false;
+    Ok(())
 }

@@ -9,10 +9,14 @@ use session_proto::{ErrorCode, ExitStatus, Message, RefuseReason, Signal, Stream
 
 pub(crate) const CHANNELS: usize = 8;
 
+/// The token the server issues in resumable pairs.
+pub(crate) const TOKEN: [u8; 16] = *b"0123456789abcdef";
+
 /// An event in owned form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Seen {
     Connected,
+    Resumed,
     Opened(u16),
     Accepted(u16),
     Refused(u16, RefuseReason),
@@ -32,6 +36,7 @@ impl Seen {
     fn of(event: &Event<'_>) -> Seen {
         match *event {
             Event::Connected => Seen::Connected,
+            Event::Resumed => Seen::Resumed,
             Event::Opened { channel, .. } => Seen::Opened(channel),
             Event::Accepted { channel } => Seen::Accepted(channel),
             Event::Refused { channel, reason, .. } => Seen::Refused(channel, reason),
@@ -49,7 +54,7 @@ impl Seen {
 }
 
 pub(crate) struct Side {
-    pub(crate) conn: Connection<CHANNELS>,
+    pub(crate) conn: Connection<'static, CHANNELS>,
     /// Bytes on their way to this side.
     pub(crate) inbox: Vec<u8>,
     pub(crate) seen: Vec<Seen>,
@@ -63,8 +68,12 @@ pub(crate) struct Side {
 
 impl Side {
     fn new(config: Config, now: Instant) -> Side {
+        Side::around(Connection::new(config, now))
+    }
+
+    fn around(conn: Connection<'static, CHANNELS>) -> Side {
         Side {
-            conn: Connection::new(config, now),
+            conn,
             inbox: Vec::new(),
             seen: Vec::new(),
             auto_consume: true,
@@ -177,6 +186,31 @@ impl Pair {
     pub(crate) fn with(client: Config, server: Config) -> Pair {
         let now = Instant::from_millis(1_000);
         Pair { client: Side::new(client, now), server: Side::new(server, now), now }
+    }
+
+    /// A pair that can outlive its transport, each side with `replay` bytes of replay buffer.
+    pub(crate) fn resumable(client: Config, server: Config, replay: usize) -> Pair {
+        let now = Instant::from_millis(1_000);
+        let storage = || Box::leak(vec![0u8; replay].into_boxed_slice());
+        let client = Connection::with_resume(client, storage(), &[], now).expect("client");
+        let server = Connection::with_resume(server, storage(), &TOKEN, now).expect("server");
+        Pair { client: Side::around(client), server: Side::around(server), now }
+    }
+
+    /// The transport drops: whatever was in flight is lost, and both sides detach.
+    pub(crate) fn drop_transport(&mut self) {
+        for side in [&mut self.client, &mut self.server] {
+            side.transmit();
+            side.wire.clear();
+            side.inbox.clear();
+            side.conn.detach();
+        }
+    }
+
+    /// A new transport comes up and both sides re-attach the session.
+    pub(crate) fn reattach(&mut self) {
+        self.client.conn.reattach(self.now).expect("client re-attaches");
+        self.server.conn.reattach(self.now).expect("server re-attaches");
     }
 
     /// A pair that has exchanged Hellos.

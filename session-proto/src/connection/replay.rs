@@ -1,0 +1,137 @@
+//! The replay buffer: frames sent but not yet acknowledged, over storage the caller lends, so
+//! that a re-attach can retransmit exactly what the peer missed (spec 7.4).
+
+/// A byte ring holding the sent stream from offset `start` to `start + len`.
+#[derive(Debug)]
+pub(super) struct Replay<'r> {
+    buf: &'r mut [u8],
+    /// Index in `buf` of the byte at offset `start`.
+    head: usize,
+    len: usize,
+    /// Stream offset of the oldest byte kept.
+    start: u64,
+}
+
+impl<'r> Replay<'r> {
+    pub(super) fn new(buf: &'r mut [u8]) -> Self {
+        Replay { buf, head: 0, len: 0, start: 0 }
+    }
+
+    /// Stream offset just past the newest byte kept: how much has been sent.
+    pub(super) fn end(&self) -> u64 {
+        self.start + self.len as u64
+    }
+
+    /// Stream offset of the oldest byte kept.
+    pub(super) fn start(&self) -> u64 {
+        self.start
+    }
+
+    pub(super) fn room(&self) -> usize {
+        self.buf.len() - self.len
+    }
+
+    /// Appends `bytes`, which the caller checked fit in [`Replay::room`].
+    pub(super) fn push(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > self.room() {
+            return false;
+        }
+        let cap = self.buf.len();
+        let tail = (self.head + self.len) % cap.max(1);
+        let first = bytes.len().min(cap - tail);
+        let (a, b) = bytes.split_at(first);
+        if let Some(dst) = self.buf.get_mut(tail..tail + first) {
+            dst.copy_from_slice(a);
+        }
+        if let Some(dst) = self.buf.get_mut(..b.len()) {
+            dst.copy_from_slice(b);
+        }
+        self.len += bytes.len();
+        true
+    }
+
+    /// Forgets everything before stream offset `offset` (the peer acknowledged it).
+    pub(super) fn release_to(&mut self, offset: u64) {
+        let drop = offset.saturating_sub(self.start).min(self.len as u64) as usize;
+        if drop > 0 {
+            self.head = (self.head + drop) % self.buf.len();
+            self.len -= drop;
+            self.start += drop as u64;
+        }
+    }
+
+    /// Copies bytes from stream offset `from` into `out`; returns how many.
+    pub(super) fn copy_from(&self, from: u64, out: &mut [u8]) -> usize {
+        let Some(skip) = from.checked_sub(self.start).filter(|&s| s <= self.len as u64) else { return 0 };
+        let skip = skip as usize;
+        let n = out.len().min(self.len - skip);
+        let cap = self.buf.len();
+        let begin = (self.head + skip) % cap.max(1);
+        let first = n.min(cap - begin);
+        let (a, b) = out.split_at_mut(first);
+        if let Some(src) = self.buf.get(begin..begin + first) {
+            a.copy_from_slice(src);
+        }
+        if let (Some(dst), Some(src)) = (b.get_mut(..n - first), self.buf.get(..n - first)) {
+            dst.copy_from_slice(src);
+        }
+        n
+    }
+
+    /// The byte at stream offset `at`, if kept.
+    fn byte_at(&self, at: u64) -> Option<u8> {
+        let skip = usize::try_from(at.checked_sub(self.start)?).ok().filter(|&s| s < self.len)?;
+        self.buf.get((self.head + skip) % self.buf.len()).copied()
+    }
+
+    /// Length of the whole frame that starts at stream offset `at`, if kept whole.
+    pub(super) fn frame_len_at(&self, at: u64) -> Option<usize> {
+        let [l0, l1, l2] = [self.byte_at(at)?, self.byte_at(at + 1)?, self.byte_at(at + 2)?];
+        let len = crate::HEADER_LEN + (usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2));
+        (at + len as u64 <= self.end()).then_some(len)
+    }
+
+    /// Whether `offset` falls on a frame boundary of the kept stream (or at its end): a peer's
+    /// offset anywhere else would make the retransmission start inside a frame.
+    pub(super) fn is_boundary(&self, offset: u64) -> bool {
+        let mut at = self.start;
+        while at < offset {
+            let Some(len) = self.frame_len_at(at) else { return false };
+            at += len as u64;
+        }
+        at == offset && offset <= self.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_wrap_and_copies_come_back_whole() {
+        let mut storage = [0u8; 10];
+        let mut ring = Replay::new(&mut storage);
+        assert!(ring.push(b"abcdef"));
+        ring.release_to(4);
+        assert!(ring.push(b"ghijkl"), "wraps around the end");
+        assert!(!ring.push(b"xyz"), "full");
+        assert_eq!((ring.start(), ring.end()), (4, 12));
+        let mut out = [0u8; 8];
+        assert_eq!(ring.copy_from(4, &mut out), 8);
+        assert_eq!(&out, b"efghijkl");
+        assert_eq!(ring.copy_from(9, &mut out), 3);
+        assert_eq!(&out[..3], b"jkl");
+        assert_eq!(ring.copy_from(3, &mut out), 0, "released");
+        assert_eq!(ring.copy_from(13, &mut out), 0, "never sent");
+    }
+
+    #[test]
+    fn boundaries_follow_the_frame_headers() {
+        let mut storage = [0u8; 64];
+        let mut ring = Replay::new(&mut storage);
+        ring.push(&[0, 0, 1, 0x14, 0, 1, 5]); // 7 bytes
+        ring.push(&[0, 0, 0, 0x19, 0, 1]); // 6 bytes
+        assert!(ring.is_boundary(0) && ring.is_boundary(7) && ring.is_boundary(13));
+        assert!(!ring.is_boundary(3) && !ring.is_boundary(8) && !ring.is_boundary(14));
+    }
+}
