@@ -1,6 +1,7 @@
 //! Decoding Data frames allocates nothing once the read buffer is warm: each frame is a view of
 //! the buffer, and the buffer is reused once the frames are dropped. dhat counts every heap
-//! block this test binary allocates.
+//! block of the process, so this runs without libtest's harness: no other thread allocates while
+//! it counts.
 
 use bytes::BytesMut;
 use session_codec::SessionCodec;
@@ -10,8 +11,7 @@ use tokio_util::codec::{Decoder, Encoder};
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-#[test]
-fn decoding_data_frames_allocates_nothing_once_warm() {
+fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let payload = vec![0x42u8; 1024];
     let mut codec = SessionCodec::new();
@@ -37,6 +37,7 @@ fn decoding_data_frames_allocates_nothing_once_warm() {
     for _ in 0..100 {
         round(&mut buf);
     }
-    let after = dhat::HeapStats::get();
-    assert_eq!(after.total_blocks - before.total_blocks, 0, "6400 frames decoded with allocations");
+    let allocated = dhat::HeapStats::get().total_blocks - before.total_blocks;
+    assert_eq!(allocated, 0, "6400 frames decoded with {allocated} allocations");
+    println!("decoding Data frames once warm: 6400 frames, 0 allocations");
 }

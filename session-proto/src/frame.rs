@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(set_channel(&mut frame, 0), Err(Error::BadChannel));
         let mut ping = [0, 0, 1, 0x02, 0, 0, 7];
         assert_eq!(set_channel(&mut ping, 1), Err(Error::BadChannel));
-        let mut unknown = [0, 0, 0, 0x05, 0, 0];
+        let mut unknown = [0, 0, 0, 0x06, 0, 0];
         assert_eq!(set_channel(&mut unknown, 0), Err(Error::UnknownType));
         let mut extension = [0, 0, 0, 0x80, 0, 0];
         assert_eq!(set_channel(&mut extension, 9), Ok(()));
