@@ -303,3 +303,85 @@ fn the_exec_and_forward_rules_hold() {
     assert!(!pair.server.saw(&Seen::Signal(tcp, Signal::INT)), "signals on a forward are ignored");
     let _ = Pty::default();
 }
+
+#[test]
+fn an_accept_not_yet_sent_is_dropped_when_the_opener_gives_up() {
+    let mut pair = Pair::connected();
+    let ch = pair.client.conn.open(&forward()).unwrap();
+    pair.drive();
+    pair.server.conn.accept(ch).unwrap();
+    pair.server.conn.close(ch).unwrap();
+    pair.client.conn.close(ch).unwrap(); // abandons before any answer arrives
+    pair.flow(true); // the client's Close reaches the server before it transmits
+    pair.drive();
+    let accepts = pair
+        .client
+        .frames
+        .iter()
+        .filter(|f| matches!(Message::decode(f, 1 << 24), Ok(Message::Accept { .. })));
+    assert_eq!(accepts.count(), 0, "no Accept after the opener's Close");
+    assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
+    assert!(pair.client.saw(&Seen::Closed(ch)) && pair.server.saw(&Seen::Closed(ch)));
+}
+
+#[test]
+fn an_open_for_an_id_this_side_is_closing_is_discarded() {
+    let mut pair = Pair::connected();
+    let ch = pair.open_shell();
+    pair.client.conn.close(ch).unwrap();
+    let reuse = raw(&Message::Open { channel: ch, kind: forward() });
+    assert_eq!(pair.client.conn.handle(&reuse, pair.now), Ok(None));
+}
+
+#[test]
+fn every_close_is_reported_even_when_events_are_read_late() {
+    let mut pair = Pair::connected();
+    let mut closed = Vec::new();
+    for _ in 0..3 {
+        let ids: Vec<u16> = (0..CHANNELS).map(|_| pair.open_shell()).collect();
+        for &ch in &ids {
+            pair.client.conn.close(ch).unwrap();
+        }
+        closed.extend(ids);
+        pair.drive();
+    }
+    for ch in closed {
+        assert!(pair.server.saw(&Seen::Closed(ch)), "Closed({ch}) lost");
+    }
+}
+
+#[test]
+fn a_long_goaway_reason_is_cut_and_still_ends_the_connection() {
+    let mut pair = Pair::connected();
+    let reason: &'static str = Box::leak("é".repeat(200).into_boxed_str());
+    pair.client.conn.go_away(ErrorCode::NO_ERROR, reason);
+    let mut buf = [0u8; 512];
+    let n = pair.client.conn.poll_transmit(&mut buf);
+    let Ok(Message::GoAway { message, .. }) = Message::decode(&buf[..n], 1 << 24) else {
+        panic!("no GoAway")
+    };
+    assert_eq!(message.len(), 256);
+    assert!(pair.client.conn.is_ended());
+}
+
+#[test]
+fn a_zero_window_opens_with_a_grant() {
+    let client = Config { initial_window: 0, ..Config::new(Role::Initiator) };
+    let mut pair = Pair::with(client, Config::new(Role::Acceptor));
+    pair.drive();
+    let ch = pair.open_shell();
+    assert_eq!(pair.server.send(ch, Stream::Stdout, b"hello"), 0);
+    pair.client.conn.grant(ch, 5).unwrap();
+    pair.drive();
+    assert_eq!(pair.server.send(ch, Stream::Stdout, b"hello"), 5);
+    pair.drive();
+    assert_eq!(pair.client.received(ch, Stream::Stdout), b"hello");
+}
+
+#[test]
+fn an_open_too_large_for_any_frame_is_invalid_not_busy() {
+    let mut pair = Pair::connected();
+    let params = vec![0u8; 20_000];
+    let kind = OpenKind::Unknown { index: 9, params: &params };
+    assert!(matches!(pair.client.conn.open(&kind), Err(CommandError::Invalid(_))));
+}

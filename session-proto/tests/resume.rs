@@ -127,3 +127,103 @@ fn an_ack_without_resume_is_a_protocol_error() {
     let error = pair.client.conn.handle(&raw(&Message::Ack { offset: 0 }), pair.now).unwrap_err();
     assert_eq!((error.code, error.reason), (ErrorCode::PROTOCOL_ERROR, "Ack without RESUME"));
 }
+
+#[test]
+fn two_way_bulk_through_small_replay_buffers_never_deadlocks() {
+    // Replay buffers smaller than the windows: each side stalls on its own buffer, and only the
+    // other side's Acks can free it, so Acks must never wait behind session frames.
+    let (client, server) = configs();
+    let mut pair = Pair::resumable(client, server, MIN_REPLAY_LEN);
+    pair.drive();
+    let ch = pair.open_shell();
+    let input = vec![1u8; 300_000];
+    let output = vec![2u8; 300_000];
+    let (mut sent_in, mut sent_out) = (0, 0);
+    for _ in 0..10_000 {
+        if sent_in == input.len() && sent_out == output.len() {
+            break;
+        }
+        sent_in += pair.client.send(ch, Stream::Stdin, &input[sent_in..]);
+        sent_out += pair.server.send(ch, Stream::Stdout, &output[sent_out..]);
+        pair.drive();
+    }
+    assert_eq!((sent_in, sent_out), (input.len(), output.len()), "stuck");
+    assert_eq!(pair.server.received(ch, Stream::Stdin), input);
+    assert_eq!(pair.client.received(ch, Stream::Stdout), output);
+}
+
+#[test]
+fn large_frames_are_retransmitted_whole() {
+    let mut pair = resumable();
+    let ch = pair.open_shell();
+    let output = vec![9u8; 60_000];
+    assert_eq!(pair.server.send(ch, Stream::Stdout, &output), 60_000, "one large frame");
+    pair.drop_transport();
+    pair.reattach();
+    pair.drive();
+    assert_eq!(pair.client.received(ch, Stream::Stdout), output);
+}
+
+#[test]
+fn a_silent_network_detaches_a_resumable_session_instead_of_ending_it() {
+    let mut pair = resumable();
+    let ch = pair.open_shell();
+    for _ in 0..3 {
+        pair.advance(15_000);
+    }
+    assert!(pair.client.conn.is_detached(), "kept for a re-attach");
+    assert!(
+        pair.client.saw(&Seen::PeerLost)
+            || pair.client.conn.poll_event() == Some(session_proto::connection::Event::PeerLost)
+    );
+    // Nothing was sent to void the session; both come back.
+    pair.drop_transport();
+    pair.reattach();
+    pair.drive();
+    assert_eq!(pair.client.send(ch, Stream::Stdin, b"still here"), 10);
+    pair.drive();
+    assert_eq!(pair.server.received(ch, Stream::Stdin), b"still here");
+}
+
+#[test]
+fn the_handshake_timer_does_not_spin() {
+    let mut pair = resumable();
+    pair.drop_transport();
+    pair.reattach();
+    let deadline = pair.client.conn.poll_timeout().expect("a deadline for the Hello");
+    pair.client.conn.handle_timeout(pair.now.after(1));
+    assert_eq!(pair.client.conn.poll_timeout(), Some(deadline), "no earlier wake-up than the timeout");
+}
+
+#[test]
+fn a_goaway_ends_the_session_for_good() {
+    let mut pair = resumable();
+    pair.client.conn.go_away(ErrorCode::NO_ERROR, "bye");
+    pair.client.conn.detach();
+    assert!(pair.client.conn.is_ended());
+    assert_eq!(pair.client.conn.reattach(pair.now), Err(CommandError::NotAllowed));
+}
+
+#[test]
+fn an_ack_inside_a_frame_is_a_protocol_error() {
+    let mut pair = resumable();
+    let ch = pair.open_shell();
+    // The server's session stream so far: its Accept (6 bytes, acknowledged), then this Data
+    // frame at offsets 6 to 23.
+    pair.server.send(ch, Stream::Stdout, b"0123456789");
+    let error = pair.server.conn.handle(&raw(&Message::Ack { offset: 9 }), pair.now).unwrap_err();
+    assert_eq!((error.code, error.reason), (ErrorCode::PROTOCOL_ERROR, "Ack inside a frame"));
+}
+
+#[test]
+fn an_initiator_learns_its_token_and_brings_none() {
+    let (client, _) = configs();
+    let storage = Box::leak(vec![0u8; MIN_REPLAY_LEN].into_boxed_slice());
+    let result =
+        session_proto::connection::Connection::<'_, 4>::with_resume(client, storage, b"mine", pair_now());
+    assert!(matches!(result, Err(CommandError::Invalid(_))));
+}
+
+fn pair_now() -> session_proto::connection::Instant {
+    session_proto::connection::Instant::from_millis(0)
+}

@@ -31,7 +31,7 @@ mod event;
 mod replay;
 mod time;
 
-use heapless::Vec;
+use heapless::{Deque, Vec};
 
 use self::channel::{Channel, Kind, State};
 pub use self::event::{CommandError, ConnectionError, Event};
@@ -114,6 +114,10 @@ enum Phase {
 /// Room for the largest control frame: the outbox never refuses a lone frame.
 const OUTBOX_LEN: usize = HEADER_LEN + MAX_CONTROL_BODY_LEN;
 
+/// Opens refused on the spot that may wait for transmission; a peer that opens faster than
+/// refusals can be sent is flooding, and the connection ends.
+const MAX_QUEUED_REFUSALS: usize = 16;
+
 /// The smallest replay buffer: room for one frame of the smallest maximum any peer may announce,
 /// so that every control frame fits and Data always makes progress.
 pub const MIN_REPLAY_LEN: usize = HEADER_LEN + MIN_MAX_FRAME;
@@ -155,15 +159,19 @@ pub struct Connection<'r, const C: usize> {
     ping_due: bool,
     last_heard: Instant,
     last_ping: Option<Instant>,
-    /// Channels freed by a Close this side sent last, for [`Event::Closed`].
-    freed: Vec<u16, C>,
+    /// Channels freed by a Close this side sent last, for [`Event::Closed`], oldest first.
+    freed: Deque<u16, C>,
+    /// Opens refused without the application (unknown kind, no free slot), still to answer.
+    refusals: Vec<(u16, RefuseReason), MAX_QUEUED_REFUSALS>,
     lost: bool,
     session: Option<Session<'r>>,
 }
 
 impl<'r, const C: usize> Connection<'r, C> {
     /// A connection whose transport came up at `now`, ending with its transport.
-    pub fn new(config: Config, now: Instant) -> Self {
+    /// `config.max_frame` is clamped to the range a Hello may announce.
+    pub fn new(mut config: Config, now: Instant) -> Self {
+        config.max_frame = config.max_frame.clamp(MIN_MAX_FRAME as u32, crate::MAX_BODY_LEN as u32);
         let next_id = match config.role {
             Role::Initiator => 1,
             Role::Acceptor => 2,
@@ -182,7 +190,8 @@ impl<'r, const C: usize> Connection<'r, C> {
             ping_due: false,
             last_heard: now,
             last_ping: None,
-            freed: Vec::new(),
+            freed: Deque::new(),
+            refusals: Vec::new(),
             lost: false,
             session: None,
         }
@@ -203,7 +212,8 @@ impl<'r, const C: usize> Connection<'r, C> {
             return Err(CommandError::Invalid(crate::Error::BufferTooSmall));
         }
         let token = Vec::from_slice(token).map_err(|_| CommandError::Invalid(crate::Error::TooLong))?;
-        if config.role == Role::Acceptor && token.is_empty() {
+        // The acceptor issues the token; the initiator learns it.
+        if (config.role == Role::Acceptor) == token.is_empty() {
             return Err(CommandError::Invalid(crate::Error::InvalidValue));
         }
         let mut connection = Connection::new(config, now);
@@ -224,7 +234,8 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// exit, close, consume) still work meanwhile; sending waits.
     pub fn detach(&mut self) {
         self.phase = match (&self.session, self.phase) {
-            (_, Phase::Ended) => Phase::Ended,
+            // A GoAway, queued or sent, ends the session: its token is void (spec 7.4).
+            (_, Phase::Ending | Phase::Ended) => Phase::Ended,
             (Some(session), _) if session.in_effect => Phase::Detached,
             _ => Phase::Ended,
         };
@@ -255,6 +266,11 @@ impl<'r, const C: usize> Connection<'r, C> {
         self.session.as_ref().map(|s| &s.token[..]).filter(|t| !t.is_empty())
     }
 
+    /// Whether the transport dropped and the session waits for [`Connection::reattach`].
+    pub fn is_detached(&self) -> bool {
+        self.phase == Phase::Detached
+    }
+
     /// Whether both sides announced RESUME: the connection can be detached and re-attached.
     pub fn is_resumable(&self) -> bool {
         self.session.as_ref().is_some_and(|s| s.in_effect)
@@ -280,9 +296,31 @@ impl<'r, const C: usize> Connection<'r, C> {
         self.phase == Phase::Ended
     }
 
-    /// Bytes of Data that [`Connection::send`] may send now on `channel`.
+    /// The peer's credit on `channel`: bytes of Data it lets this side send.
     pub fn send_window(&self, channel: u16) -> Option<u32> {
         self.find(channel).map(|slot| slot.send_window)
+    }
+
+    /// Payload bytes [`Connection::send`] would accept on `channel` now: the credit, limited by
+    /// the room left in the replay buffer and held at 0 while a re-attach retransmits.
+    pub fn send_capacity(&self, channel: u16) -> usize {
+        let credit = self
+            .find(channel)
+            .filter(|slot| slot.can_send_data())
+            .map_or(0, |slot| slot.send_window as usize);
+        match self.session.as_ref().filter(|s| s.in_effect) {
+            Some(session) if session.resend_from.is_some() => 0,
+            Some(session) => credit.min(session.replay.room().saturating_sub(DATA_PREFIX_LEN)),
+            None => credit,
+        }
+    }
+
+    /// How large a buffer [`Connection::poll_transmit`] needs to make progress: room for the
+    /// largest frame it may write, which is the peer's maximum (a retransmitted Data frame) or
+    /// the largest control frame, whichever is larger.
+    pub fn transmit_buffer_len(&self) -> usize {
+        let peer = self.peer.map_or(MIN_MAX_FRAME, |p| p.max_frame as usize);
+        HEADER_LEN + peer.max(MAX_CONTROL_BODY_LEN)
     }
 
     /// How many channels are in use.
@@ -367,7 +405,7 @@ impl<'r, const C: usize> Connection<'r, C> {
                 Err((ErrorCode::PROTOCOL_ERROR, "RESUME in effect without a token"))
             }
             (Role::Initiator, None, false) => Ok(false),
-            (_, Some(resume), true) => resume_from(session, &resume).map(|()| true),
+            (_, Some(resume), true) => resume_from(session, &resume, hello.max_frame).map(|()| true),
             (Role::Acceptor, Some(_), false) => {
                 Err((ErrorCode::RESUME_REJECTED, "no session for this token"))
             }
@@ -398,7 +436,9 @@ impl<'r, const C: usize> Connection<'r, C> {
         if offset < session.replay.start() || offset > session.replay.end() {
             return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack out of range"));
         }
-        session.replay.release_to(offset);
+        if !session.replay.release_to_frame(offset) {
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack inside a frame"));
+        }
         Ok(None)
     }
 
@@ -412,14 +452,14 @@ impl<'r, const C: usize> Connection<'r, C> {
         channel: u16,
         kind: OpenKind<'a>,
     ) -> Result<Option<Event<'a>>, ConnectionError> {
-        if self.is_own_id(channel) {
-            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Open with the receiver's id parity"));
-        }
-        if let Some(slot) = self.find(channel) {
-            if slot.closing() {
-                return Ok(None);
+        match self.find(channel) {
+            // After our Close, anything for the id is discarded unchecked (spec 8.3).
+            Some(slot) if slot.closing() => return Ok(None),
+            Some(_) => return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Open for an id in use")),
+            None if self.is_own_id(channel) => {
+                return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Open with the receiver's id parity"));
             }
-            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Open for an id in use"));
+            None => {}
         }
         let reason = match kind {
             OpenKind::Unknown { .. } => Some(RefuseReason::UNKNOWN_KIND),
@@ -428,8 +468,7 @@ impl<'r, const C: usize> Connection<'r, C> {
         };
         if let Some(reason) = reason {
             // Refused here, with no slot: the application never sees it.
-            let refuse = Message::Refuse { channel, reason, message: "" };
-            if self.queue(&refuse).is_err() {
+            if self.refusals.push((channel, reason)).is_err() {
                 return Err(self.fail(ErrorCode::INTERNAL_ERROR, "too many refusals pending"));
             }
             return Ok(None);
@@ -456,6 +495,8 @@ impl<'r, const C: usize> Connection<'r, C> {
                 // would wait for it forever.
                 Message::Close { .. } if slot.pending.close => {
                     slot.state = State::CloseReceived;
+                    // An Accept not yet sent must never be: the opener gave up (spec 8.3).
+                    slot.pending.accept = false;
                     Verdict::Ok(None)
                 }
                 Message::Close { .. } => Verdict::Free(Event::Closed { channel }),
@@ -541,8 +582,10 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// Writes one Data frame carrying as much of `data` as the peer's credit and maximum frame
     /// allow into `out`, and returns `(bytes of data sent, bytes written to out)`. Call it after
     /// [`poll_transmit`](Connection::poll_transmit) has written everything it had, so that
-    /// control frames go first. `(0, 0)` means no credit (or no room in `out`): wait for
-    /// [`Event::Credit`].
+    /// control frames go first. `(0, 0)` means nothing can go now: no credit (wait for
+    /// [`Event::Credit`]), no room in the replay buffer (wait for the peer's Ack: retry after the
+    /// next frame is handled), a re-attach still retransmitting, or no room in `out`.
+    /// [`Connection::send_capacity`] says how much would go.
     pub fn send(
         &mut self,
         channel: u16,
@@ -597,6 +640,18 @@ impl<'r, const C: usize> Connection<'r, C> {
         let len =
             u32::try_from(len).ok().filter(|&len| len <= slot.unconsumed).ok_or(CommandError::NotAllowed)?;
         slot.unconsumed -= len;
+        slot.consumed += len;
+        Ok(())
+    }
+
+    /// Grants the peer `len` more bytes on `channel` beyond what consumption returns: for a side
+    /// that announced a small (or zero) initial window and wants to open it up.
+    pub fn grant(&mut self, channel: u16, len: u32) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        let total = slot.recv_window.checked_add(slot.consumed).and_then(|w| w.checked_add(len));
+        if total.is_none() {
+            return Err(CommandError::Invalid(crate::Error::InvalidValue));
+        }
         slot.consumed += len;
         Ok(())
     }
@@ -657,8 +712,13 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// Ends the connection with `code`; the GoAway is the next and last frame transmitted.
     /// For a graceful end, close the channels first and let their Closes cross.
     pub fn go_away(&mut self, code: ErrorCode, reason: &'static str) {
-        if matches!(self.phase, Phase::Handshake | Phase::Established) {
-            self.fail(code, reason);
+        if matches!(self.phase, Phase::Handshake | Phase::Established | Phase::Detached) {
+            // A reason longer than a GoAway may carry is cut at a character boundary.
+            let mut end = reason.len().min(crate::MAX_MESSAGE_LEN);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.fail(code, reason.get(..end).unwrap_or_default());
         }
     }
 
@@ -666,7 +726,11 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     /// Writes the frames that are due into `out`, control frames first, and returns how many
     /// bytes it wrote; call it again until it returns 0. Only whole frames are written, so `out`
-    /// needs room for at least one: `HEADER_LEN + MAX_CONTROL_BODY_LEN` always suffices.
+    /// needs [`Connection::transmit_buffer_len`] bytes.
+    ///
+    /// Whatever it (or [`Connection::send`]) wrote is committed: put it on the transport in
+    /// exactly that order, and after a detach drop what was not yet written (it is in the replay
+    /// buffer and will be sent again). Over WebSocket, one call's output is one binary message.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> usize {
         let mut w = Out { buf: out, len: 0 };
         if matches!(self.phase, Phase::Ended | Phase::Detached) {
@@ -684,18 +748,23 @@ impl<'r, const C: usize> Connection<'r, C> {
             }
             self.hello_sent = true;
         }
-        if !self.retransmit(&mut w) {
-            return w.len;
-        }
         if self.peer.is_none() {
             // The initiator waits for the acceptor's Hello before anything else (spec 7.1).
             return w.len;
         }
+        // Transport frames first: they never wait behind session frames, so a full replay buffer
+        // on both sides cannot stop the Acks that would empty them, nor a Pong be late.
         if let Some(nonce) = self.pong {
             if !w.put(&Message::Pong { nonce }, None) {
                 return w.len;
             }
             self.pong = None;
+        }
+        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect && s.received > s.acked) {
+            if !w.put(&Message::Ack { offset: session.received }, None) {
+                return w.len;
+            }
+            session.acked = session.received;
         }
         if self.ping_due {
             if !w.put(&Message::Ping { nonce: self.nonce }, None) {
@@ -704,7 +773,7 @@ impl<'r, const C: usize> Connection<'r, C> {
             self.ping_due = false;
             self.nonce = self.nonce.wrapping_add(1);
         }
-        if !self.drain_outbox(&mut w) {
+        if !self.retransmit(&mut w) || !self.send_refusals(&mut w) || !self.drain_outbox(&mut w) {
             // Channel frames wait: an Open in the outbox must precede its channel's frames.
             return w.len;
         }
@@ -713,13 +782,23 @@ impl<'r, const C: usize> Connection<'r, C> {
                 return w.len;
             }
         }
-        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect && s.received > s.acked) {
-            // Acknowledged once there is nothing else to send, so the peer's replay buffer drains.
-            if w.put(&Message::Ack { offset: session.received }, None) {
-                session.acked = session.received;
-            }
-        }
         w.len
+    }
+
+    /// Answers the Opens refused on arrival; true once all are sent.
+    fn send_refusals(&mut self, w: &mut Out<'_>) -> bool {
+        let mut replay = self.session.as_mut().filter(|s| s.in_effect).map(|s| &mut s.replay);
+        let mut sent = 0;
+        for &(channel, reason) in &self.refusals {
+            if !w.put(&Message::Refuse { channel, reason, message: "" }, replay.as_deref_mut()) {
+                break;
+            }
+            sent += 1;
+        }
+        let left = self.refusals.len() - sent;
+        self.refusals.rotate_left(sent);
+        self.refusals.truncate(left);
+        left == 0
     }
 
     /// After a re-attach, sends again the frames the peer missed; true once all are sent.
@@ -801,7 +880,9 @@ impl<'r, const C: usize> Connection<'r, C> {
             slot.eof_sent = true;
         }
         if slot.pending.close {
-            if !w.put(&Message::Close { channel }, replay) {
+            // The echo that frees the slot waits while its Closed event could not be queued.
+            let frees = slot.state == State::CloseReceived;
+            if (frees && self.freed.is_full()) || !w.put(&Message::Close { channel }, replay) {
                 return false;
             }
             slot.pending.close = false;
@@ -810,8 +891,8 @@ impl<'r, const C: usize> Connection<'r, C> {
                 if let Some(freed) = self.channels.get_mut(index) {
                     *freed = None;
                 }
-                // `freed` holds at most C ids, one per slot.
-                let _ = self.freed.push(channel);
+                // Room was checked before the Close went out.
+                let _ = self.freed.push_back(channel);
             }
         }
         true
@@ -819,7 +900,7 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     /// Events of the connection's own: channels freed by our Close, a lost peer.
     pub fn poll_event(&mut self) -> Option<Event<'static>> {
-        if let Some(channel) = self.freed.pop() {
+        if let Some(channel) = self.freed.pop_front() {
             return Some(Event::Closed { channel });
         }
         if self.lost {
@@ -837,8 +918,12 @@ impl<'r, const C: usize> Connection<'r, C> {
         if interval == 0 || matches!(self.phase, Phase::Detached | Phase::Ending | Phase::Ended) {
             return None;
         }
-        let quiet_since = self.last_ping.map_or(self.last_heard, |ping| ping.max(self.last_heard));
         let lost_at = self.last_heard.after(interval * u64::from(KEEPALIVE_TIMEOUT_FACTOR));
+        if self.phase != Phase::Established {
+            // No pings before the Hellos are exchanged: only the deadline for them.
+            return Some(lost_at);
+        }
+        let quiet_since = self.last_ping.map_or(self.last_heard, |ping| ping.max(self.last_heard));
         Some(quiet_since.after(interval).min(lost_at))
     }
 
@@ -852,7 +937,12 @@ impl<'r, const C: usize> Connection<'r, C> {
         let silence = now.as_millis().saturating_sub(self.last_heard.as_millis());
         if silence >= interval * u64::from(KEEPALIVE_TIMEOUT_FACTOR) {
             self.lost = true;
-            self.fail(ErrorCode::KEEPALIVE_TIMEOUT, "keepalive timeout");
+            if self.is_resumable() {
+                // The network failed, not the session: keep it for a re-attach (spec 7.3).
+                self.phase = Phase::Detached;
+            } else {
+                self.fail(ErrorCode::KEEPALIVE_TIMEOUT, "keepalive timeout");
+            }
         } else if self.phase == Phase::Established {
             self.ping_due = true;
             self.last_ping = Some(now);
@@ -948,6 +1038,10 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     /// Encodes a control frame into the outbox, or fails with [`CommandError::Busy`].
     fn queue(&mut self, message: &Message<'_>) -> Result<(), CommandError> {
+        if message.encoded_len() > OUTBOX_LEN {
+            // An unknown kind's parameters can make an Open larger than any control frame.
+            return Err(CommandError::Invalid(crate::Error::FrameTooLarge));
+        }
         let start = self.outbox.len();
         self.outbox.resize(start + message.encoded_len(), 0).map_err(|_| CommandError::Busy)?;
         let written = self.outbox.get_mut(start..).map(|room| message.encode(room));
@@ -1094,12 +1188,20 @@ fn is_session_frame(code: u8) -> bool {
 
 /// Checks a re-attaching Hello's token and offset against the session, and sets up the
 /// retransmission from that offset.
-fn resume_from(session: &mut Session<'_>, resume: &Resume<'_>) -> Result<(), (ErrorCode, &'static str)> {
+fn resume_from(
+    session: &mut Session<'_>,
+    resume: &Resume<'_>,
+    max_frame: u32,
+) -> Result<(), (ErrorCode, &'static str)> {
     if resume.token != &session.token[..] {
         return Err((ErrorCode::RESUME_REJECTED, "unknown resume token"));
     }
     if resume.offset < session.replay.start() || !session.replay.is_boundary(resume.offset) {
         return Err((ErrorCode::RESUME_REJECTED, "resume offset out of range"));
+    }
+    if session.replay.largest_frame_from(resume.offset) > HEADER_LEN + max_frame as usize {
+        // The frames to send again were cut for the old maximum; they cannot be cut again.
+        return Err((ErrorCode::RESUME_REJECTED, "max_frame smaller than frames to retransmit"));
     }
     session.replay.release_to(resume.offset);
     session.resend_from = Some(resume.offset);

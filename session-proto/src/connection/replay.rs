@@ -91,6 +91,33 @@ impl<'r> Replay<'r> {
         (at + len as u64 <= self.end()).then_some(len)
     }
 
+    /// Forgets everything before `offset` if it is a frame boundary; false (and nothing
+    /// forgotten) otherwise. Walks only the frames released, so acknowledging costs no more than
+    /// sending did.
+    pub(super) fn release_to_frame(&mut self, offset: u64) -> bool {
+        let mut at = self.start;
+        while at < offset {
+            let Some(len) = self.frame_len_at(at) else { return false };
+            at += len as u64;
+        }
+        if at != offset {
+            return false;
+        }
+        self.release_to(offset);
+        true
+    }
+
+    /// The longest frame kept from `from` on, header included.
+    pub(super) fn largest_frame_from(&self, from: u64) -> usize {
+        let mut at = from;
+        let mut largest = 0;
+        while let Some(len) = self.frame_len_at(at) {
+            largest = largest.max(len);
+            at += len as u64;
+        }
+        largest
+    }
+
     /// Whether `offset` falls on a frame boundary of the kept stream (or at its end): a peer's
     /// offset anywhere else would make the retransmission start inside a frame.
     pub(super) fn is_boundary(&self, offset: u64) -> bool {

@@ -134,7 +134,7 @@ impl Side {
 
     /// Writes everything this side has to send onto its wire.
     fn transmit(&mut self) {
-        let mut buf = [0u8; 4096 + 16_384];
+        let mut buf = vec![0u8; self.conn.transmit_buffer_len()];
         loop {
             let n = self.conn.poll_transmit(&mut buf);
             if n == 0 {
