@@ -86,7 +86,8 @@ pub enum Event<'a> {
         /// The channel.
         channel: u16,
     },
-    /// The peer ended the connection.
+    /// The peer ended the connection, and with it every channel: no [`Event::Closed`] follows
+    /// for them.
     GoAway {
         /// Why.
         code: ErrorCode,

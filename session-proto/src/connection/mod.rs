@@ -582,7 +582,8 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// Writes one Data frame carrying as much of `data` as the peer's credit and maximum frame
     /// allow into `out`, and returns `(bytes of data sent, bytes written to out)`. Call it after
     /// [`poll_transmit`](Connection::poll_transmit) has written everything it had, so that
-    /// control frames go first. `(0, 0)` means nothing can go now: no credit (wait for
+    /// control frames go first (a channel just accepted takes Data once its Accept is out:
+    /// until then this is [`CommandError::NotAllowed`]). `(0, 0)` means nothing can go now: no credit (wait for
     /// [`Event::Credit`]), no room in the replay buffer (wait for the peer's Ack: retry after the
     /// next frame is handled), a re-attach still retransmitting, or no room in `out`.
     /// [`Connection::send_capacity`] says how much would go.
