@@ -236,6 +236,19 @@ fn check(mut pair: Pair, ops: &[Op]) -> Result<(), TestCaseError> {
         apply(&mut pair, &mut model, op);
         prop_assert!(pair.client.errors().is_empty(), "client: {:?} after {op:?}", pair.client.errors());
         prop_assert!(pair.server.errors().is_empty(), "server: {:?} after {op:?}", pair.server.errors());
+        // What a side holds for its application never exceeds the window it granted.
+        for &ch in &model.channels {
+            for server in [false, true] {
+                let side = if server { &pair.server } else { &pair.client };
+                let window = side.conn.config().initial_window as usize;
+                let consumed = model.consumed.get(&(server, ch)).copied().unwrap_or(0);
+                let waiting = received_total(&pair, server, ch) - consumed;
+                prop_assert!(
+                    waiting <= window,
+                    "channel {ch}: {waiting} bytes buffered past a window of {window}"
+                );
+            }
+        }
     }
 
     // Wind down: consume everything, answer every Open, close every channel.
