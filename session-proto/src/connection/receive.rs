@@ -1,0 +1,328 @@
+//! The receiving side: what each frame from the peer does (spec sections 7 and 8).
+
+use super::channel::{Channel, Kind, State};
+use super::{Connection, ConnectionError, Event, Instant, Peer, Phase, Role, Session};
+use crate::frame::frame_type;
+use crate::{Capabilities, ErrorCode, HEADER_LEN, Hello, Message, OpenKind, RefuseReason, Resume, Stream};
+
+impl<const C: usize> Connection<'_, C> {
+    /// Handles one received frame (exactly one, as the codec or accumulator delivered it).
+    pub fn handle<'a>(
+        &mut self,
+        frame: &'a [u8],
+        now: Instant,
+    ) -> Result<Option<Event<'a>>, ConnectionError> {
+        if matches!(self.phase, Phase::Ending | Phase::Ended) {
+            return Ok(None);
+        }
+        self.last_heard = now;
+        if self.phase == Phase::Detached {
+            return Ok(None);
+        }
+        let message = match Message::decode(frame, self.config.max_frame as usize) {
+            Ok(message) => message,
+            Err(e) => return Err(self.fail(e.go_away_code(), e.name())),
+        };
+        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect) {
+            if is_session_frame(message.frame_type()) {
+                session.received += frame.len() as u64;
+            }
+        }
+        if self.peer.is_none() {
+            return match message {
+                Message::Hello(hello) => self.on_hello(&hello),
+                Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
+                Message::Extension { .. } => Ok(None),
+                _ => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "frame before Hello")),
+            };
+        }
+        match message {
+            Message::Hello(_) => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "second Hello")),
+            Message::Ping { nonce } => {
+                self.pong = Some(nonce);
+                Ok(None)
+            }
+            Message::Pong { .. } | Message::Extension { .. } => Ok(None),
+            Message::Ack { offset } => self.on_ack(offset),
+            Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
+            Message::Open { channel, kind } => self.on_open(channel, kind),
+            channel_message => self.on_channel(channel_message),
+        }
+    }
+
+    fn on_hello(&mut self, hello: &Hello<'_>) -> Result<Option<Event<'static>>, ConnectionError> {
+        let offered = hello.capabilities.contains(Capabilities::RESUME);
+        let role = self.config.role;
+        let Some(session) = self.session.as_mut() else {
+            if hello.resume.is_some() {
+                // This side announces no RESUME, so the peer may not ask for it (spec 7.4).
+                return Err(match role {
+                    Role::Acceptor => self.fail(ErrorCode::RESUME_REJECTED, "resume not supported"),
+                    Role::Initiator => self.fail(ErrorCode::PROTOCOL_ERROR, "resume without RESUME"),
+                });
+            }
+            return Ok(Some(self.established(hello, false)));
+        };
+        let verdict = match (role, hello.resume, session.reattaching) {
+            (_, Some(_), _) if !offered => Err((ErrorCode::PROTOCOL_ERROR, "resume without RESUME")),
+            (Role::Acceptor, None, false) => {
+                session.in_effect = offered;
+                Ok(false)
+            }
+            (Role::Initiator, Some(resume), false) => {
+                if resume.offset != 0 || session.token.extend_from_slice(resume.token).is_err() {
+                    Err((ErrorCode::PROTOCOL_ERROR, "a fresh session starts at offset 0"))
+                } else {
+                    session.in_effect = true;
+                    Ok(false)
+                }
+            }
+            (Role::Initiator, None, false) if offered => {
+                Err((ErrorCode::PROTOCOL_ERROR, "RESUME in effect without a token"))
+            }
+            (Role::Initiator, None, false) => Ok(false),
+            (_, Some(resume), true) => resume_from(session, &resume, hello.max_frame).map(|()| true),
+            (Role::Acceptor, Some(_), false) => {
+                Err((ErrorCode::RESUME_REJECTED, "no session for this token"))
+            }
+            (_, None, true) => Err((ErrorCode::RESUME_REJECTED, "a re-attach needs the token")),
+        };
+        match verdict {
+            Ok(resumed) => Ok(Some(self.established(hello, resumed))),
+            Err((code, reason)) => Err(self.fail(code, reason)),
+        }
+    }
+
+    /// Records the peer's Hello: the connection is up (again).
+    fn established(&mut self, hello: &Hello<'_>, resumed: bool) -> Event<'static> {
+        self.peer = Some(Peer {
+            capabilities: hello.capabilities,
+            max_frame: hello.max_frame,
+            initial_window: hello.initial_window,
+            keepalive_ms: hello.keepalive_ms,
+        });
+        self.phase = Phase::Established;
+        if resumed { Event::Resumed } else { Event::Connected }
+    }
+
+    fn on_ack(&mut self, offset: u64) -> Result<Option<Event<'static>>, ConnectionError> {
+        let Some(session) = self.session.as_mut().filter(|s| s.in_effect) else {
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack without RESUME"));
+        };
+        if offset < session.replay.start() || offset > session.replay.end() {
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack out of range"));
+        }
+        if !session.replay.release_to_frame(offset) {
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack inside a frame"));
+        }
+        Ok(None)
+    }
+
+    fn on_go_away<'a>(&mut self, code: ErrorCode, message: &'a str) -> Event<'a> {
+        self.phase = Phase::Ended;
+        Event::GoAway { code, message }
+    }
+
+    fn on_open<'a>(
+        &mut self,
+        channel: u16,
+        kind: OpenKind<'a>,
+    ) -> Result<Option<Event<'a>>, ConnectionError> {
+        match self.find(channel) {
+            // After our Close, anything for the id is discarded unchecked (spec 8.3).
+            Some(slot) if slot.closing() => return Ok(None),
+            Some(_) => return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Open for an id in use")),
+            None if self.is_own_id(channel) => {
+                return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Open with the receiver's id parity"));
+            }
+            None => {}
+        }
+        let reason = match kind {
+            OpenKind::Unknown { .. } => Some(RefuseReason::UNKNOWN_KIND),
+            _ if self.free_slot().is_none() => Some(RefuseReason::RESOURCE_SHORTAGE),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            // Refused here, with no slot: the application never sees it.
+            if self.refusals.push((channel, reason)).is_err() {
+                return Err(self.fail(ErrorCode::INTERNAL_ERROR, "too many refusals pending"));
+            }
+            return Ok(None);
+        }
+        let window = self.peer_window();
+        let recv_window = self.config.initial_window;
+        self.insert(Channel::new(channel, false, State::OpenReceived, Kind::of(&kind), window, recv_window));
+        Ok(Some(Event::Opened { channel, kind }))
+    }
+
+    fn on_channel<'a>(&mut self, message: Message<'a>) -> Result<Option<Event<'a>>, ConnectionError> {
+        let channel = message.channel();
+        let Some(index) = self.index_of(channel) else {
+            return match message {
+                // A Close that crossed our Refuse (spec 8.3).
+                Message::Close { .. } => Ok(None),
+                _ => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "frame for a channel that is not open")),
+            };
+        };
+        let Some(slot) = self.channels.get_mut(index).and_then(Option::as_mut) else { return Ok(None) };
+        let verdict = match slot.state {
+            State::CloseSent | State::Abandoned => match message {
+                // Our Close is still queued: it must go out before the id is free, or the peer
+                // would wait for it forever.
+                Message::Close { .. } if slot.pending.close => {
+                    slot.state = State::CloseReceived;
+                    // An Accept not yet sent must never be: the opener gave up (spec 8.3).
+                    slot.pending.accept = false;
+                    Verdict::Ok(None)
+                }
+                Message::Close { .. } => Verdict::Free(Event::Closed { channel }),
+                // The peer refused what we abandoned: the id is free there already, and a Close
+                // of ours would be ignored.
+                Message::Refuse { .. } if slot.state == State::Abandoned => {
+                    Verdict::Free(Event::Closed { channel })
+                }
+                // In flight when we closed: discarded, uncounted (spec 8.3).
+                _ => Verdict::Ok(None),
+            },
+            State::OpenSent => match message {
+                Message::Accept { .. } => {
+                    slot.state = State::Open;
+                    Verdict::Ok(Some(Event::Accepted { channel }))
+                }
+                Message::Refuse { reason, message, .. } => {
+                    Verdict::Free(Event::Refused { channel, reason, message })
+                }
+                _ => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "frame before the Open is answered"),
+            },
+            State::OpenReceived => match message {
+                Message::Close { .. } => {
+                    // The opener abandoned the Open: answer Close, never Accept or Refuse.
+                    slot.state = State::CloseReceived;
+                    slot.pending.close = true;
+                    Verdict::Ok(None)
+                }
+                _ => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "frame before the Open is answered"),
+            },
+            State::CloseReceived => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "frame after Close"),
+            State::Open => on_open_channel(slot, message),
+        };
+        match verdict {
+            Verdict::Ok(event) => Ok(event),
+            Verdict::Free(event) => {
+                if let Some(slot) = self.channels.get_mut(index) {
+                    *slot = None;
+                }
+                Ok(Some(event))
+            }
+            Verdict::Fail(code, reason) => Err(self.fail(code, reason)),
+        }
+    }
+}
+
+/// What a frame does to a channel in state `Open`.
+enum Verdict<'a> {
+    Ok(Option<Event<'a>>),
+    /// The channel ends: free its slot.
+    Free(Event<'a>),
+    Fail(ErrorCode, &'static str),
+}
+
+/// The rules of spec section 8.3 for a frame on an open channel.
+fn on_open_channel<'a>(slot: &mut Channel, message: Message<'a>) -> Verdict<'a> {
+    let channel = slot.id;
+    // The opener is the peer exactly when this side did not open the channel.
+    let from_opener = !slot.opener;
+    match message {
+        Message::Data { stream, payload, .. } => {
+            let allowed = match stream {
+                Stream::Stdin => from_opener,
+                Stream::Stdout => !from_opener,
+                Stream::Stderr => !from_opener && slot.kind != Kind::Forward,
+            };
+            if !allowed {
+                return Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Data on a stream the sender may not use");
+            }
+            if slot.eof_received {
+                return Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Data after Eof");
+            }
+            let len = match u32::try_from(payload.len()) {
+                Ok(len) if len <= slot.recv_window => len,
+                _ => return Verdict::Fail(ErrorCode::FLOW_CONTROL, "Data beyond credit"),
+            };
+            slot.recv_window -= len;
+            slot.unconsumed += len;
+            Verdict::Ok(Some(Event::Data { channel, stream, payload }))
+        }
+        Message::Credit { increment, .. } => match slot.send_window.checked_add(increment) {
+            Some(window) => {
+                slot.send_window = window;
+                Verdict::Ok(Some(Event::Credit { channel, window }))
+            }
+            None => Verdict::Fail(ErrorCode::FLOW_CONTROL, "send window above 2^32 - 1"),
+        },
+        Message::Resize { size, .. } if from_opener && slot.kind == Kind::Terminal => {
+            Verdict::Ok(Some(Event::Resized { channel, size }))
+        }
+        Message::Resize { .. } => {
+            Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Resize from the accepting side or without a pty")
+        }
+        Message::Signal { .. } if !from_opener => {
+            Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Signal from the accepting side")
+        }
+        // Signals mean nothing to a TCP forward: ignored (spec 8.3).
+        Message::Signal { .. } if slot.kind == Kind::Forward => Verdict::Ok(None),
+        Message::Signal { signal, .. } => Verdict::Ok(Some(Event::Signal { channel, signal })),
+        Message::Eof { .. } if slot.eof_received => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "second Eof"),
+        Message::Eof { .. } => {
+            slot.eof_received = true;
+            Verdict::Ok(Some(Event::Eof { channel }))
+        }
+        Message::Exit { status, .. } => {
+            if from_opener || slot.kind == Kind::Forward || slot.exit_seen {
+                return Verdict::Fail(
+                    ErrorCode::PROTOCOL_ERROR,
+                    "Exit from the opener, on a forward, or twice",
+                );
+            }
+            slot.exit_seen = true;
+            Verdict::Ok(Some(Event::Exit { channel, status }))
+        }
+        Message::Close { .. } => {
+            slot.state = State::CloseReceived;
+            slot.pending.close = true;
+            // Owed frames other than the echo no longer matter: the peer discards them.
+            slot.pending.accept = false;
+            Verdict::Ok(None)
+        }
+        _ => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Accept or Refuse on an open channel"),
+    }
+}
+
+/// Channel frames form the session stream that resume counts and replays; connection frames
+/// belong to one transport (spec 7.4).
+fn is_session_frame(code: u8) -> bool {
+    (frame_type::OPEN..=frame_type::CLOSE).contains(&code)
+}
+
+/// Checks a re-attaching Hello's token and offset against the session, and sets up the
+/// retransmission from that offset.
+fn resume_from(
+    session: &mut Session<'_>,
+    resume: &Resume<'_>,
+    max_frame: u32,
+) -> Result<(), (ErrorCode, &'static str)> {
+    if resume.token != &session.token[..] {
+        return Err((ErrorCode::RESUME_REJECTED, "unknown resume token"));
+    }
+    if resume.offset < session.replay.start() || !session.replay.is_boundary(resume.offset) {
+        return Err((ErrorCode::RESUME_REJECTED, "resume offset out of range"));
+    }
+    if session.replay.largest_frame_from(resume.offset) > HEADER_LEN + max_frame as usize {
+        // The frames to send again were cut for the old maximum; they cannot be cut again.
+        return Err((ErrorCode::RESUME_REJECTED, "max_frame smaller than frames to retransmit"));
+    }
+    session.replay.release_to(resume.offset);
+    session.resend_from = Some(resume.offset);
+    session.reattaching = false;
+    Ok(())
+}
