@@ -20,6 +20,60 @@
 //! [`Connection::consume`] returns it. So control frames never queue behind data, and a
 //! flooding peer cannot grow anything.
 //!
+//! A client and an agent over an in-memory transport (a real driver moves the bytes over a
+//! socket, and frames them with `session-codec` or [`Accumulator`](crate::Accumulator)):
+//!
+//! ```
+//! use session_proto::connection::{Config, Connection, Event, Instant, Role};
+//! use session_proto::frame::peek_len;
+//! use session_proto::{Env, OpenKind, Pty, Stream};
+//!
+//! let now = Instant::from_millis(0);
+//! let mut client = Connection::<4>::new(Config::new(Role::Initiator), now);
+//! let mut agent = Connection::<4>::new(Config::new(Role::Acceptor), now);
+//!
+//! /// Moves every frame `from` has to send into `to`, handing each event to `on_event`.
+//! fn pump(from: &mut Connection<'_, 4>, to: &mut Connection<'_, 4>, on_event: &mut dyn FnMut(&mut Connection<'_, 4>, Event<'_>)) {
+//!     let mut wire = vec![0; from.transmit_buffer_len()];
+//!     loop {
+//!         let n = from.poll_transmit(&mut wire);
+//!         if n == 0 { break }
+//!         let mut bytes = &wire[..n];
+//!         while let Ok(Some(len)) = peek_len(bytes, usize::MAX) {
+//!             let (frame, rest) = bytes.split_at(len);
+//!             if let Some(event) = to.handle(frame, Instant::from_millis(0)).expect("a valid peer") {
+//!                 on_event(to, event);
+//!             }
+//!             bytes = rest;
+//!         }
+//!     }
+//! }
+//!
+//! let mut ignore = |_: &mut Connection<'_, 4>, _: Event<'_>| {};
+//! pump(&mut client, &mut agent, &mut ignore); // client Hello
+//! pump(&mut agent, &mut client, &mut ignore); // agent Hello: both connected
+//!
+//! let shell = OpenKind::Shell { pty: Pty::default(), env: Env::EMPTY };
+//! let channel = client.open(&shell)?;
+//! pump(&mut client, &mut agent, &mut |agent, event| {
+//!     if let Event::Opened { channel, .. } = event {
+//!         agent.accept(channel).expect("a fresh Open"); // start a shell here
+//!     }
+//! });
+//! pump(&mut agent, &mut client, &mut ignore); // Accept
+//!
+//! let mut out = [0u8; 64];
+//! let (sent, written) = client.send(channel, Stream::Stdin, b"ls\r", &mut out)?;
+//! assert_eq!((sent, written), (3, 10));
+//! let mut typed = Vec::new();
+//! agent.handle(&out[..written], now).map(|event| {
+//!     if let Some(Event::Data { payload, .. }) = event { typed.extend_from_slice(payload) }
+//! }).expect("a valid frame");
+//! agent.consume(channel, typed.len())?; // written to the pty: its credit may return
+//! assert_eq!(typed, b"ls\r");
+//! # Ok::<(), session_proto::connection::CommandError>(())
+//! ```
+//!
 //! With [`Connection::with_resume`] the connection outlives its transport (spec section 7.4):
 //! every channel frame it sends is kept in a replay buffer the caller lends until the peer
 //! acknowledges it, and after [`detach`](Connection::detach) and
