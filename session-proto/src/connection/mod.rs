@@ -91,7 +91,7 @@ use heapless::{Deque, Vec};
 
 use self::channel::{Channel, Kind, State};
 pub use self::event::{CommandError, ConnectionError, Event};
-use self::replay::Replay;
+use self::replay::{Replay, Storage};
 pub use self::time::Instant;
 use crate::frame::{DATA_PREFIX_LEN, data_prefix};
 use crate::{
@@ -260,6 +260,27 @@ impl<'r, const C: usize> Connection<'r, C> {
     pub fn with_resume(
         config: Config,
         replay: &'r mut [u8],
+        token: &[u8],
+        now: Instant,
+    ) -> Result<Self, CommandError> {
+        Connection::resumable(config, Storage::Borrowed(replay), token, now)
+    }
+
+    /// [`Connection::with_resume`] with a replay buffer the connection owns, so that it can be
+    /// kept (a detached session in a relay's map) without borrowing.
+    #[cfg(feature = "alloc")]
+    pub fn with_owned_resume(
+        config: Config,
+        replay: alloc::boxed::Box<[u8]>,
+        token: &[u8],
+        now: Instant,
+    ) -> Result<Connection<'static, C>, CommandError> {
+        Connection::resumable(config, Storage::Owned(replay), token, now)
+    }
+
+    fn resumable(
+        config: Config,
+        replay: Storage<'r>,
         token: &[u8],
         now: Instant,
     ) -> Result<Self, CommandError> {

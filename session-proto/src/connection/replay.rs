@@ -1,10 +1,41 @@
 //! The replay buffer: frames sent but not yet acknowledged, over storage the caller lends, so
 //! that a re-attach can retransmit exactly what the peer missed (spec 7.4).
 
+/// Where the replay buffer lives: lent by the caller, or (with `alloc`) owned, so that a std
+/// relay can keep detached sessions without borrowing their buffers from somewhere.
+#[derive(Debug)]
+pub(super) enum Storage<'r> {
+    Borrowed(&'r mut [u8]),
+    #[cfg(feature = "alloc")]
+    Owned(alloc::boxed::Box<[u8]>),
+}
+
+impl core::ops::Deref for Storage<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Storage::Borrowed(buf) => buf,
+            #[cfg(feature = "alloc")]
+            Storage::Owned(buf) => buf,
+        }
+    }
+}
+
+impl core::ops::DerefMut for Storage<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Borrowed(buf) => buf,
+            #[cfg(feature = "alloc")]
+            Storage::Owned(buf) => buf,
+        }
+    }
+}
+
 /// A byte ring holding the sent stream from offset `start` to `start + len`.
 #[derive(Debug)]
 pub(super) struct Replay<'r> {
-    buf: &'r mut [u8],
+    buf: Storage<'r>,
     /// Index in `buf` of the byte at offset `start`.
     head: usize,
     len: usize,
@@ -13,7 +44,7 @@ pub(super) struct Replay<'r> {
 }
 
 impl<'r> Replay<'r> {
-    pub(super) fn new(buf: &'r mut [u8]) -> Self {
+    pub(super) fn new(buf: Storage<'r>) -> Self {
         Replay { buf, head: 0, len: 0, start: 0 }
     }
 
@@ -137,7 +168,7 @@ mod tests {
     #[test]
     fn pushes_wrap_and_copies_come_back_whole() {
         let mut storage = [0u8; 10];
-        let mut ring = Replay::new(&mut storage);
+        let mut ring = Replay::new(Storage::Borrowed(&mut storage));
         assert!(ring.push(b"abcdef"));
         ring.release_to(4);
         assert!(ring.push(b"ghijkl"), "wraps around the end");
@@ -155,7 +186,7 @@ mod tests {
     #[test]
     fn boundaries_follow_the_frame_headers() {
         let mut storage = [0u8; 64];
-        let mut ring = Replay::new(&mut storage);
+        let mut ring = Replay::new(Storage::Borrowed(&mut storage));
         ring.push(&[0, 0, 1, 0x14, 0, 1, 5]); // 7 bytes
         ring.push(&[0, 0, 0, 0x19, 0, 1]); // 6 bytes
         assert!(ring.is_boundary(0) && ring.is_boundary(7) && ring.is_boundary(13));
