@@ -93,7 +93,7 @@ use self::channel::{Channel, Kind, State};
 pub use self::event::{CommandError, ConnectionError, Event};
 use self::replay::{Replay, Storage};
 pub use self::time::Instant;
-use crate::frame::{DATA_PREFIX_LEN, data_prefix};
+use crate::frame::{DATA_PREFIX_LEN, data_prefix, frame_type, peek_len, set_channel};
 use crate::{
     Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, ErrorCode, ExitStatus,
     HEADER_LEN, Hello, KEEPALIVE_TIMEOUT_FACTOR, MAX_CONTROL_BODY_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, Message,
@@ -456,21 +456,55 @@ impl<'r, const C: usize> Connection<'r, C> {
         data: &[u8],
         out: &mut [u8],
     ) -> Result<(usize, usize), CommandError> {
+        let room = out.len().saturating_sub(DATA_PREFIX_LEN);
+        let len = data.len().min(self.data_room(channel, stream)?).min(room);
+        let (Some(payload), Some((head, rest)), true) =
+            (data.get(..len), out.split_at_mut_checked(DATA_PREFIX_LEN), len > 0)
+        else {
+            return Ok((0, 0));
+        };
+        head.copy_from_slice(&data_prefix(channel, stream, len).map_err(CommandError::Invalid)?);
+        rest.get_mut(..len).ok_or(CommandError::Busy)?.copy_from_slice(payload);
+        let frame = out.get(..DATA_PREFIX_LEN + len).unwrap_or_default();
+        self.commit_data(channel, frame);
+        Ok((len, frame.len()))
+    }
+
+    /// Sends a whole Data frame received on another connection, relabelled in place to
+    /// `channel`: what a relay does to route a channel's bytes without copying them. Returns
+    /// `Ok(true)` when the frame is committed (put `frame` on the transport next, as
+    /// [`Connection::send`] would have written it), or `Ok(false)` when it cannot go whole now
+    /// (not enough credit or replay room, a retransmission, or larger than the peer accepts);
+    /// [`Connection::send`] can then carry part of its payload. `frame` is checked to be one
+    /// well-formed Data frame whatever its origin.
+    pub fn send_frame(&mut self, channel: u16, frame: &mut [u8]) -> Result<bool, CommandError> {
+        let stream = match frame {
+            [_, _, _, frame_type::DATA, _, _, stream, ..] => Stream::try_from(*stream),
+            _ => Err(crate::Error::UnknownType),
+        };
+        let stream = stream.map_err(CommandError::Invalid)?;
+        if peek_len(frame, crate::MAX_BODY_LEN) != Ok(Some(frame.len())) {
+            return Err(CommandError::Invalid(crate::Error::Truncated));
+        }
+        if frame.len() - DATA_PREFIX_LEN > self.data_room(channel, stream)? {
+            return Ok(false);
+        }
+        set_channel(frame, channel).map_err(CommandError::Invalid)?;
+        self.commit_data(channel, frame);
+        Ok(true)
+    }
+
+    /// How many payload bytes one Data frame on `channel` may carry now, or why it may carry
+    /// none at all.
+    fn data_room(&self, channel: u16, stream: Stream) -> Result<usize, CommandError> {
         self.check_established()?;
-        let max_payload = self.peer.map_or(0, |p| p.max_frame as usize).saturating_sub(1);
-        let mut room = out.len().saturating_sub(DATA_PREFIX_LEN).min(max_payload);
-        let replay = self.session.as_mut().filter(|s| s.in_effect);
-        if let Some(session) = replay.as_deref() {
+        let mut room = self.peer.map_or(0, |p| p.max_frame as usize).saturating_sub(1);
+        if let Some(session) = self.session.as_ref().filter(|s| s.in_effect) {
             // Retransmission goes first, and what is sent must fit the replay buffer.
             let kept = session.replay.room().saturating_sub(DATA_PREFIX_LEN);
             room = if session.resend_from.is_some() { 0 } else { room.min(kept) };
         }
-        let slot = self
-            .channels
-            .iter_mut()
-            .flatten()
-            .find(|s| s.id == channel)
-            .ok_or(CommandError::UnknownChannel)?;
+        let slot = self.find(channel).ok_or(CommandError::UnknownChannel)?;
         let allowed = match stream {
             Stream::Stdin => slot.opener,
             Stream::Stdout => !slot.opener,
@@ -479,21 +513,21 @@ impl<'r, const C: usize> Connection<'r, C> {
         if !allowed || !slot.can_send_data() {
             return Err(CommandError::NotAllowed);
         }
-        let len = data.len().min(slot.send_window as usize).min(room);
-        let (Some(payload), Some((head, rest)), true) =
-            (data.get(..len), out.split_at_mut_checked(DATA_PREFIX_LEN), len > 0)
-        else {
-            return Ok((0, 0));
-        };
-        head.copy_from_slice(&data_prefix(channel, stream, len).map_err(CommandError::Invalid)?);
-        rest.get_mut(..len).ok_or(CommandError::Busy)?.copy_from_slice(payload);
-        // `len` is at most `send_window`, a u32.
-        slot.send_window -= len as u32;
-        if let (Some(session), Some(frame)) = (replay, out.get(..DATA_PREFIX_LEN + len)) {
-            // `room` left space for it.
+        Ok(room.min(slot.send_window as usize))
+    }
+
+    /// Accounts for a Data frame that [`Connection::data_room`] allowed: its credit is spent and
+    /// it is kept for retransmission.
+    fn commit_data(&mut self, channel: u16, frame: &[u8]) {
+        let payload = frame.len().saturating_sub(DATA_PREFIX_LEN);
+        if let Ok(slot) = self.slot_mut(channel) {
+            // At most `send_window`, a u32, as data_room checked.
+            slot.send_window = slot.send_window.saturating_sub(payload as u32);
+        }
+        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect) {
+            // data_room left space for it.
             session.replay.push(frame);
         }
-        Ok((len, DATA_PREFIX_LEN + len))
     }
 
     /// The application is done with `len` received bytes of `channel`: their credit goes back

@@ -3,7 +3,7 @@
 
 #![allow(dead_code, reason = "each test file uses part of this module")]
 
-use session_proto::connection::{Config, Connection, ConnectionError, Event, Instant, Role};
+use session_proto::connection::{CommandError, Config, Connection, ConnectionError, Event, Instant, Role};
 use session_proto::frame::peek_len;
 use session_proto::{ErrorCode, ExitStatus, Message, RefuseReason, Signal, Stream, WindowSize};
 
@@ -151,6 +151,17 @@ impl Side {
     fn take_wire(&mut self) -> Vec<u8> {
         self.transmit();
         core::mem::take(&mut self.wire)
+    }
+
+    /// Forwards a whole Data frame from elsewhere with [`Connection::send_frame`], control frames
+    /// first; true when it went.
+    pub(crate) fn send_frame(&mut self, channel: u16, frame: &mut [u8]) -> Result<bool, CommandError> {
+        self.transmit();
+        let sent = self.conn.send_frame(channel, frame)?;
+        if sent {
+            self.wire.extend_from_slice(frame);
+        }
+        Ok(sent)
     }
 
     /// Sends as much of `data` as credit allows on `channel`, control frames first; returns
