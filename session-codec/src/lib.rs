@@ -23,10 +23,14 @@
     deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+extern crate alloc;
+
 mod codec;
 mod error;
 mod frame;
 mod limits;
+#[cfg(feature = "link")]
+pub mod link;
 #[cfg(feature = "websocket")]
 pub mod websocket;
 

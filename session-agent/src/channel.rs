@@ -1,0 +1,234 @@
+//! One channel at the agent: its process or TCP connection, the pipe tasks that move its bytes
+//! (see `session_codec::link::pipe` for their bounds), and the order in which its end is told:
+//! last Data, Exit, Eof, Close.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use session_codec::link::pipe::{EndOfInput, Input, OutputQueue, PipeEvent, spawn_reader, spawn_writer};
+use session_codec::link::{Link, Transport};
+use session_codec::proto::connection::Connection;
+use session_codec::proto::{Env, ExitStatus, RefuseReason, Signal, Stream, WindowSize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::process::{self, Control, LoginUser};
+
+/// The most payload one read takes; a frame larger than the relay accepts is split.
+const CHUNK: usize = 64 * 1024;
+
+/// How long a port forward's connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a channel's tasks tell the agent's loop.
+#[derive(Debug)]
+pub(crate) enum Local {
+    Pipe(PipeEvent),
+    /// The process ended.
+    Exited {
+        channel: u16,
+        status: ExitStatus,
+    },
+    /// A port forward's connection attempt is over.
+    Forwarded {
+        channel: u16,
+        result: Result<TcpStream, (RefuseReason, String)>,
+    },
+}
+
+impl From<PipeEvent> for Local {
+    fn from(event: PipeEvent) -> Local {
+        Local::Pipe(event)
+    }
+}
+
+impl Local {
+    pub(crate) fn channel(&self) -> u16 {
+        match self {
+            Local::Pipe(
+                PipeEvent::Output { channel, .. }
+                | PipeEvent::OutputEnd { channel }
+                | PipeEvent::Written { channel, .. },
+            )
+            | Local::Exited { channel, .. }
+            | Local::Forwarded { channel, .. } => *channel,
+        }
+    }
+}
+
+type LocalTx = mpsc::UnboundedSender<Local>;
+
+pub(crate) struct Channel {
+    input: Input,
+    /// `None` for a port forward.
+    control: Option<Control>,
+    out: OutputQueue,
+    readers_open: usize,
+    exit: Option<ExitStatus>,
+    /// The client sent Eof (a forward closes once both directions are done).
+    input_ended: bool,
+    /// Our Exit (for a process) and Eof are queued.
+    eof_queued: bool,
+    /// Our Close is queued.
+    ended: bool,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Channel {
+    /// Starts a shell or command for `channel`.
+    pub(crate) fn process(
+        channel: u16,
+        user: &LoginUser,
+        command: Option<&str>,
+        pty: Option<(&str, WindowSize)>,
+        env: &Env<'_>,
+        local: &LocalTx,
+    ) -> Result<Channel, (RefuseReason, String)> {
+        let started = process::start(user, command, pty, env)
+            .map_err(|e| (RefuseReason::SPAWN_FAILED, format!("cannot start the process: {e}")))?;
+        let is_pty = matches!(started.control, Control::Pty(_));
+        let mut ch = Channel::around(channel, started.input, started.outputs, is_pty, local);
+        ch.control = Some(started.control);
+        let (mut child, tx) = (started.child, local.clone());
+        ch.tasks.push(tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(status) => process::exit_status(status),
+                Err(_) => ExitStatus::Code(255),
+            };
+            let _ = tx.send(Local::Exited { channel, status });
+        }));
+        Ok(ch)
+    }
+
+    /// Connects to `host:port` in the background; [`Local::Forwarded`] tells how it went.
+    pub(crate) fn forward(channel: u16, host: &str, port: u16, local: &LocalTx) {
+        let (host, tx) = (host.to_owned(), local.clone());
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                TcpStream::connect((host.as_str(), port)),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => Ok(stream),
+                Ok(Err(e)) => Err((RefuseReason::CONNECT_FAILED, format!("{host}:{port}: {e}"))),
+                Err(_) => Err((RefuseReason::CONNECT_FAILED, format!("{host}:{port}: timed out"))),
+            };
+            let _ = tx.send(Local::Forwarded { channel, result });
+        });
+    }
+
+    /// A port forward whose connection is up.
+    pub(crate) fn connected(channel: u16, stream: TcpStream, local: &LocalTx) -> Channel {
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        Channel::around(channel, Box::new(write), vec![(Stream::Stdout, Box::new(read))], false, local)
+    }
+
+    fn around(
+        channel: u16,
+        input: Box<dyn AsyncWrite + Send + Unpin>,
+        outputs: Vec<(Stream, Box<dyn AsyncRead + Send + Unpin>)>,
+        is_pty: bool,
+        local: &LocalTx,
+    ) -> Channel {
+        let end = if is_pty { EndOfInput::Byte(0x04) } else { EndOfInput::Shutdown };
+        let (input, writer) = spawn_writer(channel, input, end, local.clone());
+        let mut tasks = vec![writer];
+        let readers_open = outputs.len();
+        for (stream, reader) in outputs {
+            tasks.push(spawn_reader(channel, stream, reader, CHUNK, local.clone()));
+        }
+        Channel {
+            input,
+            control: None,
+            out: OutputQueue::default(),
+            readers_open,
+            exit: None,
+            input_ended: false,
+            eof_queued: false,
+            ended: false,
+            tasks,
+        }
+    }
+
+    /// Input from the client. The queue to the writer holds at most the credit this side
+    /// granted, since credit returns only once the writer wrote it.
+    pub(crate) fn write(&self, bytes: Bytes) {
+        self.input.write(bytes);
+    }
+
+    pub(crate) fn input_eof(&mut self) {
+        self.input_ended = true;
+        self.input.end();
+    }
+
+    pub(crate) fn resize(&self, size: WindowSize) {
+        if let Some(control) = &self.control {
+            control.resize(size);
+        }
+    }
+
+    pub(crate) fn signal(&self, signal: Signal) {
+        if let Some(control) = &self.control {
+            control.signal(signal);
+        }
+    }
+
+    pub(crate) fn on_local(&mut self, local: Local) {
+        match local {
+            Local::Pipe(PipeEvent::Output { frame, permit, .. }) => self.out.push(frame, permit),
+            Local::Pipe(PipeEvent::OutputEnd { .. }) => {
+                self.readers_open = self.readers_open.saturating_sub(1)
+            }
+            Local::Exited { status, .. } => self.exit = Some(status),
+            Local::Pipe(PipeEvent::Written { .. }) | Local::Forwarded { .. } => {}
+        }
+    }
+
+    /// Sends the output that credit allows; once all output is out and the process has ended,
+    /// queues Exit, Eof and Close, in that order.
+    pub(crate) fn pump<const C: usize>(
+        &mut self,
+        channel: u16,
+        link: &mut Link,
+        conn: &mut Connection<'_, C>,
+        transport: &Transport,
+    ) {
+        self.out.pump(channel, link, conn, transport);
+        if !self.out.is_empty() {
+            return;
+        }
+        let is_forward = self.control.is_none();
+        if self.ended || self.readers_open > 0 || (!is_forward && self.exit.is_none()) {
+            return;
+        }
+        if !self.eof_queued {
+            if let Some(status) = self.exit {
+                let _ = conn.exit(channel, status);
+            }
+            let _ = conn.eof(channel);
+            self.eof_queued = true;
+        }
+        // A forward whose target closed its side is half-closed until the client's Eof.
+        if !is_forward || self.input_ended {
+            let _ = conn.close(channel);
+            self.ended = true;
+        }
+    }
+
+    /// The channel is over: its process gets a hangup and its tasks end (which kills a process
+    /// still running, and closes its terminal or socket).
+    pub(crate) fn stop(self) {
+        if self.exit.is_none() {
+            if let Some(control) = &self.control {
+                control.signal(Signal::HUP);
+            }
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Shells and commands: on a real pseudo-terminal, or on pipes with stdout and stderr apart,
+//! as the login user the agent is configured with.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use nix::sys::signal::{Signal as NixSignal, killpg};
+use nix::unistd::{Pid, Uid, User};
+use session_codec::proto::{Env, ExitStatus, Signal, WindowSize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::Child;
+
+/// Who shells run as.
+#[derive(Debug, Clone)]
+pub struct LoginUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+    shell: PathBuf,
+    /// Set only when the agent must switch to this user (it runs as root).
+    switch: bool,
+}
+
+impl LoginUser {
+    /// The user sessions run as: `name`, or the user running the agent. Starting shells as
+    /// root needs `allow_root`: a shell for every client as root is rarely what an operator wants.
+    pub fn resolve(name: Option<&str>, allow_root: bool) -> Result<LoginUser, String> {
+        let me = Uid::current();
+        let user = match name {
+            Some(name) => {
+                User::from_name(name).map_err(|e| e.to_string())?.ok_or(format!("no user {name}"))?
+            }
+            None => User::from_uid(me).map_err(|e| e.to_string())?.ok_or("the agent's user is unknown")?,
+        };
+        if user.uid.is_root() && !allow_root {
+            return Err(
+                "sessions would run as root: name an unprivileged --user, or pass --allow-root".into()
+            );
+        }
+        if user.uid != me && !me.is_root() {
+            return Err(format!("the agent must run as root to start sessions as {}", user.name));
+        }
+        Ok(LoginUser {
+            name: user.name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            home: user.dir,
+            shell: user.shell,
+            switch: user.uid != me,
+        })
+    }
+
+    /// The user's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The login shell (`-l`), or `command` run by it, with a clean environment.
+    fn command(&self, command: Option<&str>, term: Option<&str>, env: &Env<'_>) -> tokio::process::Command {
+        let shell =
+            if self.shell.as_os_str().is_empty() { PathBuf::from("/bin/sh") } else { self.shell.clone() };
+        let mut cmd = tokio::process::Command::new(&shell);
+        match command {
+            Some(command) => {
+                cmd.arg("-c").arg(command);
+            }
+            None => {
+                // A leading dash makes it a login shell, as login(1) does.
+                let name = shell.file_name().map(OsString::from).unwrap_or_default();
+                let mut arg0 = OsString::from("-");
+                arg0.push(name);
+                cmd.arg0(arg0);
+            }
+        }
+        cmd.env_clear()
+            .env("HOME", &self.home)
+            .env("USER", &self.name)
+            .env("LOGNAME", &self.name)
+            .env("SHELL", &shell)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin")
+            .current_dir(&self.home)
+            .kill_on_drop(true);
+        if let Ok(lang) = std::env::var("LANG") {
+            cmd.env("LANG", lang);
+        }
+        if let Some(term) = term {
+            cmd.env("TERM", term);
+        }
+        for var in env.iter() {
+            cmd.env(var.name, var.value);
+        }
+        if self.switch {
+            // std sets the group first and drops supplementary groups before the uid.
+            cmd.uid(self.uid).gid(self.gid);
+        }
+        cmd
+    }
+}
+
+/// A started process and the ends of its terminal or pipes.
+pub(crate) struct Started {
+    pub(crate) child: Child,
+    pub(crate) input: Box<dyn AsyncWrite + Send + Unpin>,
+    pub(crate) outputs: Vec<(session_codec::proto::Stream, Box<dyn AsyncRead + Send + Unpin>)>,
+    pub(crate) control: Control,
+}
+
+/// What lets the agent act on a running process.
+pub(crate) enum Control {
+    /// The terminal's master side, kept to resize it and to find its foreground process group.
+    Pty(OwnedFd),
+    /// The process leads its own process group.
+    Pipes(Option<u32>),
+}
+
+impl Control {
+    /// Applies a new window size (terminals only).
+    pub(crate) fn resize(&self, size: WindowSize) {
+        if let Control::Pty(fd) = self {
+            let winsize = rustix::termios::Winsize {
+                ws_row: size.rows,
+                ws_col: size.cols,
+                ws_xpixel: size.width_px,
+                ws_ypixel: size.height_px,
+            };
+            if let Err(e) = rustix::termios::tcsetwinsize(fd, winsize) {
+                tracing::debug!(error = %e, "resize failed");
+            }
+        }
+    }
+
+    /// Delivers `signal` to the foreground process group of the terminal, or to the command's
+    /// process group: an interrupt reaches what the user is running, not only the shell.
+    pub(crate) fn signal(&self, signal: Signal) {
+        let Ok(signal) = NixSignal::try_from(i32::from(signal.0)) else { return };
+        let group = match self {
+            Control::Pty(fd) => nix::unistd::tcgetpgrp(fd).ok(),
+            Control::Pipes(pid) => pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw),
+        };
+        if let Some(group) = group {
+            if let Err(e) = killpg(group, signal) {
+                tracing::debug!(error = %e, "signal not delivered");
+            }
+        }
+    }
+}
+
+/// Starts a shell (no `command`) or a command, on a terminal when `pty` gives one.
+pub(crate) fn start(
+    user: &LoginUser,
+    command: Option<&str>,
+    pty: Option<(&str, WindowSize)>,
+    env: &Env<'_>,
+) -> std::io::Result<Started> {
+    use session_codec::proto::Stream;
+    match pty {
+        Some((term, size)) => {
+            let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
+            pty.resize(pty_process::Size::new_with_pixel(
+                size.rows,
+                size.cols,
+                size.width_px,
+                size.height_px,
+            ))
+            .map_err(std::io::Error::other)?;
+            let cmd = pty_process::Command::from(user.command(command, Some(term), env));
+            let child = cmd.spawn(pts).map_err(std::io::Error::other)?;
+            let control = Control::Pty(std::os::fd::AsFd::as_fd(&pty).try_clone_to_owned()?);
+            let (read, write) = pty.into_split();
+            Ok(Started {
+                child,
+                input: Box::new(write),
+                outputs: vec![(Stream::Stdout, Box::new(PtyReader(read)))],
+                control,
+            })
+        }
+        None => {
+            let mut cmd = user.command(command, None, env);
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+            let mut child = cmd.spawn()?;
+            let missing = || std::io::Error::other("pipe missing");
+            let input = child.stdin.take().ok_or_else(missing)?;
+            let stdout = child.stdout.take().ok_or_else(missing)?;
+            let stderr = child.stderr.take().ok_or_else(missing)?;
+            let control = Control::Pipes(child.id());
+            Ok(Started {
+                child,
+                input: Box::new(input),
+                outputs: vec![(Stream::Stdout, Box::new(stdout)), (Stream::Stderr, Box::new(stderr))],
+                control,
+            })
+        }
+    }
+}
+
+/// A terminal's master side as a reader that ends where the terminal does: Linux reports EIO
+/// once every process holding the other side has gone, after the last output was read.
+struct PtyReader(pty_process::OwnedReadPty);
+
+impl AsyncRead for PtyReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+/// How a process ended, as the protocol says it.
+pub(crate) fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitStatus::Code(u32::try_from(code).unwrap_or(255)),
+        (None, Some(signal)) => ExitStatus::Signal {
+            signal: Signal(u8::try_from(signal).unwrap_or(0).max(1)),
+            core_dumped: status.core_dumped(),
+        },
+        (None, None) => ExitStatus::Code(255),
+    }
+}

@@ -1,0 +1,97 @@
+//! One audit record per session: who, which instance, what, when it started and ended, the
+//! bytes each way, and how its process exited. Records go to the `audit` tracing target and,
+//! when configured, as JSON lines to a file.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use session_codec::proto::{ExitStatus, OpenKind};
+
+/// Where records go.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    file: Option<Arc<Mutex<File>>>,
+}
+
+impl Audit {
+    /// Records to the log only.
+    pub fn log_only() -> Audit {
+        Audit { file: None }
+    }
+
+    /// Records also appended to `path`, one JSON object a line.
+    pub fn to_file(path: &Path) -> std::io::Result<Audit> {
+        let file = File::options().create(true).append(true).open(path)?;
+        Ok(Audit { file: Some(Arc::new(Mutex::new(file))) })
+    }
+
+    pub(crate) fn write(&self, record: serde_json::Value) {
+        tracing::info!(target: "audit", "{record}");
+        if let Some(file) = &self.file {
+            let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(e) = writeln!(file, "{record}") {
+                tracing::error!(error = %e, "audit record not written");
+            }
+        }
+    }
+}
+
+/// A session in progress.
+#[derive(Debug)]
+pub(crate) struct SessionRecord {
+    user: String,
+    instance: String,
+    kind: String,
+    start: SystemTime,
+    /// Payload bytes from the client to the instance.
+    pub(crate) to_instance: u64,
+    /// Payload bytes from the instance to the client.
+    pub(crate) from_instance: u64,
+    pub(crate) exit: Option<ExitStatus>,
+}
+
+impl SessionRecord {
+    pub(crate) fn start(user: &str, instance: &str, kind: &OpenKind<'_>) -> SessionRecord {
+        let kind = match kind {
+            OpenKind::Shell { .. } => "shell".to_owned(),
+            // The command line is what was run: it belongs in the record.
+            OpenKind::Exec { command, .. } => format!("exec: {command}"),
+            OpenKind::Forward { host, port } => format!("forward: {host}:{port}"),
+            OpenKind::Unknown { index, .. } => format!("unknown kind {index}"),
+            _ => "unknown kind".to_owned(),
+        };
+        SessionRecord {
+            user: user.to_owned(),
+            instance: instance.to_owned(),
+            kind,
+            start: SystemTime::now(),
+            to_instance: 0,
+            from_instance: 0,
+            exit: None,
+        }
+    }
+
+    pub(crate) fn end(self) -> serde_json::Value {
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let exit = match self.exit {
+            Some(ExitStatus::Code(code)) => serde_json::json!({ "code": code }),
+            Some(ExitStatus::Signal { signal, core_dumped }) => {
+                serde_json::json!({ "signal": signal.0, "core_dumped": core_dumped })
+            }
+            None => serde_json::Value::Null,
+        };
+        serde_json::json!({
+            "user": self.user,
+            "instance": self.instance,
+            "kind": self.kind,
+            "start": secs(self.start),
+            "end": secs(SystemTime::now()),
+            "bytes_to_instance": self.to_instance,
+            "bytes_from_instance": self.from_instance,
+            "exit": exit,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! The relay's task for one client connection: each channel the client opens is coupled to a
+//! channel on the connection of the instance the client named.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use session_codec::Frame;
+use session_codec::link::{Clock, Link, Outbound, Transport};
+use session_codec::proto::connection::{Config, Connection, Event, Role};
+use session_codec::proto::owned::OwnedOpenKind;
+use session_codec::proto::{OpenKind, RefuseReason};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::audit::{Audit, SessionRecord};
+use crate::registry::Registry;
+use crate::route::{Op, RouteId, ToAgent, ToClient, pump};
+
+/// Channels at once on one client connection.
+const CLIENT_CHANNELS: usize = 64;
+
+/// Route ids are unique across the relay.
+static NEXT_ROUTE: AtomicU64 = AtomicU64::new(1);
+
+/// A client channel and its coupling.
+struct Route {
+    id: RouteId,
+    agent: mpsc::UnboundedSender<ToAgent>,
+    /// What goes to the client, in order.
+    ops: VecDeque<Op>,
+    record: SessionRecord,
+}
+
+pub(crate) struct ClientTask {
+    pub(crate) user: String,
+    pub(crate) instance: String,
+    pub(crate) transport: Transport,
+    pub(crate) registry: Registry,
+    pub(crate) audit: Audit,
+}
+
+impl ClientTask {
+    pub(crate) async fn run(self) {
+        let ClientTask { user, instance, mut transport, registry, audit } = self;
+        let clock = Clock::default();
+        let mut conn = Box::new(Connection::<CLIENT_CHANNELS>::new(Config::new(Role::Acceptor), clock.now()));
+        let (reply, mut replies) = mpsc::unbounded_channel();
+        let mut task = Task {
+            user,
+            instance,
+            registry,
+            audit,
+            reply,
+            link: Link::default(),
+            routes: HashMap::new(),
+            channels: HashMap::new(),
+        };
+        loop {
+            task.pump(&mut conn, &transport);
+            if conn.is_ended() {
+                break;
+            }
+            let blocked = !transport.has_room();
+            let room = transport.room();
+            tokio::select! {
+                frame = transport.next() => match frame {
+                    Some(Ok(frame)) => task.on_frame(&mut conn, &clock, frame),
+                    Some(Err(e)) => {
+                        if let Some(code) = e.go_away_code() {
+                            conn.go_away(code, "bad frame");
+                            task.pump(&mut conn, &transport);
+                        }
+                        break;
+                    }
+                    None => break,
+                },
+                Some(reply) = replies.recv() => task.on_reply(&mut conn, reply),
+                () = clock.sleep_until(conn.poll_timeout()) => conn.handle_timeout(clock.now()),
+                () = room, if blocked => {}
+            }
+        }
+        task.end();
+    }
+}
+
+struct Task {
+    user: String,
+    instance: String,
+    registry: Registry,
+    audit: Audit,
+    /// Given to the agent's task with each Open, for its answers.
+    reply: mpsc::UnboundedSender<ToClient>,
+    link: Link,
+    routes: HashMap<u16, Route>,
+    channels: HashMap<RouteId, u16>,
+}
+
+type ClientConnection = Connection<'static, CLIENT_CHANNELS>;
+
+impl Task {
+    fn on_frame(&mut self, conn: &mut ClientConnection, clock: &Clock, frame: Frame) {
+        let event = match conn.handle(frame.as_bytes(), clock.now()) {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(user = %self.user, error = %e, "client broke the protocol");
+                return;
+            }
+        };
+        match event {
+            Event::Opened { channel, kind } => self.open(conn, channel, &kind),
+            Event::Data { channel, .. } => {
+                if let Some(route) = self.routes.get_mut(&channel) {
+                    route.record.to_instance += frame.payload().map_or(0, |p| p.len() as u64);
+                    let _ = route.agent.send(ToAgent::Data { route: route.id, frame });
+                }
+            }
+            Event::Resized { channel, size } => self.tell(channel, |route| ToAgent::Resize { route, size }),
+            Event::Signal { channel, signal } => {
+                self.tell(channel, |route| ToAgent::Signal { route, signal })
+            }
+            Event::Eof { channel } => self.tell(channel, |route| ToAgent::Eof { route }),
+            Event::GoAway { .. } => {}
+            // Clients open; the relay does not open channels to them, nor ends processes.
+            Event::Connected
+            | Event::Resumed
+            | Event::Accepted { .. }
+            | Event::Refused { .. }
+            | Event::Credit { .. }
+            | Event::Exit { .. }
+            | Event::PeerLost => {}
+            Event::Closed { channel } => self.finish(channel),
+        }
+    }
+
+    /// The client asks for a channel on its instance.
+    fn open(&mut self, conn: &mut ClientConnection, channel: u16, kind: &OpenKind<'_>) {
+        let refuse = |conn: &mut ClientConnection, reason, message: &str| {
+            info!(instance = %self.instance, reason = %reason, message, "open refused");
+            let _ = conn.refuse(channel, reason, message);
+        };
+        let Some(entry) = self.registry.get(&self.instance).filter(|e| e.online) else {
+            let message = format!("instance {} is not connected to the relay", self.instance);
+            return refuse(conn, RefuseReason::UNAVAILABLE, &message);
+        };
+        let Ok(owned) = OwnedOpenKind::new(kind) else {
+            return refuse(conn, RefuseReason::UNKNOWN_KIND, "");
+        };
+        let id = NEXT_ROUTE.fetch_add(1, Ordering::Relaxed);
+        let record = SessionRecord::start(&self.user, &self.instance, kind);
+        let open = ToAgent::Open { route: id, kind: Box::new(owned), reply: self.reply.clone() };
+        if entry.to_agent.send(open).is_err() {
+            return refuse(conn, RefuseReason::UNAVAILABLE, "the instance's connection just ended");
+        }
+        self.channels.insert(id, channel);
+        self.routes.insert(channel, Route { id, agent: entry.to_agent, ops: VecDeque::new(), record });
+    }
+
+    fn tell(&self, channel: u16, message: impl FnOnce(RouteId) -> ToAgent) {
+        if let Some(route) = self.routes.get(&channel) {
+            let _ = route.agent.send(message(route.id));
+        }
+    }
+
+    fn on_reply(&mut self, conn: &mut ClientConnection, reply: ToClient) {
+        let (id, op) = match reply {
+            ToClient::Accepted { route } => {
+                if let Some(&channel) = self.channels.get(&route) {
+                    let _ = conn.accept(channel);
+                }
+                return;
+            }
+            ToClient::Refused { route, reason, message } => {
+                if let Some(channel) = self.channels.remove(&route) {
+                    let _ = conn.refuse(channel, reason, &message);
+                    self.routes.remove(&channel);
+                }
+                return;
+            }
+            ToClient::Consumed { route, len } => {
+                if let Some(&channel) = self.channels.get(&route) {
+                    let _ = conn.consume(channel, len);
+                }
+                return;
+            }
+            ToClient::Data { route, frame } => match Outbound::frame(frame) {
+                Some(data) => (route, Op::Data(data)),
+                None => return,
+            },
+            ToClient::Exit { route, status } => {
+                if let Some(route) = self.channels.get(&route).and_then(|c| self.routes.get_mut(c)) {
+                    route.record.exit = Some(status);
+                }
+                (route, Op::Exit(status))
+            }
+            ToClient::Eof { route } => (route, Op::Eof),
+            ToClient::Close { route } => (route, Op::Close),
+        };
+        if let Some(route) = self.channels.get(&id).and_then(|c| self.routes.get_mut(c)) {
+            route.ops.push_back(op);
+        }
+    }
+
+    fn pump(&mut self, conn: &mut ClientConnection, transport: &Transport) {
+        self.link.flush(conn, transport);
+        for (&channel, route) in self.routes.iter_mut().filter(|(_, r)| !r.ops.is_empty()) {
+            let (agent, id, record) = (&route.agent, route.id, &mut route.record);
+            pump(&mut self.link, conn, transport, channel, &mut route.ops, |len| {
+                record.from_instance += len as u64;
+                let _ = agent.send(ToAgent::Consumed { route: id, len });
+            });
+        }
+        self.link.flush(conn, transport);
+        while let Some(event) = conn.poll_event() {
+            if let Event::Closed { channel } = event {
+                self.finish(channel);
+            }
+        }
+    }
+
+    /// The client's channel is over: so is the agent's, and the session's record is written.
+    fn finish(&mut self, channel: u16) {
+        if let Some(route) = self.routes.remove(&channel) {
+            self.channels.remove(&route.id);
+            let _ = route.agent.send(ToAgent::Close { route: route.id });
+            self.audit.write(route.record.end());
+        }
+    }
+
+    /// The client's connection is over: every channel it had ends.
+    fn end(mut self) {
+        let channels: Vec<u16> = self.routes.keys().copied().collect();
+        for channel in channels {
+            self.finish(channel);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The instances the relay knows: which agent connection serves each, and its status.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+
+use crate::agent_link::Reattach;
+use crate::route::ToAgent;
+
+/// How an instance's agent can be reached.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Which agent connection this is, so that a replaced one does not unregister its successor.
+    pub(crate) serial: u64,
+    pub(crate) to_agent: mpsc::UnboundedSender<ToAgent>,
+    pub(crate) reattach: mpsc::UnboundedSender<Reattach>,
+    /// The session's resume token.
+    pub(crate) token: Vec<u8>,
+    pub(crate) online: bool,
+    pub(crate) version: String,
+    pub(crate) last_seen: SystemTime,
+}
+
+/// Instances by name, shared by every task of the relay.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // A task that panicked while holding the lock left the map consistent: every update
+        // is a single insert or field write.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Entry> {
+        self.lock().get(name).cloned()
+    }
+
+    /// Registers `entry` for `name`, returning the entry it replaces.
+    pub(crate) fn insert(&self, name: &str, entry: Entry) -> Option<Entry> {
+        self.lock().insert(name.to_owned(), entry)
+    }
+
+    /// Forgets `name` if `serial` still serves it.
+    pub(crate) fn remove(&self, name: &str, serial: u64) {
+        let mut map = self.lock();
+        if map.get(name).is_some_and(|e| e.serial == serial) {
+            map.remove(name);
+        }
+    }
+
+    /// Marks `name` online or offline (detached, waiting for its agent) if `serial` serves it.
+    pub(crate) fn set_online(&self, name: &str, serial: u64, online: bool) {
+        if let Some(entry) = self.lock().get_mut(name).filter(|e| e.serial == serial) {
+            entry.online = online;
+            entry.last_seen = SystemTime::now();
+        }
+    }
+
+    /// Every instance with its status, sorted by name, as JSON for `list`.
+    pub fn status(&self) -> serde_json::Value {
+        let map = self.lock();
+        let mut names: Vec<&String> = map.keys().collect();
+        names.sort();
+        let instances: Vec<serde_json::Value> = names
+            .into_iter()
+            .filter_map(|name| {
+                let entry = map.get(name)?;
+                let last_seen =
+                    entry.last_seen.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                Some(serde_json::json!({
+                    "name": name,
+                    "status": if entry.online { "online" } else { "reconnecting" },
+                    "agent_version": entry.version,
+                    "last_seen": last_seen,
+                }))
+            })
+            .collect();
+        serde_json::json!({ "instances": instances })
+    }
+}
