@@ -16,7 +16,7 @@ use bytes::Bytes;
 use session_codec::link::pipe::{EndOfInput, Input, OutputQueue, PipeEvent, spawn_reader, spawn_writer};
 use session_codec::link::{Clock, Link, Transport};
 use session_codec::proto::connection::{Config, Connection, Event, Role};
-use session_codec::proto::owned::OwnedOpenKind;
+use session_codec::proto::owned::{OwnedOpenKind, owned_str};
 use session_codec::proto::{DEFAULT_MAX_FRAME, ExitStatus, Signal, Stream, WindowSize};
 use session_codec::websocket::{SUBPROTOCOL, ws_config};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -433,6 +433,34 @@ impl Driver {
                 self.closed(channel);
             }
         }
+    }
+}
+
+/// Forwards each connection accepted on `listener` to `host:port` as the instance sees them,
+/// one channel per connection, until accepting fails.
+pub async fn forward(
+    session: &Session,
+    listener: tokio::net::TcpListener,
+    host: &str,
+    port: u16,
+) -> Result<(), Error> {
+    let host = owned_str(host).map_err(|_| Error(format!("{host}: too long a host name")))?;
+    loop {
+        let (stream, peer) = listener.accept().await.map_err(error)?;
+        let _ = stream.set_nodelay(true);
+        let (session, host) = (session.clone(), host.clone());
+        tokio::spawn(async move {
+            let (read, write) = stream.into_split();
+            let io = ChannelIo {
+                input: Box::new(read),
+                output: Box::new(write),
+                errors: Box::new(tokio::io::sink()),
+                close_output: true,
+            };
+            if let Err(e) = session.open(OwnedOpenKind::Forward { host, port }, io).await {
+                tracing::warn!(%peer, error = %e, "forward failed");
+            }
+        });
     }
 }
 

@@ -153,24 +153,8 @@ async fn forward(relay: &str, instance: &str, spec: &str) -> Result<i32, Error> 
     let session = Session::connect(relay, instance, &user()).await?;
     let listener = TcpListener::bind(local).await.map_err(|e| Error(format!("{local}: {e}")))?;
     eprintln!("forwarding {local} to {host}:{port} on {instance}");
-    loop {
-        let (stream, peer) = listener.accept().await.map_err(|e| Error(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        let (session, host) = (session.clone(), host.clone());
-        tokio::spawn(async move {
-            let (read, write) = stream.into_split();
-            let io = ChannelIo {
-                input: Box::new(read),
-                output: Box::new(write),
-                errors: Box::new(tokio::io::sink()),
-                close_output: true,
-            };
-            let kind = OwnedOpenKind::Forward { host: owned_str(&host).unwrap_or_default(), port };
-            if let Err(e) = session.open(kind, io).await {
-                eprintln!("session-client: {peer}: {e}");
-            }
-        });
-    }
+    session_client::forward(&session, listener, &host, port).await?;
+    Ok(0)
 }
 
 fn parse_forward(spec: &str) -> Result<(SocketAddr, String, u16), Error> {

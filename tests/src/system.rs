@@ -1,0 +1,188 @@
+//! The whole system on loopback for end-to-end tests: a real relay and real agents in this
+
+//! process's runtime, over real sockets, optionally with a proxy on an agent's path that a test
+//! can cut.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use session_agent::{AgentConfig, LoginUser};
+use session_client::{ChannelIo, Session};
+use session_relay::{Audit, Relay, RelayConfig};
+use sha2::Digest;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A relay and the URL to reach it.
+#[derive(Debug)]
+pub struct System {
+    /// The relay.
+    pub relay: Relay,
+    /// `ws://` and its address.
+    pub url: String,
+    agents: Vec<JoinHandle<()>>,
+}
+
+impl System {
+    /// A relay on a free loopback port, writing audit records to `audit` if given.
+    pub async fn start(audit: Option<&std::path::Path>) -> System {
+        let audit = audit.map_or_else(Audit::log_only, |path| Audit::to_file(path).expect("audit file"));
+        let config = RelayConfig { audit, ..RelayConfig::default() };
+        let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("relay");
+        let url = format!("ws://{}", relay.addr);
+        System { relay, url, agents: Vec::new() }
+    }
+
+    /// Starts an agent named `name` dialing `relay_url` (the relay's, or a proxy's), and waits
+    /// until the relay has it online. Sessions run as the user running the tests.
+    pub async fn agent_via(&mut self, name: &str, relay_url: &str) {
+        let user = LoginUser::resolve(None, true).expect("the test's user");
+        let mut config = AgentConfig::new(relay_url, name, user);
+        config.max_backoff = Duration::from_millis(200);
+        self.agents.push(tokio::spawn(session_agent::run(config)));
+        self.wait_online(name).await;
+    }
+
+    /// An agent dialing the relay directly.
+    pub async fn agent(&mut self, name: &str) {
+        let url = self.url.clone();
+        self.agent_via(name, &url).await;
+    }
+
+    /// Waits until the relay lists `name` as online.
+    pub async fn wait_online(&self, name: &str) {
+        for _ in 0..500 {
+            let status = self.relay.registry.status();
+            let online = status["instances"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|i| i["name"] == name && i["status"] == "online"));
+            if online {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("agent {name} never came online");
+    }
+
+    /// A client session to `instance`.
+    pub async fn session(&self, instance: &str) -> Session {
+        Session::connect(&self.url, instance, "tester").await.expect("client session")
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for agent in &self.agents {
+            agent.abort();
+        }
+    }
+}
+
+/// Local ends for a channel: what the test writes becomes the channel's input, and the
+/// channel's stdout and stderr come out of the returned readers.
+pub fn pipes() -> (ChannelIo, tokio::io::DuplexStream, tokio::io::DuplexStream, tokio::io::DuplexStream) {
+    let (input, input_end) = tokio::io::duplex(64 * 1024);
+    let (output, output_end) = tokio::io::duplex(64 * 1024);
+    let (errors, errors_end) = tokio::io::duplex(64 * 1024);
+    let io = ChannelIo {
+        input: boxed_read(input_end),
+        output: boxed_write(output),
+        errors: boxed_write(errors),
+        close_output: false,
+    };
+    (io, input, output_end, errors_end)
+}
+
+fn boxed_read(r: impl AsyncRead + Send + Unpin + 'static) -> Box<dyn AsyncRead + Send + Unpin> {
+    Box::new(r)
+}
+
+fn boxed_write(w: impl AsyncWrite + Send + Unpin + 'static) -> Box<dyn AsyncWrite + Send + Unpin> {
+    Box::new(w)
+}
+
+/// A TCP proxy in front of `target`, whose connections [`Proxy::cut`] drops at once, as a
+/// network failure would.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let links = Arc::clone(&links);
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let link = tokio::spawn(async move {
+                        let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    });
+                    links.lock().expect("links").push(link);
+                }
+            })
+        };
+        Proxy { addr, links, accept }
+    }
+
+    /// Drops every connection through the proxy; new ones are accepted.
+    pub fn cut(&self) -> usize {
+        let mut links = self.links.lock().expect("links");
+        let cut = links.iter().filter(|l| !l.is_finished()).count();
+        for link in links.drain(..) {
+            link.abort();
+        }
+        cut
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// The process's peak resident memory so far, in bytes (Linux's VmHWM).
+pub fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Writes `len` pseudo-random bytes to a new file and returns its path and hash.
+pub fn random_file(name: &str, len: usize) -> (std::path::PathBuf, [u8; 32]) {
+    let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut hash = sha2::Sha256::new();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for byte in chunk.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        let part = &chunk[..left.min(chunk.len())];
+        file.write_all(part).unwrap();
+        hash.update(part);
+        left -= part.len();
+    }
+    file.flush().unwrap();
+    (path, hash.finalize().into())
+}

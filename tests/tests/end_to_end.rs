@@ -1,0 +1,295 @@
+//! The system end to end over real loopback sockets: a relay, an agent and client sessions, with
+//! real processes on real pseudo-terminals and pipes.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+extern crate alloc;
+
+use alloc::sync::Arc;
+use std::time::Instant;
+
+use session_client::{Outcome, input_from};
+use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
+use session_codec::proto::{ExitStatus, Signal, WindowSize};
+use session_tests::system::{System, pipes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+fn exec(command: &str, pty: Option<WindowSize>) -> OwnedOpenKind {
+    OwnedOpenKind::Exec {
+        command: owned_str(command).unwrap(),
+        pty: pty.map(|size| OwnedPty { term: owned_str("xterm").unwrap(), size }),
+        env: OwnedEnv::default(),
+    }
+}
+
+fn size(cols: u16, rows: u16) -> WindowSize {
+    WindowSize { cols, rows, width_px: 0, height_px: 0 }
+}
+
+/// Reads `from` until what arrived contains `wanted`; returns all of it.
+async fn read_until(from: &mut DuplexStream, wanted: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains(wanted) {
+        let mut buf = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, from.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            other => panic!("{wanted:?} never came ({other:?}); got {:?}", String::from_utf8_lossy(&seen)),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+async fn run_to_end(
+    system: &System,
+    kind: OwnedOpenKind,
+    input: &'static [u8],
+) -> (Outcome, Vec<u8>, Vec<u8>) {
+    let session = system.session("i-001").await;
+    let (mut io, _input, mut stdout, mut stderr) = pipes();
+    io.input = input_from(input.into());
+    let outcome = session.open(kind, io).await.expect("the channel runs");
+    drop(session);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let read_both = async {
+        // The writers are gone once the channel ended, so both reads end.
+        let _ = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+    };
+    tokio::time::timeout(Duration::from_secs(5), read_both).await.expect("output ends");
+    (outcome, out, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_keeps_stdout_and_stderr_apart_and_passes_the_exit_code_and_input() {
+    let mut system = System::start(None).await;
+    system.agent("i-001").await;
+
+    let kind = exec("tr a-z A-Z; echo to-stderr >&2; exit 3", None);
+    let (outcome, out, err) = run_to_end(&system, kind, b"piped input\n").await;
+    assert_eq!(outcome.exit, Some(ExitStatus::Code(3)));
+    assert_eq!(outcome.exit_code(), 3);
+    assert_eq!(String::from_utf8_lossy(&out), "PIPED INPUT\n");
+    assert_eq!(String::from_utf8_lossy(&err), "to-stderr\n");
+
+    let (outcome, out, _) = run_to_end(&system, exec("kill -TERM $$", None), b"").await;
+    assert_eq!(outcome.exit, Some(ExitStatus::Signal { signal: Signal::TERM, core_dumped: false }));
+    assert_eq!(outcome.exit_code(), 143);
+    assert!(out.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_runs_a_command_on_a_real_terminal() {
+    let mut system = System::start(None).await;
+    system.agent("i-001").await;
+    let session = system.session("i-001").await;
+    let (io, mut input, mut output, _) = pipes();
+    let pty = OwnedPty { term: owned_str("xterm").unwrap(), size: size(80, 24) };
+    let shell = OwnedOpenKind::Shell { pty, env: OwnedEnv::default() };
+    let running = tokio::spawn({
+        let session = session.clone();
+        async move { session.open(shell, io).await }
+    });
+    input.write_all(b"echo marker-$((6*7)); tty\n").await.unwrap();
+    // `tty` prints after the marker: reading up to its answer takes in both.
+    let seen = read_until(&mut output, "/dev/pts/").await;
+    assert!(seen.contains("marker-42"), "the command ran: {seen:?}");
+    input.write_all(b"exit 7\n").await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap();
+    assert_eq!(outcome.exit, Some(ExitStatus::Code(7)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stty_size_shows_the_open_size_then_the_resize() {
+    let mut system = System::start(None).await;
+    system.agent("i-001").await;
+    let session = system.session("i-001").await;
+    let (io, mut input, mut output, _) = pipes();
+    let kind = exec("stty size; read line; stty size", Some(size(100, 30)));
+    let running = tokio::spawn({
+        let session = session.clone();
+        async move { session.open(kind, io).await }
+    });
+    read_until(&mut output, "30 100").await;
+    session.resize(size(120, 50));
+    // The resize is a control frame ahead of the input that follows it.
+    input.write_all(b"\n").await.unwrap();
+    read_until(&mut output, "50 120").await;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap();
+    assert_eq!(outcome.exit, Some(ExitStatus::Code(0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_reaches_the_remote_foreground_process() {
+    let mut system = System::start(None).await;
+    system.agent("i-001").await;
+    let session = system.session("i-001").await;
+    let (io, _input, mut output, _) = pipes();
+    // An interactive shell with job control: `sleep` runs in its own foreground process group,
+    // which is where the interrupt must land; the shell survives it and reports 130.
+    let kind = exec("exec bash --norc -i", Some(size(80, 24)));
+    let running = tokio::spawn({
+        let session = session.clone();
+        async move { session.open(kind, io).await }
+    });
+    let mut typed = _input;
+    typed.write_all(b"sleep 30\n").await.unwrap();
+    // Give the shell time to start the foreground job.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = Instant::now();
+    session.signal(Signal::INT);
+    // Interactive bash abandons a command line whose job died of SIGINT: ask separately.
+    typed.write_all(b"echo \"after=$?\"\n").await.unwrap();
+    let seen = read_until(&mut output, "after=130").await;
+    assert!(sent.elapsed() < Duration::from_secs(5), "interrupted promptly: {seen:?}");
+    typed.write_all(b"exit 0\n").await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), running).await.unwrap().unwrap().unwrap();
+    assert_eq!(outcome.exit, Some(ExitStatus::Code(0)), "the shell itself was not killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_for_an_unknown_instance_is_refused_with_a_reason() {
+    let system = System::start(None).await;
+    let session = system.session("i-404").await;
+    let (io, _, _, _) = pipes();
+    let refused = session.open(exec("true", None), io).await.unwrap_err();
+    assert!(refused.0.contains("i-404 is not connected"), "{refused}");
+}
+
+/// Sends `payload` through a forwarded port to an echo server and checks it comes back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_port_carries_a_tcp_stream_both_ways_intact() {
+    let mut system = System::start(None).await;
+    system.agent("i-001").await;
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    let session = system.session("i-001").await;
+    let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local_addr = local.local_addr().unwrap();
+    tokio::spawn(async move { session_client::forward(&session, local, "127.0.0.1", echo_port).await });
+
+    let payload: Vec<u8> = (0..8_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for _ in 0..2 {
+        let stream = tokio::net::TcpStream::connect(local_addr).await.unwrap();
+        let (mut r, mut w) = stream.into_split();
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move {
+            w.write_all(&sent).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let mut back = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut back)).await.unwrap().unwrap();
+        writer.await.unwrap();
+        assert_eq!(back.len(), payload.len());
+        assert!(back == payload, "the echo came back intact");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sessions_share_one_agent_and_a_flood_does_not_delay_keystrokes() {
+    let mut system = System::start(None).await;
+    system.agent("i-001").await;
+
+    // A flood: a client that reads output as fast as it can, for as long as the test runs.
+    let flood_session = system.session("i-001").await;
+    let (flood_io, _flood_in, mut flood_out, _) = pipes();
+    let flood = tokio::spawn(async move { flood_session.open(exec("cat /dev/zero", None), flood_io).await });
+    let flooded = Arc::new(AtomicU64::new(0));
+    let drain = tokio::spawn({
+        let flooded = Arc::clone(&flooded);
+        async move {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = flood_out.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                flooded.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    });
+
+    // Twenty more sessions at once over the same agent connection.
+    let mut runs = Vec::new();
+    for i in 0..20 {
+        let session = system.session("i-001").await;
+        runs.push(tokio::spawn(async move {
+            let (mut io, _keep, mut out, _) = pipes();
+            io.input = input_from(bytes::Bytes::new());
+            let outcome = session.open(exec(&format!("echo session-{i}"), None), io).await.unwrap();
+            let mut text = String::new();
+            out.read_to_string(&mut text).await.unwrap();
+            (outcome, text)
+        }));
+    }
+    for (i, run) in runs.into_iter().enumerate() {
+        let (outcome, text) = tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap();
+        assert_eq!(outcome.exit, Some(ExitStatus::Code(0)));
+        assert_eq!(text, format!("session-{i}\n"));
+    }
+
+    // Keystrokes on a terminal echo back promptly while the flood runs.
+    let session = system.session("i-001").await;
+    let (io, mut keys, mut echo, _) = pipes();
+    let interactive = tokio::spawn({
+        let session = session.clone();
+        async move { session.open(exec("stty -echo; cat", Some(size(80, 24))), io).await }
+    });
+    let mut delays = Vec::new();
+    for i in 0..40 {
+        let key = format!("k{i}\n");
+        let started = Instant::now();
+        keys.write_all(key.as_bytes()).await.unwrap();
+        read_until(&mut echo, &format!("k{i}")).await;
+        delays.push(started.elapsed());
+    }
+    delays.sort();
+    let (median, worst) = (delays[delays.len() / 2], delays[delays.len() - 1]);
+    eprintln!("keystroke round trip under flood: median {median:?}, worst {worst:?}");
+    assert!(median < Duration::from_millis(50), "median {median:?}");
+    assert!(worst < Duration::from_millis(500), "worst {worst:?}");
+
+    let flooded = flooded.load(Ordering::Relaxed);
+    assert!(flooded > 1_000_000, "the flood was flowing: {flooded} bytes");
+    drain.abort();
+    flood.abort();
+    interactive.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_session_leaves_one_audit_record() {
+    let dir = std::env::temp_dir().join(format!("session-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let mut system = System::start(Some(&path)).await;
+    system.agent("i-001").await;
+    let (outcome, out, _) = run_to_end(&system, exec("head -c 1234 /dev/zero; exit 2", None), b"abc").await;
+    assert_eq!((outcome.exit_code(), out.len()), (2, 1234));
+    let mut record = None;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            record = Some(serde_json::from_str::<serde_json::Value>(line).unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let record = record.expect("an audit record");
+    assert_eq!(record["user"], "tester");
+    assert_eq!(record["instance"], "i-001");
+    assert_eq!(record["kind"], "exec: head -c 1234 /dev/zero; exit 2");
+    assert_eq!(record["bytes_from_instance"], 1234);
+    assert_eq!(record["bytes_to_instance"], 3);
+    assert_eq!(record["exit"]["code"], 2);
+    assert!(record["end"].as_f64().unwrap() >= record["start"].as_f64().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
