@@ -269,6 +269,17 @@ pub fn session(data: &[u8]) {
             }
             14 => conn.detach(),
             15 => drop(conn.reattach(now)),
+            17 => {
+                // A relay forwarding a frame from elsewhere: anything, well-formed or not.
+                let mut frame: Vec<u8> = u.arbitrary().unwrap_or_default();
+                let before = conn.send_window(channel);
+                if let Ok(true) = conn.send_frame(channel, &mut frame) {
+                    check_frames(&frame);
+                    assert_eq!(frame.get(4..6), Some(&channel.to_be_bytes()[..]), "relabelled");
+                    let payload = frame.len() - frame::DATA_PREFIX_LEN;
+                    assert!(before.is_some_and(|w| payload <= w as usize), "forwarded beyond credit");
+                }
+            }
             _ => {
                 let ended = conn.is_ended();
                 let written = conn.poll_transmit(&mut out);
