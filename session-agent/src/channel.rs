@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use session_codec::link::pipe::{EndOfInput, Input, OutputQueue, PipeEvent, spawn_reader, spawn_writer};
-use session_codec::link::{Link, Transport};
+use session_codec::link::{Link, Transport, compact};
 use session_codec::proto::connection::Connection;
 use session_codec::proto::{Env, ExitStatus, RefuseReason, Signal, Stream, WindowSize};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -19,6 +19,10 @@ use crate::process::{self, Control, LoginUser};
 /// The most payload one read takes; a frame larger than the relay accepts is split.
 const CHUNK: usize = 64 * 1024;
 
+/// After a terminal's process ended, how long its terminal may stay silent before the channel
+/// ends without waiting for the terminal to close.
+const QUIET_AFTER_EXIT: Duration = Duration::from_millis(250);
+
 /// How long a port forward's connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -30,6 +34,11 @@ pub(crate) enum Local {
     Exited {
         channel: u16,
         status: ExitStatus,
+    },
+    /// A terminal's process has ended and this much time passed: output that still has not
+    /// come is held back by a process that outlived it (a background job holding the terminal).
+    Quiet {
+        channel: u16,
     },
     /// A port forward's connection attempt is over.
     Forwarded {
@@ -53,6 +62,7 @@ impl Local {
                 | PipeEvent::Written { channel, .. },
             )
             | Local::Exited { channel, .. }
+            | Local::Quiet { channel }
             | Local::Forwarded { channel, .. } => *channel,
         }
     }
@@ -66,6 +76,9 @@ pub(crate) struct Channel {
     control: Option<Control>,
     out: OutputQueue,
     readers_open: usize,
+    readers: Vec<JoinHandle<()>>,
+    /// Output arrived since the last [`Local::Quiet`].
+    heard: bool,
     exit: Option<ExitStatus>,
     /// The client sent Eof (a forward closes once both directions are done).
     input_ended: bool,
@@ -98,6 +111,10 @@ impl Channel {
                 Err(_) => ExitStatus::Code(255),
             };
             let _ = tx.send(Local::Exited { channel, status });
+            while is_pty && !tx.is_closed() {
+                tokio::time::sleep(QUIET_AFTER_EXIT).await;
+                let _ = tx.send(Local::Quiet { channel });
+            }
         }));
         Ok(ch)
     }
@@ -136,16 +153,19 @@ impl Channel {
     ) -> Channel {
         let end = if is_pty { EndOfInput::Byte(0x04) } else { EndOfInput::Shutdown };
         let (input, writer) = spawn_writer(channel, input, end, local.clone());
-        let mut tasks = vec![writer];
+        let tasks = vec![writer];
         let readers_open = outputs.len();
-        for (stream, reader) in outputs {
-            tasks.push(spawn_reader(channel, stream, reader, CHUNK, local.clone()));
-        }
+        let readers = outputs
+            .into_iter()
+            .map(|(stream, reader)| spawn_reader(channel, stream, reader, CHUNK, local.clone()))
+            .collect();
         Channel {
             input,
             control: None,
             out: OutputQueue::default(),
             readers_open,
+            readers,
+            heard: false,
             exit: None,
             input_ended: false,
             eof_queued: false,
@@ -157,7 +177,7 @@ impl Channel {
     /// Input from the client. The queue to the writer holds at most the credit this side
     /// granted, since credit returns only once the writer wrote it.
     pub(crate) fn write(&self, bytes: Bytes) {
-        self.input.write(bytes);
+        self.input.write(compact(bytes));
     }
 
     pub(crate) fn input_eof(&mut self) {
@@ -179,7 +199,21 @@ impl Channel {
 
     pub(crate) fn on_local(&mut self, local: Local) {
         match local {
-            Local::Pipe(PipeEvent::Output { frame, permit, .. }) => self.out.push(frame, permit),
+            Local::Pipe(PipeEvent::Output { frame, permit, .. }) => {
+                self.heard = true;
+                self.out.push(frame, permit);
+            }
+            Local::Quiet { .. } => {
+                if self.readers_open > 0 && self.out.is_empty() && !self.heard {
+                    // Everything the process wrote is out; what holds the terminal open now is
+                    // something it left behind, which gets a hangup when the channel ends.
+                    for reader in self.readers.drain(..) {
+                        reader.abort();
+                    }
+                    self.readers_open = 0;
+                }
+                self.heard = false;
+            }
             Local::Pipe(PipeEvent::OutputEnd { .. }) => {
                 self.readers_open = self.readers_open.saturating_sub(1)
             }
@@ -227,7 +261,7 @@ impl Channel {
                 control.signal(Signal::HUP);
             }
         }
-        for task in self.tasks {
+        for task in self.tasks.into_iter().chain(self.readers) {
             task.abort();
         }
     }

@@ -122,15 +122,21 @@ impl Agent {
                     }
                 }
             }
-            if self.serve_transport().await {
-                backoff = Duration::from_millis(100);
-            }
+            let connected = self.serve_transport().await;
             self.transport = None;
             self.conn.detach();
             if self.conn.is_detached() {
                 info!("relay connection lost; the session is kept for a resume");
             } else {
                 info!("session ended");
+            }
+            if connected {
+                backoff = Duration::from_millis(100);
+            } else {
+                // Refused before the Hellos were through: do not redial at once.
+                let wait = jitter(backoff);
+                backoff = (backoff * 2).min(self.config.max_backoff);
+                self.serve_until(tokio::time::sleep(wait)).await;
             }
         }
     }
@@ -282,6 +288,9 @@ impl Agent {
                 if self.conn.accept(channel).is_ok() {
                     info!(channel, user = %self.config.user.name(), "channel started");
                     self.channels.insert(channel, ch);
+                } else {
+                    // The relay abandoned the Open while it was being served.
+                    ch.stop();
                 }
             }
             Err((reason, message)) => {

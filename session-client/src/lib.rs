@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use session_codec::link::pipe::{EndOfInput, Input, OutputQueue, PipeEvent, spawn_reader, spawn_writer};
-use session_codec::link::{Clock, Link, Transport};
+use session_codec::link::{Clock, Link, Transport, compact};
 use session_codec::proto::connection::{Config, Connection, Event, Role};
 use session_codec::proto::owned::{OwnedOpenKind, owned_str};
 use session_codec::proto::{DEFAULT_MAX_FRAME, ExitStatus, Signal, Stream, WindowSize};
@@ -291,7 +291,7 @@ impl Driver {
                         let writer = if stream == Stream::Stderr { &ch.errors } else { &ch.output };
                         if let Some(writer) = writer {
                             ch.unwritten += bytes.len();
-                            writer.write(bytes);
+                            writer.write(compact(bytes));
                         } else {
                             let _ = self.conn.consume(channel, bytes.len());
                         }

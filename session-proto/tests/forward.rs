@@ -89,3 +89,21 @@ fn a_forwarded_frame_is_replayed_after_a_drop() {
     assert!(pair.client.saw(&Seen::Resumed));
     assert_eq!(pair.client.received(channel, Stream::Stdout), b"kept for a re-attach");
 }
+
+#[test]
+fn data_waits_while_the_accept_is_untransmitted_and_is_not_refused_for_good() {
+    let mut pair = Pair::new();
+    pair.drive();
+    let kind = session_proto::OpenKind::Exec { command: "true", pty: None, env: session_proto::Env::EMPTY };
+    let channel = pair.client.conn.open(&kind).unwrap();
+    pair.drive();
+    pair.server.conn.accept(channel).unwrap();
+    // The Accept is still queued: Data must wait for it, and says so as a passing state.
+    let mut out = [0u8; 64];
+    assert_eq!(pair.server.conn.send(channel, Stream::Stdout, b"early", &mut out), Err(CommandError::Busy));
+    let mut frame = data_frame(5, Stream::Stdout, b"early");
+    assert_eq!(pair.server.conn.send_frame(channel, &mut frame), Err(CommandError::Busy));
+    assert_eq!(pair.server.send(channel, Stream::Stdout, b"after"), 5, "goes once the Accept is out");
+    pair.drive();
+    assert_eq!(pair.client.received(channel, Stream::Stdout), b"after");
+}

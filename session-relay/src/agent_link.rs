@@ -101,6 +101,11 @@ impl AgentTask {
                 },
                 Some(request) = self.requests.recv() => self.on_request(&mut state, request),
                 Some(Reattach { transport, hello }) = self.reattach.recv() => {
+                    if self.transport.is_some() {
+                        // The agent lost a connection whose end has not reached us yet (no FIN
+                        // from a NAT that forgot it): its token says the new one is its own.
+                        self.drop_transport(&mut detached_at);
+                    }
                     if self.conn.reattach(self.clock.now()).is_ok() {
                         info!(instance = %self.name, "agent re-attached");
                         self.transport = Some(transport);
@@ -216,13 +221,13 @@ impl AgentTask {
                     let _ = self.conn.consume(channel, len);
                 }
             }
-            ToAgent::Resize { route, size } => {
-                if let Some(channel) = route_of(state, route) {
+            ToAgent::Controls { route, controls } => {
+                let (resize, signals) = controls.take();
+                let Some(channel) = route_of(state, route) else { return };
+                if let Some(size) = resize {
                     let _ = self.conn.resize(channel, size);
                 }
-            }
-            ToAgent::Signal { route, signal } => {
-                if let Some(channel) = route_of(state, route) {
+                for signal in signals {
                     // Ahead of queued Data, as the spec wants: an interrupt overtakes a paste.
                     if let Err(e) = self.conn.signal(channel, signal) {
                         debug!(instance = %self.name, channel, error = %e, "signal not sent");
@@ -236,7 +241,12 @@ impl AgentTask {
             }
             ToAgent::Close { route } => {
                 if let Some(channel) = route_of(state, route) {
-                    self.queue(state, channel, Op::Close);
+                    if let Some(route) = state.routes.get_mut(&channel) {
+                        // The client is gone or gave up: input the process has not taken yet
+                        // would hold the Close back for as long as the process does not read.
+                        route.ops.retain(|op| !matches!(op, Op::Data(_)));
+                        route.ops.push_back(Op::Close);
+                    }
                 }
             }
         }
@@ -275,10 +285,18 @@ impl AgentTask {
         }
     }
 
-    /// The session is over: every client channel through it ends.
+    /// The session is over: every client channel through it ends, and Opens still queued are
+    /// refused.
     fn end(&mut self, state: &mut State) {
         for route in state.routes.values() {
             let _ = route.client.send(ToClient::Close { route: route.id });
+        }
+        self.requests.close();
+        while let Ok(request) = self.requests.try_recv() {
+            if let ToAgent::Open { route, reply, .. } = request {
+                let message = format!("instance {} disconnected", self.name);
+                let _ = reply.send(ToClient::Refused { route, reason: RefuseReason::UNAVAILABLE, message });
+            }
         }
         self.registry.remove(&self.name, self.serial);
         info!(instance = %self.name, "agent session ended");

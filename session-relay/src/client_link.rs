@@ -2,19 +2,20 @@
 //! channel on the connection of the instance the client named.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use session_codec::Frame;
 use session_codec::link::{Clock, Link, Outbound, Transport};
 use session_codec::proto::connection::{Config, Connection, Event, Role};
 use session_codec::proto::owned::OwnedOpenKind;
-use session_codec::proto::{OpenKind, RefuseReason};
+use session_codec::proto::{OpenKind, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::audit::{Audit, SessionRecord};
 use crate::registry::Registry;
-use crate::route::{Op, RouteId, ToAgent, ToClient, pump};
+use crate::route::{Controls, Op, RouteId, ToAgent, ToClient, pump};
 
 /// Channels at once on one client connection.
 const CLIENT_CHANNELS: usize = 64;
@@ -28,6 +29,7 @@ struct Route {
     agent: mpsc::UnboundedSender<ToAgent>,
     /// What goes to the client, in order.
     ops: VecDeque<Op>,
+    controls: Arc<Controls>,
     record: SessionRecord,
 }
 
@@ -115,10 +117,8 @@ impl Task {
                     let _ = route.agent.send(ToAgent::Data { route: route.id, frame });
                 }
             }
-            Event::Resized { channel, size } => self.tell(channel, |route| ToAgent::Resize { route, size }),
-            Event::Signal { channel, signal } => {
-                self.tell(channel, |route| ToAgent::Signal { route, signal })
-            }
+            Event::Resized { channel, size } => self.control(channel, Some(size), None),
+            Event::Signal { channel, signal } => self.control(channel, None, Some(signal)),
             Event::Eof { channel } => self.tell(channel, |route| ToAgent::Eof { route }),
             Event::GoAway { .. } => {}
             // Clients open; the relay does not open channels to them, nor ends processes.
@@ -153,7 +153,19 @@ impl Task {
             return refuse(conn, RefuseReason::UNAVAILABLE, "the instance's connection just ended");
         }
         self.channels.insert(id, channel);
-        self.routes.insert(channel, Route { id, agent: entry.to_agent, ops: VecDeque::new(), record });
+        self.routes.insert(
+            channel,
+            Route { id, agent: entry.to_agent, ops: VecDeque::new(), controls: Arc::default(), record },
+        );
+    }
+
+    fn control(&self, channel: u16, resize: Option<WindowSize>, signal: Option<Signal>) {
+        if let Some(route) = self.routes.get(&channel) {
+            if route.controls.record(resize, signal) {
+                let controls = Arc::clone(&route.controls);
+                let _ = route.agent.send(ToAgent::Controls { route: route.id, controls });
+            }
+        }
     }
 
     fn tell(&self, channel: u16, message: impl FnOnce(RouteId) -> ToAgent) {

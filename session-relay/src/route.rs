@@ -2,6 +2,7 @@
 //! about the channels they couple, and the per-channel queue that keeps each direction in order.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use session_codec::Frame;
 use session_codec::link::{Link, Outbound, Transport};
@@ -18,9 +19,10 @@ pub(crate) type ClientTx = mpsc::UnboundedSender<ToClient>;
 
 /// From a client's task to the agent's.
 ///
-/// The queue is unbounded in count but not in bytes: Data is bounded by the credit the client's
-/// connection grants per channel (it is consumed there only once the agent's connection took
-/// it), and each control message stands for a frame the client sent.
+/// The queue is bounded though unbounded in type: Data by the credit the client's connection
+/// grants per channel (it is consumed there only once the agent's connection took it), Resize
+/// and Signal by [`Controls`] (at most one message in flight per channel), and the rest by the
+/// channel lifecycle (one Open, Eof and Close each).
 #[derive(Debug)]
 pub(crate) enum ToAgent {
     Open {
@@ -37,13 +39,10 @@ pub(crate) enum ToAgent {
         route: RouteId,
         len: usize,
     },
-    Resize {
+    /// The route's [`Controls`] hold something.
+    Controls {
         route: RouteId,
-        size: WindowSize,
-    },
-    Signal {
-        route: RouteId,
-        signal: Signal,
+        controls: Arc<Controls>,
     },
     Eof {
         route: RouteId,
@@ -51,6 +50,50 @@ pub(crate) enum ToAgent {
     Close {
         route: RouteId,
     },
+}
+
+/// Resizes and signals a client sent on a channel, waiting for the agent's task: however fast
+/// a client sends them, they take bounded room.
+#[derive(Debug, Default)]
+pub(crate) struct Controls {
+    pending: Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Only the latest size matters.
+    resize: Option<WindowSize>,
+    signals: heapless::Deque<Signal, MAX_PENDING_SIGNALS>,
+    /// A [`ToAgent::Controls`] is on its way.
+    announced: bool,
+}
+
+/// Signals a channel may have waiting for the agent's task; more are a flood, and dropped.
+const MAX_PENDING_SIGNALS: usize = 8;
+
+impl Controls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a resize or a signal; true when the agent's task must be told.
+    pub(crate) fn record(&self, resize: Option<WindowSize>, signal: Option<Signal>) -> bool {
+        let mut pending = self.lock();
+        if let Some(size) = resize {
+            pending.resize = Some(size);
+        }
+        if let Some(signal) = signal {
+            let _ = pending.signals.push_back(signal);
+        }
+        !core::mem::replace(&mut pending.announced, true)
+    }
+
+    /// Takes what is waiting.
+    pub(crate) fn take(&self) -> (Option<WindowSize>, heapless::Deque<Signal, MAX_PENDING_SIGNALS>) {
+        let mut pending = self.lock();
+        pending.announced = false;
+        (pending.resize.take(), core::mem::take(&mut pending.signals))
+    }
 }
 
 /// From the agent's task to a client's; bounded as [`ToAgent`] is, by the agent connection's

@@ -293,3 +293,18 @@ async fn each_session_leaves_one_audit_record() {
     assert!(record["end"].as_f64().unwrap() >= record["start"].as_f64().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_whose_shell_exits_leaving_a_background_job_still_ends() {
+    let mut system = System::start(None).await;
+    system.agent("i-001").await;
+    // The background job keeps the terminal open after the shell is gone: the channel ends on
+    // the shell's exit all the same, with everything the shell wrote.
+    // (It ignores the hangup the shell's exit sends, as a nohup'd job would, and dies alone.)
+    let kind = exec("trap '' HUP; sleep 6 & echo before-exit; exit 3", Some(size(80, 24)));
+    let started = Instant::now();
+    let (outcome, out, _) = run_to_end(&system, kind, b"").await;
+    assert_eq!(outcome.exit, Some(ExitStatus::Code(3)));
+    assert!(String::from_utf8_lossy(&out).contains("before-exit"));
+    assert!(started.elapsed() < Duration::from_secs(3), "ended in {:?}", started.elapsed());
+}

@@ -35,6 +35,10 @@ use crate::{CodecError, Frame};
 /// stop producing: the bound on what a peer that does not read can make this side hold.
 pub const BACKLOG_LIMIT: usize = 1 << 20;
 
+/// How long one write to the socket may block before the transport is given up: a peer that
+/// stops reading (a zero TCP window) must not hold a connection, and what waits on it, forever.
+pub const WRITE_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(30);
+
 /// Milliseconds since the clock was made, as the state machine counts time.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -108,18 +112,19 @@ impl Transport {
         tokio::spawn(async move {
             while let Some(frame) = queue.recv().await {
                 let len = frame.as_bytes().len();
-                let mut written = sink.feed(frame).await;
-                // Flush once the queue is empty, so that a burst goes out in few writes.
-                if written.is_ok() && queue.is_empty() {
-                    written = sink.flush().await;
-                }
+                let write = async {
+                    sink.feed(frame).await?;
+                    // Flush once the queue is empty, so that a burst goes out in few writes.
+                    if queue.is_empty() { sink.flush().await } else { Ok(()) }
+                };
+                let written = tokio::time::timeout(WRITE_TIMEOUT, write).await;
                 counts.bytes.fetch_sub(len, Ordering::AcqRel);
                 counts.drained.notify_waiters();
-                if written.is_err() {
+                if !matches!(written, Ok(Ok(()))) {
                     break;
                 }
             }
-            let _ = sink.close().await;
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
             let _ = done.send(());
         });
         Transport { incoming: Box::pin(incoming), outgoing, backlog, writer_done: Some(writer_done) }
@@ -173,6 +178,18 @@ impl Transport {
     }
 }
 
+/// Frames and payloads shorter than this are copied before they are queued.
+pub const COMPACT_BELOW: usize = 16 * 1024;
+
+/// `bytes`, copied into an allocation of its own when shorter than [`COMPACT_BELOW`]. A slice
+/// of a received WebSocket message or of a read buffer keeps the whole allocation alive; a
+/// queue of tiny slices (which a hostile peer can send, each padded in its message) would hold
+/// far more memory than the credit it stands for. Copying small ones bounds that to a small
+/// factor of the credit, for the price of copying a few KiB.
+pub fn compact(bytes: Bytes) -> Bytes {
+    if bytes.len() < COMPACT_BELOW { Bytes::copy_from_slice(&bytes) } else { bytes }
+}
+
 /// Data on its way out of a connection: a whole Data frame, sent as it is when it fits (a
 /// frame read from a process or received on another connection), or the rest of a payload
 /// whose first part went.
@@ -184,10 +201,11 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// A whole Data frame, whatever its channel id: it is relabelled when sent.
+    /// A whole Data frame, whatever its channel id: it is relabelled when sent. A frame below
+    /// [`COMPACT_BELOW`] bytes is copied into an allocation of its own (see [`compact`]).
     pub fn frame(frame: Frame) -> Option<Outbound> {
         let stream = frame.stream()?;
-        Some(Outbound { stream, bytes: frame.into_bytes(), framed: true })
+        Some(Outbound { stream, bytes: compact(frame.into_bytes()), framed: true })
     }
 
     /// Payload bytes without a frame around them yet.
@@ -300,7 +318,9 @@ impl Link {
 
     /// Hands the first `n` bytes of the buffer, whole frames, to the transport one by one.
     fn queue_frames(&mut self, n: usize, transport: &Transport) {
-        let mut bytes = self.buf.split_to(n).freeze();
+        // Copied out, so that the buffer is reused rather than pinned by small frames: the
+        // backlog counts frame bytes, which must be what the frames keep alive.
+        let mut bytes = Bytes::copy_from_slice(self.buf.get(..n).unwrap_or_default());
         while let Ok(Some(len)) = peek_len(&bytes, usize::MAX) {
             if len > bytes.len() {
                 break;

@@ -445,7 +445,8 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// allow into `out`, and returns `(bytes of data sent, bytes written to out)`. Call it after
     /// [`poll_transmit`](Connection::poll_transmit) has written everything it had, so that
     /// control frames go first (a channel just accepted takes Data once its Accept is out:
-    /// until then this is [`CommandError::NotAllowed`]). `(0, 0)` means nothing can go now: no credit (wait for
+    /// until then this is [`CommandError::Busy`], as when the outbox is full: transmit, then
+    /// retry). `(0, 0)` means nothing can go now: no credit (wait for
     /// [`Event::Credit`]), no room in the replay buffer (wait for the peer's Ack: retry after the
     /// next frame is handled), a re-attach still retransmitting, or no room in `out`.
     /// [`Connection::send_capacity`] says how much would go.
@@ -510,6 +511,10 @@ impl<'r, const C: usize> Connection<'r, C> {
             Stream::Stdout => !slot.opener,
             Stream::Stderr => !slot.opener && slot.kind != Kind::Forward,
         };
+        if slot.state == State::Open && slot.pending.accept {
+            // The Accept must go first; it waits in poll_transmit, and this state passes.
+            return Err(CommandError::Busy);
+        }
         if !allowed || !slot.can_send_data() {
             return Err(CommandError::NotAllowed);
         }

@@ -1,0 +1,134 @@
+#![allow(dead_code, unreachable_pub, missing_debug_implementations)]
+//! A raw client for the hostile-peer tests: a Connection driven by hand over a WebSocket, so a test can
+//! stop reading, send odd messages, or vanish.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use session_codec::proto::DEFAULT_MAX_FRAME;
+use session_codec::proto::connection::{Config, Connection, Event, Instant};
+use session_codec::proto::frame::peek_len;
+use session_codec::websocket::{SUBPROTOCOL, ws_config};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Raw {
+    pub ws: Ws,
+    pub conn: Box<Connection<'static, 64>>,
+    pub start: std::time::Instant,
+}
+
+impl Raw {
+    pub async fn connect(url: &str, instance: &str, config: Config) -> Raw {
+        let mut request = format!("{url}/v1/client/{instance}").into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config(DEFAULT_MAX_FRAME)), true)
+                .await
+                .unwrap();
+        let mut raw = Raw {
+            ws,
+            conn: Box::new(Connection::new(config, Instant::from_millis(0))),
+            start: std::time::Instant::now(),
+        };
+        raw.flush().await;
+        raw.until(|e| e.starts_with("Connected"), 5).await;
+        raw
+    }
+
+    /// As `connect`, over a socket with a small receive buffer.
+    pub async fn connect_small(url: &str, instance: &str, config: Config) -> Raw {
+        let addr: std::net::SocketAddr = url.trim_start_matches("ws://").parse().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let mut request = format!("{url}/v1/client/{instance}").into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            request,
+            MaybeTlsStream::Plain(stream),
+            Some(ws_config(DEFAULT_MAX_FRAME)),
+        )
+        .await
+        .unwrap();
+        let mut raw = Raw {
+            ws,
+            conn: Box::new(Connection::new(config, Instant::from_millis(0))),
+            start: std::time::Instant::now(),
+        };
+        raw.flush().await;
+        raw.until(|e| e.starts_with("Connected"), 5).await;
+        raw
+    }
+
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    pub async fn flush(&mut self) {
+        let mut buf = vec![0u8; self.conn.transmit_buffer_len()];
+        loop {
+            let n = self.conn.poll_transmit(&mut buf);
+            if n == 0 {
+                break;
+            }
+            self.ws.send(WsMessage::binary(buf[..n].to_vec())).await.unwrap();
+        }
+    }
+
+    /// Reads one message, handles its frames (consuming Data), returns the events.
+    pub async fn step(&mut self) -> Vec<String> {
+        let msg = self.ws.next().await.expect("open").expect("ok");
+        let WsMessage::Binary(bytes) = msg else { return vec![] };
+        let mut rest = &bytes[..];
+        let mut events = Vec::new();
+        while let Ok(Some(len)) = peek_len(rest, usize::MAX) {
+            let (frame, tail) = rest.split_at(len);
+            let now = self.now();
+            match self.conn.handle(frame, now) {
+                Ok(Some(event)) => {
+                    if let Event::Data { channel, payload, .. } = event {
+                        let n = payload.len();
+                        events.push(format!("Data {channel} {n}"));
+                        let _ = self.conn.consume(channel, n);
+                    } else {
+                        events.push(format!("{event:?}"));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => events.push(format!("Error {e}")),
+            }
+            rest = tail;
+        }
+        self.flush().await;
+        events
+    }
+
+    pub async fn until(&mut self, pred: impl Fn(&str) -> bool, secs: u64) -> String {
+        tokio::time::timeout(Duration::from_secs(secs), async {
+            loop {
+                for e in self.step().await {
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("event in time")
+    }
+}
+
+/// Whether a process whose command line contains `marker` runs.
+pub fn running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+            .unwrap_or(false)
+    })
+}
