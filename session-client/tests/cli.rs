@@ -57,3 +57,65 @@ async fn exec_list_and_errors_through_the_binary() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere is not connected"), "a clear refusal");
     agent.abort();
 }
+
+/// Reads the terminal until `wanted` shows, or fails after a while.
+async fn read_until(pty: &mut pty_process::Pty, seen: &mut String, wanted: &str) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + core::time::Duration::from_secs(10);
+    while !seen.contains(wanted) {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, pty.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            other => panic!("{wanted:?} never came ({other:?}); the terminal showed {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_passes_the_exit_code() {
+    use tokio::io::AsyncWriteExt;
+    let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), Default::default())
+        .await
+        .expect("relay");
+    let url = format!("ws://{}", relay.addr);
+    let user = session_agent::LoginUser::resolve(None, true).expect("the test's user");
+    let agent = tokio::spawn(session_agent::run(session_agent::AgentConfig::new(&url, "tty-1", user)));
+    for _ in 0..500 {
+        if relay.registry.status().to_string().contains("\"online\"") {
+            break;
+        }
+        tokio::time::sleep(core::time::Duration::from_millis(10)).await;
+    }
+
+    // The client runs on a terminal of its own, as a user's would.
+    let (mut pty, pts) = pty_process::open().expect("a pty");
+    pty.resize(pty_process::Size::new(24, 80)).expect("size");
+    let cooked = rustix::termios::tcgetattr(&pty).expect("terminal settings");
+    let mut client = pty_process::Command::new(env!("CARGO_BIN_EXE_session-client"))
+        .args(["--relay", &url, "connect", "tty-1"])
+        .env("TERM", "xterm")
+        .spawn(pts)
+        .expect("the client runs");
+    let mut seen = String::new();
+    pty.write_all(b"stty size\r").await.unwrap();
+    read_until(&mut pty, &mut seen, "24 80").await;
+    let raw = rustix::termios::tcgetattr(&pty).expect("terminal settings");
+    assert!(!raw.local_modes.contains(rustix::termios::LocalModes::ICANON), "raw mode while connected");
+
+    // The window changes: the kernel tells the client (SIGWINCH), the client tells the remote.
+    pty.resize(pty_process::Size::new(40, 100)).expect("resize");
+    tokio::time::sleep(core::time::Duration::from_millis(300)).await;
+    pty.write_all(b"stty size\r").await.unwrap();
+    read_until(&mut pty, &mut seen, "40 100").await;
+
+    pty.write_all(b"exit 5\r").await.unwrap();
+    let status = tokio::time::timeout(core::time::Duration::from_secs(10), client.wait())
+        .await
+        .expect("the client ends with the shell")
+        .expect("an exit status");
+    assert_eq!(status.code(), Some(5), "the remote exit code is the client's");
+    let after = rustix::termios::tcgetattr(&pty).expect("terminal settings");
+    assert_eq!(after.local_modes, cooked.local_modes, "the terminal is restored");
+    assert_eq!(after.input_modes, cooked.input_modes, "the terminal is restored");
+    agent.abort();
+}
