@@ -40,6 +40,11 @@ impl System {
     /// until the relay has it online. Sessions run as the user running the tests.
     pub async fn agent_via(&mut self, name: &str, relay_url: &str) {
         let user = LoginUser::resolve(None, true).expect("the test's user");
+        self.agent_as(name, relay_url, user).await;
+    }
+
+    /// An agent whose sessions run as `user`.
+    pub async fn agent_as(&mut self, name: &str, relay_url: &str, user: LoginUser) {
         let mut config = AgentConfig::new(relay_url, name, user);
         config.max_backoff = Duration::from_millis(200);
         self.agents.push(tokio::spawn(session_agent::run(config)));

@@ -308,3 +308,29 @@ async fn a_terminal_whose_shell_exits_leaving_a_background_job_still_ends() {
     assert!(String::from_utf8_lossy(&out).contains("before-exit"));
     assert!(started.elapsed() < Duration::from_secs(3), "ended in {:?}", started.elapsed());
 }
+
+/// As root, the agent starts sessions as the configured login user, in its home, and refuses
+/// to start them as root unless told to. CI creates the user and names it in
+/// `SESSION_TEST_USER`; elsewhere (not root, or no such user) there is nothing to switch to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_run_as_the_configured_login_user_and_never_as_root_unasked() {
+    let Ok(name) = std::env::var("SESSION_TEST_USER") else {
+        eprintln!("SESSION_TEST_USER unset: the user switch is checked in CI, as root");
+        return;
+    };
+    let refused = session_agent::LoginUser::resolve(Some("root"), false).unwrap_err();
+    assert!(refused.contains("--allow-root"), "{refused}");
+    let user = session_agent::LoginUser::resolve(Some(&name), false).expect("the configured user");
+    let mut system = System::start(None).await;
+    let url = system.url.clone();
+    system.agent_as("i-001", &url, user).await;
+    let kind = exec("id -un; id -u; pwd; echo $HOME $USER", Some(size(80, 24)));
+    let (outcome, out, _) = run_to_end(&system, kind, b"").await;
+    assert_eq!(outcome.exit, Some(ExitStatus::Code(0)));
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], name);
+    assert_ne!(lines[1], "0", "not root");
+    assert_eq!(lines[2], format!("/home/{name}"));
+    assert_eq!(lines[3], format!("/home/{name} {name}"));
+}
