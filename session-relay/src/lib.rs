@@ -12,8 +12,8 @@
 //! once the other took them, so credit holds end to end and the relay holds at most one window
 //! per channel and direction.
 //!
-//! Who may reach which instance is decided where channels are opened ([`client_link`]); the
-//! identity of the next issue slots in there and at the handshake ([`server`]).
+//! Who may reach which instance is decided where channels are opened (`client_link.rs`); the
+//! identity of the next issue slots in there and at the handshake (`server.rs`).
 
 #![forbid(unsafe_code)]
 // A std program: the core-and-alloc discipline of the protocol crates buys nothing here.
