@@ -252,16 +252,19 @@ impl Channel {
             self.ended = true;
         }
     }
+}
 
-    /// The channel is over: its process gets a hangup and its tasks end (which kills a process
-    /// still running, and closes its terminal or socket).
-    pub(crate) fn stop(self) {
+/// A channel that ends (or is dropped with the agent's state) gives its process a hangup and
+/// stops its tasks, which kills a process still running and closes its terminal or socket: no
+/// process outlives the agent's hold on it, whatever the way out.
+impl Drop for Channel {
+    fn drop(&mut self) {
         if self.exit.is_none() {
             if let Some(control) = &self.control {
                 control.signal(Signal::HUP);
             }
         }
-        for task in self.tasks.into_iter().chain(self.readers) {
+        for task in self.tasks.drain(..).chain(self.readers.drain(..)) {
             task.abort();
         }
     }

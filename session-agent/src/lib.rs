@@ -289,8 +289,8 @@ impl Agent {
                     info!(channel, user = %self.config.user.name(), "channel started");
                     self.channels.insert(channel, ch);
                 } else {
-                    // The relay abandoned the Open while it was being served.
-                    ch.stop();
+                    // The relay abandoned the Open while it was being served: dropping stops it.
+                    drop(ch);
                 }
             }
             Err((reason, message)) => {
@@ -333,17 +333,16 @@ impl Agent {
     }
 
     fn teardown(&mut self, channel: u16) {
-        if let Some(ch) = self.channels.remove(&channel) {
-            ch.stop();
+        // Dropping the channel stops what is left of it.
+        if self.channels.remove(&channel).is_some() {
             info!(channel, "channel closed");
         }
     }
 
     /// The session is over (or never was): its processes end and a fresh one starts.
     fn end_session(&mut self) {
-        for (_, ch) in self.channels.drain() {
-            ch.stop();
-        }
+        // Dropping the channels ends their processes.
+        self.channels.clear();
         self.conn = fresh_connection(&self.config, &self.clock);
     }
 }
