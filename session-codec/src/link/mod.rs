@@ -266,8 +266,7 @@ impl Link {
     /// backlog has room.
     pub fn flush<const C: usize>(&mut self, conn: &mut Connection<'_, C>, transport: &Transport) {
         while transport.has_room() {
-            self.buf.resize(conn.transmit_buffer_len(), 0);
-            let n = conn.poll_transmit(&mut self.buf);
+            let n = conn.poll_transmit(self.room(conn.transmit_buffer_len()));
             if n == 0 {
                 break;
             }
@@ -302,8 +301,8 @@ impl Link {
                     return Ok(sent + len);
                 }
             }
-            self.buf.resize(DATA_PREFIX_LEN + data.len().min(conn.transmit_buffer_len()), 0);
-            let (n, written) = conn.send(channel, data.stream, data.payload_bytes(), &mut self.buf)?;
+            let room = self.room(DATA_PREFIX_LEN + data.len().min(conn.transmit_buffer_len()));
+            let (n, written) = conn.send(channel, data.stream, data.payload_bytes(), room)?;
             if n == 0 {
                 break;
             }
@@ -314,6 +313,15 @@ impl Link {
             self.queue_frames(written, transport);
         }
         Ok(sent)
+    }
+
+    /// The first `len` bytes of the transmit buffer. It only ever grows, so that it is zeroed
+    /// once, not at every call.
+    fn room(&mut self, len: usize) -> &mut [u8] {
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        self.buf.get_mut(..len).unwrap_or_default()
     }
 
     /// Hands the first `n` bytes of the buffer, whole frames, to the transport one by one.
