@@ -108,12 +108,16 @@ async fn shell(relay: &str, instance: &str) -> Result<i32, Error> {
     let size = terminal::size().unwrap_or(WindowSize { cols: 80, rows: 24, width_px: 0, height_px: 0 });
     let pty = OwnedPty { term: owned_str(&term).unwrap_or_default(), size };
     let kind = OwnedOpenKind::Shell { pty, env: OwnedEnv::default() };
-    let _raw = terminal::RawMode::enable();
+    let raw = terminal::RawMode::enable();
     let resizes = terminal::follow_resizes(session.clone());
-    let outcome = session.open(kind, stdio(false)).await;
+    let outcome = tokio::select! {
+        outcome = session.open(kind, stdio(false)) => outcome.map(|o| o.exit_code()),
+        // Killed from outside (the terminal closed, a TERM): the terminal is restored first.
+        signal = terminal::ended_by_signal() => Ok(128 + signal),
+    };
     resizes.abort();
-    drop(_raw);
-    Ok(outcome?.exit_code())
+    drop(raw);
+    outcome
 }
 
 /// A command: stdin piped to it, stdout and stderr apart, Ctrl-C sent on as an interrupt.

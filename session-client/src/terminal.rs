@@ -59,3 +59,27 @@ pub(crate) fn follow_resizes(session: Session) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+/// Resolves with the signal's number when SIGHUP, SIGTERM or SIGQUIT arrives: their default
+/// action would end the process without restoring the terminal.
+pub(crate) async fn ended_by_signal() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let kinds = [(SignalKind::hangup(), 1), (SignalKind::terminate(), 15), (SignalKind::quit(), 3)];
+    let mut streams = Vec::new();
+    for (kind, number) in kinds {
+        if let Ok(stream) = signal(kind) {
+            streams.push((stream, number));
+        }
+    }
+    if streams.is_empty() {
+        return core::future::pending().await;
+    }
+    let waits = streams.iter_mut().map(|(stream, number)| {
+        let number = *number;
+        Box::pin(async move {
+            stream.recv().await;
+            number
+        })
+    });
+    futures_util::future::select_all(waits).await.0
+}

@@ -119,3 +119,40 @@ async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_pa
     assert_eq!(after.input_modes, cooked.input_modes, "the terminal is restored");
     agent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_killed_by_a_signal_restores_the_terminal() {
+    use tokio::io::AsyncWriteExt;
+    let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), Default::default())
+        .await
+        .expect("relay");
+    let url = format!("ws://{}", relay.addr);
+    let user = session_agent::LoginUser::resolve(None, true).expect("the test's user");
+    let agent = tokio::spawn(session_agent::run(session_agent::AgentConfig::new(&url, "tty-2", user)));
+    for _ in 0..500 {
+        if relay.registry.status().to_string().contains("\"online\"") {
+            break;
+        }
+        tokio::time::sleep(core::time::Duration::from_millis(10)).await;
+    }
+    let (mut pty, pts) = pty_process::open().expect("a pty");
+    let cooked = rustix::termios::tcgetattr(&pty).expect("terminal settings");
+    let mut client = pty_process::Command::new(env!("CARGO_BIN_EXE_session-client"))
+        .args(["--relay", &url, "connect", "tty-2"])
+        .spawn(pts)
+        .expect("the client runs");
+    let mut seen = String::new();
+    pty.write_all(b"echo up-$((2*3))\r").await.unwrap();
+    read_until(&mut pty, &mut seen, "up-6").await;
+
+    let pid = rustix::process::Pid::from_raw(client.id().expect("a pid") as i32).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signalled");
+    let status = tokio::time::timeout(core::time::Duration::from_secs(10), client.wait())
+        .await
+        .expect("the client ends")
+        .expect("an exit status");
+    assert_eq!(status.code(), Some(143), "ended as a TERM would, by its own hand");
+    let after = rustix::termios::tcgetattr(&pty).expect("terminal settings");
+    assert_eq!(after.local_modes, cooked.local_modes, "the terminal is restored");
+    agent.abort();
+}
