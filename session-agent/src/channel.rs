@@ -43,6 +43,8 @@ pub(crate) enum Local {
     /// A port forward's connection attempt is over.
     Forwarded {
         channel: u16,
+        /// Which attempt: the channel id may have been closed and reused meanwhile.
+        attempt: u64,
         result: Result<TcpStream, (RefuseReason, String)>,
     },
 }
@@ -120,7 +122,13 @@ impl Channel {
     }
 
     /// Connects to `host:port` in the background; [`Local::Forwarded`] tells how it went.
-    pub(crate) fn forward(channel: u16, host: &str, port: u16, local: &LocalTx) {
+    pub(crate) fn forward(
+        channel: u16,
+        attempt: u64,
+        host: &str,
+        port: u16,
+        local: &LocalTx,
+    ) -> JoinHandle<()> {
         let (host, tx) = (host.to_owned(), local.clone());
         tokio::spawn(async move {
             let result = match tokio::time::timeout(
@@ -133,8 +141,8 @@ impl Channel {
                 Ok(Err(e)) => Err((RefuseReason::CONNECT_FAILED, format!("{host}:{port}: {e}"))),
                 Err(_) => Err((RefuseReason::CONNECT_FAILED, format!("{host}:{port}: timed out"))),
             };
-            let _ = tx.send(Local::Forwarded { channel, result });
-        });
+            let _ = tx.send(Local::Forwarded { channel, attempt, result });
+        })
     }
 
     /// A port forward whose connection is up.

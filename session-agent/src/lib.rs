@@ -23,6 +23,7 @@ use session_codec::proto::connection::{Config, Connection, Event, Role};
 use session_codec::proto::{DEFAULT_MAX_FRAME, OpenKind, RefuseReason};
 use session_codec::websocket::{SUBPROTOCOL, ws_config};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::{info, warn};
@@ -78,6 +79,10 @@ struct Agent {
     link: Link,
     transport: Option<Transport>,
     channels: HashMap<u16, Channel>,
+    /// Port forwards still connecting: their attempt, and the task to cancel if the Open is
+    /// abandoned.
+    connecting: HashMap<u16, (u64, JoinHandle<()>)>,
+    attempts: u64,
     local_tx: mpsc::UnboundedSender<Local>,
     local_rx: mpsc::UnboundedReceiver<Local>,
 }
@@ -94,6 +99,8 @@ impl Agent {
             link: Link::default(),
             transport: None,
             channels: HashMap::new(),
+            connecting: HashMap::new(),
+            attempts: 0,
             local_tx,
             local_rx,
         }
@@ -274,7 +281,9 @@ impl Agent {
             }
             OpenKind::Forward { host, port } => {
                 // Connecting takes time: the answer comes as a local event.
-                Channel::forward(channel, host, *port, &self.local_tx);
+                self.attempts += 1;
+                let task = Channel::forward(channel, self.attempts, host, *port, &self.local_tx);
+                self.connecting.insert(channel, (self.attempts, task));
                 return;
             }
             _ => Err((RefuseReason::UNKNOWN_KIND, String::new())),
@@ -302,7 +311,12 @@ impl Agent {
 
     fn on_local(&mut self, local: Local) {
         match local {
-            Local::Forwarded { channel, result } => {
+            Local::Forwarded { channel, attempt, result } => {
+                if self.connecting.get(&channel).is_none_or(|(current, _)| *current != attempt) {
+                    // For an Open abandoned meanwhile, whose id may serve another channel now.
+                    return;
+                }
+                self.connecting.remove(&channel);
                 let started = result.map(|stream| Channel::connected(channel, stream, &self.local_tx));
                 self.answer(channel, started);
             }
@@ -333,6 +347,9 @@ impl Agent {
     }
 
     fn teardown(&mut self, channel: u16) {
+        if let Some((_, connect)) = self.connecting.remove(&channel) {
+            connect.abort();
+        }
         // Dropping the channel stops what is left of it.
         if self.channels.remove(&channel).is_some() {
             info!(channel, "channel closed");
@@ -343,6 +360,9 @@ impl Agent {
     fn end_session(&mut self) {
         // Dropping the channels ends their processes.
         self.channels.clear();
+        for (_, (_, connect)) in self.connecting.drain() {
+            connect.abort();
+        }
         self.conn = fresh_connection(&self.config, &self.clock);
     }
 }
