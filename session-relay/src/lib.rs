@@ -22,6 +22,7 @@
 mod agent_link;
 pub mod audit;
 mod client_link;
+pub mod policy;
 mod registry;
 mod route;
 mod server;
