@@ -140,12 +140,19 @@ impl Control {
             Control::Pty(fd) => nix::unistd::tcgetpgrp(fd).ok(),
             Control::Pipes(pid) => pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw),
         };
-        if let Some(group) = group {
+        if let Some(group) = group.filter(|&g| signallable(g, nix::unistd::getpgrp())) {
             if let Err(e) = killpg(group, signal) {
                 tracing::debug!(error = %e, "signal not delivered");
             }
         }
     }
+}
+
+/// Whether the agent may signal process group `group`, being in group `ours`. A terminal with
+/// no foreground group reports 0, and killpg(0) would signal the agent's own group (and the
+/// service manager's, or CI's, that it shares); 1 is init's.
+fn signallable(group: Pid, ours: Pid) -> bool {
+    group.as_raw() > 1 && group != ours
 }
 
 /// Starts a shell (no `command`) or a command, on a terminal when `pty` gives one.
@@ -225,5 +232,22 @@ pub(crate) fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
             core_dumped: status.core_dumped(),
         },
         (None, None) => ExitStatus::Code(255),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_terminal_without_a_session_reports_group_zero_which_is_never_signalled() {
+        let (pty, _pts) = pty_process::open().expect("a pty");
+        let group = nix::unistd::tcgetpgrp(&pty).expect("tcgetpgrp");
+        assert_eq!(group.as_raw(), 0, "the hazard: killpg(0) is our own group");
+        let ours = nix::unistd::getpgrp();
+        assert!(!signallable(group, ours));
+        assert!(!signallable(Pid::from_raw(1), ours), "init's group");
+        assert!(!signallable(ours, ours), "our own group");
+        assert!(signallable(Pid::from_raw(ours.as_raw() + 1), ours));
     }
 }
