@@ -20,20 +20,26 @@ fn client(relay: &str, args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().expect("the client ends")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_list_and_errors_through_the_binary() {
+/// A relay on a free loopback port and an agent named `name` online at it.
+async fn relay_and_agent(name: &str) -> (session_relay::Relay, String, tokio::task::JoinHandle<()>) {
     let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), Default::default())
         .await
         .expect("relay");
     let url = format!("ws://{}", relay.addr);
     let user = session_agent::LoginUser::resolve(None, true).expect("the test's user");
-    let agent = tokio::spawn(session_agent::run(session_agent::AgentConfig::new(&url, "cli-1", user)));
+    let agent = tokio::spawn(session_agent::run(session_agent::AgentConfig::new(&url, name, user)));
     for _ in 0..500 {
         if relay.registry.status().to_string().contains("\"online\"") {
             break;
         }
         tokio::time::sleep(core::time::Duration::from_millis(10)).await;
     }
+    (relay, url, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_list_and_errors_through_the_binary() {
+    let (_relay, url, agent) = relay_and_agent("cli-1").await;
 
     let run = |args: &'static [&'static str], stdin: &'static [u8]| {
         let url = url.clone();
@@ -74,18 +80,7 @@ async fn read_until(pty: &mut pty_process::Pty, seen: &mut String, wanted: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_passes_the_exit_code() {
     use tokio::io::AsyncWriteExt;
-    let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), Default::default())
-        .await
-        .expect("relay");
-    let url = format!("ws://{}", relay.addr);
-    let user = session_agent::LoginUser::resolve(None, true).expect("the test's user");
-    let agent = tokio::spawn(session_agent::run(session_agent::AgentConfig::new(&url, "tty-1", user)));
-    for _ in 0..500 {
-        if relay.registry.status().to_string().contains("\"online\"") {
-            break;
-        }
-        tokio::time::sleep(core::time::Duration::from_millis(10)).await;
-    }
+    let (_relay, url, agent) = relay_and_agent("tty-1").await;
 
     // The client runs on a terminal of its own, as a user's would.
     let (mut pty, pts) = pty_process::open().expect("a pty");
@@ -123,18 +118,7 @@ async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_pa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_killed_by_a_signal_restores_the_terminal() {
     use tokio::io::AsyncWriteExt;
-    let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), Default::default())
-        .await
-        .expect("relay");
-    let url = format!("ws://{}", relay.addr);
-    let user = session_agent::LoginUser::resolve(None, true).expect("the test's user");
-    let agent = tokio::spawn(session_agent::run(session_agent::AgentConfig::new(&url, "tty-2", user)));
-    for _ in 0..500 {
-        if relay.registry.status().to_string().contains("\"online\"") {
-            break;
-        }
-        tokio::time::sleep(core::time::Duration::from_millis(10)).await;
-    }
+    let (_relay, url, agent) = relay_and_agent("tty-2").await;
     let (mut pty, pts) = pty_process::open().expect("a pty");
     let cooked = rustix::termios::tcgetattr(&pty).expect("terminal settings");
     let mut client = pty_process::Command::new(env!("CARGO_BIN_EXE_session-client"))
