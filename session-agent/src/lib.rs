@@ -6,24 +6,34 @@
 //! pipes, for exec without a terminal), or a TCP connection for a port forward. Output is read
 //! only as fast as the client's credit lets it go, so a flooding process is slowed down, not
 //! buffered.
+//!
+//! The agent proves who it is on every connection by signing the relay's challenge with its
+//! key (`identity.rs`); a new agent registers its key once with an activation code.
 
 #![forbid(unsafe_code)]
 // A std program: the core-and-alloc discipline of the protocol crates buys nothing here.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod channel;
+mod identity;
 mod process;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use session_codec::Frame;
+use session_codec::link::dial::Trust;
+use session_codec::link::identity::{
+    ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER, CHALLENGE_LEN,
+};
 use session_codec::link::{Clock, Link, Transport};
 use session_codec::proto::connection::{Config, Connection, Event, Role};
 use session_codec::proto::{DEFAULT_MAX_FRAME, OpenKind, RefuseReason};
-use session_codec::websocket::{SUBPROTOCOL, ws_config};
+use session_codec::websocket::SUBPROTOCOL;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::{info, warn};
@@ -31,6 +41,7 @@ use tracing::{info, warn};
 use session_codec::link::pipe::PipeEvent;
 
 use crate::channel::{Channel, Local};
+pub use crate::identity::AgentKey;
 pub use crate::process::LoginUser;
 
 /// Channels at once.
@@ -41,10 +52,16 @@ type AgentConnection = Connection<'static, CHANNELS>;
 /// How the agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The relay's base URL, `ws://host:port`.
+    /// The relay's base URL, `ws://host:port` or `wss://host:port`.
     pub relay: String,
+    /// Which relay certificates `wss://` accepts.
+    pub trust: Trust,
     /// This instance's name.
     pub name: String,
+    /// The key it proves itself with.
+    pub key: AgentKey,
+    /// The code to register the key with, until the relay has it.
+    pub activation: Option<String>,
     /// Who shells and commands run as.
     pub user: LoginUser,
     /// Bytes of replay buffer: what may be in flight towards the relay.
@@ -54,11 +71,14 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// An agent for `name` at `relay`, running sessions as `user`.
-    pub fn new(relay: &str, name: &str, user: LoginUser) -> AgentConfig {
+    /// An agent for `name` at `relay`, proving itself with `key`, running sessions as `user`.
+    pub fn new(relay: &str, name: &str, key: AgentKey, user: LoginUser) -> AgentConfig {
         AgentConfig {
             relay: relay.trim_end_matches('/').to_owned(),
+            trust: Trust::system(),
             name: name.to_owned(),
+            key,
+            activation: None,
             user,
             replay_len: 4 << 20,
             max_backoff: Duration::from_secs(30),
@@ -148,21 +168,42 @@ impl Agent {
         }
     }
 
-    async fn dial(&self) -> Result<Transport, String> {
-        let url = format!(
-            "{}/v1/agent/{}?version={}",
-            self.config.relay,
-            self.config.name,
-            env!("CARGO_PKG_VERSION")
-        );
+    /// Connects and proves the agent's key (spec section 9).
+    async fn dial(&mut self) -> Result<Transport, String> {
+        let config = &self.config;
+        let url = format!("{}/v1/agent/{}?version={}", config.relay, config.name, env!("CARGO_PKG_VERSION"));
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
-        let connect =
-            tokio_tungstenite::connect_async_with_config(request, Some(ws_config(DEFAULT_MAX_FRAME)), true);
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(10), connect)
+        let header = |value: &str| HeaderValue::from_str(value).map_err(|_| "not a header value".to_owned());
+        let headers = request.headers_mut();
+        headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        headers.insert(AGENT_KEY_HEADER, header(&config.key.public_hex())?);
+        if let Some(code) = &config.activation {
+            headers.insert(ACTIVATION_HEADER, header(code)?);
+        }
+        let handshake = async {
+            let (mut ws, response) = config.trust.dial(request, DEFAULT_MAX_FRAME).await?;
+            let challenge = response
+                .headers()
+                .get(CHALLENGE_HEADER)
+                .and_then(|v| hex::decode(v.as_bytes()).ok())
+                .and_then(|c| <[u8; CHALLENGE_LEN]>::try_from(c).ok())
+                .ok_or("the relay sent no challenge")?;
+            let proof = config.key.prove(&config.name, &challenge);
+            ws.send(WsMessage::text(proof)).await.map_err(|e| e.to_string())?;
+            match ws.next().await {
+                Some(Ok(WsMessage::Text(answer))) if answer.as_str() == ADMITTED => Ok(ws),
+                Some(Ok(WsMessage::Close(Some(close)))) => {
+                    Err(format!("refused by the relay: {}", close.reason))
+                }
+                _ => Err("the relay did not accept the agent's proof".to_owned()),
+            }
+        };
+        let ws = tokio::time::timeout(Duration::from_secs(10), handshake)
             .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| "timed out".to_owned())??;
+        if self.config.activation.take().is_some() {
+            info!(instance = %self.config.name, "registered with the relay");
+        }
         Ok(Transport::new(ws, DEFAULT_MAX_FRAME))
     }
 

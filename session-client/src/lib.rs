@@ -1,7 +1,8 @@
 //! The reference client: it connects to the relay, names an instance, and opens channels to it
 //! (a shell on a terminal, a command, or a port forward), wiring each to local streams.
 //!
-//! [`Session::connect`] dials the relay; [`Session::open`] runs one channel to its end and
+//! A [`Relay`] says where the relay is, which certificates to trust, and the bearer token that
+//! says who the user is. [`Session::connect`] dials it; [`Session::open`] runs one channel to its end and
 //! returns how the remote process exited. Channels of one session share its connection, so a
 //! port forward opens one per local TCP connection.
 
@@ -13,16 +14,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use session_codec::link::dial::Trust;
 use session_codec::link::pipe::{EndOfInput, Input, OutputQueue, PipeEvent, spawn_reader, spawn_writer};
 use session_codec::link::{Clock, Link, Transport, compact};
 use session_codec::proto::connection::{Config, Connection, Event, Role};
 use session_codec::proto::owned::{OwnedOpenKind, owned_str};
 use session_codec::proto::{DEFAULT_MAX_FRAME, ExitStatus, Signal, Stream, WindowSize};
-use session_codec::websocket::{SUBPROTOCOL, ws_config};
+use session_codec::websocket::SUBPROTOCOL;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request as WsRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// Channels at once on one session.
@@ -45,6 +48,81 @@ impl std::error::Error for Error {}
 
 fn error(e: impl core::fmt::Display) -> Error {
     Error(e.to_string())
+}
+
+/// How to reach the relay, and as whom.
+#[derive(Clone)]
+pub struct Relay {
+    /// Its base URL, `ws://host:port` or `wss://host:port`.
+    pub url: String,
+    /// Which certificates `wss://` accepts.
+    pub trust: Trust,
+    /// The user's bearer token (`session-relay admin token create`).
+    pub token: String,
+}
+
+impl core::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The token is a secret: never in a log.
+        f.debug_struct("Relay").field("url", &self.url).field("trust", &self.trust).finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// The relay at `url`, trusting the system's roots, for the holder of `token`.
+    pub fn new(url: &str, token: &str) -> Relay {
+        Relay { url: url.trim_end_matches('/').to_owned(), trust: Trust::system(), token: token.to_owned() }
+    }
+
+    /// Dials `path` with the token, within ten seconds.
+    async fn dial(&self, path: &str) -> Result<session_codec::link::dial::Dialed, Error> {
+        let mut request: WsRequest = format!("{}{path}", self.url).into_client_request().map_err(error)?;
+        let headers = request.headers_mut();
+        headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token))
+            .map_err(|_| Error("the token is not a valid header value".into()))?;
+        headers.insert("authorization", bearer);
+        let (ws, _) =
+            tokio::time::timeout(Duration::from_secs(10), self.trust.dial(request, DEFAULT_MAX_FRAME))
+                .await
+                .map_err(|_| Error(format!("{}: timed out", self.url)))?
+                .map_err(|e| Error(format!("{}: {e}", self.url)))?;
+        Ok(ws)
+    }
+
+    /// Asks `path` and returns the relay's one JSON answer.
+    async fn ask(&self, path: &str) -> Result<serde_json::Value, Error> {
+        use futures_util::StreamExt;
+        let mut ws = self.dial(path).await?;
+        while let Some(message) = ws.next().await {
+            if let Ok(text) = message.map_err(error)?.into_text() {
+                if !text.is_empty() {
+                    return serde_json::from_str(&text).map_err(error);
+                }
+            }
+        }
+        Err(Error("the relay sent no answer".into()))
+    }
+
+    /// The instances this user may see, with their status and labels.
+    pub async fn list(&self) -> Result<serde_json::Value, Error> {
+        self.ask("/v1/instances").await
+    }
+
+    /// This user's sessions in progress.
+    pub async fn sessions(&self) -> Result<serde_json::Value, Error> {
+        self.ask("/v1/sessions").await
+    }
+
+    /// Ends this user's session `id`.
+    pub async fn terminate(&self, id: &str) -> Result<serde_json::Value, Error> {
+        self.ask(&format!("/v1/sessions/{id}/terminate")).await
+    }
+
+    /// Turns session management on or off for `account`.
+    pub async fn switch(&self, account: &str, on: bool) -> Result<serde_json::Value, Error> {
+        self.ask(&format!("/v1/settings/{account}?sessions={}", if on { "on" } else { "off" })).await
+    }
 }
 
 /// The local ends of a channel.
@@ -107,20 +185,9 @@ impl core::fmt::Debug for Request {
 }
 
 impl Session {
-    /// Connects to the relay at `relay` (`ws://host:port`) for `instance`, as `user`, and waits
-    /// until the connection is established.
-    pub async fn connect(relay: &str, instance: &str, user: &str) -> Result<Session, Error> {
-        let url = format!("{}/v1/client/{instance}", relay.trim_end_matches('/'));
-        let mut request = url.into_client_request().map_err(error)?;
-        let headers = request.headers_mut();
-        headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
-        headers.insert("x-session-user", HeaderValue::from_str(user).map_err(error)?);
-        let connect =
-            tokio_tungstenite::connect_async_with_config(request, Some(ws_config(DEFAULT_MAX_FRAME)), true);
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(10), connect)
-            .await
-            .map_err(|_| Error(format!("{relay}: timed out")))?
-            .map_err(|e| Error(format!("{relay}: {e}")))?;
+    /// Connects to `relay` for `instance` and waits until the connection is established.
+    pub async fn connect(relay: &Relay, instance: &str) -> Result<Session, Error> {
+        let ws = relay.dial(&format!("/v1/client/{instance}")).await?;
         let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
         let (requests, incoming) = mpsc::unbounded_channel();
         let (ready, connected) = oneshot::channel();
@@ -462,24 +529,6 @@ pub async fn forward(
             }
         });
     }
-}
-
-/// The instances the relay knows, as its JSON listing.
-pub async fn list(relay: &str) -> Result<serde_json::Value, Error> {
-    use futures_util::StreamExt;
-    let url = format!("{}/v1/instances", relay.trim_end_matches('/'));
-    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url))
-        .await
-        .map_err(|_| Error(format!("{relay}: timed out")))?
-        .map_err(|e| Error(format!("{relay}: {e}")))?;
-    while let Some(message) = ws.next().await {
-        if let Ok(text) = message.map_err(error)?.into_text() {
-            if !text.is_empty() {
-                return serde_json::from_str(&text).map_err(error);
-            }
-        }
-    }
-    Err(Error("the relay sent no listing".into()))
 }
 
 /// Bytes as a stream of input, for tests and for commands given their input whole.

@@ -2,13 +2,16 @@
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "a std program")]
 
+mod demo;
 mod terminal;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use session_client::{ChannelIo, Error, Session, list};
+use session_client::{ChannelIo, Error, Relay, Session};
+use session_codec::link::dial::Trust;
 use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
 use session_codec::proto::{Env, Signal, WindowSize};
 use tokio::net::TcpListener;
@@ -16,9 +19,17 @@ use tokio::net::TcpListener;
 #[derive(Debug, Parser)]
 #[command(version, about = "Shells, commands and port forwards on instances, through the relay")]
 struct Args {
-    /// The relay's URL.
+    /// The relay's URL: `ws://` on loopback, `wss://` elsewhere.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:7070", env = "SESSION_RELAY")]
     relay: String,
+    /// Trust only the certificate authorities in this PEM file for `wss://` (default: the
+    /// system's roots).
+    #[arg(long, global = true, env = "SESSION_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Your bearer token (`session-relay admin token create <user>`); best given through the
+    /// environment, where other users' `ps` cannot see it.
+    #[arg(long, global = true, env = "SESSION_TOKEN", hide_env_values = true, default_value = "")]
+    token: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,8 +53,22 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Lists the instances and their status.
+    /// Lists the instances you may see, with their status and labels.
     List,
+    /// Lists your sessions in progress.
+    Sessions,
+    /// Ends one of your sessions.
+    Terminate {
+        /// The session's id, as `sessions` shows it.
+        id: String,
+    },
+    /// Turns session management on or off for an account.
+    Switch {
+        /// The account.
+        account: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// Forwards a local port to a host and port as the instance sees them.
     Forward {
         /// The instance.
@@ -81,29 +106,44 @@ fn fail(e: &Error) -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<i32, Error> {
+    let mut relay = Relay::new(&args.relay, &args.token);
+    if let Some(path) = &args.ca_file {
+        relay.trust = Trust::ca_file(path).map_err(Error)?;
+    }
+    let needs_token = !matches!(args.command, Command::Demo { .. });
+    if needs_token && relay.token.is_empty() {
+        return Err(Error("no token: set SESSION_TOKEN (or pass --token) to one an admin made".into()));
+    }
     match args.command {
-        Command::Connect { instance } => shell(&args.relay, &instance).await,
-        Command::Exec { instance, tty, command } => {
-            exec(&args.relay, &instance, &command.join(" "), tty).await
-        }
+        Command::Connect { instance } => shell(&relay, &instance).await,
+        Command::Exec { instance, tty, command } => exec(&relay, &instance, &command.join(" "), tty).await,
         Command::List => {
-            let listing = list(&args.relay).await?;
-            print_listing(&listing);
+            print_listing(&relay.list().await?);
             Ok(0)
         }
-        Command::Forward { instance, spec } => forward(&args.relay, &instance, &spec).await,
-        Command::Demo { command } => demo(&command.join(" ")).await,
+        Command::Sessions => {
+            print_sessions(&relay.sessions().await?);
+            Ok(0)
+        }
+        Command::Terminate { id } => {
+            relay.terminate(&id).await?;
+            eprintln!("session {id} terminated");
+            Ok(0)
+        }
+        Command::Switch { account, state } => {
+            relay.switch(&account, state == "on").await?;
+            eprintln!("session management for account {account} is {state}");
+            Ok(0)
+        }
+        Command::Forward { instance, spec } => forward(&relay, &instance, &spec).await,
+        Command::Demo { command } => demo::run(&command.join(" ")).await,
     }
-}
-
-fn user() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "anonymous".to_owned())
 }
 
 /// An interactive shell: raw terminal, resizes followed, the remote exit code returned. The
 /// terminal is restored on every way out, panics included, by the guard's drop.
-async fn shell(relay: &str, instance: &str) -> Result<i32, Error> {
-    let session = Session::connect(relay, instance, &user()).await?;
+pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
+    let session = Session::connect(relay, instance).await?;
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".to_owned());
     let size = terminal::size().unwrap_or(WindowSize { cols: 80, rows: 24, width_px: 0, height_px: 0 });
     let pty = OwnedPty { term: owned_str(&term).unwrap_or_default(), size };
@@ -121,8 +161,8 @@ async fn shell(relay: &str, instance: &str) -> Result<i32, Error> {
 }
 
 /// A command: stdin piped to it, stdout and stderr apart, Ctrl-C sent on as an interrupt.
-async fn exec(relay: &str, instance: &str, command: &str, tty: bool) -> Result<i32, Error> {
-    let session = Session::connect(relay, instance, &user()).await?;
+pub(crate) async fn exec(relay: &Relay, instance: &str, command: &str, tty: bool) -> Result<i32, Error> {
+    let session = Session::connect(relay, instance).await?;
     let command = owned_str(command).map_err(|_| Error("the command is too long".into()))?;
     let pty = tty.then(|| OwnedPty {
         term: owned_str(&std::env::var("TERM").unwrap_or_else(|_| "xterm".to_owned())).unwrap_or_default(),
@@ -152,9 +192,9 @@ fn stdio(close_output: bool) -> ChannelIo {
 }
 
 /// Each connection to the local port becomes a channel to `host:port` at the instance.
-async fn forward(relay: &str, instance: &str, spec: &str) -> Result<i32, Error> {
+async fn forward(relay: &Relay, instance: &str, spec: &str) -> Result<i32, Error> {
     let (local, host, port) = parse_forward(spec)?;
-    let session = Session::connect(relay, instance, &user()).await?;
+    let session = Session::connect(relay, instance).await?;
     let listener = TcpListener::bind(local).await.map_err(|e| Error(format!("{local}: {e}")))?;
     eprintln!("forwarding {local} to {host}:{port} on {instance}");
     session_client::forward(&session, listener, &host, port).await?;
@@ -176,36 +216,36 @@ fn parse_forward(spec: &str) -> Result<(SocketAddr, String, u16), Error> {
 fn print_listing(listing: &serde_json::Value) {
     let empty = Vec::new();
     let instances = listing["instances"].as_array().unwrap_or(&empty);
-    println!("{:<24} {:<13} {:<10} LAST SEEN", "INSTANCE", "STATUS", "VERSION");
+    println!(
+        "{:<20} {:<13} {:<9} {:<11} {:<10} {:<12} NAME",
+        "INSTANCE", "STATUS", "VERSION", "LAST SEEN", "REGION", "ACCOUNT"
+    );
     for instance in instances {
+        let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
+        let labels = &instance["labels"];
         println!(
-            "{:<24} {:<13} {:<10} {}",
-            instance["name"].as_str().unwrap_or("?"),
-            instance["status"].as_str().unwrap_or("?"),
-            instance["agent_version"].as_str().unwrap_or("?"),
-            instance["last_seen"].as_u64().unwrap_or(0),
+            "{:<20} {:<13} {:<9} {:<11} {:<10} {:<12} {}",
+            text(&instance["name"]),
+            text(&instance["status"]),
+            text(&instance["agent_version"]),
+            instance["last_seen"].as_i64().map_or_else(|| "never".to_owned(), |t| t.to_string()),
+            text(&labels["region"]),
+            text(&labels["account"]),
+            text(&labels["name"]),
         );
     }
 }
 
-/// A relay and an agent on loopback, in this process, and a session through them.
-async fn demo(command: &str) -> Result<i32, Error> {
-    let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), Default::default())
-        .await
-        .map_err(|e| Error(format!("cannot start the relay: {e}")))?;
-    let url = format!("ws://{}", relay.addr);
-    // Development mode: sessions run as whoever runs the demo.
-    let user = session_agent::LoginUser::resolve(None, true).map_err(Error)?;
-    tokio::spawn(session_agent::run(session_agent::AgentConfig::new(&url, "demo", user)));
-    eprintln!("demo: relay on {url}, agent \"demo\" connected to it");
-    for _ in 0..100 {
-        if relay.registry.status()["instances"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|i| i["status"] == "online"))
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+fn print_sessions(listing: &serde_json::Value) {
+    let empty = Vec::new();
+    println!("{:<40} {:<20} {:<11} KIND", "SESSION", "INSTANCE", "STARTED");
+    for session in listing["sessions"].as_array().unwrap_or(&empty) {
+        println!(
+            "{:<40} {:<20} {:<11} {}",
+            session["id"].as_str().unwrap_or("?"),
+            session["instance"].as_str().unwrap_or("?"),
+            session["started"].as_i64().unwrap_or(0),
+            session["kind"].as_str().unwrap_or("?"),
+        );
     }
-    if command.is_empty() { shell(&url, "demo").await } else { exec(&url, "demo", command, false).await }
 }

@@ -3,14 +3,16 @@
 //! and list shows the instance.
 
 use core::net::SocketAddr;
+use core::time::Duration;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-fn client(relay: &str, args: &[&str], stdin: &[u8]) -> Output {
+fn client(relay: &str, token: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
         .arg("--relay")
         .arg(relay)
         .args(args)
+        .env("SESSION_TOKEN", token)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -20,30 +22,41 @@ fn client(relay: &str, args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().expect("the client ends")
 }
 
-/// A relay on a free loopback port and an agent named `name` online at it.
-async fn relay_and_agent(name: &str) -> (session_relay::Relay, String, tokio::task::JoinHandle<()>) {
-    let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), Default::default())
-        .await
-        .expect("relay");
+/// A relay on a free loopback port and an agent named `name` online at it, with the token of
+/// a user allowed everything in `SESSION_TOKEN` for the client binary.
+async fn relay_and_agent(name: &str) -> (session_relay::Relay, String, String, tokio::task::JoinHandle<()>) {
+    use session_relay::store::{ActivationTerms, Store};
+    let store = Store::in_memory().expect("store");
+    let audit = session_relay::Audit::log_only().with_store(store.clone());
+    let config = session_relay::RelayConfig::new(session_relay::Access::new(store.clone(), "test", audit));
+    let relay =
+        session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("relay");
     let url = format!("ws://{}", relay.addr);
+    let token = session_relay::dev::full_access_user(&store, "cli", Duration::from_secs(600)).expect("user");
+    let terms =
+        ActivationTerms { account: "test".into(), label: None, ttl: Duration::from_secs(600), uses: 1 };
+    let (code, _) = store.create_activation(&terms).expect("activation code");
     let user = session_agent::LoginUser::resolve(None, true).expect("the test's user");
-    let agent = tokio::spawn(session_agent::run(session_agent::AgentConfig::new(&url, name, user)));
+    let key = session_agent::AgentKey::generate().expect("key");
+    let mut config = session_agent::AgentConfig::new(&url, name, key, user);
+    config.activation = Some(code);
+    let agent = tokio::spawn(session_agent::run(config));
     for _ in 0..500 {
-        if relay.registry.status().to_string().contains("\"online\"") {
+        if relay.registry.is_online(name) {
             break;
         }
         tokio::time::sleep(core::time::Duration::from_millis(10)).await;
     }
-    (relay, url, agent)
+    (relay, url, token, agent)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_list_and_errors_through_the_binary() {
-    let (_relay, url, agent) = relay_and_agent("cli-1").await;
+    let (_relay, url, token, agent) = relay_and_agent("cli-1").await;
 
     let run = |args: &'static [&'static str], stdin: &'static [u8]| {
-        let url = url.clone();
-        tokio::task::spawn_blocking(move || client(&url, args, stdin))
+        let (url, token) = (url.clone(), token.clone());
+        tokio::task::spawn_blocking(move || client(&url, &token, args, stdin))
     };
     let out = run(&["exec", "cli-1", "--", "tr a-z A-Z; echo oops >&2; exit 4"], b"hello pipeline\n")
         .await
@@ -60,7 +73,7 @@ async fn exec_list_and_errors_through_the_binary() {
     let out = run(&["exec", "nowhere", "--", "true"], b"").await.unwrap();
     assert_eq!(out.status.code(), Some(255));
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere is not connected"), "a clear refusal");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown instance nowhere"), "a clear refusal");
     agent.abort();
 }
 
@@ -80,7 +93,7 @@ async fn read_until(pty: &mut pty_process::Pty, seen: &mut String, wanted: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_passes_the_exit_code() {
     use tokio::io::AsyncWriteExt;
-    let (_relay, url, agent) = relay_and_agent("tty-1").await;
+    let (_relay, url, token, agent) = relay_and_agent("tty-1").await;
 
     // The client runs on a terminal of its own, as a user's would.
     let (mut pty, pts) = pty_process::open().expect("a pty");
@@ -88,6 +101,7 @@ async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_pa
     let cooked = rustix::termios::tcgetattr(&pty).expect("terminal settings");
     let mut client = pty_process::Command::new(env!("CARGO_BIN_EXE_session-client"))
         .args(["--relay", &url, "connect", "tty-1"])
+        .env("SESSION_TOKEN", &token)
         .env("TERM", "xterm")
         .spawn(pts)
         .expect("the client runs");
@@ -118,11 +132,12 @@ async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_pa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_killed_by_a_signal_restores_the_terminal() {
     use tokio::io::AsyncWriteExt;
-    let (_relay, url, agent) = relay_and_agent("tty-2").await;
+    let (_relay, url, token, agent) = relay_and_agent("tty-2").await;
     let (mut pty, pts) = pty_process::open().expect("a pty");
     let cooked = rustix::termios::tcgetattr(&pty).expect("terminal settings");
     let mut client = pty_process::Command::new(env!("CARGO_BIN_EXE_session-client"))
         .args(["--relay", &url, "connect", "tty-2"])
+        .env("SESSION_TOKEN", &token)
         .spawn(pts)
         .expect("the client runs");
     let mut seen = String::new();

@@ -1,6 +1,7 @@
 //! One audit record per session: who, which instance, what, when it started and ended, the
-//! bytes each way, and how its process exited. Records go to the `audit` tracing target and,
-//! when configured, as JSON lines to a file.
+//! bytes each way, and how its process exited; and one record per refusal at the gate. Records
+//! go to the `audit` tracing target, to the store's audit table when there is one, and, when
+//! configured, as JSON lines to a file.
 
 use std::fs::File;
 use std::io::Write;
@@ -10,26 +11,40 @@ use std::time::SystemTime;
 
 use session_codec::proto::{ExitStatus, OpenKind};
 
+use crate::store::Store;
+
 /// Where records go.
 #[derive(Debug, Clone, Default)]
 pub struct Audit {
     file: Option<Arc<Mutex<File>>>,
+    store: Option<Store>,
 }
 
 impl Audit {
     /// Records to the log only.
     pub fn log_only() -> Audit {
-        Audit { file: None }
+        Audit { file: None, store: None }
     }
 
     /// Records also appended to `path`, one JSON object a line.
     pub fn to_file(path: &Path) -> std::io::Result<Audit> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(Audit { file: Some(Arc::new(Mutex::new(file))) })
+        Ok(Audit { file: Some(Arc::new(Mutex::new(file))), store: None })
+    }
+
+    /// These records also go to `store`, where `session-relay admin audit` reads them.
+    pub fn with_store(mut self, store: Store) -> Audit {
+        self.store = Some(store);
+        self
     }
 
     pub(crate) fn write(&self, record: serde_json::Value) {
         tracing::info!(target: "audit", "{record}");
+        if let Some(store) = &self.store {
+            if let Err(e) = store.append_audit(&record) {
+                tracing::error!(error = %e, "audit record not stored");
+            }
+        }
         if let Some(file) = &self.file {
             let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Err(e) = writeln!(file, "{record}") {
@@ -42,6 +57,7 @@ impl Audit {
 /// A session in progress.
 #[derive(Debug)]
 pub(crate) struct SessionRecord {
+    pub(crate) id: String,
     user: String,
     instance: String,
     kind: String,
@@ -54,7 +70,7 @@ pub(crate) struct SessionRecord {
 }
 
 impl SessionRecord {
-    pub(crate) fn start(user: &str, instance: &str, kind: &OpenKind<'_>) -> SessionRecord {
+    pub(crate) fn start(id: String, user: &str, instance: &str, kind: &OpenKind<'_>) -> SessionRecord {
         let kind = match kind {
             OpenKind::Shell { .. } => "shell".to_owned(),
             // The command line is what was run: it belongs in the record.
@@ -64,6 +80,7 @@ impl SessionRecord {
             _ => "unknown kind".to_owned(),
         };
         SessionRecord {
+            id,
             user: user.to_owned(),
             instance: instance.to_owned(),
             kind,
@@ -72,6 +89,11 @@ impl SessionRecord {
             from_instance: 0,
             exit: None,
         }
+    }
+
+    /// What the session runs, in words.
+    pub(crate) fn kind(&self) -> &str {
+        &self.kind
     }
 
     pub(crate) fn end(self) -> serde_json::Value {
@@ -84,6 +106,8 @@ impl SessionRecord {
             None => serde_json::Value::Null,
         };
         serde_json::json!({
+            "event": "session",
+            "session": self.id,
             "user": self.user,
             "instance": self.instance,
             "kind": self.kind,

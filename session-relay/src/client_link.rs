@@ -13,9 +13,13 @@ use session_codec::proto::{OpenKind, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::audit::{Audit, SessionRecord};
+use crate::access::{Access, START_PORT_FORWARD, START_SESSION};
+use crate::audit::SessionRecord;
 use crate::registry::Registry;
 use crate::route::{Controls, Op, RouteId, ToAgent, ToClient, pump};
+use crate::secret;
+use crate::sessions::{Active, Sessions};
+use crate::store::{Instance, Principal, unix_now};
 
 /// Channels at once on one client connection.
 const CLIENT_CHANNELS: usize = 64;
@@ -34,24 +38,26 @@ struct Route {
 }
 
 pub(crate) struct ClientTask {
-    pub(crate) user: String,
-    pub(crate) instance: String,
+    pub(crate) who: Principal,
+    pub(crate) instance: Instance,
     pub(crate) transport: Transport,
     pub(crate) registry: Registry,
-    pub(crate) audit: Audit,
+    pub(crate) access: Access,
+    pub(crate) sessions: Sessions,
 }
 
 impl ClientTask {
     pub(crate) async fn run(self) {
-        let ClientTask { user, instance, mut transport, registry, audit } = self;
+        let ClientTask { who, instance, mut transport, registry, access, sessions } = self;
         let clock = Clock::default();
         let mut conn = Box::new(Connection::<CLIENT_CHANNELS>::new(Config::new(Role::Acceptor), clock.now()));
         let (reply, mut replies) = mpsc::unbounded_channel();
         let mut task = Task {
-            user,
+            who,
             instance,
             registry,
-            audit,
+            access,
+            sessions,
             reply,
             link: Link::default(),
             routes: HashMap::new(),
@@ -86,10 +92,11 @@ impl ClientTask {
 }
 
 struct Task {
-    user: String,
-    instance: String,
+    who: Principal,
+    instance: Instance,
     registry: Registry,
-    audit: Audit,
+    access: Access,
+    sessions: Sessions,
     /// Given to the agent's task with each Open, for its answers.
     reply: mpsc::UnboundedSender<ToClient>,
     link: Link,
@@ -105,7 +112,7 @@ impl Task {
             Ok(Some(event)) => event,
             Ok(None) => return,
             Err(e) => {
-                warn!(user = %self.user, error = %e, "client broke the protocol");
+                warn!(user = %self.who.user, error = %e, "client broke the protocol");
                 return;
             }
         };
@@ -133,25 +140,59 @@ impl Task {
         }
     }
 
-    /// The client asks for a channel on its instance.
+    /// The client asks for a channel on its instance: the gate decides, with the account's
+    /// switch, the user's token and policies as they stand now.
     fn open(&mut self, conn: &mut ClientConnection, channel: u16, kind: &OpenKind<'_>) {
+        let instance = &self.instance.id;
         let refuse = |conn: &mut ClientConnection, reason, message: &str| {
-            info!(instance = %self.instance, reason = %reason, message, "open refused");
+            info!(user = %self.who.user, %instance, reason = %reason, message, "open refused");
             let _ = conn.refuse(channel, reason, message);
         };
-        let Some(entry) = self.registry.get(&self.instance).filter(|e| e.online) else {
-            let message = format!("instance {} is not connected to the relay", self.instance);
+        let action = match kind {
+            OpenKind::Shell { .. } | OpenKind::Exec { .. } => START_SESSION,
+            OpenKind::Forward { .. } => START_PORT_FORWARD,
+            _ => return refuse(conn, RefuseReason::UNKNOWN_KIND, ""),
+        };
+        let account = &self.instance.account;
+        match self.access.store.sessions_enabled(account) {
+            Ok(true) => {}
+            Ok(false) => {
+                let message = format!("session management is turned off for account {account}");
+                return refuse(conn, RefuseReason::PROHIBITED, &message);
+            }
+            Err(e) => return refuse(conn, RefuseReason::UNAVAILABLE, &e.to_string()),
+        }
+        let resource = self.access.instance(account, instance);
+        if let Err(message) = self.access.check(&self.who, action, &resource) {
+            return refuse(conn, RefuseReason::PROHIBITED, &message);
+        }
+        let Some(entry) = self.registry.get(instance).filter(|e| e.online) else {
+            let message = format!("instance {instance} is not connected to the relay");
             return refuse(conn, RefuseReason::UNAVAILABLE, &message);
         };
         let Ok(owned) = OwnedOpenKind::new(kind) else {
             return refuse(conn, RefuseReason::UNKNOWN_KIND, "");
         };
+        let Ok(suffix) = secret::random::<8>() else {
+            return refuse(conn, RefuseReason::RESOURCE_SHORTAGE, "no randomness for a session id");
+        };
         let id = NEXT_ROUTE.fetch_add(1, Ordering::Relaxed);
-        let record = SessionRecord::start(&self.user, &self.instance, kind);
+        let session = format!("{}-{}", self.who.user, hex::encode(suffix));
+        let record = SessionRecord::start(session.clone(), &self.who.user, instance, kind);
         let open = ToAgent::Open { route: id, kind: Box::new(owned), reply: self.reply.clone() };
         if entry.to_agent.send(open).is_err() {
             return refuse(conn, RefuseReason::UNAVAILABLE, "the instance's connection just ended");
         }
+        let active = Active {
+            owner: self.who.user.clone(),
+            instance: instance.clone(),
+            account: account.clone(),
+            kind: record.kind().to_owned(),
+            started: unix_now(),
+            client: self.reply.clone(),
+            route: id,
+        };
+        self.sessions.insert(&session, active);
         self.channels.insert(id, channel);
         self.routes.insert(
             channel,
@@ -205,6 +246,14 @@ impl Task {
                 }
                 (route, Op::Exit(status))
             }
+            ToClient::Terminate { route } => {
+                if let Some(&channel) = self.channels.get(&route) {
+                    info!(user = %self.who.user, instance = %self.instance.id, "session terminated");
+                    let _ = conn.close(channel);
+                    self.finish(channel);
+                }
+                return;
+            }
             ToClient::Eof { route } => (route, Op::Eof),
             ToClient::Close { route } => (route, Op::Close),
         };
@@ -235,7 +284,8 @@ impl Task {
         if let Some(route) = self.routes.remove(&channel) {
             self.channels.remove(&route.id);
             let _ = route.agent.send(ToAgent::Close { route: route.id });
-            self.audit.write(route.record.end());
+            self.sessions.remove(&route.record.id);
+            self.access.audit.write(route.record.end());
         }
     }
 

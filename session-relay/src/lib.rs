@@ -4,6 +4,8 @@
 //!   is resumable, so a dropped network loses no byte.
 //! - `/v1/client/<instance>`: a client's connection, whose channels go to that instance's agent.
 //! - `/v1/instances`: one text message of JSON listing instances and their status.
+//! - `/v1/sessions` and `/v1/sessions/<id>/terminate`: a user's sessions, and ending one.
+//! - `/v1/settings/<account>?sessions=on|off`: an account's switch.
 //!
 //! The relay terminates each connection with session-proto's state machine and couples a
 //! client's channel to a channel of the agent's connection, forwarding Data frames relabelled
@@ -12,46 +14,67 @@
 //! once the other took them, so credit holds end to end and the relay holds at most one window
 //! per channel and direction.
 //!
-//! Who may reach which instance is decided where channels are opened (`client_link.rs`); the
-//! identity of the next issue slots in there and at the handshake (`server.rs`).
+//! Every peer proves who it is in the handshake (spec section 9): an agent by signing the
+//! relay's challenge with the key it registered with an activation code, a user by a bearer
+//! token. Policies (`policy.rs`) then decide each request at its entry point (`access.rs`):
+//! the handshake for connections, lists and switches, and each Open for sessions. State lives
+//! in SQLite (`store.rs`) and survives restarts; `session-relay admin` manages it.
 
 #![forbid(unsafe_code)]
 // A std program: the core-and-alloc discipline of the protocol crates buys nothing here.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+pub mod access;
 mod agent_link;
 pub mod audit;
 mod client_link;
+pub mod dev;
 pub mod policy;
 mod registry;
 mod route;
+mod secret;
 mod server;
+mod sessions;
+pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use access::Access;
 pub use audit::Audit;
 pub use registry::Registry;
 pub use server::serve;
+pub use store::Store;
 
 /// How the relay runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelayConfig {
     /// How long a detached agent session waits for its agent to re-attach.
     pub detach_timeout: Duration,
     /// Bytes of replay buffer per agent session: what may be in flight towards an agent.
     pub replay_len: usize,
-    /// Where audit records go.
-    pub audit: Audit,
+    /// The gate: the store, the region, and where audit records go.
+    pub access: Access,
+    /// TLS for every connection, when given a certificate and key.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-impl Default for RelayConfig {
-    fn default() -> Self {
-        RelayConfig {
-            detach_timeout: Duration::from_secs(300),
-            replay_len: 4 << 20,
-            audit: Audit::log_only(),
-        }
+impl core::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("detach_timeout", &self.detach_timeout)
+            .field("replay_len", &self.replay_len)
+            .field("access", &self.access)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl RelayConfig {
+    /// The defaults, with `access` as the gate and no TLS.
+    pub fn new(access: Access) -> RelayConfig {
+        RelayConfig { detach_timeout: Duration::from_secs(300), replay_len: 4 << 20, access, tls: None }
     }
 }
 

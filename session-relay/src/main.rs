@@ -1,23 +1,50 @@
-//! `session-relay`: agents and clients meet here.
+//! `session-relay`: agents and clients meet here; `session-relay admin` manages who may.
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "a std program")]
 
+mod admin;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use session_relay::{Audit, Registry, RelayConfig, serve};
+use clap::{Parser, Subcommand};
+use session_relay::{Access, Audit, Registry, RelayConfig, Store, serve, tls};
 
 /// The relay: agents dial in over WebSocket and keep the connection; clients reach their shells
 /// through it.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
+    /// The store of users, tokens, agent keys, policies and the audit log (created if absent).
+    #[arg(long, global = true, default_value = "session-relay.db", env = "SESSION_RELAY_DB")]
+    db: PathBuf,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7070", env = "SESSION_RELAY_LISTEN")]
     listen: SocketAddr,
-    /// Append one JSON audit record per session to this file (they are logged either way).
+    /// TLS certificate chain (PEM); with --tls-key, every connection is TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain WebSocket on a non-loopback address (tokens would cross the network in the
+    /// clear: only behind a TLS-terminating proxy).
+    #[arg(long)]
+    insecure_listen: bool,
+    /// The region in the relay's resource names (`srn:session:<region>:...`).
+    #[arg(long, default_value = "local")]
+    region: String,
+    /// Also append one JSON audit record per line to this file (they go to the store either way).
     #[arg(long)]
     audit_log: Option<PathBuf>,
     /// Seconds a disconnected agent's sessions are kept for it to re-attach.
@@ -25,26 +52,64 @@ struct Args {
     detach_timeout: u64,
 }
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manages users, tokens, policies, activation codes, instances, the switch; reads the audit log.
+    #[command(subcommand)]
+    Admin(admin::Admin),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let store = match Store::open(&args.db) {
+        Ok(store) => store,
+        Err(e) => return fail(&format!("{}: {e}", args.db.display())),
+    };
+    let result = match args.command {
+        Some(Command::Admin(command)) => admin::run(&store, command).map_err(|e| e.to_string()),
+        None => serve_until_killed(store, args.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("session-relay: {message}");
+    ExitCode::FAILURE
+}
+
+fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    tls::check_exposure(args.listen, tls.is_some(), args.insecure_listen)?;
     let audit = match &args.audit_log {
-        Some(path) => Audit::to_file(path)?,
+        Some(path) => Audit::to_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => Audit::log_only(),
     };
+    let access = Access::new(store.clone(), &args.region, audit.with_store(store));
     let config = RelayConfig {
         detach_timeout: Duration::from_secs(args.detach_timeout),
-        audit,
-        ..RelayConfig::default()
+        tls,
+        ..RelayConfig::new(access)
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "relay listening");
-    serve(listener, Registry::default(), config).await;
-    Ok(())
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("{}: {e}", args.listen))?;
+        let scheme = if config.tls.is_some() { "wss" } else { "ws" };
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, scheme, "relay listening");
+        serve(listener, Registry::default(), config).await;
+        Ok(())
+    })
 }

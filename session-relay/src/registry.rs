@@ -19,7 +19,6 @@ pub(crate) struct Entry {
     /// The session's resume token.
     pub(crate) token: Vec<u8>,
     pub(crate) online: bool,
-    pub(crate) version: String,
     pub(crate) last_seen: SystemTime,
 }
 
@@ -61,25 +60,17 @@ impl Registry {
         }
     }
 
-    /// Every instance with its status, sorted by name, as JSON for `list`.
-    pub fn status(&self) -> serde_json::Value {
+    /// Whether `name`'s agent is connected (not detached) now.
+    pub fn is_online(&self, name: &str) -> bool {
+        self.lock().get(name).is_some_and(|e| e.online)
+    }
+
+    /// Whether `name` has an agent session here, connected or detached, and when its agent
+    /// was last seen (Unix seconds).
+    pub(crate) fn presence(&self, name: &str) -> Option<(bool, i64)> {
         let map = self.lock();
-        let mut names: Vec<&String> = map.keys().collect();
-        names.sort();
-        let instances: Vec<serde_json::Value> = names
-            .into_iter()
-            .filter_map(|name| {
-                let entry = map.get(name)?;
-                let last_seen =
-                    entry.last_seen.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                Some(serde_json::json!({
-                    "name": name,
-                    "status": if entry.online { "online" } else { "reconnecting" },
-                    "agent_version": entry.version,
-                    "last_seen": last_seen,
-                }))
-            })
-            .collect();
-        serde_json::json!({ "instances": instances })
+        let entry = map.get(name)?;
+        let seen = entry.last_seen.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        Some((entry.online, seen))
     }
 }

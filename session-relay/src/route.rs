@@ -127,6 +127,10 @@ pub(crate) enum ToClient {
     Close {
         route: RouteId,
     },
+    /// Its owner ended the session from elsewhere.
+    Terminate {
+        route: RouteId,
+    },
 }
 
 /// Something owed on a channel, kept in the order it arrived: Exit, Eof and Close must not

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use session_agent::{AgentConfig, LoginUser};
+use session_agent::{AgentConfig, AgentKey, LoginUser};
 use session_client::{ChannelIo, Session};
-use session_relay::{Audit, Relay, RelayConfig};
+use session_relay::store::{ActivationTerms, Store};
+use session_relay::{Access, Audit, Relay, RelayConfig, dev};
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,17 +24,38 @@ pub struct System {
     pub relay: Relay,
     /// `ws://` and its address.
     pub url: String,
+    /// Its store of users, tokens, keys and policies.
+    pub store: Store,
+    /// The relay as user `tester` reaches it, whom a policy allows everything.
+    pub client: session_client::Relay,
     agents: Vec<JoinHandle<()>>,
 }
 
 impl System {
-    /// A relay on a free loopback port, writing audit records to `audit` if given.
+    /// A relay on a free loopback port with a store in memory, writing audit records to
+    /// `audit` if given.
     pub async fn start(audit: Option<&std::path::Path>) -> System {
+        System::with_store(Store::in_memory().expect("store"), audit).await
+    }
+
+    /// A relay on a free loopback port over `store`.
+    pub async fn with_store(store: Store, audit: Option<&std::path::Path>) -> System {
         let audit = audit.map_or_else(Audit::log_only, |path| Audit::to_file(path).expect("audit file"));
-        let config = RelayConfig { audit, ..RelayConfig::default() };
-        let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("relay");
+        let access = Access::new(store.clone(), "test", audit.with_store(store.clone()));
+        let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), RelayConfig::new(access))
+            .await
+            .expect("relay");
         let url = format!("ws://{}", relay.addr);
-        System { relay, url, agents: Vec::new() }
+        let token = dev::full_access_user(&store, "tester", Duration::from_secs(3600)).expect("tester");
+        let client = session_client::Relay::new(&url, &token);
+        System { relay, url, store, client, agents: Vec::new() }
+    }
+
+    /// A new one-use activation code for `account`.
+    pub fn activation(&self, account: &str) -> String {
+        let terms =
+            ActivationTerms { account: account.into(), label: None, ttl: Duration::from_secs(600), uses: 1 };
+        self.store.create_activation(&terms).expect("activation code").0
     }
 
     /// Starts an agent named `name` dialing `relay_url` (the relay's, or a proxy's), and waits
@@ -43,9 +65,12 @@ impl System {
         self.agent_as(name, relay_url, user).await;
     }
 
-    /// An agent whose sessions run as `user`.
+    /// An agent whose sessions run as `user`, registering a new key with a new activation
+    /// code for account `test`.
     pub async fn agent_as(&mut self, name: &str, relay_url: &str, user: LoginUser) {
-        let mut config = AgentConfig::new(relay_url, name, user);
+        let key = AgentKey::generate().expect("agent key");
+        let mut config = AgentConfig::new(relay_url, name, key, user);
+        config.activation = Some(self.activation("test"));
         config.max_backoff = Duration::from_millis(200);
         self.agents.push(tokio::spawn(session_agent::run(config)));
         self.wait_online(name).await;
@@ -60,11 +85,7 @@ impl System {
     /// Waits until the relay lists `name` as online.
     pub async fn wait_online(&self, name: &str) {
         for _ in 0..500 {
-            let status = self.relay.registry.status();
-            let online = status["instances"]
-                .as_array()
-                .is_some_and(|all| all.iter().any(|i| i["name"] == name && i["status"] == "online"));
-            if online {
+            if self.relay.registry.is_online(name) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -72,9 +93,14 @@ impl System {
         panic!("agent {name} never came online");
     }
 
-    /// A client session to `instance`.
+    /// A client session to `instance`, as `tester`.
     pub async fn session(&self, instance: &str) -> Session {
-        Session::connect(&self.url, instance, "tester").await.expect("client session")
+        Session::connect(&self.client, instance).await.expect("client session")
+    }
+
+    /// The token of `tester`, whom a policy allows everything.
+    pub fn token(&self) -> &str {
+        &self.client.token
     }
 }
 

@@ -8,7 +8,7 @@ extern crate alloc;
 use alloc::sync::Arc;
 use std::time::Instant;
 
-use session_client::{Outcome, input_from};
+use session_client::{Outcome, Session, input_from};
 use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
 use session_codec::proto::{ExitStatus, Signal, WindowSize};
 use session_tests::system::{System, pipes};
@@ -148,12 +148,18 @@ async fn an_interrupt_reaches_the_remote_foreground_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_open_for_an_unknown_instance_is_refused_with_a_reason() {
+async fn unknown_and_offline_instances_are_refused_with_a_reason() {
     let system = System::start(None).await;
-    let session = system.session("i-404").await;
+    let unknown = Session::connect(&system.client, "i-404").await.unwrap_err();
+    assert!(unknown.0.contains("404 Not Found: unknown instance i-404"), "{unknown}");
+
+    // Registered, but its agent is not connected.
+    let code = system.activation("test");
+    system.store.register("i-away", &[7; 32], &code).unwrap();
+    let session = system.session("i-away").await;
     let (io, _, _, _) = pipes();
     let refused = session.open(exec("true", None), io).await.unwrap_err();
-    assert!(refused.0.contains("i-404 is not connected"), "{refused}");
+    assert!(refused.0.contains("i-away is not connected"), "{refused}");
 }
 
 /// Sends `payload` through a forwarded port to an echo server and checks it comes back whole.

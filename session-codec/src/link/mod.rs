@@ -28,6 +28,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::websocket::WsFrames;
 
+pub mod dial;
+pub mod identity;
 pub mod pipe;
 use crate::{CodecError, Frame};
 

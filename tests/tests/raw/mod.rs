@@ -23,10 +23,22 @@ pub struct Raw {
     pub start: std::time::Instant,
 }
 
+/// The handshake of a client connection to `instance` with `token`.
+fn request(
+    url: &str,
+    token: &str,
+    instance: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = format!("{url}/v1/client/{instance}").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    request
+}
+
 impl Raw {
-    pub async fn connect(url: &str, instance: &str, config: Config) -> Raw {
-        let mut request = format!("{url}/v1/client/{instance}").into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    pub async fn connect(url: &str, token: &str, instance: &str, config: Config) -> Raw {
+        let request = request(url, token, instance);
         let (ws, _) =
             tokio_tungstenite::connect_async_with_config(request, Some(ws_config(DEFAULT_MAX_FRAME)), true)
                 .await
@@ -42,13 +54,12 @@ impl Raw {
     }
 
     /// As `connect`, over a socket with a small receive buffer.
-    pub async fn connect_small(url: &str, instance: &str, config: Config) -> Raw {
+    pub async fn connect_small(url: &str, token: &str, instance: &str, config: Config) -> Raw {
         let addr: std::net::SocketAddr = url.trim_start_matches("ws://").parse().unwrap();
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = socket.connect(addr).await.unwrap();
-        let mut request = format!("{url}/v1/client/{instance}").into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        let request = request(url, token, instance);
         let (ws, _) = tokio_tungstenite::client_async_with_config(
             request,
             MaybeTlsStream::Plain(stream),

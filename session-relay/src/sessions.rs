@@ -1,0 +1,65 @@
+//! The sessions in progress, by id, so that their owners can list and end them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::route::{ClientTx, RouteId, ToClient};
+
+/// A session in progress.
+#[derive(Debug, Clone)]
+pub(crate) struct Active {
+    pub(crate) owner: String,
+    pub(crate) instance: String,
+    pub(crate) account: String,
+    pub(crate) kind: String,
+    pub(crate) started: i64,
+    /// Its client connection's task, and its route there.
+    pub(crate) client: ClientTx,
+    pub(crate) route: RouteId,
+}
+
+/// Sessions by id, shared by every task.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sessions {
+    inner: Arc<Mutex<HashMap<String, Active>>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Active>> {
+        // Every update is one insert or remove: a panic cannot leave the map half-changed.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, id: &str, active: Active) {
+        self.lock().insert(id.to_owned(), active);
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Active> {
+        self.lock().get(id).cloned()
+    }
+
+    /// `owner`'s sessions as JSON, by start.
+    pub(crate) fn of(&self, owner: &str) -> serde_json::Value {
+        let map = self.lock();
+        let mut mine: Vec<(&String, &Active)> = map.iter().filter(|(_, a)| a.owner == owner).collect();
+        mine.sort_by_key(|(id, a)| (a.started, *id));
+        let sessions: Vec<serde_json::Value> = mine
+            .into_iter()
+            .map(|(id, a)| {
+                serde_json::json!({ "id": id, "instance": a.instance, "kind": a.kind, "started": a.started })
+            })
+            .collect();
+        serde_json::json!({ "sessions": sessions })
+    }
+}
+
+impl Active {
+    /// Asks the session's client task to end it; false if that task is gone.
+    pub(crate) fn terminate(&self) -> bool {
+        self.client.send(ToClient::Terminate { route: self.route }).is_ok()
+    }
+}

@@ -1,0 +1,609 @@
+//! The relay's state in one SQLite file: users and the hashes of their tokens, policies and
+//! what they attach to, activation codes, the instances' public keys and status, each
+//! account's switch, and the audit log. The relay and `session-relay admin` share the file;
+//! SQLite's locking keeps them consistent.
+//!
+//! Calls block for the duration of one small query (tens of microseconds on a warm file), so
+//! the relay's tasks call them directly rather than through a blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::policy::{Policy, PolicyError};
+use crate::secret::{self, Hashed};
+
+/// Why a store operation failed, in words for the operator or the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl core::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(format!("database: {e}"))
+    }
+}
+
+impl From<PolicyError> for StoreError {
+    fn from(e: PolicyError) -> Self {
+        StoreError(format!("policy refused: {e}"))
+    }
+}
+
+fn fail<T>(message: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError(message.into()))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn expiry(now: i64, ttl: Duration) -> i64 {
+    now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    hash BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    revoked INTEGER);
+CREATE TABLE IF NOT EXISTS policies (
+    name TEXT PRIMARY KEY,
+    document TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attachments (
+    user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    policy TEXT NOT NULL REFERENCES policies(name) ON DELETE CASCADE,
+    PRIMARY KEY (user, policy));
+CREATE TABLE IF NOT EXISTS activations (
+    id TEXT PRIMARY KEY,
+    hash BLOB NOT NULL,
+    account TEXT NOT NULL,
+    label TEXT,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    uses_left INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    account TEXT NOT NULL,
+    label TEXT NOT NULL,
+    activation TEXT NOT NULL,
+    registered INTEGER NOT NULL,
+    last_seen INTEGER,
+    agent_version TEXT);
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY,
+    sessions_enabled INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    record TEXT NOT NULL);
+";
+
+/// The store, shared by every task of the relay.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Arc<Mutex<Connection>>,
+}
+
+/// A token as an admin sees it: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// Its public id.
+    pub id: String,
+    /// Whose it is.
+    pub user: String,
+    /// When it stops working (Unix seconds).
+    pub expires: i64,
+    /// When it was revoked, if it was.
+    pub revoked: Option<i64>,
+}
+
+/// Why a token or an agent was not let in: said to the peer as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Nothing to check was presented.
+    Missing(&'static str),
+    /// What was presented is not a token, code or key at all.
+    Malformed(&'static str),
+    /// It is well-formed but unknown here.
+    Unknown(&'static str),
+    /// It was good, and has expired.
+    Expired(&'static str),
+    /// An admin revoked it.
+    Revoked(&'static str),
+    /// An activation code that has no uses left.
+    UsedUp,
+    /// The instance name is taken by an agent with another key.
+    Taken(String),
+    /// The store could not answer.
+    Store(String),
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Refusal::Missing(what) => write!(f, "no {what} was presented"),
+            Refusal::Malformed(what) => write!(f, "malformed {what}"),
+            Refusal::Unknown(what) => write!(f, "unknown {what}"),
+            Refusal::Expired(what) => write!(f, "{what} has expired"),
+            Refusal::Revoked(what) => write!(f, "{what} has been revoked"),
+            Refusal::UsedUp => f.write_str("activation code has already been used"),
+            Refusal::Taken(id) => write!(f, "instance {id} is registered with another key"),
+            Refusal::Store(e) => write!(f, "the relay's store failed: {e}"),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Refusal {
+    fn from(e: rusqlite::Error) -> Self {
+        Refusal::Store(e.to_string())
+    }
+}
+
+/// Who a valid token says the caller is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub user: String,
+    /// The token's id, to check again later: it may be revoked while a connection lasts.
+    pub token: String,
+}
+
+/// A registered instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// Its id, as its agent dials in with it.
+    pub id: String,
+    /// Its agent's Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// The account it belongs to.
+    pub account: String,
+    /// Its name label.
+    pub label: String,
+    /// When its agent was last connected (Unix seconds).
+    pub last_seen: Option<i64>,
+    /// The version its agent last reported.
+    pub agent_version: Option<String>,
+}
+
+/// An activation code's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationTerms {
+    /// The account its instances join.
+    pub account: String,
+    /// The name label they get (their id when absent).
+    pub label: Option<String>,
+    /// How long it stays usable.
+    pub ttl: Duration,
+    /// How many agents may register with it.
+    pub uses: u32,
+}
+
+/// Checks a name an admin gives to a user, policy or account.
+fn valid_name(kind: &str, name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+    if ok { Ok(()) } else { fail(format!("{kind} name {name:?}: use 1 to 64 of A-Z a-z 0-9 - _ . @")) }
+}
+
+impl Store {
+    /// Opens (creating if need be) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Connection::open(path)?;
+        // WAL lets the admin command read while the relay writes.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        Store::with(db)
+    }
+
+    /// A store that lives only as long as this value.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        Store::with(Connection::open_in_memory()?)
+    }
+
+    fn with(db: Connection) -> Result<Store, StoreError> {
+        db.busy_timeout(Duration::from_secs(5))?;
+        db.pragma_update(None, "foreign_keys", "ON")?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Store { db: Arc::new(Mutex::new(db)) })
+    }
+
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        // Every change is one statement or one transaction: a panic cannot leave it half-done.
+        self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    // Users.
+
+    /// Adds a user.
+    pub fn add_user(&self, name: &str) -> Result<(), StoreError> {
+        valid_name("user", name)?;
+        let added = self.db().execute(
+            "INSERT INTO users (name, created) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![name, unix_now()],
+        )?;
+        if added == 0 { fail(format!("user {name} exists")) } else { Ok(()) }
+    }
+
+    /// Removes a user with their tokens and attachments.
+    pub fn remove_user(&self, name: &str) -> Result<(), StoreError> {
+        let removed = self.db().execute("DELETE FROM users WHERE name = ?1", [name])?;
+        if removed == 0 { fail(format!("no user {name}")) } else { Ok(()) }
+    }
+
+    /// Every user with the policies attached to them, by name.
+    pub fn users(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let db = self.db();
+        let mut users = db.prepare("SELECT name FROM users ORDER BY name")?;
+        let mut attached = db.prepare("SELECT policy FROM attachments WHERE user = ?1 ORDER BY policy")?;
+        let names: Vec<String> = users.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        names
+            .into_iter()
+            .map(|name| {
+                let policies = attached.query_map([&name], |row| row.get(0))?.collect::<Result<_, _>>()?;
+                Ok((name, policies))
+            })
+            .collect()
+    }
+
+    fn user_exists(db: &Connection, name: &str) -> Result<bool, StoreError> {
+        Ok(db.query_row("SELECT 1 FROM users WHERE name = ?1", [name], |_| Ok(())).optional()?.is_some())
+    }
+
+    // Tokens.
+
+    /// A new bearer token for `user`, valid for `ttl`: its text, shown only now, and its id.
+    pub fn create_token(&self, user: &str, ttl: Duration) -> Result<(String, String), StoreError> {
+        let db = self.db();
+        if !Store::user_exists(&db, user)? {
+            return fail(format!("no user {user}"));
+        }
+        let (text, hashed) = secret::generate(secret::TOKEN).map_err(StoreError)?;
+        let now = unix_now();
+        db.execute(
+            "INSERT INTO tokens (id, user, hash, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hashed.id, user, hashed.hash.as_slice(), now, expiry(now, ttl)],
+        )?;
+        Ok((text, hashed.id))
+    }
+
+    /// Revokes a token by its id.
+    pub fn revoke_token(&self, id: &str) -> Result<(), StoreError> {
+        let revoked = self.db().execute(
+            "UPDATE tokens SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL",
+            params![id.to_ascii_lowercase(), unix_now()],
+        )?;
+        if revoked == 0 { fail(format!("no unrevoked token {id}")) } else { Ok(()) }
+    }
+
+    /// Every token, by user.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare("SELECT id, user, expires, revoked FROM tokens ORDER BY user, created")?;
+        let rows = query.query_map([], |row| {
+            Ok(TokenInfo { id: row.get(0)?, user: row.get(1)?, expires: row.get(2)?, revoked: row.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Who presents `token`, if it is one, known, unexpired and not revoked.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, Refusal> {
+        let presented = secret::parse(secret::TOKEN, token).ok_or(Refusal::Malformed("token"))?;
+        let db = self.db();
+        let row = db
+            .query_row(
+                "SELECT user, hash, expires, revoked FROM tokens WHERE id = ?1",
+                [&presented.id],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()?;
+        let Some((user, hash, expires, revoked)) = row else { return Err(Refusal::Unknown("token")) };
+        if !secret::constant_time_eq(&hash, &presented.hash) {
+            return Err(Refusal::Unknown("token"));
+        }
+        Store::token_standing(expires, revoked)?;
+        Ok(Principal { user, token: presented.id })
+    }
+
+    /// Whether the token `id` still stands: checked again for each session a connection starts.
+    pub fn token_valid(&self, id: &str) -> Result<(), Refusal> {
+        let row = self
+            .db()
+            .query_row("SELECT expires, revoked FROM tokens WHERE id = ?1", [id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        let Some((expires, revoked)) = row else { return Err(Refusal::Unknown("token")) };
+        Store::token_standing(expires, revoked)
+    }
+
+    fn token_standing(expires: i64, revoked: Option<i64>) -> Result<(), Refusal> {
+        if revoked.is_some() {
+            Err(Refusal::Revoked("token"))
+        } else if expires <= unix_now() {
+            Err(Refusal::Expired("token"))
+        } else {
+            Ok(())
+        }
+    }
+
+    // Policies.
+
+    /// Stores policy `name`, replacing one of that name; a malformed document is refused with
+    /// where it is wrong.
+    pub fn put_policy(&self, name: &str, document: &str) -> Result<(), StoreError> {
+        valid_name("policy", name)?;
+        Policy::parse(document)?;
+        self.db().execute(
+            "INSERT INTO policies (name, document) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET document = excluded.document",
+            params![name, document],
+        )?;
+        Ok(())
+    }
+
+    /// Removes policy `name` and its attachments.
+    pub fn remove_policy(&self, name: &str) -> Result<(), StoreError> {
+        let removed = self.db().execute("DELETE FROM policies WHERE name = ?1", [name])?;
+        if removed == 0 { fail(format!("no policy {name}")) } else { Ok(()) }
+    }
+
+    /// Every policy and its document, by name.
+    pub fn policies(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare("SELECT name, document FROM policies ORDER BY name")?;
+        let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Attaches policy `policy` to `user`.
+    pub fn attach(&self, user: &str, policy: &str) -> Result<(), StoreError> {
+        let db = self.db();
+        if !Store::user_exists(&db, user)? {
+            return fail(format!("no user {user}"));
+        }
+        if db.query_row("SELECT 1 FROM policies WHERE name = ?1", [policy], |_| Ok(())).optional()?.is_none()
+        {
+            return fail(format!("no policy {policy}"));
+        }
+        db.execute("INSERT OR IGNORE INTO attachments (user, policy) VALUES (?1, ?2)", [user, policy])?;
+        Ok(())
+    }
+
+    /// Detaches policy `policy` from `user`.
+    pub fn detach(&self, user: &str, policy: &str) -> Result<(), StoreError> {
+        let removed =
+            self.db().execute("DELETE FROM attachments WHERE user = ?1 AND policy = ?2", [user, policy])?;
+        if removed == 0 { fail(format!("policy {policy} is not attached to {user}")) } else { Ok(()) }
+    }
+
+    /// The policies attached to `user`. A stored document that no longer parses (written by
+    /// hand into the file, say) is an error, never a silently smaller grant.
+    pub fn policies_of(&self, user: &str) -> Result<Vec<Policy>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare(
+            "SELECT p.name, p.document FROM attachments a JOIN policies p ON p.name = a.policy
+             WHERE a.user = ?1 ORDER BY p.name",
+        )?;
+        let rows = query.query_map([user], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+        rows.map(|row| {
+            let (name, document) = row?;
+            Policy::parse(&document).map_err(|e| StoreError(format!("stored policy {name}: {e}")))
+        })
+        .collect()
+    }
+
+    // Activation codes and instances.
+
+    /// A new activation code: its text, shown only now, and its id.
+    pub fn create_activation(&self, terms: &ActivationTerms) -> Result<(String, String), StoreError> {
+        valid_name("account", &terms.account)?;
+        if let Some(label) = &terms.label {
+            valid_name("label", label)?;
+        }
+        if terms.uses == 0 {
+            return fail("an activation code needs at least one use");
+        }
+        let (text, hashed) = secret::generate(secret::ACTIVATION).map_err(StoreError)?;
+        let now = unix_now();
+        self.db().execute(
+            "INSERT INTO activations (id, hash, account, label, created, expires, uses_left)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                hashed.id,
+                hashed.hash.as_slice(),
+                terms.account,
+                terms.label,
+                now,
+                expiry(now, terms.ttl),
+                terms.uses
+            ],
+        )?;
+        Ok((text, hashed.id))
+    }
+
+    /// Every activation code: id, account, expiry and uses left.
+    pub fn activations(&self) -> Result<Vec<(String, String, i64, u32)>, StoreError> {
+        let db = self.db();
+        let mut query =
+            db.prepare("SELECT id, account, expires, uses_left FROM activations ORDER BY created")?;
+        let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Checks activation code `code` without using it: the agent has yet to prove its key.
+    pub fn check_activation(&self, code: &str) -> Result<(), Refusal> {
+        let presented =
+            secret::parse(secret::ACTIVATION, code).ok_or(Refusal::Malformed("activation code"))?;
+        Store::usable_activation(&self.db(), &presented).map(|_| ())
+    }
+
+    fn usable_activation(db: &Connection, presented: &Hashed) -> Result<(String, Option<String>), Refusal> {
+        let row = db
+            .query_row(
+                "SELECT hash, expires, uses_left, account, label FROM activations WHERE id = ?1",
+                [&presented.id],
+                |row| {
+                    let hash: Vec<u8> = row.get(0)?;
+                    Ok((hash, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get(3)?, row.get(4)?))
+                },
+            )
+            .optional()?;
+        let Some((hash, expires, uses_left, account, label)) = row else {
+            return Err(Refusal::Unknown("activation code"));
+        };
+        if !secret::constant_time_eq(&hash, &presented.hash) {
+            Err(Refusal::Unknown("activation code"))
+        } else if uses_left <= 0 {
+            Err(Refusal::UsedUp)
+        } else if expires <= unix_now() {
+            Err(Refusal::Expired("activation code"))
+        } else {
+            Ok((account, label))
+        }
+    }
+
+    /// Registers `public_key` for instance `id` with activation code `code`, using one of its
+    /// uses: both in one transaction, so two agents racing for a code's last use cannot both
+    /// win. Registering the key an instance already has uses nothing.
+    pub fn register(&self, id: &str, public_key: &[u8], code: &str) -> Result<Instance, Refusal> {
+        let presented =
+            secret::parse(secret::ACTIVATION, code).ok_or(Refusal::Malformed("activation code"))?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        if let Some(existing) = Store::instance_in(&tx, id)? {
+            return if secret::constant_time_eq(&existing.public_key, public_key) {
+                Ok(existing)
+            } else {
+                Err(Refusal::Taken(id.to_owned()))
+            };
+        }
+        let (account, label) = Store::usable_activation(&tx, &presented)?;
+        tx.execute("UPDATE activations SET uses_left = uses_left - 1 WHERE id = ?1", [&presented.id])?;
+        let label = label.unwrap_or_else(|| id.to_owned());
+        tx.execute(
+            "INSERT INTO instances (id, public_key, account, label, activation, registered)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, public_key, account, label, presented.id, unix_now()],
+        )?;
+        tx.commit()?;
+        Ok(Instance {
+            id: id.to_owned(),
+            public_key: public_key.to_vec(),
+            account,
+            label,
+            last_seen: None,
+            agent_version: None,
+        })
+    }
+
+    /// Instance `id`, if registered.
+    pub fn instance(&self, id: &str) -> Result<Option<Instance>, StoreError> {
+        Store::instance_in(&self.db(), id).map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn instance_in(db: &Connection, id: &str) -> Result<Option<Instance>, rusqlite::Error> {
+        db.query_row(
+            "SELECT id, public_key, account, label, last_seen, agent_version FROM instances WHERE id = ?1",
+            [id],
+            Store::instance_row,
+        )
+        .optional()
+    }
+
+    fn instance_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Instance> {
+        Ok(Instance {
+            id: row.get(0)?,
+            public_key: row.get(1)?,
+            account: row.get(2)?,
+            label: row.get(3)?,
+            last_seen: row.get(4)?,
+            agent_version: row.get(5)?,
+        })
+    }
+
+    /// Every registered instance, by id.
+    pub fn instances(&self) -> Result<Vec<Instance>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare(
+            "SELECT id, public_key, account, label, last_seen, agent_version FROM instances ORDER BY id",
+        )?;
+        let rows = query.query_map([], Store::instance_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets instance `id`: its agent must register again with a new code.
+    pub fn remove_instance(&self, id: &str) -> Result<(), StoreError> {
+        let removed = self.db().execute("DELETE FROM instances WHERE id = ?1", [id])?;
+        if removed == 0 { fail(format!("no instance {id}")) } else { Ok(()) }
+    }
+
+    /// Notes that instance `id`'s agent is connected now, running `version`.
+    pub fn seen(&self, id: &str, version: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE instances SET last_seen = ?2, agent_version = ?3 WHERE id = ?1",
+            params![id, unix_now(), version],
+        )?;
+        Ok(())
+    }
+
+    // The switch.
+
+    /// Turns session management on or off for `account`.
+    pub fn set_sessions_enabled(&self, account: &str, enabled: bool) -> Result<(), StoreError> {
+        valid_name("account", account)?;
+        self.db().execute(
+            "INSERT INTO accounts (name, sessions_enabled) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET sessions_enabled = excluded.sessions_enabled",
+            params![account, enabled],
+        )?;
+        Ok(())
+    }
+
+    /// Whether session management is on for `account`: on until an admin turns it off.
+    pub fn sessions_enabled(&self, account: &str) -> Result<bool, StoreError> {
+        let enabled = self
+            .db()
+            .query_row("SELECT sessions_enabled FROM accounts WHERE name = ?1", [account], |row| row.get(0))
+            .optional()?;
+        Ok(enabled.unwrap_or(true))
+    }
+
+    // The audit log.
+
+    /// Appends a record.
+    pub fn append_audit(&self, record: &serde_json::Value) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO audit (at, record) VALUES (?1, ?2)",
+            params![unix_now(), record.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The last `limit` records, oldest first.
+    pub fn audit(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare(
+            "SELECT record FROM (SELECT seq, record FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+        )?;
+        let rows = query.query_map([limit], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
