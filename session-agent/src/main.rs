@@ -40,12 +40,11 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // tungstenite traces the whole handshake request, activation code included: never that.
+    let filter =
+        filter.add_directive("tungstenite::handshake::client=debug".parse().expect("a valid directive"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args = Args::parse();
     let user = LoginUser::resolve(args.user.as_deref(), args.allow_root).unwrap_or_else(|e| exit(&e));
     let key = AgentKey::load_or_create(&args.key_file).unwrap_or_else(|e| exit(&e));

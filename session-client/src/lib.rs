@@ -79,9 +79,11 @@ impl Relay {
         let mut request: WsRequest = format!("{}{path}", self.url).into_client_request().map_err(error)?;
         let headers = request.headers_mut();
         headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token))
-            .map_err(|_| Error("the token is not a valid header value".into()))?;
-        headers.insert("authorization", bearer);
+        if !self.token.is_empty() {
+            let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token))
+                .map_err(|_| Error("the token is not a valid header value".into()))?;
+            headers.insert("authorization", bearer);
+        }
         let (ws, _) =
             tokio::time::timeout(Duration::from_secs(10), self.trust.dial(request, DEFAULT_MAX_FRAME))
                 .await

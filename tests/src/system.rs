@@ -98,6 +98,15 @@ impl System {
         Session::connect(&self.client, instance).await.expect("client session")
     }
 
+    /// The relay as a new user `name` reaches it, with policy `document` attached.
+    pub fn user(&self, name: &str, document: &str) -> session_client::Relay {
+        self.store.add_user(name).expect("user");
+        self.store.put_policy(name, document).expect("policy");
+        self.store.attach(name, name).expect("attachment");
+        let (token, _) = self.store.create_token(name, Duration::from_secs(3600)).expect("token");
+        session_client::Relay::new(&self.url, &token)
+    }
+
     /// The token of `tester`, whom a policy allows everything.
     pub fn token(&self) -> &str {
         &self.client.token

@@ -1,0 +1,290 @@
+//! The relay binary: `admin` commands manage the store the relay serves from, TLS when given a
+//! certificate, loopback only without one, and no secret in its log.
+
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "processes and files")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use session_agent::{AgentConfig, AgentKey, LoginUser};
+use session_client::{Relay, Session};
+use session_codec::link::dial::Trust;
+use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("relay-binary-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `session-relay --db <db> admin <args>`.
+fn admin(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_session-relay"))
+        .arg("--db")
+        .arg(db)
+        .arg("admin")
+        .args(args)
+        .output()
+        .expect("the relay binary runs")
+}
+
+/// An admin command that must succeed; its stdout.
+fn ok(db: &Path, args: &[&str]) -> String {
+    let out = admin(db, args);
+    assert!(out.status.success(), "admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A relay process and everything it logged so far.
+struct Served {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Served {
+    fn start(db: &Path, args: &[&str]) -> Served {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_session-relay"))
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the relay binary runs");
+        let log: Arc<Mutex<String>> = Arc::default();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("relay listening") {
+                    let _ = port_tx.send(port_in(&line));
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let port = port_rx.recv_timeout(Duration::from_secs(20)).ok().flatten();
+        let Some(port) = port else {
+            let _ = child.kill();
+            panic!("the relay did not start: {}", log.lock().unwrap());
+        };
+        Served { child, port, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The port in a log line naming an address (colours or not).
+fn port_in(line: &str) -> Option<u16> {
+    let after = line.split("127.0.0.1:").nth(1).or_else(|| line.split("0.0.0.0:").nth(1))?;
+    after.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+}
+
+fn exec(command: &str) -> OwnedOpenKind {
+    OwnedOpenKind::Exec { command: owned_str(command).unwrap(), pty: None, env: OwnedEnv::default() }
+}
+
+/// Runs `command` on `instance`; its stdout, or why it was refused.
+async fn run(relay: &Relay, instance: &str, command: &str) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
+    let session = Session::connect(relay, instance).await.map_err(|e| e.0)?;
+    let (input, input_end) = tokio::io::duplex(1024);
+    drop(input);
+    let (output, mut output_end) = tokio::io::duplex(64 * 1024);
+    let io = session_client::ChannelIo {
+        input: Box::new(input_end),
+        output: Box::new(output),
+        errors: Box::new(tokio::io::sink()),
+        close_output: true,
+    };
+    session.open(exec(command), io).await.map_err(|e| e.0)?;
+    let mut text = String::new();
+    output_end.read_to_string(&mut text).await.unwrap();
+    Ok(text)
+}
+
+/// Starts an agent for `instance` at `url` and waits until `relay` lists it online.
+async fn agent(
+    url: &str,
+    instance: &str,
+    code: &str,
+    trust: Trust,
+    relay: &Relay,
+) -> tokio::task::JoinHandle<()> {
+    let user = LoginUser::resolve(None, true).unwrap();
+    let mut config = AgentConfig::new(url, instance, AgentKey::generate().unwrap(), user);
+    config.activation = Some(code.to_owned());
+    config.trust = trust;
+    config.max_backoff = Duration::from_millis(200);
+    let task = tokio::spawn(session_agent::run(config));
+    for _ in 0..500 {
+        if let Ok(listing) = relay.list().await {
+            if listing["instances"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|i| i["name"] == instance && i["status"] == "online"))
+            {
+                return task;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("agent {instance} never came online");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reaches_its_log() {
+    let dir = scratch("admin");
+    let db = dir.join("relay.db");
+    ok(&db, &["user", "add", "alice"]);
+    let again = admin(&db, &["user", "add", "alice"]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("user alice exists"));
+
+    // A malformed policy is refused with where it is wrong.
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "session:StartSession", "Resource": "*"},
+        {"Effect": "Perhaps", "Action": "session:StartSession", "Resource": "*"}]}"#,
+    )
+    .unwrap();
+    let out = admin(&db, &["policy", "put", "web", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Statement[1].Effect: must be \"Allow\" or \"Deny\""), "{stderr}");
+
+    let good = dir.join("web.json");
+    std::fs::write(
+        &good,
+        r#"{"Version": "1", "Statement": {"Effect": "Allow",
+        "Action": ["session:StartSession", "session:DescribeInstanceStatus"],
+        "Resource": "srn:session:eu-1:acme:instance/i-001*"}}"#,
+    )
+    .unwrap();
+    ok(&db, &["policy", "put", "web", good.to_str().unwrap()]);
+    ok(&db, &["policy", "attach", "web", "alice"]);
+    assert_eq!(ok(&db, &["user", "list"]), "alice\tweb\n");
+    let token = ok(&db, &["token", "create", "alice", "--expires-in", "1h"]).trim().to_owned();
+    assert!(token.starts_with("srt_") && !token.contains('\n'), "only the token on stdout: {token}");
+    let code = ok(&db, &["activation", "create", "--account", "acme", "--label", "web-1"]).trim().to_owned();
+    assert!(code.starts_with("sra_"), "{code}");
+
+    let served = Served::start(&db, &["--listen", "127.0.0.1:0", "--region", "eu-1"]);
+    let url = format!("ws://127.0.0.1:{}", served.port);
+    let alice = Relay::new(&url, &token);
+    let agent = agent(&url, "i-0017", &code, Trust::system(), &alice).await;
+    assert_eq!(run(&alice, "i-0017", "echo through").await.unwrap(), "through\n");
+
+    let instances = ok(&db, &["instance", "list"]);
+    assert!(instances.starts_with("i-0017\tacme\tweb-1\tseen "), "{instances}");
+    let listing = alice.list().await.unwrap();
+    assert_eq!(
+        listing["instances"][0]["labels"],
+        serde_json::json!({"region": "eu-1", "account": "acme", "name": "web-1"})
+    );
+
+    ok(&db, &["switch", "acme", "off"]);
+    assert_eq!(ok(&db, &["switch", "acme"]), "acme\tsessions off\n");
+    let refused = run(&alice, "i-0017", "true").await.unwrap_err();
+    assert!(refused.contains("session management is turned off for account acme"), "{refused}");
+    ok(&db, &["switch", "acme", "on"]);
+
+    let tokens = ok(&db, &["token", "list"]);
+    let id = &token[4..20];
+    assert!(tokens.starts_with(&format!("{id}\talice\texpires in ")), "{tokens}");
+    assert!(!tokens.contains(&token[21..]), "token list shows no secret");
+    ok(&db, &["token", "revoke", id]);
+    let refused = run(&alice, "i-0017", "true").await.unwrap_err();
+    assert!(refused.contains("token has been revoked"), "{refused}");
+
+    let audit = ok(&db, &["audit", "--limit", "20"]);
+    assert!(
+        audit.contains(r#""kind":"exec: echo through""#) && audit.contains(r#""user":"alice""#),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("turned off")
+            || audit.contains(r#""event":"settings""#)
+            || audit.contains(r#""event":"session""#)
+    );
+
+    let log = served.log();
+    assert!(log.contains("handshake refused"), "refusals are logged: {log}");
+    for secret in [&token[21..], &code[21..]] {
+        assert!(!log.contains(secret), "a secret reached the relay's log");
+    }
+    assert!(!audit.contains(&token[21..]) && !audit.contains(&code[21..]), "nor the audit log");
+    agent.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn without_tls_the_relay_listens_on_loopback_only_unless_told() {
+    let dir = scratch("exposure");
+    let db = dir.join("relay.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_session-relay"))
+        .arg("--db")
+        .arg(&db)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to listen on 0.0.0.0:0 without TLS"), "{stderr}");
+
+    let served = Served::start(&db, &["--listen", "0.0.0.0:0", "--insecure-listen"]);
+    assert!(served.port > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_every_connection_is_tls() {
+    let dir = scratch("tls");
+    let db = dir.join("relay.db");
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+
+    ok(&db, &["user", "add", "ops"]);
+    let everything = dir.join("all.json");
+    std::fs::write(&everything, session_relay::dev::FULL_ACCESS).unwrap();
+    ok(&db, &["policy", "put", "all", everything.to_str().unwrap()]);
+    ok(&db, &["policy", "attach", "all", "ops"]);
+    let token = ok(&db, &["token", "create", "ops"]).trim().to_owned();
+    let code = ok(&db, &["activation", "create"]).trim().to_owned();
+
+    let served = Served::start(
+        &db,
+        &["--listen", "0.0.0.0:0", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    let url = format!("wss://localhost:{}", served.port);
+    let trust = Trust::ca_file(&cert).unwrap();
+    let mut ops = Relay::new(&url, &token);
+    ops.trust = trust.clone();
+    let agent = agent(&url, "i-tls", &code, trust, &ops).await;
+    assert_eq!(run(&ops, "i-tls", "echo sealed").await.unwrap(), "sealed\n");
+
+    // Plain WebSocket to the same port, or TLS with a certificate nobody vouched for, is no way in.
+    let plain = Relay::new(&format!("ws://127.0.0.1:{}", served.port), &token);
+    assert!(plain.list().await.is_err(), "plain WebSocket is refused");
+    let unvouched = Relay::new(&url, &token).list().await.unwrap_err();
+    assert!(unvouched.0.to_lowercase().contains("certificate"), "{unvouched}");
+    agent.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,415 @@
+//! Identity and least privilege at the relay, end to end over real sockets: every way in
+//! without the right key, code, token, policy or switch is refused with a clear error, and
+//! none of them reaches a shell.
+
+#![allow(clippy::std_instead_of_core, reason = "files and processes")]
+
+use core::time::Duration;
+use std::path::PathBuf;
+
+use futures_util::{SinkExt, StreamExt};
+use session_agent::{AgentConfig, AgentKey, LoginUser};
+use session_client::{ChannelIo, Relay, Session, input_from};
+use session_codec::link::identity::{ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER};
+use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
+use session_relay::store::{ActivationTerms, Store};
+use session_tests::system::{System, pipes};
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+fn exec(command: &str) -> OwnedOpenKind {
+    OwnedOpenKind::Exec { command: owned_str(command).unwrap(), pty: None, env: OwnedEnv::default() }
+}
+
+/// A file a refused command would have made: its absence shows no process ran.
+fn marker(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("identity-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Runs `command` on `instance` as the holder of `relay`'s token; its stdout and exit code.
+async fn run(relay: &Relay, instance: &str, command: &str) -> Result<(String, i32), String> {
+    let session = Session::connect(relay, instance).await.map_err(|e| e.0)?;
+    let (io, _input, mut out, _err) = pipes();
+    let outcome = session.open(exec(command), io).await.map_err(|e| e.0)?;
+    let mut text = String::new();
+    out.read_to_string(&mut text).await.unwrap();
+    Ok((text, outcome.exit_code()))
+}
+
+/// Tries `command` on `instance`, expecting a refusal; asserts it names `reason` and that the
+/// command never ran.
+async fn refused(relay: &Relay, instance: &str, reason: &str) {
+    let marker = marker(&format!("{instance}-{}", reason.len()));
+    let error = run(relay, instance, &format!("touch {}", marker.display())).await.unwrap_err();
+    assert!(error.contains(reason), "expected {reason:?}, got {error:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!marker.exists(), "a refused request ran its command");
+}
+
+/// The agent's side of the handshake by hand: connects as `instance` with `key` (and `code`),
+/// and returns the socket and the relay's challenge, or the relay's refusal.
+async fn agent_handshake(
+    url: &str,
+    instance: &str,
+    key: &AgentKey,
+    code: Option<&str>,
+) -> Result<(session_codec::link::dial::Dialed, [u8; 32]), String> {
+    let mut request = format!("{url}/v1/agent/{instance}").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert(AGENT_KEY_HEADER, HeaderValue::from_str(&key.public_hex()).unwrap());
+    if let Some(code) = code {
+        headers.insert(ACTIVATION_HEADER, HeaderValue::from_str(code).unwrap());
+    }
+    let (ws, response) = session_codec::link::dial::Trust::system().dial(request, 1 << 16).await?;
+    let challenge = hex::decode(response.headers()[CHALLENGE_HEADER].as_bytes()).unwrap();
+    Ok((ws, challenge.try_into().unwrap()))
+}
+
+/// Sends `proof` and returns the relay's answer: `Ok` on admission, else the Close's reason.
+async fn answer(ws: &mut session_codec::link::dial::Dialed, proof: String) -> Result<(), String> {
+    ws.send(WsMessage::text(proof)).await.unwrap();
+    match ws.next().await {
+        Some(Ok(WsMessage::Text(text))) if text.as_str() == ADMITTED => Ok(()),
+        Some(Ok(WsMessage::Close(Some(close)))) => Err(close.reason.to_string()),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+fn terms(uses: u32, ttl: Duration) -> ActivationTerms {
+    ActivationTerms { account: "test".into(), label: None, ttl, uses }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_agent_key_is_refused_and_the_registered_agent_keeps_its_instance() {
+    let mut system = System::start(None).await;
+    system.agent("i-owned").await;
+
+    // Another key claims the registered instance, with or without a code.
+    let impostor = AgentKey::generate().unwrap();
+    let code = system.activation("test");
+    for code in [None, Some(code.as_str())] {
+        let refusal = agent_handshake(&system.url, "i-owned", &impostor, code).await.unwrap_err();
+        assert!(refusal.contains("401 Unauthorized: unknown agent key for this instance"), "{refusal}");
+    }
+    // A key the relay never saw, for an instance nobody registered, without a code.
+    let refusal = agent_handshake(&system.url, "i-new", &impostor, None).await.unwrap_err();
+    assert!(
+        refusal.contains("instance i-new is not registered: give its agent an activation code"),
+        "{refusal}"
+    );
+    // A key without the private half: the public key of the owner, with a made-up proof.
+    let owner = system.store.instance("i-owned").unwrap().unwrap();
+    let mut request = format!("{}/v1/agent/i-owned", system.url).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert(AGENT_KEY_HEADER, HeaderValue::from_str(&hex::encode(&owner.public_key)).unwrap());
+    let (mut ws, _) = session_codec::link::dial::Trust::system().dial(request, 1 << 16).await.unwrap();
+    let refusal = answer(&mut ws, hex::encode([0u8; 64])).await.unwrap_err();
+    assert_eq!(refusal, "the agent's proof of its key is wrong");
+
+    assert!(system.relay.registry.is_online("i-owned"), "the owner's connection is untouched");
+    let (out, code) = run(&system.client, "i-owned", "echo still-mine").await.unwrap();
+    assert_eq!((out.as_str(), code), ("still-mine\n", 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_or_expired_activation_code_is_refused() {
+    let system = System::start(None).await;
+    let (code, _) = system.store.create_activation(&terms(1, Duration::from_secs(600))).unwrap();
+    let first = AgentKey::generate().unwrap();
+    let (mut ws, challenge) = agent_handshake(&system.url, "i-first", &first, Some(&code)).await.unwrap();
+    answer(&mut ws, first.prove("i-first", &challenge)).await.unwrap();
+
+    // The code, stolen after its one use, registers nothing more.
+    let thief = AgentKey::generate().unwrap();
+    let refusal = agent_handshake(&system.url, "i-stolen", &thief, Some(&code)).await.unwrap_err();
+    assert!(refusal.contains("401 Unauthorized: activation code has already been used"), "{refusal}");
+
+    let (expired, _) = system.store.create_activation(&terms(5, Duration::ZERO)).unwrap();
+    let refusal = agent_handshake(&system.url, "i-late", &thief, Some(&expired)).await.unwrap_err();
+    assert!(refusal.contains("activation code has expired"), "{refusal}");
+    let refusal = agent_handshake(&system.url, "i-late", &thief, Some("sra_nonsense")).await.unwrap_err();
+    assert!(refusal.contains("malformed activation code"), "{refusal}");
+    assert!(
+        system.store.instance("i-stolen").unwrap().is_none()
+            && system.store.instance("i-late").unwrap().is_none()
+    );
+
+    // A code of two uses registers two agents, then no third.
+    let (two, _) = system.store.create_activation(&terms(2, Duration::from_secs(600))).unwrap();
+    for instance in ["i-a", "i-b"] {
+        let key = AgentKey::generate().unwrap();
+        let (mut ws, challenge) = agent_handshake(&system.url, instance, &key, Some(&two)).await.unwrap();
+        answer(&mut ws, key.prove(instance, &challenge)).await.unwrap();
+    }
+    let refusal = agent_handshake(&system.url, "i-c", &thief, Some(&two)).await.unwrap_err();
+    assert!(refusal.contains("already been used"), "{refusal}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_proof_is_refused() {
+    let system = System::start(None).await;
+    let key = AgentKey::generate().unwrap();
+    let code = system.activation("test");
+    let (mut ws, challenge) = agent_handshake(&system.url, "i-replay", &key, Some(&code)).await.unwrap();
+    let recorded = key.prove("i-replay", &challenge);
+    answer(&mut ws, recorded.clone()).await.unwrap();
+    drop(ws);
+
+    // Someone who recorded that exchange replays it on a new connection.
+    let (mut ws, fresh) = agent_handshake(&system.url, "i-replay", &key, None).await.unwrap();
+    assert_ne!(fresh, challenge, "every connection gets a fresh challenge");
+    let refusal = answer(&mut ws, recorded).await.unwrap_err();
+    assert_eq!(refusal, "the agent's proof of its key is wrong");
+    // The proof for one instance is no proof for another, even with the same key and challenge.
+    let (mut ws, challenge) = agent_handshake(&system.url, "i-replay", &key, None).await.unwrap();
+    let refusal = answer(&mut ws, key.prove("i-other", &challenge)).await.unwrap_err();
+    assert_eq!(refusal, "the agent's proof of its key is wrong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_malformed_unknown_expired_and_revoked_tokens_are_refused() {
+    let mut system = System::start(None).await;
+    system.agent("i-tok").await;
+    let refusals = [
+        ("", "no bearer token was presented"),
+        ("not-a-token", "malformed token"),
+        (
+            "srt_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000",
+            "unknown token",
+        ),
+    ];
+    for (token, reason) in refusals {
+        let mut relay = Relay::new(&system.url, token);
+        if token.is_empty() {
+            // No Authorization header at all.
+            relay.token = String::new();
+        }
+        refused(&relay, "i-tok", reason).await;
+    }
+    // A real token's id with a wrong key.
+    let mut forged = system.token().to_owned();
+    forged.replace_range(forged.len() - 4.., "0000");
+    refused(&Relay::new(&system.url, &forged), "i-tok", "unknown token").await;
+
+    let (expired, _) = system.store.create_token("tester", Duration::ZERO).unwrap();
+    refused(&Relay::new(&system.url, &expired), "i-tok", "401 Unauthorized: token has expired").await;
+
+    let (token, id) = system.store.create_token("tester", Duration::from_secs(600)).unwrap();
+    let relay = Relay::new(&system.url, &token);
+    assert_eq!(run(&relay, "i-tok", "echo before").await.unwrap().0, "before\n");
+    // Revoked while a connection is open: that connection starts nothing more either.
+    let open = Session::connect(&relay, "i-tok").await.unwrap();
+    system.store.revoke_token(&id).unwrap();
+    refused(&relay, "i-tok", "401 Unauthorized: token has been revoked").await;
+    let marker = marker("revoked-open");
+    let (io, _, _, _) = pipes();
+    let error = open.open(exec(&format!("touch {}", marker.display())), io).await.unwrap_err();
+    assert!(error.0.contains("token has been revoked"), "{error}");
+    assert!(!marker.exists());
+}
+
+const I001_ONLY: &str = r#"{"Version": "1", "Statement": [
+    {"Effect": "Allow", "Action": ["session:StartSession", "session:DescribeInstanceStatus"],
+     "Resource": "srn:session:test:test:instance/i-001*"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_allowed_on_i_001_star_reaches_i_0017_and_not_i_002() {
+    let mut system = System::start(None).await;
+    for instance in ["i-0017", "i-002"] {
+        system.agent(instance).await;
+    }
+    let alice = system.user("alice", I001_ONLY);
+    let (out, code) = run(&alice, "i-0017", "echo reached; whoami >/dev/null").await.unwrap();
+    assert_eq!((out.as_str(), code), ("reached\n", 0));
+    refused(
+        &alice,
+        "i-002",
+        "403 Forbidden: alice may not session:StartSession on srn:session:test:test:instance/i-002: no policy allows it",
+    )
+    .await;
+
+    // Allowed sessions, not port forwards: the Open of a forward is refused by kind.
+    let session = Session::connect(&alice, "i-0017").await.unwrap();
+    let io = ChannelIo {
+        input: input_from(bytes::Bytes::new()),
+        output: Box::new(tokio::io::sink()),
+        errors: Box::new(tokio::io::sink()),
+        close_output: true,
+    };
+    let kind = OwnedOpenKind::Forward { host: owned_str("127.0.0.1").unwrap(), port: 9 };
+    let error = session.open(kind, io).await.unwrap_err();
+    assert!(error.0.contains("alice may not session:StartPortForward"), "{error}");
+
+    // An explicit Deny beats the Allow that covers it.
+    let deny = r#"{"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "session:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "session:StartSession", "Resource": "*:instance/i-0017"}]}"#;
+    let bob = system.user("bob", deny);
+    refused(
+        &bob,
+        "i-0017",
+        "bob may not session:StartSession on srn:session:test:test:instance/i-0017: a policy denies it",
+    )
+    .await;
+    assert_eq!(run(&bob, "i-002", "echo ok").await.unwrap().0, "ok\n");
+
+    // A policy detached takes effect at the next Open of a connection already open.
+    let session = Session::connect(&alice, "i-0017").await.unwrap();
+    system.store.detach("alice", "alice").unwrap();
+    let (io, _, _, _) = pipes();
+    let error = session.open(exec("true"), io).await.unwrap_err();
+    assert!(error.0.contains("no policy allows it"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_only_what_a_policy_lets_a_user_describe() {
+    let mut system = System::start(None).await;
+    for instance in ["i-0017", "i-002"] {
+        system.agent(instance).await;
+    }
+    let everything = system.client.list().await.unwrap();
+    let names: Vec<&str> =
+        everything["instances"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["i-0017", "i-002"]);
+    let first = &everything["instances"][0];
+    assert_eq!(first["status"], "online");
+    let version = first["agent_version"].as_str().unwrap();
+    assert!(
+        version.split('.').count() == 3 && version.split('.').all(|p| p.parse::<u32>().is_ok()),
+        "{version}"
+    );
+    assert!(first["last_seen"].as_i64().unwrap() > 1_700_000_000);
+    assert_eq!(first["labels"], serde_json::json!({ "region": "test", "account": "test", "name": "i-0017" }));
+
+    let alice = system.user("alice", I001_ONLY);
+    let listing = alice.list().await.unwrap();
+    assert_eq!(listing["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(listing["instances"][0]["name"], "i-0017");
+
+    let only_sessions = r#"{"Version": "1", "Statement": {"Effect": "Allow", "Action": "session:StartSession", "Resource": "*"}}"#;
+    let carol = system.user("carol", only_sessions);
+    assert_eq!(carol.list().await.unwrap(), serde_json::json!({ "instances": [] }), "others see nothing");
+    let anonymous = Relay::new(&system.url, "");
+    assert!(anonymous.list().await.unwrap_err().0.contains("401"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_switch_off_every_session_start_is_refused_and_only_modify_settings_flips_it() {
+    let mut system = System::start(None).await;
+    system.agent("i-sw").await;
+    let alice = system.user(
+        "alice",
+        r#"{"Version": "1", "Statement": {"Effect": "Allow", "Action": "session:Start*", "Resource": "*"}}"#,
+    );
+
+    let error = alice.switch("test", false).await.unwrap_err();
+    assert!(
+        error.0.contains(
+            "403 Forbidden: alice may not session:ModifySettings on srn:session:test:test:settings"
+        ),
+        "{error}"
+    );
+    assert_eq!(run(&alice, "i-sw", "echo on").await.unwrap().0, "on\n");
+
+    system.client.switch("test", false).await.unwrap();
+    for who in [&alice, &system.client] {
+        refused(who, "i-sw", "session management is turned off for account test").await;
+    }
+    let session = Session::connect(&alice, "i-sw").await.unwrap();
+    let io = ChannelIo {
+        input: input_from(bytes::Bytes::new()),
+        output: Box::new(tokio::io::sink()),
+        errors: Box::new(tokio::io::sink()),
+        close_output: true,
+    };
+    let kind = OwnedOpenKind::Forward { host: owned_str("127.0.0.1").unwrap(), port: 9 };
+    let error = session.open(kind, io).await.unwrap_err();
+    assert!(error.0.contains("turned off for account test"), "port forwards too: {error}");
+
+    system.client.switch("test", true).await.unwrap();
+    assert_eq!(run(&alice, "i-sw", "echo on-again").await.unwrap().0, "on-again\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_session_id_is_refused_and_an_owner_ends_their_own() {
+    let mut system = System::start(None).await;
+    system.agent("i-sess").await;
+    let alice = system.user("alice", session_relay::dev::FULL_ACCESS);
+
+    let session = Session::connect(&system.client, "i-sess").await.unwrap();
+    let (io, _input, _out, _err) = pipes();
+    let running = tokio::spawn(async move { session.open(exec("sleep 60"), io).await });
+    let mut id = String::new();
+    for _ in 0..100 {
+        let mine = system.client.sessions().await.unwrap();
+        if let Some(found) = mine["sessions"][0]["id"].as_str() {
+            id = found.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(id.starts_with("tester-"), "{id}");
+    assert_eq!(
+        alice.sessions().await.unwrap(),
+        serde_json::json!({ "sessions": [] }),
+        "alice sees only hers"
+    );
+
+    let error = alice.terminate(&id).await.unwrap_err();
+    assert!(error.0.contains(&format!("403 Forbidden: session {id} belongs to another user")), "{error}");
+    let error = alice.terminate("tester-0000000000000000").await.unwrap_err();
+    assert!(error.0.contains("404 Not Found: no session tester-0000000000000000 in progress"), "{error}");
+    assert!(!running.is_finished(), "the session survives the attempts");
+
+    system.client.terminate(&id).await.unwrap();
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(10), running).await.expect("the session ends").unwrap();
+    assert_eq!(outcome.map(|o| o.exit), Ok(None), "ended by its owner, not by its process");
+    let audit = system.store.audit(100).unwrap().join("\n");
+    assert!(
+        audit.contains(&format!(r#""session":"{id}""#)) && audit.contains("belongs to another user"),
+        "{audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_tokens_and_policies_survive_a_relay_restart() {
+    let dir = std::env::temp_dir().join(format!("identity-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("relay.db");
+    let key = AgentKey::generate().unwrap();
+    let (alice_token, url) = {
+        let system = System::with_store(Store::open(&db).unwrap(), None).await;
+        let code = system.activation("test");
+        let (mut ws, challenge) = agent_handshake(&system.url, "i-kept", &key, Some(&code)).await.unwrap();
+        answer(&mut ws, key.prove("i-kept", &challenge)).await.unwrap();
+        system.client.switch("other", false).await.unwrap();
+        (system.user("alice", I001_ONLY).token, system.url.clone())
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        Session::connect(&Relay::new(&url, &alice_token), "i-kept").await.is_err(),
+        "the first relay is gone"
+    );
+
+    let system = System::with_store(Store::open(&db).unwrap(), None).await;
+    let user = LoginUser::resolve(None, true).unwrap();
+    // The same key, with no activation code: the relay still knows it.
+    let mut config = AgentConfig::new(&system.url, "i-kept", key, user);
+    config.max_backoff = Duration::from_millis(200);
+    let agent = tokio::spawn(session_agent::run(config));
+    system.wait_online("i-kept").await;
+    let alice = Relay::new(&system.url, &alice_token);
+    refused(&alice, "i-kept", "alice may not session:StartSession").await;
+    assert!(!system.store.sessions_enabled("other").unwrap());
+    system.store.put_policy("alice", session_relay::dev::FULL_ACCESS).unwrap();
+    assert_eq!(run(&alice, "i-kept", "echo kept").await.unwrap().0, "kept\n");
+    agent.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
