@@ -168,7 +168,7 @@ impl Agent {
         }
     }
 
-    /// Connects and proves the agent's key (spec section 9).
+    /// Connects and proves the agent's key (spec section 11).
     async fn dial(&mut self) -> Result<Transport, String> {
         let config = &self.config;
         let url = format!("{}/v1/agent/{}?version={}", config.relay, config.name, env!("CARGO_PKG_VERSION"));

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use nix::sys::signal::{Signal as NixSignal, killpg};
@@ -81,7 +81,8 @@ impl LoginUser {
             .env("LOGNAME", &self.name)
             .env("SHELL", &shell)
             .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin")
-            .current_dir(&self.home)
+            // A user without a home directory (`/nonexistent`) starts in `/`, as login(1) does.
+            .current_dir(if self.home.is_dir() { self.home.as_path() } else { Path::new("/") })
             .kill_on_drop(true);
         if let Ok(lang) = std::env::var("LANG") {
             cmd.env("LANG", lang);

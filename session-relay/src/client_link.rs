@@ -9,12 +9,13 @@ use session_codec::Frame;
 use session_codec::link::{Clock, Link, Outbound, Transport};
 use session_codec::proto::connection::{Config, Connection, Event, Role};
 use session_codec::proto::owned::OwnedOpenKind;
-use session_codec::proto::{OpenKind, RefuseReason, Signal, WindowSize};
+use session_codec::proto::{MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::access::{Access, START_PORT_FORWARD, START_SESSION};
 use crate::audit::SessionRecord;
+use crate::clip;
 use crate::registry::Registry;
 use crate::route::{Controls, Op, RouteId, ToAgent, ToClient, pump};
 use crate::secret;
@@ -144,9 +145,15 @@ impl Task {
     /// switch, the user's token and policies as they stand now.
     fn open(&mut self, conn: &mut ClientConnection, channel: u16, kind: &OpenKind<'_>) {
         let instance = &self.instance.id;
+        // Refusals by policy are audited where they are decided; the others here.
         let refuse = |conn: &mut ClientConnection, reason, message: &str| {
             info!(user = %self.who.user, %instance, reason = %reason, message, "open refused");
-            let _ = conn.refuse(channel, reason, message);
+            if reason != RefuseReason::PROHIBITED || message.contains("turned off") {
+                self.access.audit.write(serde_json::json!({
+                    "event": "refused", "user": self.who.user, "instance": instance, "reason": message,
+                }));
+            }
+            let _ = conn.refuse(channel, reason, clip(message, MAX_MESSAGE_LEN));
         };
         let action = match kind {
             OpenKind::Shell { .. } | OpenKind::Exec { .. } => START_SESSION,
@@ -225,8 +232,13 @@ impl Task {
             }
             ToClient::Refused { route, reason, message } => {
                 if let Some(channel) = self.channels.remove(&route) {
-                    let _ = conn.refuse(channel, reason, &message);
-                    self.routes.remove(&channel);
+                    let _ = conn.refuse(channel, reason, clip(&message, MAX_MESSAGE_LEN));
+                    if let Some(route) = self.routes.remove(&channel) {
+                        self.sessions.remove(&route.record.id);
+                        let mut record = route.record.end();
+                        record["refused"] = serde_json::json!(format!("{reason}: {message}"));
+                        self.access.audit.write(record);
+                    }
                 }
                 return;
             }
@@ -249,7 +261,10 @@ impl Task {
             ToClient::Terminate { route } => {
                 if let Some(&channel) = self.channels.get(&route) {
                     info!(user = %self.who.user, instance = %self.instance.id, "session terminated");
-                    let _ = conn.close(channel);
+                    // Not yet accepted (the agent is still starting it): refused instead.
+                    if conn.close(channel).is_err() {
+                        let _ = conn.refuse(channel, RefuseReason::PROHIBITED, "the session was terminated");
+                    }
                     self.finish(channel);
                 }
                 return;

@@ -14,7 +14,7 @@
 //! once the other took them, so credit holds end to end and the relay holds at most one window
 //! per channel and direction.
 //!
-//! Every peer proves who it is in the handshake (spec section 9): an agent by signing the
+//! Every peer proves who it is in the handshake (spec section 11): an agent by signing the
 //! relay's challenge with the key it registered with an activation code, a user by a bearer
 //! token. Policies (`policy.rs`) then decide each request at its entry point (`access.rs`):
 //! the handshake for connections, lists and switches, and each Open for sessions. State lives
@@ -46,6 +46,16 @@ pub use audit::Audit;
 pub use registry::Registry;
 pub use server::serve;
 pub use store::Store;
+
+/// `text` cut to at most `max` bytes, at a character boundary: refusal reasons must fit their
+/// frame (256 bytes in a Refuse, 123 in a WebSocket Close) or they would not be sent at all.
+pub(crate) fn clip(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// How the relay runs.
 #[derive(Clone)]

@@ -92,6 +92,12 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
         _ => None,
     };
     tls::check_exposure(args.listen, tls.is_some(), args.insecure_listen)?;
+    let region_ok = (1..=64).contains(&args.region.len())
+        && args.region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !region_ok {
+        // It is a part of every resource name: a ':' or '/' in it would make them ambiguous.
+        return Err(format!("--region {:?}: use 1 to 64 of A-Z a-z 0-9 - _", args.region));
+    }
     let audit = match &args.audit_log {
         Some(path) => Audit::to_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => Audit::log_only(),

@@ -1,6 +1,5 @@
 //! Permission policies in the form the seed documents show, and their evaluation: who may do
-//! which action on which resource. (The evaluator of issue 7; the relay does not consult it
-//! yet.)
+//! which action on which resource. The relay asks it at every entry point (`access.rs`).
 //!
 //! ```json
 //! { "Version": "1",

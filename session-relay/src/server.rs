@@ -24,7 +24,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{debug, info, warn};
 
-use crate::RelayConfig;
 use crate::access::{
     Access, DESCRIBE_INSTANCE_STATUS, MODIFY_SETTINGS, START_PORT_FORWARD, START_SESSION, TERMINATE_SESSION,
 };
@@ -34,6 +33,10 @@ use crate::registry::{Entry, Registry};
 use crate::secret::{self, constant_time_eq};
 use crate::sessions::Sessions;
 use crate::store::{Instance, Principal, Refusal, StoreError};
+use crate::{RelayConfig, clip};
+
+/// The longest reason a WebSocket Close carries (RFC 6455, 5.5: 125 bytes of payload).
+const MAX_CLOSE_REASON: usize = 123;
 
 /// Bytes of an Ed25519 public key.
 const ED25519_KEY_LEN: usize = 32;
@@ -128,6 +131,13 @@ where
         let target = parse_target(request).ok_or_else(|| refusal(StatusCode::NOT_FOUND, NOT_FOUND))?;
         let admission = admit(&shared, request, target).map_err(|(status, message)| {
             info!(%peer, %status, reason = %message, "handshake refused");
+            // Refusals by policy (403) are audited where they are decided.
+            if status != StatusCode::FORBIDDEN {
+                shared.config.access.audit.write(serde_json::json!({
+                    "event": "refused", "peer": peer.to_string(), "path": request.uri().path(),
+                    "status": status.as_u16(), "reason": message,
+                }));
+            }
             refusal(status, &message)
         })?;
         if let Admitted::Agent(claim) = &admission {
@@ -173,7 +183,11 @@ where
 type Refused = (StatusCode, String);
 
 fn unauthorized(refusal: &Refusal) -> Refused {
-    (StatusCode::UNAUTHORIZED, refusal.to_string())
+    let status = match refusal {
+        Refusal::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    (status, refusal.to_string())
 }
 
 fn forbidden(message: String) -> Refused {
@@ -243,7 +257,8 @@ fn authenticate(access: &Access, request: &Request) -> Result<Principal, Refused
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme's name is case-insensitive (RFC 9110, 11.1).
+        .and_then(|v| v.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer ")).map(|_| &v[7..]))
         .ok_or(Refusal::Missing("bearer token"))
         .map_err(|e| unauthorized(&e))?;
     access.store.authenticate(token.trim()).map_err(|e| unauthorized(&e))
@@ -314,7 +329,11 @@ where
     match outcome {
         Ok(()) => ws.send(WsMessage::text(ADMITTED)).await.map_err(|e| e.to_string()),
         Err(reason) => {
-            let frame = CloseFrame { code: CloseCode::Policy, reason: reason.clone().into() };
+            access.audit.write(serde_json::json!({
+                "event": "refused", "path": format!("/v1/agent/{}", claim.instance), "reason": reason,
+            }));
+            let frame =
+                CloseFrame { code: CloseCode::Policy, reason: clip(&reason, MAX_CLOSE_REASON).into() };
             let _ = ws.close(Some(frame)).await;
             Err(reason)
         }
@@ -443,7 +462,7 @@ fn parse_target(request: &Request) -> Option<Target> {
         }
         ["v1", "instances"] => Some(Target::Instances),
         ["v1", "sessions"] => Some(Target::Sessions),
-        ["v1", "sessions", session, "terminate"] if valid_name(session) => {
+        ["v1", "sessions", session, "terminate"] if valid_session(session) => {
             Some(Target::Terminate { session: owned(session) })
         }
         ["v1", "settings", account] if valid_name(account) => {
@@ -460,5 +479,14 @@ fn parse_target(request: &Request) -> Option<Target> {
 
 /// Names of instances, sessions and accounts: 1 to 64 of letters, digits, `-`, `_`, `.` and `@`.
 fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+    (1..=64).contains(&name.len()) && name_bytes(name)
+}
+
+/// A session id: its owner's name (up to 64), a dash and 16 hex digits.
+fn valid_session(id: &str) -> bool {
+    (18..=81).contains(&id.len()) && name_bytes(id)
+}
+
+fn name_bytes(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
 }

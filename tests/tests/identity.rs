@@ -341,6 +341,21 @@ async fn another_users_session_id_is_refused_and_an_owner_ends_their_own() {
     system.agent("i-sess").await;
     let alice = system.user("alice", session_relay::dev::FULL_ACCESS);
 
+    // A start the agent refuses (nothing listens on the port) leaves no session behind.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let session = Session::connect(&system.client, "i-sess").await.unwrap();
+    let io = ChannelIo {
+        input: input_from(bytes::Bytes::new()),
+        output: Box::new(tokio::io::sink()),
+        errors: Box::new(tokio::io::sink()),
+        close_output: true,
+    };
+    let kind = OwnedOpenKind::Forward { host: owned_str("127.0.0.1").unwrap(), port };
+    assert!(session.open(kind, io).await.unwrap_err().0.contains("CONNECT_FAILED"));
+    assert_eq!(system.client.sessions().await.unwrap(), serde_json::json!({ "sessions": [] }));
+
     let session = Session::connect(&system.client, "i-sess").await.unwrap();
     let (io, _input, _out, _err) = pipes();
     let running = tokio::spawn(async move { session.open(exec("sleep 60"), io).await });
@@ -367,14 +382,17 @@ async fn another_users_session_id_is_refused_and_an_owner_ends_their_own() {
     assert!(!running.is_finished(), "the session survives the attempts");
 
     system.client.terminate(&id).await.unwrap();
-    let outcome =
-        tokio::time::timeout(Duration::from_secs(10), running).await.expect("the session ends").unwrap();
-    assert_eq!(outcome.map(|o| o.exit), Ok(None), "ended by its owner, not by its process");
+    // Ended by its owner, not by its process: closed, or refused if its agent had yet to accept it.
+    match tokio::time::timeout(Duration::from_secs(10), running).await.expect("the session ends").unwrap() {
+        Ok(outcome) => assert_eq!(outcome.exit, None),
+        Err(refused) => assert!(refused.0.contains("the session was terminated"), "{refused}"),
+    }
     let audit = system.store.audit(100).unwrap().join("\n");
     assert!(
         audit.contains(&format!(r#""session":"{id}""#)) && audit.contains("belongs to another user"),
         "{audit}"
     );
+    assert!(audit.contains(r#""refused":"CONNECT_FAILED"#), "a start the agent refused is audited: {audit}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,4 +430,48 @@ async fn keys_tokens_and_policies_survive_a_relay_restart() {
     assert_eq!(run(&alice, "i-kept", "echo kept").await.unwrap().0, "kept\n");
     agent.abort();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_names_still_get_their_refusal_and_their_session_ids() {
+    let system = System::start(None).await;
+    let instance = format!("i-{}", "7".repeat(62));
+    let user = LoginUser::resolve(None, true).unwrap();
+    let mut config = AgentConfig::new(&system.url, &instance, AgentKey::generate().unwrap(), user);
+    config.activation = Some(system.activation(&"a".repeat(64)));
+    let agent = tokio::spawn(session_agent::run(config));
+    system.wait_online(&instance).await;
+    // A refusal naming a 64-byte user, account-long resource and action exceeds a Refuse's 256
+    // bytes: it arrives cut, never lost (a lost one would leave the Open unanswered).
+    let forwards_only = r#"{"Version": "1", "Statement": {"Effect": "Allow", "Action": "session:StartPortForward", "Resource": "*"}}"#;
+    let long = system.user(&"u".repeat(64), forwards_only);
+    let session = Session::connect(&long, &instance).await.unwrap();
+    let (io, _, _, _) = pipes();
+    let refusal = tokio::time::timeout(Duration::from_secs(5), session.open(exec("true"), io))
+        .await
+        .expect("the Open is answered")
+        .unwrap_err();
+    assert!(refusal.0.contains("may not session:StartSession"), "{refusal}");
+
+    // A 64-byte user's session id is 81 bytes, and still theirs to end.
+    let owner = system.user(&"o".repeat(64), session_relay::dev::FULL_ACCESS);
+    let session = Session::connect(&owner, &instance).await.unwrap();
+    let (io, _input, _out, _err) = pipes();
+    let running = tokio::spawn(async move { session.open(exec("sleep 60"), io).await });
+    let mut id = String::new();
+    for _ in 0..100 {
+        if let Some(found) = owner.sessions().await.unwrap()["sessions"][0]["id"].as_str() {
+            id = found.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(id.len(), 81);
+    owner.terminate(&id).await.unwrap();
+    // Ended before or after its agent accepted it: refused as terminated, or closed.
+    match tokio::time::timeout(Duration::from_secs(10), running).await.expect("ended").unwrap() {
+        Ok(outcome) => assert_eq!(outcome.exit, None),
+        Err(refused) => assert!(refused.0.contains("the session was terminated"), "{refused}"),
+    }
+    agent.abort();
 }

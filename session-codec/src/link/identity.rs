@@ -1,4 +1,4 @@
-//! How identity travels in the WebSocket handshake (spec section 9): the header names, and the
+//! How identity travels in the WebSocket handshake (spec section 11): the header names, and the
 //! message an agent signs to prove it holds its key.
 
 /// An agent's Ed25519 public key, 64 hex digits, on every agent handshake.
