@@ -50,7 +50,7 @@ const CHANNELS: usize = 256;
 type AgentConnection = Connection<'static, CHANNELS>;
 
 /// How the agent runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentConfig {
     /// The relay's base URL, `ws://host:port` or `wss://host:port`.
     pub relay: String,
@@ -68,6 +68,21 @@ pub struct AgentConfig {
     pub replay_len: usize,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
+}
+
+impl core::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The activation code is a secret until used: only whether there is one.
+        f.debug_struct("AgentConfig")
+            .field("relay", &self.relay)
+            .field("name", &self.name)
+            .field("key", &self.key)
+            .field("activation", &self.activation.as_ref().map(|_| "<secret>"))
+            .field("user", &self.user)
+            .field("replay_len", &self.replay_len)
+            .field("max_backoff", &self.max_backoff)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AgentConfig {

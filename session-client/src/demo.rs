@@ -87,7 +87,11 @@ pub(crate) async fn run(command: &str) -> Result<i32, Error> {
     let store = Store::open(&db).map_err(|e| failed(&db)(&e))?;
     let token = dev_token(&store, &dir)?;
     let (key, activation) = agent_identity(&store, &dir)?;
-    let access = Access::new(store.clone(), "local", Audit::log_only().with_store(store));
+    let access = Access::new(
+        store.clone(),
+        "local",
+        Audit::log_only().with_store(store).map_err(|e| Error(e.to_string()))?,
+    );
     let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), RelayConfig::new(access))
         .await
         .map_err(|e| Error(format!("cannot start the relay: {e}")))?;

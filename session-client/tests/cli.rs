@@ -27,7 +27,7 @@ fn client(relay: &str, token: &str, args: &[&str], stdin: &[u8]) -> Output {
 async fn relay_and_agent(name: &str) -> (session_relay::Relay, String, String, tokio::task::JoinHandle<()>) {
     use session_relay::store::{ActivationTerms, Store};
     let store = Store::in_memory().expect("store");
-    let audit = session_relay::Audit::log_only().with_store(store.clone());
+    let audit = session_relay::Audit::log_only().with_store(store.clone()).expect("audit");
     let config = session_relay::RelayConfig::new(session_relay::Access::new(store.clone(), "test", audit));
     let relay =
         session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("relay");

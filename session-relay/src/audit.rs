@@ -2,10 +2,16 @@
 //! bytes each way, and how its process exited; and one record per refusal at the gate. Records
 //! go to the `audit` tracing target, to the store's audit table when there is one, and, when
 //! configured, as JSON lines to a file.
+//!
+//! The store is written by a thread of its own, in batches, behind a bounded queue: a flood of
+//! refused handshakes costs each task one queue push, never a database commit, and cannot hold
+//! up open channels. Records that find the queue full are counted and the count is recorded.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -13,11 +19,23 @@ use session_codec::proto::{ExitStatus, OpenKind};
 
 use crate::store::Store;
 
+/// Records waiting for the store's writer; past this, records are counted, not kept.
+const STORE_BACKLOG: usize = 4096;
+/// Records the writer commits in one transaction at most.
+const BATCH: usize = 256;
+
 /// Where records go.
 #[derive(Debug, Clone, Default)]
 pub struct Audit {
     file: Option<Arc<Mutex<File>>>,
-    store: Option<Store>,
+    store: Option<StoreQueue>,
+}
+
+/// The queue to the store's writer thread.
+#[derive(Debug, Clone)]
+struct StoreQueue {
+    records: SyncSender<serde_json::Value>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Audit {
@@ -32,17 +50,25 @@ impl Audit {
         Ok(Audit { file: Some(Arc::new(Mutex::new(file))), store: None })
     }
 
-    /// These records also go to `store`, where `session-relay admin audit` reads them.
-    pub fn with_store(mut self, store: Store) -> Audit {
-        self.store = Some(store);
-        self
+    /// These records also go to `store`, where `session-relay admin audit` reads them, written
+    /// by a thread of their own that ends when the last clone of this `Audit` goes.
+    pub fn with_store(mut self, store: Store) -> std::io::Result<Audit> {
+        let (records, queue) = sync_channel(STORE_BACKLOG);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || store_writer(&store, &queue, &counted))?;
+        self.store = Some(StoreQueue { records, dropped });
+        Ok(self)
     }
 
     pub(crate) fn write(&self, record: serde_json::Value) {
         tracing::info!(target: "audit", "{record}");
         if let Some(store) = &self.store {
-            if let Err(e) = store.append_audit(&record) {
-                tracing::error!(error = %e, "audit record not stored");
+            let full = matches!(store.records.try_send(record.clone()), Err(TrySendError::Full(_)));
+            if full {
+                store.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
         if let Some(file) = &self.file {
@@ -50,6 +76,22 @@ impl Audit {
             if let Err(e) = writeln!(file, "{record}") {
                 tracing::error!(error = %e, "audit record not written");
             }
+        }
+    }
+}
+
+/// Commits queued records in batches until every sender is gone; a count of records dropped
+/// for a full queue goes in as a record of its own.
+fn store_writer(store: &Store, queue: &Receiver<serde_json::Value>, dropped: &AtomicU64) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter().take(BATCH - 1));
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            batch.push(serde_json::json!({ "event": "audit_dropped", "count": lost }));
+        }
+        if let Err(e) = store.append_audit(&batch) {
+            tracing::error!(error = %e, records = batch.len(), "audit records not stored");
         }
     }
 }

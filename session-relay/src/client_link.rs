@@ -16,11 +16,11 @@ use tracing::{info, warn};
 use crate::access::{Access, START_PORT_FORWARD, START_SESSION};
 use crate::audit::SessionRecord;
 use crate::clip;
-use crate::registry::Registry;
+use crate::registry::{Entry, Registry};
 use crate::route::{Controls, Op, RouteId, ToAgent, ToClient, pump};
-use crate::secret;
+use crate::secret::{self, constant_time_eq};
 use crate::sessions::{Active, Sessions};
-use crate::store::{Instance, Principal, unix_now};
+use crate::store::{Principal, unix_now};
 
 /// Channels at once on one client connection.
 const CLIENT_CHANNELS: usize = 64;
@@ -40,7 +40,8 @@ struct Route {
 
 pub(crate) struct ClientTask {
     pub(crate) who: Principal,
-    pub(crate) instance: Instance,
+    /// The instance's id; its record is read anew at each Open.
+    pub(crate) instance: String,
     pub(crate) transport: Transport,
     pub(crate) registry: Registry,
     pub(crate) access: Access,
@@ -94,7 +95,7 @@ impl ClientTask {
 
 struct Task {
     who: Principal,
-    instance: Instance,
+    instance: String,
     registry: Registry,
     access: Access,
     sessions: Sessions,
@@ -144,7 +145,7 @@ impl Task {
     /// The client asks for a channel on its instance: the gate decides, with the account's
     /// switch, the user's token and policies as they stand now.
     fn open(&mut self, conn: &mut ClientConnection, channel: u16, kind: &OpenKind<'_>) {
-        let instance = &self.instance.id;
+        let instance = &self.instance;
         // Refusals by policy are audited where they are decided; the others here.
         let refuse = |conn: &mut ClientConnection, reason, message: &str| {
             info!(user = %self.who.user, %instance, reason = %reason, message, "open refused");
@@ -160,7 +161,17 @@ impl Task {
             OpenKind::Forward { .. } => START_PORT_FORWARD,
             _ => return refuse(conn, RefuseReason::UNKNOWN_KIND, ""),
         };
-        let account = &self.instance.account;
+        // The instance as the store has it now: it may have been removed, or registered anew
+        // with another key and account, since this connection began.
+        let registered = match self.access.store.instance(instance) {
+            Ok(Some(registered)) => registered,
+            Ok(None) => {
+                let message = format!("instance {instance} is no longer registered");
+                return refuse(conn, RefuseReason::UNAVAILABLE, &message);
+            }
+            Err(e) => return refuse(conn, RefuseReason::UNAVAILABLE, &e.to_string()),
+        };
+        let account = &registered.account;
         match self.access.store.sessions_enabled(account) {
             Ok(true) => {}
             Ok(false) => {
@@ -173,7 +184,9 @@ impl Task {
         if let Err(message) = self.access.check(&self.who, action, &resource) {
             return refuse(conn, RefuseReason::PROHIBITED, &message);
         }
-        let Some(entry) = self.registry.get(instance).filter(|e| e.online) else {
+        // Only an agent that proved the key registered now serves the instance.
+        let serving = |e: &Entry| e.online && constant_time_eq(&e.key, &registered.public_key);
+        let Some(entry) = self.registry.get(instance).filter(serving) else {
             let message = format!("instance {instance} is not connected to the relay");
             return refuse(conn, RefuseReason::UNAVAILABLE, &message);
         };
@@ -260,7 +273,7 @@ impl Task {
             }
             ToClient::Terminate { route } => {
                 if let Some(&channel) = self.channels.get(&route) {
-                    info!(user = %self.who.user, instance = %self.instance.id, "session terminated");
+                    info!(user = %self.who.user, instance = %self.instance, "session terminated");
                     // Not yet accepted (the agent is still starting it): refused instead.
                     if conn.close(channel).is_err() {
                         let _ = conn.refuse(channel, RefuseReason::PROHIBITED, "the session was terminated");

@@ -102,7 +102,8 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
         Some(path) => Audit::to_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => Audit::log_only(),
     };
-    let access = Access::new(store.clone(), &args.region, audit.with_store(store));
+    let audit = audit.with_store(store.clone()).map_err(|e| e.to_string())?;
+    let access = Access::new(store, &args.region, audit);
     let config = RelayConfig {
         detach_timeout: Duration::from_secs(args.detach_timeout),
         tls,

@@ -10,7 +10,7 @@ use crate::agent_link::Reattach;
 use crate::route::ToAgent;
 
 /// How an instance's agent can be reached.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Entry {
     /// Which agent connection this is, so that a replaced one does not unregister its successor.
     pub(crate) serial: u64,
@@ -18,8 +18,22 @@ pub(crate) struct Entry {
     pub(crate) reattach: mpsc::UnboundedSender<Reattach>,
     /// The session's resume token.
     pub(crate) token: Vec<u8>,
+    /// The public key the agent proved: sessions go to it only while the store holds that key
+    /// for the instance.
+    pub(crate) key: Vec<u8>,
     pub(crate) online: bool,
     pub(crate) last_seen: SystemTime,
+}
+
+impl core::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The resume token authorises a re-attach: never in a log.
+        f.debug_struct("Entry")
+            .field("serial", &self.serial)
+            .field("online", &self.online)
+            .field("last_seen", &self.last_seen)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Instances by name, shared by every task of the relay.
@@ -67,9 +81,9 @@ impl Registry {
 
     /// Whether `name` has an agent session here, connected or detached, and when its agent
     /// was last seen (Unix seconds).
-    pub(crate) fn presence(&self, name: &str) -> Option<(bool, i64)> {
+    pub(crate) fn presence(&self, name: &str, key: &[u8]) -> Option<(bool, i64)> {
         let map = self.lock();
-        let entry = map.get(name)?;
+        let entry = map.get(name).filter(|e| crate::secret::constant_time_eq(&e.key, key))?;
         let seen = entry.last_seen.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         Some((entry.online, seen))
     }

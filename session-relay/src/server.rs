@@ -128,7 +128,14 @@ where
     let mut admitted = None;
     #[allow(clippy::result_large_err, reason = "the callback type is tungstenite's")]
     let callback = |request: &Request, mut response: Response| {
-        let target = parse_target(request).ok_or_else(|| refusal(StatusCode::NOT_FOUND, NOT_FOUND))?;
+        let Some(target) = parse_target(request) else {
+            let path = request.uri().path();
+            shared.config.access.audit.write(serde_json::json!({
+                "event": "refused", "peer": peer.to_string(), "path": clip(path, 128), "status": 404,
+                "reason": "unknown path",
+            }));
+            return Err(refusal(StatusCode::NOT_FOUND, NOT_FOUND));
+        };
         let admission = admit(&shared, request, target).map_err(|(status, message)| {
             info!(%peer, %status, reason = %message, "handshake refused");
             // Refusals by policy (403) are audited where they are decided.
@@ -167,6 +174,7 @@ where
             info!(%peer, user = %who.user, instance = %instance.id, "client connected");
             let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
             let Shared { registry, sessions, config } = shared;
+            let instance = instance.id;
             ClientTask { who, instance, transport, registry, access: config.access, sessions }.run().await;
             info!(%peer, "client disconnected");
             Ok(())
@@ -174,8 +182,8 @@ where
         Admitted::Agent(claim) => {
             prove(&mut ws, &claim, &shared.config.access).await?;
             let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
-            let AgentClaim { instance, .. } = *claim;
-            agent(transport, peer, instance, shared.registry, shared.config).await
+            let AgentClaim { instance, key, .. } = *claim;
+            agent(transport, peer, instance, key, shared.registry, shared.config).await
         }
     }
 }
@@ -349,7 +357,8 @@ fn status(shared: &Shared, who: &Principal) -> Result<serde_json::Value, StoreEr
         .into_iter()
         .filter(|i| access.allows(who, DESCRIBE_INSTANCE_STATUS, &access.instance(&i.account, &i.id)))
         .map(|i| {
-            let presence = shared.registry.presence(&i.id);
+            // An agent whose key the store no longer holds does not make its name online.
+            let presence = shared.registry.presence(&i.id, &i.public_key);
             let status = match presence {
                 Some((true, _)) => "online",
                 Some((false, _)) => "reconnecting",
@@ -373,6 +382,7 @@ async fn agent(
     mut transport: Transport,
     peer: SocketAddr,
     name: String,
+    key: Vec<u8>,
     registry: Registry,
     config: RelayConfig,
 ) -> Result<(), String> {
@@ -385,7 +395,10 @@ async fn agent(
         _ => None,
     };
     if let Some(token) = resume_token {
-        let entry = registry.get(&name).filter(|e| constant_time_eq(&e.token, &token));
+        // The session must be this instance's, and held by the key just proven.
+        let entry = registry
+            .get(&name)
+            .filter(|e| constant_time_eq(&e.token, &token) && constant_time_eq(&e.key, &key));
         let Some(entry) = entry else {
             info!(%peer, instance = %name, "resume refused: no such session");
             return refuse(transport, ErrorCode::RESUME_REJECTED, "no session for this token").await;
@@ -401,7 +414,7 @@ async fn agent(
     let (to_agent, requests) = mpsc::unbounded_channel();
     let (reattach, reattaches) = mpsc::unbounded_channel();
     let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
-    let entry = Entry { serial, to_agent, reattach, token, online: false, last_seen: SystemTime::now() };
+    let entry = Entry { serial, to_agent, reattach, token, key, online: false, last_seen: SystemTime::now() };
     if registry.insert(&name, entry).is_some() {
         // A fresh session replaces the old one; the old task notices when its agent is gone.
         info!(instance = %name, "agent replaced its previous session");

@@ -212,7 +212,15 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     let refused = run(&alice, "i-0017", "true").await.unwrap_err();
     assert!(refused.contains("token has been revoked"), "{refused}");
 
-    let audit = ok(&db, &["audit", "--limit", "20"]);
+    // The relay's audit writer is a thread of its own: wait for the revoked token's refusal.
+    let mut audit = String::new();
+    for _ in 0..200 {
+        audit = ok(&db, &["audit", "--limit", "20"]);
+        if audit.contains("token has been revoked") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(
         audit.contains(r#""kind":"exec: echo through""#) && audit.contains(r#""user":"alice""#),
         "{audit}"

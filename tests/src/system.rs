@@ -41,7 +41,7 @@ impl System {
     /// A relay on a free loopback port over `store`.
     pub async fn with_store(store: Store, audit: Option<&std::path::Path>) -> System {
         let audit = audit.map_or_else(Audit::log_only, |path| Audit::to_file(path).expect("audit file"));
-        let access = Access::new(store.clone(), "test", audit.with_store(store.clone()));
+        let access = Access::new(store.clone(), "test", audit.with_store(store.clone()).expect("audit"));
         let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), RelayConfig::new(access))
             .await
             .expect("relay");
@@ -105,6 +105,20 @@ impl System {
         self.store.attach(name, name).expect("attachment");
         let (token, _) = self.store.create_token(name, Duration::from_secs(3600)).expect("token");
         session_client::Relay::new(&self.url, &token)
+    }
+
+    /// The audit log once `complete` says it holds what a test waits for (the store's writer is
+    /// a thread of its own), or as it is after two seconds.
+    pub async fn audit_until(&self, complete: impl Fn(&str) -> bool) -> String {
+        let mut audit = String::new();
+        for _ in 0..200 {
+            audit = self.store.audit(10_000).expect("audit").join("\n");
+            if complete(&audit) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        audit
     }
 
     /// The token of `tester`, whom a policy allows everything.

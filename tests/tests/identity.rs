@@ -40,6 +40,18 @@ async fn run(relay: &Relay, instance: &str, command: &str) -> Result<(String, i3
     Ok((text, outcome.exit_code()))
 }
 
+/// Opens a port forward to `127.0.0.1:port` at the session's instance, with nothing to send.
+async fn forward(session: &Session, port: u16) -> Result<(), String> {
+    let io = ChannelIo {
+        input: input_from(bytes::Bytes::new()),
+        output: Box::new(tokio::io::sink()),
+        errors: Box::new(tokio::io::sink()),
+        close_output: true,
+    };
+    let kind = OwnedOpenKind::Forward { host: owned_str("127.0.0.1").unwrap(), port };
+    session.open(kind, io).await.map(drop).map_err(|e| e.0)
+}
+
 /// Tries `command` on `instance`, expecting a refusal; asserts it names `reason` and that the
 /// command never ran.
 async fn refused(relay: &Relay, instance: &str, reason: &str) {
@@ -235,15 +247,8 @@ async fn a_user_allowed_on_i_001_star_reaches_i_0017_and_not_i_002() {
 
     // Allowed sessions, not port forwards: the Open of a forward is refused by kind.
     let session = Session::connect(&alice, "i-0017").await.unwrap();
-    let io = ChannelIo {
-        input: input_from(bytes::Bytes::new()),
-        output: Box::new(tokio::io::sink()),
-        errors: Box::new(tokio::io::sink()),
-        close_output: true,
-    };
-    let kind = OwnedOpenKind::Forward { host: owned_str("127.0.0.1").unwrap(), port: 9 };
-    let error = session.open(kind, io).await.unwrap_err();
-    assert!(error.0.contains("alice may not session:StartPortForward"), "{error}");
+    let error = forward(&session, 9).await.unwrap_err();
+    assert!(error.contains("alice may not session:StartPortForward"), "{error}");
 
     // An explicit Deny beats the Allow that covers it.
     let deny = r#"{"Version": "1", "Statement": [
@@ -321,15 +326,8 @@ async fn with_the_switch_off_every_session_start_is_refused_and_only_modify_sett
         refused(who, "i-sw", "session management is turned off for account test").await;
     }
     let session = Session::connect(&alice, "i-sw").await.unwrap();
-    let io = ChannelIo {
-        input: input_from(bytes::Bytes::new()),
-        output: Box::new(tokio::io::sink()),
-        errors: Box::new(tokio::io::sink()),
-        close_output: true,
-    };
-    let kind = OwnedOpenKind::Forward { host: owned_str("127.0.0.1").unwrap(), port: 9 };
-    let error = session.open(kind, io).await.unwrap_err();
-    assert!(error.0.contains("turned off for account test"), "port forwards too: {error}");
+    let error = forward(&session, 9).await.unwrap_err();
+    assert!(error.contains("turned off for account test"), "port forwards too: {error}");
 
     system.client.switch("test", true).await.unwrap();
     assert_eq!(run(&alice, "i-sw", "echo on-again").await.unwrap().0, "on-again\n");
@@ -346,14 +344,7 @@ async fn another_users_session_id_is_refused_and_an_owner_ends_their_own() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let session = Session::connect(&system.client, "i-sess").await.unwrap();
-    let io = ChannelIo {
-        input: input_from(bytes::Bytes::new()),
-        output: Box::new(tokio::io::sink()),
-        errors: Box::new(tokio::io::sink()),
-        close_output: true,
-    };
-    let kind = OwnedOpenKind::Forward { host: owned_str("127.0.0.1").unwrap(), port };
-    assert!(session.open(kind, io).await.unwrap_err().0.contains("CONNECT_FAILED"));
+    assert!(forward(&session, port).await.unwrap_err().contains("CONNECT_FAILED"));
     assert_eq!(system.client.sessions().await.unwrap(), serde_json::json!({ "sessions": [] }));
 
     let session = Session::connect(&system.client, "i-sess").await.unwrap();
@@ -387,7 +378,11 @@ async fn another_users_session_id_is_refused_and_an_owner_ends_their_own() {
         Ok(outcome) => assert_eq!(outcome.exit, None),
         Err(refused) => assert!(refused.0.contains("the session was terminated"), "{refused}"),
     }
-    let audit = system.store.audit(100).unwrap().join("\n");
+    let audit = system
+        .audit_until(|a| {
+            a.contains(r#""event":"session","exit":null,"instance":"i-sess","kind":"exec: sleep 60""#)
+        })
+        .await;
     assert!(
         audit.contains(&format!(r#""session":"{id}""#)) && audit.contains("belongs to another user"),
         "{audit}"
