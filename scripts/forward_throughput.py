@@ -10,9 +10,11 @@ forwarded port (client -> relay -> agent -> sink). Prints MB/s for each.
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -86,13 +88,30 @@ def main():
                     "-p", "session-client"], cwd=ROOT, check=True)
     relay_port, local_port = free_port(), free_port()
     relay_url = f"ws://127.0.0.1:{relay_port}"
-    env = dict(os.environ, RUST_LOG="warn")
+    state = tempfile.mkdtemp(prefix="forward-throughput-")
+    db = os.path.join(state, "relay.db")
+    env = dict(os.environ, RUST_LOG="warn", SESSION_RELAY_DB=db)
+
+    def admin(*args):
+        return subprocess.run([f"{BIN}/session-relay", "admin", *args], env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    # A user allowed everything, and an activation code for the agent.
+    admin("user", "add", "bench")
+    policy = os.path.join(state, "all.json")
+    with open(policy, "w") as f:
+        f.write('{"Version": "1", "Statement": {"Effect": "Allow", "Action": "session:*", "Resource": "*"}}')
+    admin("policy", "put", "all", policy)
+    admin("policy", "attach", "all", "bench")
+    env["SESSION_TOKEN"] = admin("token", "create", "bench", "--expires-in", "1h")
+    code = admin("activation", "create")
     procs = []
     try:
         procs.append(subprocess.Popen([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{relay_port}"], env=env))
         wait_for_port(relay_port)
         procs.append(subprocess.Popen([f"{BIN}/session-agent", "--relay", relay_url, "--name", "bench",
-                                       "--allow-root"], env=env))
+                                       "--allow-root", "--key-file", os.path.join(state, "agent.key"),
+                                       "--activation-code", code], env=env))
         time.sleep(0.5)
         sink_port, _ = sink_server()
         procs.append(subprocess.Popen([f"{BIN}/session-client", "--relay", relay_url, "forward", "bench",
@@ -107,6 +126,7 @@ def main():
         for p in reversed(procs):
             p.terminate()
             p.wait()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -215,7 +215,7 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     // The relay's audit writer is a thread of its own: wait for the revoked token's refusal.
     let mut audit = String::new();
     for _ in 0..200 {
-        audit = ok(&db, &["audit", "--limit", "20"]);
+        audit = ok(&db, &["audit", "--limit", "100"]);
         if audit.contains("token has been revoked") {
             break;
         }
@@ -231,6 +231,12 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
             || audit.contains(r#""event":"session""#)
     );
 
+    // What admins changed is audited too, by its arguments (no secret among them).
+    for change in
+        [r#"User(Add { name: \"alice\" })"#, "Token(Create", "Token(Revoke", "Switch { account: \\\"acme\\\""]
+    {
+        assert!(audit.contains(change), "{change} not in {audit}");
+    }
     let log = served.log();
     assert!(log.contains("handshake refused"), "refusals are logged: {log}");
     for secret in [&token[21..], &code[21..]] {
