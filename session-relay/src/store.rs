@@ -208,7 +208,15 @@ fn valid_name(kind: &str, name: &str) -> Result<(), StoreError> {
 impl Store {
     /// Opens (creating if need be) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let created = !path.exists();
         let db = Connection::open(path)?;
+        if created {
+            // The audit log names who ran what, where: the file is its owner's alone. SQLite
+            // gives its journal files the same mode.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        }
         // WAL lets the admin command read while the relay writes; with it, NORMAL syncs at
         // checkpoints rather than at every commit, and a crash still leaves the file whole.
         db.pragma_update(None, "journal_mode", "WAL")?;

@@ -151,6 +151,12 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     let dir = scratch("admin");
     let db = dir.join("relay.db");
     ok(&db, &["user", "add", "alice"]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the store is its owner's alone"
+    );
     let again = admin(&db, &["user", "add", "alice"]);
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("user alice exists"));
 
