@@ -2,6 +2,7 @@
 //! by `spec/vectors/*.json`, the tables the vector files are generated from, and the properties
 //! the fuzz targets check, and the whole system on loopback for the end-to-end tests.
 
+pub mod agent_by_hand;
 pub mod fuzz_checks;
 pub mod json;
 #[allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "scaffolding for std programs")]

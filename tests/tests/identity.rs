@@ -7,15 +7,14 @@
 use core::time::Duration;
 use std::path::PathBuf;
 
-use futures_util::{SinkExt, StreamExt};
 use session_agent::{AgentConfig, AgentKey, LoginUser};
 use session_client::{ChannelIo, Relay, Session, input_from};
-use session_codec::link::identity::{ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER};
+use session_codec::link::identity::AGENT_KEY_HEADER;
 use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
 use session_relay::store::{ActivationTerms, Store};
+use session_tests::agent_by_hand::{agent_handshake, answer};
 use session_tests::system::{System, pipes};
 use tokio::io::AsyncReadExt;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -60,35 +59,6 @@ async fn refused(relay: &Relay, instance: &str, reason: &str) {
     assert!(error.contains(reason), "expected {reason:?}, got {error:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!marker.exists(), "a refused request ran its command");
-}
-
-/// The agent's side of the handshake by hand: connects as `instance` with `key` (and `code`),
-/// and returns the socket and the relay's challenge, or the relay's refusal.
-async fn agent_handshake(
-    url: &str,
-    instance: &str,
-    key: &AgentKey,
-    code: Option<&str>,
-) -> Result<(session_codec::link::dial::Dialed, [u8; 32]), String> {
-    let mut request = format!("{url}/v1/agent/{instance}").into_client_request().unwrap();
-    let headers = request.headers_mut();
-    headers.insert(AGENT_KEY_HEADER, HeaderValue::from_str(&key.public_hex()).unwrap());
-    if let Some(code) = code {
-        headers.insert(ACTIVATION_HEADER, HeaderValue::from_str(code).unwrap());
-    }
-    let (ws, response) = session_codec::link::dial::Trust::system().dial(request, 1 << 16).await?;
-    let challenge = hex::decode(response.headers()[CHALLENGE_HEADER].as_bytes()).unwrap();
-    Ok((ws, challenge.try_into().unwrap()))
-}
-
-/// Sends `proof` and returns the relay's answer: `Ok` on admission, else the Close's reason.
-async fn answer(ws: &mut session_codec::link::dial::Dialed, proof: String) -> Result<(), String> {
-    ws.send(WsMessage::text(proof)).await.unwrap();
-    match ws.next().await {
-        Some(Ok(WsMessage::Text(text))) if text.as_str() == ADMITTED => Ok(()),
-        Some(Ok(WsMessage::Close(Some(close)))) => Err(close.reason.to_string()),
-        other => panic!("unexpected answer {other:?}"),
-    }
 }
 
 fn terms(uses: u32, ttl: Duration) -> ActivationTerms {

@@ -6,16 +6,12 @@
 
 use core::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use session_agent::{AgentConfig, AgentKey, LoginUser};
 use session_client::{Relay, Session};
-use session_codec::link::identity::{ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER};
 use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
+use session_tests::agent_by_hand::{agent_handshake, answer};
 use session_tests::system::{System, pipes};
 use tokio::io::AsyncReadExt;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 fn exec(command: &str) -> OwnedOpenKind {
     OwnedOpenKind::Exec { command: owned_str(command).unwrap(), pty: None, env: OwnedEnv::default() }
@@ -33,32 +29,6 @@ async fn run_on(session: &Session, command: &str) -> Result<String, String> {
 async fn run(relay: &Relay, instance: &str, command: &str) -> Result<String, String> {
     let session = Session::connect(relay, instance).await.map_err(|e| e.0)?;
     run_on(&session, command).await
-}
-
-async fn agent_handshake(
-    url: &str,
-    instance: &str,
-    key: &AgentKey,
-    code: Option<&str>,
-) -> Result<(session_codec::link::dial::Dialed, [u8; 32]), String> {
-    let mut request = format!("{url}/v1/agent/{instance}").into_client_request().unwrap();
-    let headers = request.headers_mut();
-    headers.insert(AGENT_KEY_HEADER, HeaderValue::from_str(&key.public_hex()).unwrap());
-    if let Some(code) = code {
-        headers.insert(ACTIVATION_HEADER, HeaderValue::from_str(code).unwrap());
-    }
-    let (ws, response) = session_codec::link::dial::Trust::system().dial(request, 1 << 16).await?;
-    let challenge = hex::decode(response.headers()[CHALLENGE_HEADER].as_bytes()).unwrap();
-    Ok((ws, challenge.try_into().unwrap()))
-}
-
-async fn answer(ws: &mut session_codec::link::dial::Dialed, proof: String) -> Result<(), String> {
-    ws.send(WsMessage::text(proof)).await.unwrap();
-    match ws.next().await {
-        Some(Ok(WsMessage::Text(text))) if text.as_str() == ADMITTED => Ok(()),
-        Some(Ok(WsMessage::Close(Some(close)))) => Err(close.reason.to_string()),
-        other => panic!("unexpected answer {other:?}"),
-    }
 }
 
 fn agent(system: &System, name: &str, account: &str) -> tokio::task::JoinHandle<()> {

@@ -43,14 +43,7 @@ impl Raw {
             tokio_tungstenite::connect_async_with_config(request, Some(ws_config(DEFAULT_MAX_FRAME)), true)
                 .await
                 .unwrap();
-        let mut raw = Raw {
-            ws,
-            conn: Box::new(Connection::new(config, Instant::from_millis(0))),
-            start: std::time::Instant::now(),
-        };
-        raw.flush().await;
-        raw.until(|e| e.starts_with("Connected"), 5).await;
-        raw
+        Raw::hello(ws, config).await
     }
 
     /// As `connect`, over a socket with a small receive buffer.
@@ -67,6 +60,11 @@ impl Raw {
         )
         .await
         .unwrap();
+        Raw::hello(ws, config).await
+    }
+
+    /// Starts a connection of `config` over `ws` and waits until it is established.
+    async fn hello(ws: Ws, config: Config) -> Raw {
         let mut raw = Raw {
             ws,
             conn: Box::new(Connection::new(config, Instant::from_millis(0))),
