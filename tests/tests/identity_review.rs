@@ -133,8 +133,9 @@ fn agent_config_debug_shows_no_activation_code() {
 }
 
 /// Refused handshakes are audited to a store on disk. A flood of them once stalled data on
-/// channels already open (each refusal committed under the store's lock on a runtime worker:
-/// 100 keystrokes took about 20 s); the audit's own writer thread keeps them apart.
+/// channels already open: each refusal committed, with a sync, under the store's lock on a
+/// runtime worker, and 100 keystrokes took 2.9 to 3.4 s here; with the audit's own writer
+/// thread they take 0.8 to 1.0 s, what 64 flooding tasks on two cores leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_refused_handshakes_leaves_open_channels_responsive() {
     use tokio::io::AsyncWriteExt;
@@ -181,7 +182,7 @@ async fn a_flood_of_refused_handshakes_leaves_open_channels_responsive() {
     eprintln!("100 keystrokes: quiet {quiet:?}, during the flood {flooded:?}; {rows} audit rows");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(rows > 1000, "the flood was refused and audited: {rows} rows");
-    assert!(flooded < Duration::from_secs(3), "100 keystrokes took {flooded:?} during the flood");
+    assert!(flooded < Duration::from_secs(2), "100 keystrokes took {flooded:?} during the flood");
 }
 
 /// Spec 11.6: "The relay audits ... each refused handshake". A 404 is not audited.
