@@ -135,6 +135,16 @@ impl Drop for System {
     }
 }
 
+/// A command run on pipes, without a terminal.
+pub fn exec(command: &str) -> session_codec::proto::owned::OwnedOpenKind {
+    use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
+    OwnedOpenKind::Exec {
+        command: owned_str(command).expect("a short command"),
+        pty: None,
+        env: OwnedEnv::default(),
+    }
+}
+
 /// Local ends for a channel: what the test writes becomes the channel's input, and the
 /// channel's stdout and stderr come out of the returned readers.
 pub fn pipes() -> (ChannelIo, tokio::io::DuplexStream, tokio::io::DuplexStream, tokio::io::DuplexStream) {

@@ -5,8 +5,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use session_codec::proto::ExitStatus;
-use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
-use session_tests::system::{System, peak_rss, pipes, random_file};
+use session_tests::system::{System, exec, peak_rss, pipes, random_file};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -21,11 +20,7 @@ async fn a_hundred_megabytes_arrive_intact_in_bounded_memory() {
     let before = peak_rss();
 
     let (io, _input, mut output, _) = pipes();
-    let kind = OwnedOpenKind::Exec {
-        command: owned_str(&format!("cat {}", path.display())).unwrap(),
-        pty: None,
-        env: OwnedEnv::default(),
-    };
+    let kind = exec(&format!("cat {}", path.display()));
     let running = tokio::spawn(async move { session.open(kind, io).await });
     let started = Instant::now();
     let mut hash = Sha256::new();

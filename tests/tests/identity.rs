@@ -10,17 +10,13 @@ use std::path::PathBuf;
 use session_agent::{AgentConfig, AgentKey, LoginUser};
 use session_client::{ChannelIo, Relay, Session, input_from};
 use session_codec::link::identity::AGENT_KEY_HEADER;
-use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
+use session_codec::proto::owned::{OwnedOpenKind, owned_str};
 use session_relay::store::{ActivationTerms, Store};
 use session_tests::agent_by_hand::{agent_handshake, answer};
-use session_tests::system::{System, pipes};
+use session_tests::system::{System, exec, pipes};
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-
-fn exec(command: &str) -> OwnedOpenKind {
-    OwnedOpenKind::Exec { command: owned_str(command).unwrap(), pty: None, env: OwnedEnv::default() }
-}
 
 /// A file a refused command would have made: its absence shows no process ran.
 fn marker(name: &str) -> PathBuf {

@@ -8,14 +8,9 @@ use core::time::Duration;
 
 use session_agent::{AgentConfig, AgentKey, LoginUser};
 use session_client::{Relay, Session};
-use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
 use session_tests::agent_by_hand::{agent_handshake, answer};
-use session_tests::system::{System, pipes};
+use session_tests::system::{System, exec, pipes};
 use tokio::io::AsyncReadExt;
-
-fn exec(command: &str) -> OwnedOpenKind {
-    OwnedOpenKind::Exec { command: owned_str(command).unwrap(), pty: None, env: OwnedEnv::default() }
-}
 
 /// Runs `command` on an open client connection; its stdout.
 async fn run_on(session: &Session, command: &str) -> Result<String, String> {

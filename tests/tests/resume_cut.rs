@@ -4,8 +4,7 @@
 use core::time::Duration;
 
 use session_codec::proto::ExitStatus;
-use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
-use session_tests::system::{Proxy, System, pipes, random_file};
+use session_tests::system::{Proxy, System, exec, pipes, random_file};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -20,11 +19,7 @@ async fn output_survives_cuts_of_the_agent_connection_without_loss_or_duplicatio
     let session = system.session("i-001").await;
 
     let (io, _input, mut output, _) = pipes();
-    let kind = OwnedOpenKind::Exec {
-        command: owned_str(&format!("cat {}", path.display())).unwrap(),
-        pty: None,
-        env: OwnedEnv::default(),
-    };
+    let kind = exec(&format!("cat {}", path.display()));
     let running = tokio::spawn(async move { session.open(kind, io).await });
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
