@@ -69,14 +69,22 @@ impl Access {
         Err(refused)
     }
 
-    /// As [`Access::check`], without auditing a refusal: for filtering a list.
-    pub fn allows(&self, who: &Principal, action: &str, resource: &str) -> bool {
-        self.decide(who, action, resource).is_ok()
+    /// Whether `who` may do `action`, as a test of resources, without auditing a refusal: for
+    /// filtering a list. The token and policies are read once, for every resource tested; a
+    /// token that no longer stands, or a store that fails, allows nothing.
+    pub fn allowed<'a>(&self, who: &Principal, action: &'a str) -> impl Fn(&str) -> bool + 'a {
+        let policies = self.policies(who).ok();
+        move |resource| policies.as_deref().is_some_and(|p| evaluate(p, action, resource).is_allowed())
+    }
+
+    /// The policies of `who`, if their token still stands.
+    fn policies(&self, who: &Principal) -> Result<Vec<crate::policy::Policy>, String> {
+        self.store.token_valid(&who.token).map_err(|e| e.to_string())?;
+        self.store.policies_of(&who.user).map_err(|e| e.to_string())
     }
 
     fn decide(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
-        self.store.token_valid(&who.token).map_err(|e| e.to_string())?;
-        let policies = self.store.policies_of(&who.user).map_err(|e| e.to_string())?;
+        let policies = self.policies(who)?;
         match evaluate(&policies, action, resource) {
             Decision::Allow => Ok(()),
             Decision::ExplicitDeny => {

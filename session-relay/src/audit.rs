@@ -73,7 +73,9 @@ impl Audit {
         }
         if let Some(file) = &self.file {
             let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Err(e) = writeln!(file, "{record}") {
+            // One write of the whole line: `writeln!` may split it, and a reader of the file
+            // (or another appender) would see half a record.
+            if let Err(e) = file.write_all(format!("{record}\n").as_bytes()) {
                 tracing::error!(error = %e, "audit record not written");
             }
         }

@@ -221,7 +221,7 @@ fn admit(shared: &Shared, request: &Request, target: Target) -> Result<Admitted,
             };
             // Holding a connection needs leave to start something; each Open is checked again.
             let resource = access.instance(&instance.account, &instance.id);
-            if !access.allows(&who, START_PORT_FORWARD, &resource) {
+            if !access.allowed(&who, START_PORT_FORWARD)(&resource) {
                 access.check(&who, START_SESSION, &resource).map_err(forbidden)?;
             }
             Ok(Admitted::Client { who, instance })
@@ -351,11 +351,12 @@ where
 /// The instances `who` may see, with their status and labels.
 fn status(shared: &Shared, who: &Principal) -> Result<serde_json::Value, StoreError> {
     let access = &shared.config.access;
+    let describes = access.allowed(who, DESCRIBE_INSTANCE_STATUS);
     let instances: Vec<serde_json::Value> = access
         .store
         .instances()?
         .into_iter()
-        .filter(|i| access.allows(who, DESCRIBE_INSTANCE_STATUS, &access.instance(&i.account, &i.id)))
+        .filter(|i| describes(&access.instance(&i.account, &i.id)))
         .map(|i| {
             // An agent whose key the store no longer holds does not make its name online.
             let presence = shared.registry.presence(&i.id, &i.public_key);

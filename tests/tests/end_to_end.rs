@@ -283,7 +283,7 @@ async fn each_session_leaves_one_audit_record() {
     let mut record = None;
     for _ in 0..100 {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if let Some(line) = text.lines().next() {
+        if let Some((line, _)) = text.split_once('\n') {
             record = Some(serde_json::from_str::<serde_json::Value>(line).unwrap());
             break;
         }
