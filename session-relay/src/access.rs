@@ -83,7 +83,8 @@ impl Access {
         self.store.policies_of(&who.user).map_err(|e| e.to_string())
     }
 
-    fn decide(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
+    /// As [`Access::check`], leaving the audit to the caller.
+    pub(crate) fn decide(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
         let policies = self.policies(who)?;
         match evaluate(&policies, action, resource) {
             Decision::Allow => Ok(()),

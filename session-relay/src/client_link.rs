@@ -146,14 +146,12 @@ impl Task {
     /// switch, the user's token and policies as they stand now.
     fn open(&mut self, conn: &mut ClientConnection, channel: u16, kind: &OpenKind<'_>) {
         let instance = &self.instance;
-        // Refusals by policy are audited where they are decided; the others here.
+        // Every refusal of an Open is audited here, the policy's included.
         let refuse = |conn: &mut ClientConnection, reason, message: &str| {
             info!(user = %self.who.user, %instance, reason = %reason, message, "open refused");
-            if reason != RefuseReason::PROHIBITED || message.contains("turned off") {
-                self.access.audit.write(serde_json::json!({
-                    "event": "refused", "user": self.who.user, "instance": instance, "reason": message,
-                }));
-            }
+            self.access.audit.write(serde_json::json!({
+                "event": "refused", "user": self.who.user, "instance": instance, "reason": message,
+            }));
             let _ = conn.refuse(channel, reason, clip(message, MAX_MESSAGE_LEN));
         };
         let action = match kind {
@@ -181,7 +179,7 @@ impl Task {
             Err(e) => return refuse(conn, RefuseReason::UNAVAILABLE, &e.to_string()),
         }
         let resource = self.access.instance(account, instance);
-        if let Err(message) = self.access.check(&self.who, action, &resource) {
+        if let Err(message) = self.access.decide(&self.who, action, &resource) {
             return refuse(conn, RefuseReason::PROHIBITED, &message);
         }
         // Only an agent that proved the key registered now serves the instance.
