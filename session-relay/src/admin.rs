@@ -197,7 +197,7 @@ fn execute(store: &Store, command: Admin) -> Result<(), StoreError> {
             } else {
                 std::fs::File::open(&file).and_then(|mut f| f.read_to_string(&mut document))
             };
-            read.map_err(|e| StoreError(format!("{}: {e}", file.display())))?;
+            read.map_err(|error| StoreError::File { path: file, error })?;
             store.put_policy(&name, &document)?;
         }
         Admin::Policy(PolicyCommand::Remove { name }) => store.remove_policy(&name)?,

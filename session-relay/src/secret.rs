@@ -25,17 +25,36 @@ pub(crate) struct Hashed {
     pub(crate) hash: [u8; 32],
 }
 
+/// The operating system's random generator failed: no secret or challenge can be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RandomError;
+
+impl core::fmt::Display for RandomError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the system's random generator failed")
+    }
+}
+
+impl std::error::Error for RandomError {}
+
 /// Fills `N` bytes from the operating system's generator.
-pub(crate) fn random<const N: usize>() -> Result<[u8; N], String> {
+fn fill<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut bytes = [0; N];
-    SystemRandom::new().fill(&mut bytes).map_err(|_| "the system's random generator failed".to_owned())?;
+    SystemRandom::new().fill(&mut bytes).map_err(|_| RandomError)?;
     Ok(bytes)
 }
 
+/// Fills `N` bytes from the operating system's generator; the error in words, as the
+/// handshake's refusals are.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], String> {
+    fill().map_err(|e| e.to_string())
+}
+
 /// A new secret of `kind`: the text to give its holder once, and what to store.
-pub(crate) fn generate(kind: &str) -> Result<(String, Hashed), String> {
-    let id = hex::encode(random::<ID_LEN>()?);
-    let key = random::<KEY_LEN>()?;
+pub(crate) fn generate(kind: &str) -> Result<(String, Hashed), RandomError> {
+    let id = hex::encode(fill::<ID_LEN>()?);
+    let key = fill::<KEY_LEN>()?;
     let text = format!("{kind}_{id}_{}", hex::encode(key));
     Ok((text, Hashed { id, hash: sha256(&key) }))
 }

@@ -7,41 +7,134 @@
 //! the relay's tasks call them directly; the audit log, the one write a peer can cause at
 //! will, is written by a thread of its own (`audit.rs`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::policy::{Policy, PolicyError};
+pub use crate::secret::RandomError;
 use crate::secret::{self, Hashed};
 
-/// Why a store operation failed, in words for the operator or the peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
+/// Why a store operation failed. Its `Display` is the sentence said to the operator or the
+/// peer; its variant, for a program that must tell failures apart.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed: `database: {error}`.
+    Database(rusqlite::Error),
+    /// The database failed while looking up one instance ([`Store::instance`]): the error as
+    /// the database words it, with no `database:` before it.
+    InstanceLookup(rusqlite::Error),
+    /// [`Store::put_policy`] refused a document: `policy refused: {error}`.
+    Policy(PolicyError),
+    /// A stored policy document no longer parses: `stored policy {name}: {error}`.
+    StoredPolicy {
+        /// The policy's name.
+        name: String,
+        /// Where and how its document is wrong.
+        error: PolicyError,
+    },
+    /// A name an admin gave is not one: `{kind} name {name:?}: use 1 to 64 of A-Z a-z 0-9 - _ . @`.
+    InvalidName {
+        /// What it would name: `user`, `policy`, `account` or `label`.
+        kind: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// Something to be made exists already: `{what} {name} exists`.
+    Exists {
+        /// What it is: `user`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// Something to be changed or used is not there: `no {what} {name}`.
+    NotFound {
+        /// What it is: `user`, `policy`, `instance` or `unrevoked token`.
+        what: &'static str,
+        /// Its name (a token's id).
+        name: String,
+    },
+    /// A policy to detach is not attached: `policy {policy} is not attached to {user}`.
+    NotAttached {
+        /// The policy.
+        policy: String,
+        /// The user.
+        user: String,
+    },
+    /// An activation code was asked for with no uses: `an activation code needs at least one use`.
+    NoUses,
+    /// No secret could be made: `the system's random generator failed`.
+    Random(RandomError),
+    /// A file could not be read or set up: `{path}: {error}`.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong with it.
+        error: std::io::Error,
+    },
+}
 
 impl core::fmt::Display for StoreError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            StoreError::Database(e) => write!(f, "database: {e}"),
+            StoreError::InstanceLookup(e) => write!(f, "{e}"),
+            StoreError::Policy(e) => write!(f, "policy refused: {e}"),
+            StoreError::StoredPolicy { name, error } => write!(f, "stored policy {name}: {error}"),
+            StoreError::InvalidName { kind, name } => {
+                write!(f, "{kind} name {name:?}: use 1 to 64 of A-Z a-z 0-9 - _ . @")
+            }
+            StoreError::Exists { what, name } => write!(f, "{what} {name} exists"),
+            StoreError::NotFound { what, name } => write!(f, "no {what} {name}"),
+            StoreError::NotAttached { policy, user } => {
+                write!(f, "policy {policy} is not attached to {user}")
+            }
+            StoreError::NoUses => f.write_str("an activation code needs at least one use"),
+            StoreError::Random(e) => write!(f, "{e}"),
+            StoreError::File { path, error } => write!(f, "{}: {error}", path.display()),
+        }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Database(e) | StoreError::InstanceLookup(e) => Some(e),
+            StoreError::Policy(e) | StoreError::StoredPolicy { error: e, .. } => Some(e),
+            StoreError::Random(e) => Some(e),
+            StoreError::File { error, .. } => Some(error),
+            StoreError::InvalidName { .. }
+            | StoreError::Exists { .. }
+            | StoreError::NotFound { .. }
+            | StoreError::NotAttached { .. }
+            | StoreError::NoUses => None,
+        }
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError(format!("database: {e}"))
+        StoreError::Database(e)
     }
 }
 
 impl From<PolicyError> for StoreError {
     fn from(e: PolicyError) -> Self {
-        StoreError(format!("policy refused: {e}"))
+        StoreError::Policy(e)
     }
 }
 
-fn fail<T>(message: impl Into<String>) -> Result<T, StoreError> {
-    Err(StoreError(message.into()))
+impl From<RandomError> for StoreError {
+    fn from(e: RandomError) -> Self {
+        StoreError::Random(e)
+    }
+}
+
+fn not_found<T>(what: &'static str, name: &str) -> Result<T, StoreError> {
+    Err(StoreError::NotFound { what, name: name.to_owned() })
 }
 
 /// Seconds since the Unix epoch.
@@ -198,11 +291,11 @@ pub struct ActivationTerms {
 }
 
 /// Checks a name an admin gives to a user, policy or account.
-fn valid_name(kind: &str, name: &str) -> Result<(), StoreError> {
+fn valid_name(kind: &'static str, name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
-    if ok { Ok(()) } else { fail(format!("{kind} name {name:?}: use 1 to 64 of A-Z a-z 0-9 - _ . @")) }
+    if ok { Ok(()) } else { Err(StoreError::InvalidName { kind, name: name.to_owned() }) }
 }
 
 impl Store {
@@ -215,7 +308,7 @@ impl Store {
             // gives its journal files the same mode.
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+                .map_err(|error| StoreError::File { path: path.to_owned(), error })?;
         }
         // WAL lets the admin command read while the relay writes; with it, NORMAL syncs at
         // checkpoints rather than at every commit, and a crash still leaves the file whole.
@@ -250,13 +343,13 @@ impl Store {
             "INSERT INTO users (name, created) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             params![name, unix_now()],
         )?;
-        if added == 0 { fail(format!("user {name} exists")) } else { Ok(()) }
+        if added == 0 { Err(StoreError::Exists { what: "user", name: name.to_owned() }) } else { Ok(()) }
     }
 
     /// Removes a user with their tokens and attachments.
     pub fn remove_user(&self, name: &str) -> Result<(), StoreError> {
         let removed = self.db().execute("DELETE FROM users WHERE name = ?1", [name])?;
-        if removed == 0 { fail(format!("no user {name}")) } else { Ok(()) }
+        if removed == 0 { not_found("user", name) } else { Ok(()) }
     }
 
     /// Every user with the policies attached to them, by name.
@@ -284,9 +377,9 @@ impl Store {
     pub fn create_token(&self, user: &str, ttl: Duration) -> Result<(String, String), StoreError> {
         let db = self.db();
         if !Store::user_exists(&db, user)? {
-            return fail(format!("no user {user}"));
+            return not_found("user", user);
         }
-        let (text, hashed) = secret::generate(secret::TOKEN).map_err(StoreError)?;
+        let (text, hashed) = secret::generate(secret::TOKEN)?;
         let now = unix_now();
         db.execute(
             "INSERT INTO tokens (id, user, hash, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -301,7 +394,7 @@ impl Store {
             "UPDATE tokens SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL",
             params![id.to_ascii_lowercase(), unix_now()],
         )?;
-        if revoked == 0 { fail(format!("no unrevoked token {id}")) } else { Ok(()) }
+        if revoked == 0 { not_found("unrevoked token", id) } else { Ok(()) }
     }
 
     /// Every token, by user.
@@ -373,7 +466,7 @@ impl Store {
     /// Removes policy `name` and its attachments.
     pub fn remove_policy(&self, name: &str) -> Result<(), StoreError> {
         let removed = self.db().execute("DELETE FROM policies WHERE name = ?1", [name])?;
-        if removed == 0 { fail(format!("no policy {name}")) } else { Ok(()) }
+        if removed == 0 { not_found("policy", name) } else { Ok(()) }
     }
 
     /// Every policy and its document, by name.
@@ -388,11 +481,11 @@ impl Store {
     pub fn attach(&self, user: &str, policy: &str) -> Result<(), StoreError> {
         let db = self.db();
         if !Store::user_exists(&db, user)? {
-            return fail(format!("no user {user}"));
+            return not_found("user", user);
         }
         if db.query_row("SELECT 1 FROM policies WHERE name = ?1", [policy], |_| Ok(())).optional()?.is_none()
         {
-            return fail(format!("no policy {policy}"));
+            return not_found("policy", policy);
         }
         db.execute("INSERT OR IGNORE INTO attachments (user, policy) VALUES (?1, ?2)", [user, policy])?;
         Ok(())
@@ -402,7 +495,11 @@ impl Store {
     pub fn detach(&self, user: &str, policy: &str) -> Result<(), StoreError> {
         let removed =
             self.db().execute("DELETE FROM attachments WHERE user = ?1 AND policy = ?2", [user, policy])?;
-        if removed == 0 { fail(format!("policy {policy} is not attached to {user}")) } else { Ok(()) }
+        if removed == 0 {
+            Err(StoreError::NotAttached { policy: policy.to_owned(), user: user.to_owned() })
+        } else {
+            Ok(())
+        }
     }
 
     /// The policies attached to `user`. A stored document that no longer parses (written by
@@ -416,7 +513,7 @@ impl Store {
         let rows = query.query_map([user], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
         rows.map(|row| {
             let (name, document) = row?;
-            Policy::parse(&document).map_err(|e| StoreError(format!("stored policy {name}: {e}")))
+            Policy::parse(&document).map_err(|error| StoreError::StoredPolicy { name, error })
         })
         .collect()
     }
@@ -430,9 +527,9 @@ impl Store {
             valid_name("label", label)?;
         }
         if terms.uses == 0 {
-            return fail("an activation code needs at least one use");
+            return Err(StoreError::NoUses);
         }
-        let (text, hashed) = secret::generate(secret::ACTIVATION).map_err(StoreError)?;
+        let (text, hashed) = secret::generate(secret::ACTIVATION)?;
         let now = unix_now();
         self.db().execute(
             "INSERT INTO activations (id, hash, account, label, created, expires, uses_left)
@@ -527,7 +624,7 @@ impl Store {
 
     /// Instance `id`, if registered.
     pub fn instance(&self, id: &str) -> Result<Option<Instance>, StoreError> {
-        Store::instance_in(&self.db(), id).map_err(|e| StoreError(e.to_string()))
+        Store::instance_in(&self.db(), id).map_err(StoreError::InstanceLookup)
     }
 
     fn instance_in(db: &Connection, id: &str) -> Result<Option<Instance>, rusqlite::Error> {
@@ -563,7 +660,7 @@ impl Store {
     /// Forgets instance `id`: its agent must register again with a new code.
     pub fn remove_instance(&self, id: &str) -> Result<(), StoreError> {
         let removed = self.db().execute("DELETE FROM instances WHERE id = ?1", [id])?;
-        if removed == 0 { fail(format!("no instance {id}")) } else { Ok(()) }
+        if removed == 0 { not_found("instance", id) } else { Ok(()) }
     }
 
     /// Notes that instance `id`'s agent is connected now, running `version`.
@@ -621,5 +718,76 @@ impl Store {
         )?;
         let rows = query.query_map([limit], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each failure is told apart by its variant, and worded as the operator has always read it.
+    #[test]
+    fn errors_have_their_kind_and_their_words() {
+        let store = Store::in_memory().unwrap();
+        let said = |e: &StoreError| e.to_string();
+
+        let e = store.add_user("a b").unwrap_err();
+        assert!(matches!(e, StoreError::InvalidName { kind: "user", ref name } if name == "a b"));
+        assert_eq!(said(&e), r#"user name "a b": use 1 to 64 of A-Z a-z 0-9 - _ . @"#);
+
+        store.add_user("alice").unwrap();
+        let e = store.add_user("alice").unwrap_err();
+        assert!(matches!(e, StoreError::Exists { what: "user", .. }));
+        assert_eq!(said(&e), "user alice exists");
+
+        let e = store.remove_user("bob").unwrap_err();
+        assert!(matches!(e, StoreError::NotFound { what: "user", .. }));
+        assert_eq!(said(&e), "no user bob");
+        assert_eq!(said(&store.create_token("bob", Duration::from_secs(60)).unwrap_err()), "no user bob");
+        assert_eq!(said(&store.attach("bob", "p").unwrap_err()), "no user bob");
+        assert_eq!(said(&store.attach("alice", "p").unwrap_err()), "no policy p");
+        assert_eq!(said(&store.remove_policy("p").unwrap_err()), "no policy p");
+        assert_eq!(said(&store.remove_instance("i").unwrap_err()), "no instance i");
+        assert_eq!(said(&store.revoke_token("0123").unwrap_err()), "no unrevoked token 0123");
+
+        let e = store.detach("alice", "p").unwrap_err();
+        assert!(matches!(e, StoreError::NotAttached { .. }));
+        assert_eq!(said(&e), "policy p is not attached to alice");
+
+        let e = store.put_policy("p", "{").unwrap_err();
+        assert!(matches!(e, StoreError::Policy(_)));
+        assert!(said(&e).starts_with("policy refused: not valid JSON: "), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+
+        store.put_policy("p", crate::dev::FULL_ACCESS).unwrap();
+        store.attach("alice", "p").unwrap();
+        store.db().execute("UPDATE policies SET document = '{}' WHERE name = 'p'", []).unwrap();
+        let e = store.policies_of("alice").unwrap_err();
+        assert!(matches!(e, StoreError::StoredPolicy { ref name, .. } if name == "p"));
+        assert!(said(&e).starts_with("stored policy p: "), "{e}");
+
+        let terms =
+            ActivationTerms { account: "acme".into(), label: None, ttl: Duration::from_secs(60), uses: 0 };
+        let e = store.create_activation(&terms).unwrap_err();
+        assert!(matches!(e, StoreError::NoUses));
+        assert_eq!(said(&e), "an activation code needs at least one use");
+        let bad = ActivationTerms { label: Some(String::new()), uses: 1, ..terms };
+        assert_eq!(
+            said(&store.create_activation(&bad).unwrap_err()),
+            r#"label name "": use 1 to 64 of A-Z a-z 0-9 - _ . @"#
+        );
+
+        store.db().execute_batch("DROP TABLE instances").unwrap();
+        let e = store.instances().unwrap_err();
+        assert!(matches!(e, StoreError::Database(_)));
+        assert!(said(&e).starts_with("database: no such table: instances"), "{e}");
+        let e = store.instance("i").unwrap_err();
+        assert!(matches!(e, StoreError::InstanceLookup(_)));
+        assert!(said(&e).starts_with("no such table: instances"), "{e}");
+
+        assert_eq!(StoreError::from(RandomError).to_string(), "the system's random generator failed");
+        let missing = Path::new("/nonexistent/dir/relay.db");
+        let e = StoreError::File { path: missing.to_owned(), error: std::io::Error::other("gone") };
+        assert_eq!(said(&e), "/nonexistent/dir/relay.db: gone");
     }
 }
