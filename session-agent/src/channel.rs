@@ -1,14 +1,13 @@
 //! One channel at the agent: its process or TCP connection, the pipe tasks that move its bytes
-//! (see `session_codec::link::pipe` for their bounds), and the order in which its end is told:
-//! last Data, Exit, Eof, Close.
+//! (see `session_link::pipe` for their bounds), and when its end is told: Exit, Eof and Close,
+//! queued behind the last Data once the process ended and its output was read to the end.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use session_codec::link::pipe::{EndOfInput, Input, OutputQueue, PipeEvent, spawn_reader, spawn_writer};
-use session_codec::link::{Link, Transport, compact};
-use session_codec::proto::connection::Connection;
-use session_codec::proto::{Env, ExitStatus, RefuseReason, Signal, Stream, WindowSize};
+use session_link::pipe::{EndOfInput, PipeEvent, Writer, spawn_reader, spawn_writer};
+use session_link::{Driver, Op};
+use session_proto::{Env, ExitStatus, RefuseReason, Signal, Stream, WindowSize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -59,8 +58,8 @@ impl Local {
     pub(crate) fn channel(&self) -> u16 {
         match self {
             Local::Pipe(
-                PipeEvent::Output { channel, .. }
-                | PipeEvent::OutputEnd { channel }
+                PipeEvent::Read { channel, .. }
+                | PipeEvent::ReadEnd { channel }
                 | PipeEvent::Written { channel, .. },
             )
             | Local::Exited { channel, .. }
@@ -73,10 +72,10 @@ impl Local {
 type LocalTx = mpsc::UnboundedSender<Local>;
 
 pub(crate) struct Channel {
-    input: Input,
+    /// What the client sends, on its way to the process or socket.
+    to_process: Writer,
     /// `None` for a port forward.
     control: Option<Control>,
-    out: OutputQueue,
     readers_open: usize,
     readers: Vec<JoinHandle<()>>,
     /// Output arrived since the last [`Local::Quiet`].
@@ -87,7 +86,7 @@ pub(crate) struct Channel {
     /// Our Exit (for a process) and Eof are queued.
     eof_queued: bool,
     /// Our Close is queued.
-    ended: bool,
+    close_queued: bool,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -160,7 +159,7 @@ impl Channel {
         local: &LocalTx,
     ) -> Channel {
         let end = if is_pty { EndOfInput::Byte(0x04) } else { EndOfInput::Shutdown };
-        let (input, writer) = spawn_writer(channel, input, end, local.clone());
+        let (to_process, writer) = spawn_writer(channel, input, end, local.clone());
         let tasks = vec![writer];
         let readers_open = outputs.len();
         let readers = outputs
@@ -168,16 +167,15 @@ impl Channel {
             .map(|(stream, reader)| spawn_reader(channel, stream, reader, CHUNK, local.clone()))
             .collect();
         Channel {
-            input,
+            to_process,
             control: None,
-            out: OutputQueue::default(),
             readers_open,
             readers,
             heard: false,
             exit: None,
             input_ended: false,
             eof_queued: false,
-            ended: false,
+            close_queued: false,
             tasks,
         }
     }
@@ -185,12 +183,17 @@ impl Channel {
     /// Input from the client. The queue to the writer holds at most the credit this side
     /// granted, since credit returns only once the writer wrote it.
     pub(crate) fn write(&self, bytes: Bytes) {
-        self.input.write(compact(bytes));
+        self.to_process.write(bytes);
     }
 
     pub(crate) fn input_eof(&mut self) {
         self.input_ended = true;
-        self.input.end();
+        self.to_process.end();
+    }
+
+    /// The process or socket produced output.
+    pub(crate) fn heard(&mut self) {
+        self.heard = true;
     }
 
     pub(crate) fn resize(&self, size: WindowSize) {
@@ -205,14 +208,11 @@ impl Channel {
         }
     }
 
-    pub(crate) fn on_local(&mut self, local: Local) {
+    /// A local event other than output; `drained` says whether all output went.
+    pub(crate) fn on_local(&mut self, local: Local, drained: bool) {
         match local {
-            Local::Pipe(PipeEvent::Output { frame, permit, .. }) => {
-                self.heard = true;
-                self.out.push(frame, permit);
-            }
             Local::Quiet { .. } => {
-                if self.readers_open > 0 && self.out.is_empty() && !self.heard {
+                if self.readers_open > 0 && drained && !self.heard {
                     // Everything the process wrote is out; what holds the terminal open now is
                     // something it left behind, which gets a hangup when the channel ends.
                     for reader in self.readers.drain(..) {
@@ -222,42 +222,30 @@ impl Channel {
                 }
                 self.heard = false;
             }
-            Local::Pipe(PipeEvent::OutputEnd { .. }) => {
-                self.readers_open = self.readers_open.saturating_sub(1)
-            }
+            Local::Pipe(PipeEvent::ReadEnd { .. }) => self.readers_open = self.readers_open.saturating_sub(1),
             Local::Exited { status, .. } => self.exit = Some(status),
-            Local::Pipe(PipeEvent::Written { .. }) | Local::Forwarded { .. } => {}
+            Local::Pipe(PipeEvent::Read { .. } | PipeEvent::Written { .. }) | Local::Forwarded { .. } => {}
         }
     }
 
-    /// Sends the output that credit allows; once all output is out and the process has ended,
-    /// queues Exit, Eof and Close, in that order.
-    pub(crate) fn pump<const C: usize>(
-        &mut self,
-        channel: u16,
-        link: &mut Link,
-        conn: &mut Connection<'_, C>,
-        transport: &Transport,
-    ) {
-        self.out.pump(channel, link, conn, transport);
-        if !self.out.is_empty() {
-            return;
-        }
+    /// Once the output was read to its end and the process ended, queues Exit and Eof behind
+    /// the last output; and Close, for a forward once the client's side is done too.
+    pub(crate) fn settle<const C: usize>(&mut self, channel: u16, driver: &mut Driver<C>) {
         let is_forward = self.control.is_none();
-        if self.ended || self.readers_open > 0 || (!is_forward && self.exit.is_none()) {
+        if self.close_queued || self.readers_open > 0 || (!is_forward && self.exit.is_none()) {
             return;
         }
         if !self.eof_queued {
             if let Some(status) = self.exit {
-                let _ = conn.exit(channel, status);
+                driver.queue(channel, Op::Exit(status));
             }
-            let _ = conn.eof(channel);
+            driver.queue(channel, Op::Eof);
             self.eof_queued = true;
         }
         // A forward whose target closed its side is half-closed until the client's Eof.
         if !is_forward || self.input_ended {
-            let _ = conn.close(channel);
-            self.ended = true;
+            driver.queue(channel, Op::Close);
+            self.close_queued = true;
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use session_codec::link::identity::{CHALLENGE_LEN, agent_proof_message};
+use session_link::identity::{CHALLENGE_LEN, agent_proof_message};
 
 /// The agent's key pair.
 #[derive(Clone)]

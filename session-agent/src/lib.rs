@@ -9,6 +9,9 @@
 //!
 //! The agent proves who it is on every connection by signing the relay's challenge with its
 //! key (`identity.rs`); a new agent registers its key once with an activation code.
+//!
+//! The connection is driven by `session-link`'s driver; this crate adds what an agent does with
+//! each channel (`channel.rs`) and how it starts processes (`process.rs`).
 
 #![forbid(unsafe_code)]
 // A std program: the core-and-alloc discipline of the protocol crates buys nothing here.
@@ -23,22 +26,21 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use session_codec::Frame;
-use session_codec::link::dial::Trust;
-use session_codec::link::identity::{
+use session_codec::websocket::SUBPROTOCOL;
+use session_link::dial::{DialError, Trust};
+use session_link::identity::{
     ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER, CHALLENGE_LEN,
 };
-use session_codec::link::{Clock, Link, Transport};
-use session_codec::proto::connection::{Config, Connection, Event, Role};
-use session_codec::proto::{DEFAULT_MAX_FRAME, OpenKind, RefuseReason};
-use session_codec::websocket::SUBPROTOCOL;
+use session_link::pipe::PipeEvent;
+use session_link::{Clock, Driver, Op, Transport, Wake};
+use session_proto::connection::{Config, Connection, Event, MIN_REPLAY_LEN, Role};
+use session_proto::{DEFAULT_MAX_FRAME, OpenKind, RefuseReason};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::{info, warn};
-
-use session_codec::link::pipe::PipeEvent;
 
 use crate::channel::{Channel, Local};
 pub use crate::identity::AgentKey;
@@ -47,7 +49,11 @@ pub use crate::process::LoginUser;
 /// Channels at once.
 const CHANNELS: usize = 256;
 
-type AgentConnection = Connection<'static, CHANNELS>;
+/// The first wait before redialing; it doubles with each failure, up to the configured maximum.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a dial may take, the proof of the key included.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the agent runs.
 #[derive(Clone)]
@@ -101,6 +107,39 @@ impl AgentConfig {
     }
 }
 
+/// Why a connection to the relay could not be made.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The WebSocket could not be opened, or the relay refused the handshake.
+    Dial(DialError),
+    /// The relay's answer carried no challenge to sign.
+    NoChallenge,
+    /// The relay refused the agent's proof of its key, saying why.
+    ProofRefused(String),
+    /// The relay neither accepted nor refused the proof.
+    ProofUnanswered,
+    /// The dial and proof took longer than they may.
+    TimedOut,
+    /// The request cannot be made as configured (the URL, a header value).
+    Invalid(String),
+}
+
+impl core::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConnectError::Dial(e) => e.fmt(f),
+            ConnectError::NoChallenge => f.write_str("the relay sent no challenge"),
+            ConnectError::ProofRefused(reason) => write!(f, "refused by the relay: {reason}"),
+            ConnectError::ProofUnanswered => f.write_str("the relay did not accept the agent's proof"),
+            ConnectError::TimedOut => f.write_str("timed out"),
+            ConnectError::Invalid(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
 /// Runs the agent for ever: connects, serves, and reconnects.
 pub async fn run(config: AgentConfig) {
     let mut agent = Agent::new(config);
@@ -110,14 +149,14 @@ pub async fn run(config: AgentConfig) {
 struct Agent {
     config: AgentConfig,
     clock: Clock,
-    conn: Box<AgentConnection>,
-    link: Link,
-    transport: Option<Transport>,
+    driver: Driver<CHANNELS>,
     channels: HashMap<u16, Channel>,
     /// Port forwards still connecting: their attempt, and the task to cancel if the Open is
     /// abandoned.
     connecting: HashMap<u16, (u64, JoinHandle<()>)>,
     attempts: u64,
+    /// The Hellos went through on the current transport.
+    connected: bool,
     local_tx: mpsc::UnboundedSender<Local>,
     local_rx: mpsc::UnboundedReceiver<Local>,
 }
@@ -125,70 +164,93 @@ struct Agent {
 impl Agent {
     fn new(config: AgentConfig) -> Agent {
         let clock = Clock::default();
-        let conn = fresh_connection(&config, &clock);
+        let driver = Driver::new(fresh_connection(&config, &clock), clock);
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         Agent {
             config,
             clock,
-            conn,
-            link: Link::default(),
-            transport: None,
+            driver,
             channels: HashMap::new(),
             connecting: HashMap::new(),
             attempts: 0,
+            connected: false,
             local_tx,
             local_rx,
         }
     }
 
+    /// Dials whenever there is no transport and no backoff runs, and serves the channels
+    /// meanwhile: processes go on running while the relay is unreachable.
     async fn run(&mut self) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = FIRST_BACKOFF;
+        let mut waiting = false;
         loop {
-            if self.transport.is_none() {
+            if !waiting && !self.driver.has_transport() {
                 match self.dial().await {
-                    Ok(transport) => {
-                        if self.conn.is_detached() {
-                            // Errors only when not detached, which was just checked.
-                            let _ = self.conn.reattach(self.clock.now());
-                        } else {
-                            self.end_session();
-                        }
-                        self.transport = Some(transport);
-                    }
+                    Ok(transport) => self.attach(transport),
                     Err(e) => {
                         warn!(relay = %self.config.relay, error = %e, "cannot reach the relay");
-                        let wait = jitter(backoff);
-                        backoff = (backoff * 2).min(self.config.max_backoff);
-                        self.serve_until(tokio::time::sleep(wait)).await;
+                        self.back_off(&mut backoff);
+                        waiting = true;
                         continue;
                     }
                 }
             }
-            let connected = self.serve_transport().await;
-            self.transport = None;
-            self.conn.detach();
-            if self.conn.is_detached() {
-                info!("relay connection lost; the session is kept for a resume");
-            } else {
-                info!("session ended");
-            }
-            if connected {
-                backoff = Duration::from_millis(100);
-            } else {
-                // Refused before the Hellos were through: do not redial at once.
-                let wait = jitter(backoff);
-                backoff = (backoff * 2).min(self.config.max_backoff);
-                self.serve_until(tokio::time::sleep(wait)).await;
+            match self.driver.next(&mut self.local_rx).await {
+                Wake::Frame(frame) => {
+                    if let Some(event) = self.driver.handle(&frame) {
+                        self.on_event(&frame, event);
+                    }
+                }
+                Wake::Input(local) => self.on_local(local),
+                Wake::Closed { channel } => self.teardown(channel),
+                Wake::Sent { .. } => {}
+                Wake::Alarm => waiting = false,
+                Wake::Detached | Wake::Ended(_) => {
+                    if self.driver.connection().is_detached() {
+                        info!("relay connection lost; the session is kept for a resume");
+                    } else {
+                        info!("session ended");
+                    }
+                    if self.connected {
+                        backoff = FIRST_BACKOFF;
+                    } else {
+                        // Refused before the Hellos were through: do not redial at once.
+                        self.back_off(&mut backoff);
+                        waiting = true;
+                    }
+                }
             }
         }
     }
 
+    /// Waits `backoff`, give or take, before the next dial, and doubles it for the one after.
+    fn back_off(&mut self, backoff: &mut Duration) {
+        self.driver.wake_at(Some(tokio::time::Instant::now() + jitter(*backoff)));
+        *backoff = (*backoff * 2).min(self.config.max_backoff);
+    }
+
+    /// A new transport: a detached session goes on over it, else a fresh session starts.
+    fn attach(&mut self, transport: Transport) {
+        self.connected = false;
+        if !self.driver.connection().is_detached() {
+            self.end_session();
+        }
+        if !self.driver.attach(transport) {
+            // The session could not be re-attached after all: start afresh.
+            warn!("the detached session could not take the new connection");
+            self.end_session();
+        }
+    }
+
     /// Connects and proves the agent's key (spec section 11).
-    async fn dial(&mut self) -> Result<Transport, String> {
+    async fn dial(&mut self) -> Result<Transport, ConnectError> {
         let config = &self.config;
         let url = format!("{}/v1/agent/{}?version={}", config.relay, config.name, env!("CARGO_PKG_VERSION"));
-        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-        let header = |value: &str| HeaderValue::from_str(value).map_err(|_| "not a header value".to_owned());
+        let mut request = url.into_client_request().map_err(|e| ConnectError::Invalid(e.to_string()))?;
+        let header = |value: &str| {
+            HeaderValue::from_str(value).map_err(|_| ConnectError::Invalid("not a header value".to_owned()))
+        };
         let headers = request.headers_mut();
         headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
         headers.insert(AGENT_KEY_HEADER, header(&config.key.public_hex())?);
@@ -196,105 +258,51 @@ impl Agent {
             headers.insert(ACTIVATION_HEADER, header(code)?);
         }
         let handshake = async {
-            let (mut ws, response) = config.trust.dial(request, DEFAULT_MAX_FRAME).await?;
+            let (mut ws, response) =
+                config.trust.dial(request, DEFAULT_MAX_FRAME).await.map_err(ConnectError::Dial)?;
             let challenge = response
                 .headers()
                 .get(CHALLENGE_HEADER)
                 .and_then(|v| hex::decode(v.as_bytes()).ok())
                 .and_then(|c| <[u8; CHALLENGE_LEN]>::try_from(c).ok())
-                .ok_or("the relay sent no challenge")?;
+                .ok_or(ConnectError::NoChallenge)?;
             let proof = config.key.prove(&config.name, &challenge);
-            ws.send(WsMessage::text(proof)).await.map_err(|e| e.to_string())?;
+            ws.send(WsMessage::text(proof)).await.map_err(|e| ConnectError::Dial(e.into()))?;
             match ws.next().await {
                 Some(Ok(WsMessage::Text(answer))) if answer.as_str() == ADMITTED => Ok(ws),
                 Some(Ok(WsMessage::Close(Some(close)))) => {
-                    Err(format!("refused by the relay: {}", close.reason))
+                    Err(ConnectError::ProofRefused(close.reason.to_string()))
                 }
-                _ => Err("the relay did not accept the agent's proof".to_owned()),
+                _ => Err(ConnectError::ProofUnanswered),
             }
         };
-        let ws = tokio::time::timeout(Duration::from_secs(10), handshake)
-            .await
-            .map_err(|_| "timed out".to_owned())??;
+        let ws =
+            tokio::time::timeout(DIAL_TIMEOUT, handshake).await.map_err(|_| ConnectError::TimedOut)??;
         if self.config.activation.take().is_some() {
             info!(instance = %self.config.name, "registered with the relay");
         }
         Ok(Transport::new(ws, DEFAULT_MAX_FRAME))
     }
 
-    /// Keeps serving the channels' local events (processes exiting, output waiting) while
-    /// `wait` runs, so that nothing stalls while the relay is unreachable.
-    async fn serve_until(&mut self, wait: impl core::future::Future<Output = ()>) {
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                () = &mut wait => return,
-                Some(local) = self.local_rx.recv() => self.on_local(local),
-            }
-        }
-    }
-
-    /// Serves one transport until it drops or the session ends; true if it got connected.
-    async fn serve_transport(&mut self) -> bool {
-        let mut connected = false;
-        loop {
-            self.pump();
-            if self.conn.is_ended() || self.conn.is_detached() {
-                return connected;
-            }
-            let Some(transport) = self.transport.as_mut() else { return connected };
-            let room = transport.room();
-            let blocked = !transport.has_room();
-            tokio::select! {
-                frame = transport.next() => match frame {
-                    Some(Ok(frame)) => connected |= self.on_frame(frame),
-                    Some(Err(e)) => {
-                        warn!(error = %e, "relay transport failed");
-                        if let Some(code) = e.go_away_code() {
-                            self.conn.go_away(code, "bad frame");
-                            self.pump();
-                        }
-                        return connected;
-                    }
-                    None => return connected,
-                },
-                Some(local) = self.local_rx.recv() => self.on_local(local),
-                () = self.clock.sleep_until(self.conn.poll_timeout()) => self.conn.handle_timeout(self.clock.now()),
-                () = room, if blocked => {}
-            }
-        }
-    }
-
-    /// Handles a frame from the relay; true once the connection is (again) established.
-    fn on_frame(&mut self, frame: Frame) -> bool {
-        let event = match self.conn.handle(frame.as_bytes(), self.clock.now()) {
-            Ok(Some(event)) => event,
-            Ok(None) => return false,
-            Err(e) => {
-                warn!(error = %e, "the relay broke the protocol");
-                return false;
-            }
-        };
+    /// Acts on what the relay did.
+    fn on_event(&mut self, frame: &Frame, event: Event<'_>) {
         match event {
             Event::Connected => {
                 info!(relay = %self.config.relay, name = %self.config.name, "connected");
-                return true;
+                self.connected = true;
             }
             Event::Resumed => {
                 info!("session resumed");
-                return true;
+                self.connected = true;
             }
             Event::Opened { channel, kind } => self.open(channel, &kind),
-            Event::Data { channel, payload, .. } => {
-                let len = payload.len();
-                match (self.channels.get(&channel), frame.payload()) {
-                    (Some(ch), Some(bytes)) => ch.write(bytes),
-                    // Input for a channel whose process is gone: its credit still comes back.
-                    _ => {
-                        let _ = self.conn.consume(channel, len);
-                    }
+            Event::Data { channel, payload, .. } => match (self.channels.get(&channel), frame.payload()) {
+                (Some(ch), Some(bytes)) => ch.write(bytes),
+                // Input for a channel whose process is gone: its credit still comes back.
+                _ => {
+                    let _ = self.driver.connection_mut().consume(channel, payload.len());
                 }
-            }
+            },
             Event::Resized { channel, size } => {
                 if let Some(ch) = self.channels.get(&channel) {
                     ch.resize(size);
@@ -308,17 +316,12 @@ impl Agent {
             Event::Eof { channel } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.input_eof();
+                    ch.settle(channel, &mut self.driver);
                 }
             }
-            Event::Closed { channel } => self.teardown(channel),
             Event::GoAway { code, message } => info!(%code, message, "the relay said GoAway"),
-            Event::Accepted { .. }
-            | Event::Refused { .. }
-            | Event::Credit { .. }
-            | Event::Exit { .. }
-            | Event::PeerLost => {}
+            Event::Accepted { .. } | Event::Refused { .. } | Event::Credit { .. } | Event::Exit { .. } => {}
         }
-        false
     }
 
     fn open(&mut self, channel: u16, kind: &OpenKind<'_>) {
@@ -348,9 +351,10 @@ impl Agent {
     }
 
     fn answer(&mut self, channel: u16, started: Result<Channel, (RefuseReason, String)>) {
+        let conn = self.driver.connection_mut();
         match started {
             Ok(ch) => {
-                if self.conn.accept(channel).is_ok() {
+                if conn.accept(channel).is_ok() {
                     info!(channel, user = %self.config.user.name(), "channel started");
                     self.channels.insert(channel, ch);
                 } else {
@@ -360,7 +364,7 @@ impl Agent {
             }
             Err((reason, message)) => {
                 warn!(channel, %reason, message, "open refused");
-                let _ = self.conn.refuse(channel, reason, &message);
+                let _ = conn.refuse(channel, reason, &message);
             }
         }
     }
@@ -377,27 +381,21 @@ impl Agent {
                 self.answer(channel, started);
             }
             Local::Pipe(PipeEvent::Written { channel, len }) => {
-                let _ = self.conn.consume(channel, len);
+                let _ = self.driver.connection_mut().consume(channel, len);
             }
-            other => {
-                if let Some(ch) = self.channels.get_mut(&other.channel()) {
-                    ch.on_local(other);
+            Local::Pipe(PipeEvent::Read { channel, data }) => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.heard();
+                    self.driver.queue(channel, Op::Data(data));
                 }
             }
-        }
-    }
-
-    /// Sends what the channels have ready, in the order the spec wants.
-    fn pump(&mut self) {
-        let Some(transport) = self.transport.as_ref() else { return };
-        self.link.flush(&mut self.conn, transport);
-        for (&id, ch) in &mut self.channels {
-            ch.pump(id, &mut self.link, &mut self.conn, transport);
-        }
-        self.link.flush(&mut self.conn, transport);
-        while let Some(event) = self.conn.poll_event() {
-            if let Event::Closed { channel } = event {
-                self.teardown(channel);
+            other => {
+                let channel = other.channel();
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    let drained = self.driver.is_drained(channel);
+                    ch.on_local(other, drained);
+                    ch.settle(channel, &mut self.driver);
+                }
             }
         }
     }
@@ -419,12 +417,12 @@ impl Agent {
         for (_, (_, connect)) in self.connecting.drain() {
             connect.abort();
         }
-        self.conn = fresh_connection(&self.config, &self.clock);
+        self.driver = Driver::new(fresh_connection(&self.config, &self.clock), self.clock);
     }
 }
 
-fn fresh_connection(config: &AgentConfig, clock: &Clock) -> Box<AgentConnection> {
-    let replay = vec![0u8; config.replay_len.max(session_codec::proto::connection::MIN_REPLAY_LEN)];
+fn fresh_connection(config: &AgentConfig, clock: &Clock) -> Box<Connection<'static, CHANNELS>> {
+    let replay = vec![0u8; config.replay_len.max(MIN_REPLAY_LEN)];
     match Connection::with_owned_resume(
         Config::new(Role::Initiator),
         replay.into_boxed_slice(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use session_agent::{AgentConfig, AgentKey, LoginUser, run};
-use session_codec::link::dial::Trust;
+use session_link::dial::Trust;
 
 /// The agent: dials out to the relay over WebSocket and keeps the connection, so this host
 /// needs no inbound port.
@@ -49,7 +49,7 @@ async fn main() {
     let user = LoginUser::resolve(args.user.as_deref(), args.allow_root).unwrap_or_else(|e| exit(&e));
     let key = AgentKey::load_or_create(&args.key_file).unwrap_or_else(|e| exit(&e));
     let trust = match &args.ca_file {
-        Some(path) => Trust::ca_file(path).unwrap_or_else(|e| exit(&e)),
+        Some(path) => Trust::ca_file(path).unwrap_or_else(|e| exit(&e.to_string())),
         None => Trust::system(),
     };
     let name = args.name.unwrap_or_else(default_name);

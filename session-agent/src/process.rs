@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use nix::sys::signal::{Signal as NixSignal, killpg};
 use nix::unistd::{Pid, Uid, User};
-use session_codec::proto::{Env, ExitStatus, Signal, WindowSize};
+use session_proto::{Env, ExitStatus, Signal, WindowSize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Child;
 
@@ -105,7 +105,7 @@ impl LoginUser {
 pub(crate) struct Started {
     pub(crate) child: Child,
     pub(crate) input: Box<dyn AsyncWrite + Send + Unpin>,
-    pub(crate) outputs: Vec<(session_codec::proto::Stream, Box<dyn AsyncRead + Send + Unpin>)>,
+    pub(crate) outputs: Vec<(session_proto::Stream, Box<dyn AsyncRead + Send + Unpin>)>,
     pub(crate) control: Control,
 }
 
@@ -163,7 +163,7 @@ pub(crate) fn start(
     pty: Option<(&str, WindowSize)>,
     env: &Env<'_>,
 ) -> std::io::Result<Started> {
-    use session_codec::proto::Stream;
+    use session_proto::Stream;
     match pty {
         Some((term, size)) => {
             let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;

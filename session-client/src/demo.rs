@@ -31,7 +31,11 @@ fn state_dir() -> PathBuf {
 }
 
 fn failed(what: &Path) -> impl Fn(&dyn core::fmt::Display) -> Error + '_ {
-    move |e| Error(format!("{}: {e}", what.display()))
+    move |e| Error::Invalid(format!("{}: {e}", what.display()))
+}
+
+fn error(e: impl core::fmt::Display) -> Error {
+    Error::Invalid(e.to_string())
 }
 
 /// The development account's token: the one kept from an earlier run while it still works, or
@@ -43,9 +47,8 @@ fn dev_token(store: &Store, dir: &Path) -> Result<String, Error> {
             return Ok(token.trim().to_owned());
         }
     }
-    let first = !store.users().map_err(|e| Error(e.to_string()))?.iter().any(|(name, _)| name == USER);
-    let token = dev::full_access_user(store, USER, Duration::from_secs(30 * 86_400))
-        .map_err(|e| Error(e.to_string()))?;
+    let first = !store.users().map_err(error)?.iter().any(|(name, _)| name == USER);
+    let token = dev::full_access_user(store, USER, Duration::from_secs(30 * 86_400)).map_err(error)?;
     let _ = std::fs::remove_file(&path);
     let mut file = std::fs::File::options()
         .write(true)
@@ -65,17 +68,16 @@ fn dev_token(store: &Store, dir: &Path) -> Result<String, Error> {
 
 /// The agent's key, and an activation code when the relay does not have that key yet.
 fn agent_identity(store: &Store, dir: &Path) -> Result<(AgentKey, Option<String>), Error> {
-    let key = AgentKey::load_or_create(&dir.join("agent.key")).map_err(Error)?;
-    let store_error = |e: session_relay::store::StoreError| Error(e.to_string());
-    match store.instance(INSTANCE).map_err(store_error)? {
+    let key = AgentKey::load_or_create(&dir.join("agent.key")).map_err(error)?;
+    match store.instance(INSTANCE).map_err(error)? {
         Some(known) if hex::encode(&known.public_key) == key.public_hex() => return Ok((key, None)),
         // The key file was replaced: the old registration goes.
-        Some(_) => store.remove_instance(INSTANCE).map_err(store_error)?,
+        Some(_) => store.remove_instance(INSTANCE).map_err(error)?,
         None => {}
     }
     let terms =
         ActivationTerms { account: "dev".into(), label: None, ttl: Duration::from_secs(600), uses: 1 };
-    let (code, _) = store.create_activation(&terms).map_err(store_error)?;
+    let (code, _) = store.create_activation(&terms).map_err(error)?;
     Ok((key, Some(code)))
 }
 
@@ -87,17 +89,13 @@ pub(crate) async fn run(command: &str) -> Result<i32, Error> {
     let store = Store::open(&db).map_err(|e| failed(&db)(&e))?;
     let token = dev_token(&store, &dir)?;
     let (key, activation) = agent_identity(&store, &dir)?;
-    let access = Access::new(
-        store.clone(),
-        "local",
-        Audit::log_only().with_store(store).map_err(|e| Error(e.to_string()))?,
-    );
+    let access = Access::new(store.clone(), "local", Audit::log_only().with_store(store).map_err(error)?);
     let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), RelayConfig::new(access))
         .await
-        .map_err(|e| Error(format!("cannot start the relay: {e}")))?;
+        .map_err(|error| Error::Io { what: "starting the relay".into(), error })?;
     let url = format!("ws://{}", relay.addr);
     // Development mode: sessions run as whoever runs the demo.
-    let user = LoginUser::resolve(None, true).map_err(Error)?;
+    let user = LoginUser::resolve(None, true).map_err(error)?;
     let mut config = AgentConfig::new(&url, INSTANCE, key, user);
     config.activation = activation;
     tokio::spawn(session_agent::run(config));

@@ -2,6 +2,7 @@
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "a std program")]
 
+#[cfg(feature = "demo")]
 mod demo;
 mod terminal;
 
@@ -10,10 +11,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use session_client::{ChannelIo, Error, Relay, Session};
-use session_codec::link::dial::Trust;
-use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
-use session_codec::proto::{Env, Signal, WindowSize};
+use session_client::{ChannelIo, Connection, Error, Relay};
+use session_link::dial::Trust;
+use session_proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
+use session_proto::{Env, Signal, WindowSize};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
@@ -78,6 +79,7 @@ enum Command {
     },
     /// Starts a relay and an agent on loopback and opens a session through them: a shell, or
     /// the command given after `--`.
+    #[cfg(feature = "demo")]
     Demo {
         /// A command to run instead of an interactive shell.
         #[arg(last = true)]
@@ -89,7 +91,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
-        Err(e) => return fail(&Error(e.to_string())),
+        Err(error) => return fail(&Error::Io { what: "starting the runtime".into(), error }),
     };
     let code = runtime.block_on(run(args));
     // Reads of stdin may still be blocked in a thread of the runtime: do not wait for them.
@@ -108,11 +110,16 @@ fn fail(e: &Error) -> ExitCode {
 async fn run(args: Args) -> Result<i32, Error> {
     let mut relay = Relay::new(&args.relay, &args.token);
     if let Some(path) = &args.ca_file {
-        relay.trust = Trust::ca_file(path).map_err(Error)?;
+        relay.trust = Trust::ca_file(path).map_err(|e| Error::Invalid(e.to_string()))?;
     }
+    #[cfg(feature = "demo")]
     let needs_token = !matches!(args.command, Command::Demo { .. });
+    #[cfg(not(feature = "demo"))]
+    let needs_token = true;
     if needs_token && relay.token.is_empty() {
-        return Err(Error("no token: set SESSION_TOKEN (or pass --token) to one an admin made".into()));
+        return Err(Error::Invalid(
+            "no token: set SESSION_TOKEN (or pass --token) to one an admin made".into(),
+        ));
     }
     match args.command {
         Command::Connect { instance } => shell(&relay, &instance).await,
@@ -136,6 +143,7 @@ async fn run(args: Args) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Forward { instance, spec } => forward(&relay, &instance, &spec).await,
+        #[cfg(feature = "demo")]
         Command::Demo { command } => demo::run(&command.join(" ")).await,
     }
 }
@@ -143,15 +151,15 @@ async fn run(args: Args) -> Result<i32, Error> {
 /// An interactive shell: raw terminal, resizes followed, the remote exit code returned. The
 /// terminal is restored on every way out, panics included, by the guard's drop.
 pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
-    let session = Session::connect(relay, instance).await?;
+    let connection = Connection::connect(relay, instance).await?;
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".to_owned());
     let size = terminal::size().unwrap_or(WindowSize { cols: 80, rows: 24, width_px: 0, height_px: 0 });
     let pty = OwnedPty { term: owned_str(&term).unwrap_or_default(), size };
     let kind = OwnedOpenKind::Shell { pty, env: OwnedEnv::default() };
     let raw = terminal::RawMode::enable();
-    let resizes = terminal::follow_resizes(session.clone());
+    let resizes = terminal::follow_resizes(connection.clone());
     let outcome = tokio::select! {
-        outcome = session.open(kind, stdio(false)) => outcome.map(|o| o.exit_code()),
+        outcome = connection.open(kind, stdio(false)) => outcome.map(|o| o.exit_code()),
         // Killed from outside (the terminal closed, a TERM): the terminal is restored first.
         signal = terminal::ended_by_signal() => Ok(128 + signal),
     };
@@ -162,22 +170,22 @@ pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
 
 /// A command: stdin piped to it, stdout and stderr apart, Ctrl-C sent on as an interrupt.
 pub(crate) async fn exec(relay: &Relay, instance: &str, command: &str, tty: bool) -> Result<i32, Error> {
-    let session = Session::connect(relay, instance).await?;
-    let command = owned_str(command).map_err(|_| Error("the command is too long".into()))?;
+    let connection = Connection::connect(relay, instance).await?;
+    let command = owned_str(command).map_err(|_| Error::Invalid("the command is too long".into()))?;
     let pty = tty.then(|| OwnedPty {
         term: owned_str(&std::env::var("TERM").unwrap_or_else(|_| "xterm".to_owned())).unwrap_or_default(),
         size: terminal::size().unwrap_or(WindowSize { cols: 80, rows: 24, width_px: 0, height_px: 0 }),
     });
     let kind = OwnedOpenKind::Exec { command, pty, env: OwnedEnv::new(&Env::EMPTY).unwrap_or_default() };
     let interrupts = {
-        let session = session.clone();
+        let connection = connection.clone();
         tokio::spawn(async move {
             while tokio::signal::ctrl_c().await.is_ok() {
-                session.signal(Signal::INT);
+                connection.signal(Signal::INT);
             }
         })
     };
-    let outcome = session.open(kind, stdio(false)).await;
+    let outcome = connection.open(kind, stdio(false)).await;
     interrupts.abort();
     Ok(outcome?.exit_code())
 }
@@ -194,15 +202,17 @@ fn stdio(close_output: bool) -> ChannelIo {
 /// Each connection to the local port becomes a channel to `host:port` at the instance.
 async fn forward(relay: &Relay, instance: &str, spec: &str) -> Result<i32, Error> {
     let (local, host, port) = parse_forward(spec)?;
-    let session = Session::connect(relay, instance).await?;
-    let listener = TcpListener::bind(local).await.map_err(|e| Error(format!("{local}: {e}")))?;
+    let connection = Connection::connect(relay, instance).await?;
+    let listener = TcpListener::bind(local)
+        .await
+        .map_err(|error| Error::Io { what: format!("binding {local}"), error })?;
     eprintln!("forwarding {local} to {host}:{port} on {instance}");
-    session_client::forward(&session, listener, &host, port).await?;
+    session_client::forward(&connection, listener, &host, port).await?;
     Ok(0)
 }
 
 fn parse_forward(spec: &str) -> Result<(SocketAddr, String, u16), Error> {
-    let bad = || Error(format!("{spec}: expected <local-port>:<host>:<port>"));
+    let bad = || Error::Invalid(format!("{spec}: expected <local-port>:<host>:<port>"));
     let (local, rest) = spec.split_once(':').ok_or_else(bad)?;
     let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let local: u16 = local.parse().map_err(|_| bad())?;

@@ -3,8 +3,8 @@
 use std::os::fd::AsFd;
 
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr};
-use session_client::Session;
-use session_codec::proto::WindowSize;
+use session_client::Connection;
+use session_proto::WindowSize;
 
 /// The terminal's size, if stdout is one.
 pub(crate) fn size() -> Option<WindowSize> {
@@ -45,8 +45,8 @@ impl Drop for RawMode {
     }
 }
 
-/// Sends the terminal's new size to the session on each SIGWINCH, until aborted.
-pub(crate) fn follow_resizes(session: Session) -> tokio::task::JoinHandle<()> {
+/// Sends the terminal's new size to the connection on each SIGWINCH, until aborted.
+pub(crate) fn follow_resizes(connection: Connection) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(mut changes) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
         else {
@@ -54,7 +54,7 @@ pub(crate) fn follow_resizes(session: Session) -> tokio::task::JoinHandle<()> {
         };
         while changes.recv().await.is_some() {
             if let Some(size) = size() {
-                session.resize(size);
+                connection.resize(size);
             }
         }
     })

@@ -2,10 +2,10 @@
 //! pipeline (stdin in, only the remote stdout out, stderr apart, the exit code passed through),
 //! and list shows the instance.
 
-use core::net::SocketAddr;
-use core::time::Duration;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+
+use session_test_kit::{System, read_until};
 
 fn client(relay: &str, token: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
@@ -23,36 +23,17 @@ fn client(relay: &str, token: &str, args: &[&str], stdin: &[u8]) -> Output {
 }
 
 /// A relay on a free loopback port and an agent named `name` online at it, with the token of
-/// a user allowed everything in `SESSION_TOKEN` for the client binary.
-async fn relay_and_agent(name: &str) -> (session_relay::Relay, String, String, tokio::task::JoinHandle<()>) {
-    use session_relay::store::{ActivationTerms, Store};
-    let store = Store::in_memory().expect("store");
-    let audit = session_relay::Audit::log_only().with_store(store.clone()).expect("audit");
-    let config = session_relay::RelayConfig::new(session_relay::Access::new(store.clone(), "test", audit));
-    let relay =
-        session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("relay");
-    let url = format!("ws://{}", relay.addr);
-    let token = session_relay::dev::full_access_user(&store, "cli", Duration::from_secs(600)).expect("user");
-    let terms =
-        ActivationTerms { account: "test".into(), label: None, ttl: Duration::from_secs(600), uses: 1 };
-    let (code, _) = store.create_activation(&terms).expect("activation code");
-    let user = session_agent::LoginUser::resolve(None, true).expect("the test's user");
-    let key = session_agent::AgentKey::generate().expect("key");
-    let mut config = session_agent::AgentConfig::new(&url, name, key, user);
-    config.activation = Some(code);
-    let agent = tokio::spawn(session_agent::run(config));
-    for _ in 0..500 {
-        if relay.registry.is_online(name) {
-            break;
-        }
-        tokio::time::sleep(core::time::Duration::from_millis(10)).await;
-    }
-    (relay, url, token, agent)
+/// a user allowed everything for the client binary's `SESSION_TOKEN`.
+async fn relay_and_agent(name: &str) -> (System, String, String) {
+    let mut system = System::start(None).await;
+    system.agent(name).await;
+    let (url, token) = (system.url.clone(), system.token().to_owned());
+    (system, url, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_list_and_errors_through_the_binary() {
-    let (_relay, url, token, agent) = relay_and_agent("cli-1").await;
+    let (_system, url, token) = relay_and_agent("cli-1").await;
 
     let run = |args: &'static [&'static str], stdin: &'static [u8]| {
         let (url, token) = (url.clone(), token.clone());
@@ -74,26 +55,12 @@ async fn exec_list_and_errors_through_the_binary() {
     assert_eq!(out.status.code(), Some(255));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown instance nowhere"), "a clear refusal");
-    agent.abort();
-}
-
-/// Reads the terminal until `wanted` shows, or fails after a while.
-async fn read_until(pty: &mut pty_process::Pty, seen: &mut String, wanted: &str) {
-    use tokio::io::AsyncReadExt;
-    let deadline = tokio::time::Instant::now() + core::time::Duration::from_secs(10);
-    while !seen.contains(wanted) {
-        let mut buf = [0u8; 4096];
-        match tokio::time::timeout_at(deadline, pty.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-            other => panic!("{wanted:?} never came ({other:?}); the terminal showed {seen:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_passes_the_exit_code() {
     use tokio::io::AsyncWriteExt;
-    let (_relay, url, token, agent) = relay_and_agent("tty-1").await;
+    let (_system, url, token) = relay_and_agent("tty-1").await;
 
     // The client runs on a terminal of its own, as a user's would.
     let (mut pty, pts) = pty_process::open().expect("a pty");
@@ -126,13 +93,12 @@ async fn connect_on_a_real_terminal_follows_resizes_restores_the_terminal_and_pa
     let after = rustix::termios::tcgetattr(&pty).expect("terminal settings");
     assert_eq!(after.local_modes, cooked.local_modes, "the terminal is restored");
     assert_eq!(after.input_modes, cooked.input_modes, "the terminal is restored");
-    agent.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_killed_by_a_signal_restores_the_terminal() {
     use tokio::io::AsyncWriteExt;
-    let (_relay, url, token, agent) = relay_and_agent("tty-2").await;
+    let (_system, url, token) = relay_and_agent("tty-2").await;
     let (mut pty, pts) = pty_process::open().expect("a pty");
     let cooked = rustix::termios::tcgetattr(&pty).expect("terminal settings");
     let mut client = pty_process::Command::new(env!("CARGO_BIN_EXE_session-client"))
@@ -153,5 +119,4 @@ async fn connect_killed_by_a_signal_restores_the_terminal() {
     assert_eq!(status.code(), Some(143), "ended as a TERM would, by its own hand");
     let after = rustix::termios::tcgetattr(&pty).expect("terminal settings");
     assert_eq!(after.local_modes, cooked.local_modes, "the terminal is restored");
-    agent.abort();
 }

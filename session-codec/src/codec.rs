@@ -3,13 +3,14 @@
 use std::io::Cursor;
 
 use bytes::buf::Chain;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use session_proto::frame::{DATA_PREFIX_LEN, data_prefix};
 #[cfg(doc)]
 use session_proto::{DEFAULT_MAX_FRAME, MAX_BODY_LEN, MIN_MAX_FRAME};
-use session_proto::{HEADER_LEN, Header, Message, Stream};
+use session_proto::{HEADER_LEN, Message, Stream};
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::encode::encode_message;
 use crate::frame::peek_header;
 use crate::limits::Limits;
 use crate::{CodecError, Frame};
@@ -77,37 +78,6 @@ impl SessionCodec {
         let prefix = data_prefix(channel, stream, payload.len()).map_err(CodecError::Send)?;
         Ok(bytes::Buf::chain(Cursor::new(prefix), payload))
     }
-}
-
-/// Appends `message` to `dst` as one frame, and returns its header; `limits` says how long its
-/// body may be, or `None` for any length a frame can have. On error nothing is appended.
-pub(crate) fn encode_message(
-    message: &Message<'_>,
-    limits: Option<&Limits>,
-    dst: &mut BytesMut,
-) -> Result<Header, CodecError> {
-    let len = message.encoded_len();
-    if let Some(limits) = limits {
-        limits.check_send(len - HEADER_LEN)?;
-    }
-    let header =
-        Header { body_len: len - HEADER_LEN, frame_type: message.frame_type(), channel: message.channel() };
-    dst.reserve(len);
-    if let Message::Data { channel, stream, payload } = *message {
-        // The hot path copies the payload once, straight into the buffer, without zeroing the
-        // room first as `Message::encode` into a slice would need.
-        dst.put_slice(&data_prefix(channel, stream, payload.len()).map_err(CodecError::Send)?);
-        dst.put_slice(payload);
-        return Ok(header);
-    }
-    let start = dst.len();
-    dst.resize(start + len, 0);
-    let (_, room) = dst.split_at_mut(start);
-    if let Err(e) = message.encode(room) {
-        dst.truncate(start);
-        return Err(CodecError::Send(e));
-    }
-    Ok(header)
 }
 
 impl Decoder for SessionCodec {

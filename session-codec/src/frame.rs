@@ -51,7 +51,7 @@ impl Frame {
     /// Encodes `message` into a new frame of exactly its size.
     pub fn new(message: &Message<'_>) -> Result<Frame, CodecError> {
         let mut bytes = BytesMut::new();
-        let header = crate::codec::encode_message(message, None, &mut bytes)?;
+        let header = crate::encode::encode_message(message, None, &mut bytes)?;
         Ok(Frame { header, bytes: bytes.freeze() })
     }
 

@@ -1,6 +1,9 @@
-//! The std side of the session protocol: [`SessionCodec`], a tokio-util codec that splits a
-//! byte stream into validated [`Frame`]s without copying payloads, and (feature `websocket`) the
-//! WebSocket mapping of the spec's section 2.4 over tokio-tungstenite.
+//! The std side of the session protocol's framing: [`SessionCodec`], a tokio-util codec that
+//! splits a byte stream into validated [`Frame`]s without copying payloads, and (feature
+//! `websocket`) the WebSocket mapping of the spec's section 2.4 over tokio-tungstenite.
+//!
+//! Like tokio-util's codec module, it spawns nothing and owns no connection: the runtime half
+//! that drives a connection over a socket (tasks, clock, dialing) is the `session-link` crate.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -23,14 +26,11 @@
     deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-extern crate alloc;
-
 mod codec;
+mod encode;
 mod error;
 mod frame;
 mod limits;
-#[cfg(feature = "link")]
-pub mod link;
 #[cfg(feature = "websocket")]
 pub mod websocket;
 

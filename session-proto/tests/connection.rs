@@ -4,7 +4,9 @@
 mod pair;
 
 use pair::{CHANNELS, Pair, Seen, raw};
-use session_proto::connection::{CommandError, Config, ConnectionError, Instant, Role};
+use session_proto::connection::{
+    CommandError, Config, Connection, ConnectionError, Event, Instant, Notice, Role, Sent,
+};
 use session_proto::{
     Capabilities, Env, ErrorCode, ExitStatus, Hello, Message, OpenKind, Pty, RefuseReason, Resume, Signal,
     Stream, WindowSize,
@@ -230,6 +232,152 @@ fn closes_that_cross_and_abandoned_opens_both_end_cleanly() {
     assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
 }
 
+/// A connection with one channel slot, past the handshake with a peer that is only hand-made
+/// frames, and whose notices only the test reads.
+fn lone(role: Role) -> Connection<'static, 1> {
+    let now = Instant::from_millis(0);
+    let mut conn = Connection::new(Config { keepalive_ms: 0, ..Config::new(role) }, now);
+    let hello = Hello {
+        capabilities: Capabilities::NONE,
+        max_frame: 131_072,
+        initial_window: 1_000,
+        keepalive_ms: 0,
+        resume: None,
+    };
+    assert_eq!(conn.handle(&raw(&Message::Hello(hello)), now), Ok(Some(Event::Connected)));
+    conn
+}
+
+/// Everything `conn` has to send, as frames.
+fn transmit(conn: &mut Connection<'_, 1>) -> Vec<Message<'static>> {
+    let mut buf = vec![0; conn.transmit_buffer_len()];
+    let mut frames = Vec::new();
+    loop {
+        let n = conn.poll_transmit(&mut buf);
+        if n == 0 {
+            return frames;
+        }
+        let mut bytes: &'static [u8] = Vec::leak(buf[..n].to_vec());
+        while !bytes.is_empty() {
+            let len = session_proto::frame::peek_len(bytes, 1 << 24).unwrap().unwrap();
+            let (frame, rest) = bytes.split_at(len);
+            frames.push(Message::decode(frame, 1 << 24).unwrap());
+            bytes = rest;
+        }
+    }
+}
+
+#[test]
+fn a_close_that_frees_the_id_is_a_notice_not_an_event() {
+    let now = Instant::from_millis(0);
+    let mut client = lone(Role::Initiator);
+    let ch = client.open(&forward()).unwrap();
+    assert_eq!(
+        client.handle(&raw(&Message::Accept { channel: ch }), now),
+        Ok(Some(Event::Accepted { channel: ch }))
+    );
+    client.close(ch).unwrap();
+    assert!(transmit(&mut client).contains(&Message::Close { channel: ch }));
+    assert_eq!(client.channels(), 1, "held until the peer's Close");
+    assert_eq!(client.handle(&raw(&Message::Close { channel: ch }), now), Ok(None));
+    assert_eq!(client.channels(), 0);
+    assert_eq!(client.poll_event(), Some(Notice::Closed { channel: ch }));
+    assert_eq!(client.poll_event(), None);
+}
+
+#[test]
+fn a_refusal_of_an_abandoned_open_is_a_notice_not_an_event() {
+    let now = Instant::from_millis(0);
+    let mut client = lone(Role::Initiator);
+    let ch = client.open(&forward()).unwrap();
+    client.close(ch).unwrap();
+    assert_eq!(
+        transmit(&mut client)[1..],
+        [Message::Open { channel: ch, kind: forward() }, Message::Close { channel: ch }]
+    );
+    let refuse = raw(&Message::Refuse { channel: ch, reason: RefuseReason::CONNECT_FAILED, message: "no" });
+    assert_eq!(client.handle(&refuse, now), Ok(None));
+    assert_eq!(client.channels(), 0);
+    assert_eq!(client.poll_event(), Some(Notice::Closed { channel: ch }));
+    assert_eq!(client.poll_event(), None);
+}
+
+#[test]
+fn the_echo_that_frees_the_id_is_a_notice_too() {
+    let now = Instant::from_millis(0);
+    let mut server = lone(Role::Acceptor);
+    let kind = Message::Open { channel: 1, kind: forward() };
+    assert!(matches!(server.handle(&raw(&kind), now), Ok(Some(Event::Opened { channel: 1, .. }))));
+    server.accept(1).unwrap();
+    assert_eq!(transmit(&mut server)[1..], [Message::Accept { channel: 1 }]);
+    assert_eq!(server.handle(&raw(&Message::Close { channel: 1 }), now), Ok(None));
+    assert_eq!(server.poll_event(), None, "the id is not free before the echo");
+    assert_eq!(transmit(&mut server), [Message::Close { channel: 1 }]);
+    assert_eq!(server.poll_event(), Some(Notice::Closed { channel: 1 }));
+    assert_eq!(server.poll_event(), None);
+}
+
+#[test]
+fn unread_notices_hold_back_the_echo_and_end_the_connection_rather_than_vanish() {
+    let now = Instant::from_millis(0);
+    let mut server = lone(Role::Acceptor);
+    transmit(&mut server);
+    // Each Open is abandoned before it is answered: the echo of its Close frees the id.
+    let abandoned = |server: &mut Connection<'_, 1>, channel| {
+        server.handle(&raw(&Message::Open { channel, kind: forward() }), now).unwrap();
+        assert_eq!(server.handle(&raw(&Message::Close { channel }), now), Ok(None));
+    };
+    abandoned(&mut server, 1);
+    assert_eq!(transmit(&mut server), [Message::Close { channel: 1 }]);
+    // The notice of channel 1 is unread and fills the queue: the next echo waits for room.
+    abandoned(&mut server, 3);
+    assert_eq!(transmit(&mut server), []);
+    assert_eq!(server.poll_event(), Some(Notice::Closed { channel: 1 }));
+    assert_eq!(transmit(&mut server), [Message::Close { channel: 3 }]);
+    assert_eq!(server.poll_event(), Some(Notice::Closed { channel: 3 }));
+
+    // A frame cannot wait: with the queue full, a Close that frees an id ends the connection.
+    let mut client = lone(Role::Initiator);
+    // Each Open is abandoned, and the peer's Close answers ours.
+    let abandon = |client: &mut Connection<'_, 1>| {
+        let channel = client.open(&forward()).unwrap();
+        client.close(channel).unwrap();
+        transmit(client);
+        raw(&Message::Close { channel })
+    };
+    let first = abandon(&mut client);
+    assert_eq!(client.handle(&first, now), Ok(None));
+    let second = abandon(&mut client);
+    let error = ConnectionError { code: ErrorCode::INTERNAL_ERROR, reason: "events not polled" };
+    assert_eq!(client.handle(&second, now), Err(error));
+    assert_eq!(client.poll_event(), Some(Notice::Closed { channel: 1 }), "what was told is kept");
+    assert_eq!(
+        transmit(&mut client),
+        [Message::GoAway { code: ErrorCode::INTERNAL_ERROR, message: "events not polled" }]
+    );
+}
+
+#[test]
+fn send_says_how_much_data_went_and_how_many_bytes_to_put_on_the_wire() {
+    let client = Config { initial_window: 0, ..Config::new(Role::Initiator) };
+    let mut pair = Pair::with(client, Config::new(Role::Acceptor));
+    pair.drive();
+    let ch = pair.open_shell();
+    let mut out = [0u8; 64];
+    let sent = pair.client.conn.send(ch, Stream::Stdin, b"ls\r", &mut out).unwrap();
+    assert_eq!(sent, Sent { payload: 3, written: 10 });
+    assert_eq!(
+        Message::decode(&out[..sent.written], 1 << 24),
+        Ok(Message::Data { channel: ch, stream: Stream::Stdin, payload: b"ls\r" })
+    );
+    // A buffer too small for all of it takes what fits.
+    let sent = pair.client.conn.send(ch, Stream::Stdin, b"exit\r", &mut out[..9]).unwrap();
+    assert_eq!(sent, Sent { payload: 2, written: 9 });
+    // No credit from a zero window: nothing.
+    let sent = pair.server.conn.send(ch, Stream::Stdout, b"hello", &mut out).unwrap();
+    assert_eq!(sent, Sent::default());
+}
+
 #[test]
 fn keepalive_pings_a_silent_peer_and_gives_up_after_three_intervals() {
     let mut pair = Pair::connected();
@@ -249,7 +397,7 @@ fn keepalive_pings_a_silent_peer_and_gives_up_after_three_intervals() {
     for _ in 0..3 {
         pair.advance(15_000);
     }
-    assert!(pair.client.conn.poll_event() == Some(session_proto::connection::Event::PeerLost));
+    assert!(pair.client.saw(&Seen::PeerLost));
     let mut buf = [0u8; 256];
     let n = pair.client.conn.poll_transmit(&mut buf);
     assert_eq!(

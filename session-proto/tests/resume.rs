@@ -172,10 +172,7 @@ fn a_silent_network_detaches_a_resumable_session_instead_of_ending_it() {
         pair.advance(15_000);
     }
     assert!(pair.client.conn.is_detached(), "kept for a re-attach");
-    assert!(
-        pair.client.saw(&Seen::PeerLost)
-            || pair.client.conn.poll_event() == Some(session_proto::connection::Event::PeerLost)
-    );
+    assert!(pair.client.saw(&Seen::PeerLost));
     // Nothing was sent to void the session; both come back.
     pair.drop_transport();
     pair.reattach();

@@ -6,8 +6,13 @@
 //! - `session/<id>` for ending a session;
 //! - `settings` (no id) for the account's switch.
 
-use crate::audit::Audit;
+use session_proto::owned::OwnedOpenKind;
+use session_proto::{OpenKind, RefuseReason};
+
+use crate::audit::{Audit, Record, SessionRecord};
 use crate::policy::{Decision, evaluate};
+use crate::registry::{Entry, Registry};
+use crate::secret::{self, constant_time_eq};
 use crate::store::{Principal, Store};
 
 /// Start a shell or a command.
@@ -29,6 +34,32 @@ pub struct Access {
     /// The relay's region, the third part of its resource names.
     pub region: String,
     pub(crate) audit: Audit,
+}
+
+/// An Open the gate let through.
+#[derive(Debug)]
+pub(crate) struct OpenAdmitted {
+    /// The task of the agent connection that serves the instance.
+    pub(crate) agent: Entry,
+    /// What to open there.
+    pub(crate) kind: OwnedOpenKind,
+    /// The instance's account.
+    pub(crate) account: String,
+    /// The session it starts, with its new id.
+    pub(crate) record: SessionRecord,
+}
+
+/// An Open the gate refused: the reason the Refuse carries, and the words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenRefused {
+    pub(crate) reason: RefuseReason,
+    pub(crate) message: String,
+}
+
+impl OpenRefused {
+    fn new(reason: RefuseReason, message: impl Into<String>) -> OpenRefused {
+        OpenRefused { reason, message: message.into() }
+    }
 }
 
 impl Access {
@@ -55,18 +86,14 @@ impl Access {
     /// Whether `who` may do `action` on `resource`, by their token's standing now and the
     /// policies attached to them now. A refusal is audited.
     pub fn check(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
-        let refused = match self.decide(who, action, resource) {
-            Ok(()) => return Ok(()),
-            Err(refused) => refused,
-        };
-        self.audit.write(serde_json::json!({
-            "event": "refused",
-            "user": who.user,
-            "action": action,
-            "resource": resource,
-            "reason": refused,
-        }));
-        Err(refused)
+        self.decide(who, action, resource).inspect_err(|refused| {
+            self.audit.write(&Record {
+                actor: Some(who.user.clone()),
+                action: Some(action.to_owned()),
+                resource: Some(resource.to_owned()),
+                ..Record::refused(refused.as_str())
+            });
+        })
     }
 
     /// Whether `who` may do `action`, as a test of resources, without auditing a refusal: for
@@ -84,7 +111,7 @@ impl Access {
     }
 
     /// As [`Access::check`], leaving the audit to the caller.
-    pub(crate) fn decide(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
+    fn decide(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
         let policies = self.policies(who)?;
         match evaluate(&policies, action, resource) {
             Decision::Allow => Ok(()),
@@ -95,5 +122,81 @@ impl Access {
                 Err(format!("{} may not {action} on {resource}: no policy allows it", who.user))
             }
         }
+    }
+
+    /// Every check an Open from `who` on their connection to `instance` gets, in order, and the
+    /// audit of a refusal: the kind's action; the instance as the store has it now (it may have
+    /// been removed, or registered anew with another key and account, since the connection
+    /// began); its account's switch; the user's token and policies as they stand now; and an
+    /// agent connection, among `registry`'s, that proved the key the store holds now.
+    pub(crate) fn admit_open(
+        &self,
+        who: &Principal,
+        instance: &str,
+        kind: &OpenKind<'_>,
+        registry: &Registry,
+    ) -> Result<OpenAdmitted, OpenRefused> {
+        let mut record = Record {
+            actor: Some(who.user.clone()),
+            instance: Some(instance.to_owned()),
+            ..Record::refused("")
+        };
+        let admitted = self.open_checks(who, instance, kind, registry, &mut record);
+        if let Err(refused) = &admitted {
+            tracing::info!(user = %who.user, %instance, reason = %refused.reason, message = %refused.message, "open refused");
+            record.reason = Some(refused.message.clone());
+            self.audit.write(&record);
+        }
+        admitted
+    }
+
+    fn open_checks(
+        &self,
+        who: &Principal,
+        instance: &str,
+        kind: &OpenKind<'_>,
+        registry: &Registry,
+        record: &mut Record,
+    ) -> Result<OpenAdmitted, OpenRefused> {
+        use RefuseReason as Why;
+        let action = match kind {
+            OpenKind::Shell { .. } | OpenKind::Exec { .. } => START_SESSION,
+            OpenKind::Forward { .. } => START_PORT_FORWARD,
+            _ => return Err(OpenRefused::new(Why::UNKNOWN_KIND, "")),
+        };
+        record.action = Some(action.to_owned());
+        let registered = match self.store.instance(instance) {
+            Ok(Some(registered)) => registered,
+            Ok(None) => {
+                return Err(OpenRefused::new(
+                    Why::UNAVAILABLE,
+                    format!("instance {instance} is no longer registered"),
+                ));
+            }
+            Err(e) => return Err(OpenRefused::new(Why::UNAVAILABLE, e.to_string())),
+        };
+        let account = registered.account;
+        let resource = self.instance(&account, instance);
+        record.resource = Some(resource.clone());
+        match self.store.sessions_enabled(&account) {
+            Ok(true) => {}
+            Ok(false) => {
+                let message = format!("session management is turned off for account {account}");
+                return Err(OpenRefused::new(Why::PROHIBITED, message));
+            }
+            Err(e) => return Err(OpenRefused::new(Why::UNAVAILABLE, e.to_string())),
+        }
+        self.decide(who, action, &resource).map_err(|message| OpenRefused::new(Why::PROHIBITED, message))?;
+        let serving = |e: &Entry| e.online && constant_time_eq(&e.key, &registered.public_key);
+        let Some(agent) = registry.get(instance).filter(serving) else {
+            let message = format!("instance {instance} is not connected to the relay");
+            return Err(OpenRefused::new(Why::UNAVAILABLE, message));
+        };
+        let owned = OwnedOpenKind::new(kind).map_err(|_| OpenRefused::new(Why::UNKNOWN_KIND, ""))?;
+        let suffix = secret::random::<8>()
+            .map_err(|_| OpenRefused::new(Why::RESOURCE_SHORTAGE, "no randomness for a session id"))?;
+        let id = format!("{}-{}", who.user, hex::encode(suffix));
+        let record = SessionRecord::start(id, &who.user, instance, (action, resource), kind);
+        Ok(OpenAdmitted { agent, kind: owned, account, record })
     }
 }

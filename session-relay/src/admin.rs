@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Subcommand;
+use session_relay::audit::{Kind, Outcome, Record};
 use session_relay::store::{ActivationTerms, Store, StoreError, unix_now};
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +154,12 @@ pub(crate) fn run(store: &Store, command: Admin) -> Result<(), StoreError> {
     );
     let record = changes.then(|| {
         let by = std::env::var("USER").unwrap_or_default();
-        serde_json::json!({ "event": "admin", "by": by, "command": format!("{command:?}") })
+        let record = Record {
+            actor: Some(format!("admin:{by}")),
+            reason: Some(format!("{command:?}")),
+            ..Record::new(Kind::Admin, Outcome::Allowed)
+        };
+        record.to_json()
     });
     execute(store, command)?;
     if let Some(record) = record {

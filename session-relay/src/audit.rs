@@ -1,6 +1,7 @@
-//! One audit record per session: who, which instance, what, when it started and ended, the
-//! bytes each way, and how its process exited; and one record per refusal at the gate. Records
-//! go to the `audit` tracing target, to the store's audit table when there is one, and, when
+//! The audit trail: one [`Record`] per session (who, which instance, what, when it started and
+//! ended, the bytes each way, how its process exited), one per refusal at the gate, one per
+//! change of settings. Every record has the same fields, written by one serializer; records go
+//! to the `audit` tracing target, to the store's audit table when there is one, and, when
 //! configured, as JSON lines to a file.
 //!
 //! The store is written by a thread of its own, in batches, behind a bounded queue: a flood of
@@ -15,7 +16,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use session_codec::proto::{ExitStatus, OpenKind};
+use serde::Serialize;
+use session_proto::{ExitStatus, OpenKind};
 
 use crate::store::Store;
 
@@ -23,6 +25,143 @@ use crate::store::Store;
 const STORE_BACKLOG: usize = 4096;
 /// Records the writer commits in one transaction at most.
 const BATCH: usize = 256;
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A session (shell, command, port forward) from its start to its end.
+    Session,
+    /// A request the gate refused: a handshake, an agent's proof, an Open, an action.
+    Refused,
+    /// An account's settings changed.
+    Settings,
+    /// An operator changed the store with `session-relay admin`.
+    Admin,
+    /// Records were lost to a full queue.
+    AuditDropped,
+}
+
+/// How what was asked for turned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done as asked.
+    Allowed,
+    /// Not done.
+    Refused,
+    /// A session ran and is over.
+    Ended,
+}
+
+/// How a session's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Exit {
+    /// With an exit code.
+    Code {
+        /// The code.
+        code: u32,
+    },
+    /// Killed by a signal.
+    Signal {
+        /// Its number.
+        signal: u8,
+        /// Whether it left a core.
+        core_dumped: bool,
+    },
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(status: ExitStatus) -> Exit {
+        match status {
+            ExitStatus::Code(code) => Exit::Code { code },
+            ExitStatus::Signal { signal, core_dumped } => Exit::Signal { signal: signal.0, core_dumped },
+        }
+    }
+}
+
+/// One audit record. Fields that do not apply are null, never absent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// When it was made, in seconds since the Unix epoch.
+    pub at: f64,
+    /// What it is about.
+    pub event: Kind,
+    /// Who acted: a user, `agent:<instance>`, `admin:<login>`; null for a peer not yet known.
+    pub actor: Option<String>,
+    /// What was asked for (`session:StartSession`, ...).
+    pub action: Option<String>,
+    /// What it was asked of (`srn:session:...`).
+    pub resource: Option<String>,
+    /// How it turned out.
+    pub outcome: Outcome,
+    /// Why it was refused, or what it changed.
+    pub reason: Option<String>,
+    /// The peer's address.
+    pub peer: Option<String>,
+    /// The request's path, for a refused handshake.
+    pub path: Option<String>,
+    /// The HTTP status a refused handshake was answered with.
+    pub status: Option<u16>,
+    /// The session's id.
+    pub session: Option<String>,
+    /// The instance.
+    pub instance: Option<String>,
+    /// What a session ran: `shell`, `exec: <command>`, `forward: <host>:<port>`.
+    pub kind: Option<String>,
+    /// When a session started and ended, in seconds since the Unix epoch.
+    pub start: Option<f64>,
+    /// See `start`.
+    pub end: Option<f64>,
+    /// A session's payload bytes from the client to the instance.
+    pub bytes_to_instance: Option<u64>,
+    /// A session's payload bytes from the instance to the client.
+    pub bytes_from_instance: Option<u64>,
+    /// How a session's process ended.
+    pub exit: Option<Exit>,
+}
+
+impl Record {
+    /// A record of `event` with `outcome`, made now, every other field empty.
+    pub fn new(event: Kind, outcome: Outcome) -> Record {
+        Record {
+            at: unix_secs(SystemTime::now()),
+            event,
+            actor: None,
+            action: None,
+            resource: None,
+            outcome,
+            reason: None,
+            peer: None,
+            path: None,
+            status: None,
+            session: None,
+            instance: None,
+            kind: None,
+            start: None,
+            end: None,
+            bytes_to_instance: None,
+            bytes_from_instance: None,
+            exit: None,
+        }
+    }
+
+    /// A refusal, with its reason.
+    pub fn refused(reason: impl Into<String>) -> Record {
+        Record { reason: Some(reason.into()), ..Record::new(Kind::Refused, Outcome::Refused) }
+    }
+
+    /// The record as one line of JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Every field serializes; a failure would be a bug in this type.
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
 
 /// Where records go.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +202,9 @@ impl Audit {
         Ok(self)
     }
 
-    pub(crate) fn write(&self, record: serde_json::Value) {
+    /// Writes `record` everywhere records go.
+    pub fn write(&self, record: &Record) {
+        let record = record.to_json();
         tracing::info!(target: "audit", "{record}");
         if let Some(store) = &self.store {
             let full = matches!(store.records.try_send(record.clone()), Err(TrySendError::Full(_)));
@@ -90,7 +231,8 @@ fn store_writer(store: &Store, queue: &Receiver<serde_json::Value>, dropped: &At
         batch.extend(queue.try_iter().take(BATCH - 1));
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            batch.push(serde_json::json!({ "event": "audit_dropped", "count": lost }));
+            let reason = Some(format!("{lost} records dropped: the queue to the store was full"));
+            batch.push(Record { reason, ..Record::new(Kind::AuditDropped, Outcome::Refused) }.to_json());
         }
         if let Err(e) = store.append_audit(&batch) {
             tracing::error!(error = %e, records = batch.len(), "audit records not stored");
@@ -98,12 +240,14 @@ fn store_writer(store: &Store, queue: &Receiver<serde_json::Value>, dropped: &At
     }
 }
 
-/// A session in progress.
+/// A session in progress, becoming its record when it ends.
 #[derive(Debug)]
 pub(crate) struct SessionRecord {
     pub(crate) id: String,
     user: String,
     instance: String,
+    action: &'static str,
+    resource: String,
     kind: String,
     start: SystemTime,
     /// Payload bytes from the client to the instance.
@@ -114,7 +258,13 @@ pub(crate) struct SessionRecord {
 }
 
 impl SessionRecord {
-    pub(crate) fn start(id: String, user: &str, instance: &str, kind: &OpenKind<'_>) -> SessionRecord {
+    pub(crate) fn start(
+        id: String,
+        user: &str,
+        instance: &str,
+        (action, resource): (&'static str, String),
+        kind: &OpenKind<'_>,
+    ) -> SessionRecord {
         let kind = match kind {
             OpenKind::Shell { .. } => "shell".to_owned(),
             // The command line is what was run: it belongs in the record.
@@ -127,6 +277,8 @@ impl SessionRecord {
             id,
             user: user.to_owned(),
             instance: instance.to_owned(),
+            action,
+            resource,
             kind,
             start: SystemTime::now(),
             to_instance: 0,
@@ -140,26 +292,23 @@ impl SessionRecord {
         &self.kind
     }
 
-    pub(crate) fn end(self) -> serde_json::Value {
-        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let exit = match self.exit {
-            Some(ExitStatus::Code(code)) => serde_json::json!({ "code": code }),
-            Some(ExitStatus::Signal { signal, core_dumped }) => {
-                serde_json::json!({ "signal": signal.0, "core_dumped": core_dumped })
-            }
-            None => serde_json::Value::Null,
-        };
-        serde_json::json!({
-            "event": "session",
-            "session": self.id,
-            "user": self.user,
-            "instance": self.instance,
-            "kind": self.kind,
-            "start": secs(self.start),
-            "end": secs(SystemTime::now()),
-            "bytes_to_instance": self.to_instance,
-            "bytes_from_instance": self.from_instance,
-            "exit": exit,
-        })
+    /// The session's record: ended, or refused by the instance with `refusal`.
+    pub(crate) fn end(self, refusal: Option<String>) -> Record {
+        let outcome = if refusal.is_some() { Outcome::Refused } else { Outcome::Ended };
+        Record {
+            actor: Some(self.user),
+            action: Some(self.action.to_owned()),
+            resource: Some(self.resource),
+            reason: refusal,
+            session: Some(self.id),
+            instance: Some(self.instance),
+            kind: Some(self.kind),
+            start: Some(unix_secs(self.start)),
+            end: Some(unix_secs(SystemTime::now())),
+            bytes_to_instance: Some(self.to_instance),
+            bytes_from_instance: Some(self.from_instance),
+            exit: self.exit.map(Exit::from),
+            ..Record::new(Kind::Session, outcome)
+        }
     }
 }

@@ -7,33 +7,39 @@
 //! - `/v1/sessions` and `/v1/sessions/<id>/terminate`: a user's sessions, and ending one.
 //! - `/v1/settings/<account>?sessions=on|off`: an account's switch.
 //!
-//! The relay terminates each connection with session-proto's state machine and couples a
-//! client's channel to a channel of the agent's connection, forwarding Data frames relabelled
-//! in place (no payload copy on the way to a client; on the way to an agent, the one copy is the
-//! replay buffer that resume needs). A channel's bytes are consumed from one connection only
-//! once the other took them, so credit holds end to end and the relay holds at most one window
-//! per channel and direction.
+//! The relay terminates each connection with session-proto's state machine, driven by
+//! `session-link`'s driver, and couples a client's channel to a channel of the agent's
+//! connection, forwarding Data frames relabelled in place (no payload copy on the way to a
+//! client; on the way to an agent, the one copy is the replay buffer that resume needs). A
+//! channel's bytes are consumed from one connection only once the other took them, so credit
+//! holds end to end and the relay holds at most one window per channel and direction.
 //!
-//! Every peer proves who it is in the handshake (spec section 11): an agent by signing the
-//! relay's challenge with the key it registered with an activation code, a user by a bearer
-//! token. Policies (`policy.rs`) then decide each request at its entry point (`access.rs`):
-//! the handshake for connections, lists and switches, and each Open for sessions. State lives
-//! in SQLite (`store.rs`) and survives restarts; `session-relay admin` manages it.
+//! - `listener.rs` accepts connections (TLS when configured) and their WebSocket handshakes;
+//! - `admission.rs` decides who a peer is and what its path may ask for (spec section 11): an
+//!   agent signs the relay's challenge with the key it registered with an activation code, a
+//!   user presents a bearer token;
+//! - `agent.rs` and `client.rs` are the tasks of the two kinds of connection, telling each
+//!   other of the channels they couple through `route.rs`'s messages;
+//! - `access.rs` asks the policies (`policy.rs`) at every entry point, and holds the one gate
+//!   of an Open; `audit.rs` writes one kind of record for everything audited;
+//! - state lives in SQLite (`store.rs`) and survives restarts; `session-relay admin` manages it.
 
 #![forbid(unsafe_code)]
 // A std program: the core-and-alloc discipline of the protocol crates buys nothing here.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 pub mod access;
-mod agent_link;
+mod admission;
+mod agent;
+mod answers;
 pub mod audit;
-mod client_link;
+mod client;
 pub mod dev;
+mod listener;
 pub mod policy;
 mod registry;
 mod route;
 mod secret;
-mod server;
 mod sessions;
 pub mod store;
 pub mod tls;
@@ -43,9 +49,12 @@ use std::time::Duration;
 
 pub use access::Access;
 pub use audit::Audit;
+pub use listener::serve;
 pub use registry::Registry;
-pub use server::serve;
 pub use store::Store;
+
+/// How long a peer may take for its WebSocket handshake, its proof and its Hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `text` cut to at most `max` bytes, at a character boundary: refusal reasons must fit their
 /// frame (256 bytes in a Refuse, 123 in a WebSocket Close) or they would not be sent at all.

@@ -4,18 +4,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use tokio::sync::mpsc;
-
-use crate::agent_link::Reattach;
-use crate::route::ToAgent;
+use crate::route::AgentTx;
 
 /// How an instance's agent can be reached.
 #[derive(Clone)]
 pub(crate) struct Entry {
     /// Which agent connection this is, so that a replaced one does not unregister its successor.
     pub(crate) serial: u64,
-    pub(crate) to_agent: mpsc::UnboundedSender<ToAgent>,
-    pub(crate) reattach: mpsc::UnboundedSender<Reattach>,
+    /// The agent's task: requests of clients' tasks, and re-attaches.
+    pub(crate) to_agent: AgentTx,
     /// The session's resume token.
     pub(crate) token: Vec<u8>,
     /// The public key the agent proved: sessions go to it only while the store holds that key

@@ -1,14 +1,13 @@
 //! What the task of a client's connection and the task of an agent's connection tell each other
-//! about the channels they couple, and the per-channel queue that keeps each direction in order.
+//! about the channels they couple.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use session_codec::Frame;
-use session_codec::link::{Link, Outbound, Transport};
-use session_codec::proto::connection::{CommandError, Connection};
-use session_codec::proto::owned::OwnedOpenKind;
-use session_codec::proto::{ExitStatus, RefuseReason, Signal, WindowSize};
+use session_link::Transport;
+use session_proto::owned::OwnedOpenKind;
+use session_proto::{ExitStatus, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 
 /// One coupled channel, named the same in both tasks (each side's channel ids are its own).
@@ -17,14 +16,25 @@ pub(crate) type RouteId = u64;
 /// Sends to the task of a client's connection.
 pub(crate) type ClientTx = mpsc::UnboundedSender<ToClient>;
 
-/// From a client's task to the agent's.
+/// Sends to the task of an agent's connection.
+pub(crate) type AgentTx = mpsc::UnboundedSender<ToAgent>;
+
+/// To an agent's task: from a client's task about a coupled channel, or from the listener with
+/// a new transport for the agent's detached session.
 ///
 /// The queue is bounded though unbounded in type: Data by the credit the client's connection
 /// grants per channel (it is consumed there only once the agent's connection took it), Resize
-/// and Signal by [`Controls`] (at most one message in flight per channel), and the rest by the
-/// channel lifecycle (one Open, Eof and Close each).
+/// and Signal by [`Controls`] (at most one message in flight per channel), the rest of a
+/// channel's by its lifecycle (one Open, Eof and Close each), and re-attaches by the agent's
+/// handshakes, each of which proved its key.
 #[derive(Debug)]
 pub(crate) enum ToAgent {
+    /// The agent came back on a new transport; `hello` is its first frame there, asking to
+    /// resume.
+    Reattach {
+        transport: Transport,
+        hello: Frame,
+    },
     Open {
         route: RouteId,
         kind: Box<OwnedOpenKind>,
@@ -133,58 +143,48 @@ pub(crate) enum ToClient {
     },
 }
 
-/// Something owed on a channel, kept in the order it arrived: Exit, Eof and Close must not
-/// overtake the Data before them, or a client would stop reading before the last output.
+/// The coupled channels of one connection's task: by this connection's channel id, and by
+/// route, the name both tasks know a coupling by.
 #[derive(Debug)]
-pub(crate) enum Op {
-    Data(Outbound),
-    Exit(ExitStatus),
-    Eof,
-    Close,
+pub(crate) struct Couplings<T> {
+    by_channel: HashMap<u16, (RouteId, T)>,
+    by_route: HashMap<RouteId, u16>,
 }
 
-/// Sends what `ops` holds for `channel` until credit, the replay buffer or the backlog stop
-/// it, calling `sent` with the bytes of each Data that went. Returns false once the channel no
-/// longer takes anything (it closed, or the connection is not up), after which the rest is
-/// moot.
-pub(crate) fn pump<const C: usize>(
-    link: &mut Link,
-    conn: &mut Connection<'_, C>,
-    transport: &Transport,
-    channel: u16,
-    ops: &mut VecDeque<Op>,
-    mut sent: impl FnMut(usize),
-) -> bool {
-    while let Some(op) = ops.front_mut() {
-        let done = match op {
-            Op::Data(data) => {
-                let result = link.push_data(conn, transport, channel, data);
-                if let Ok(n) = result {
-                    if n > 0 {
-                        sent(n);
-                    }
-                }
-                match result {
-                    Ok(_) if data.is_empty() => Ok(()),
-                    Ok(_) => return true,
-                    Err(e) => Err(e),
-                }
-            }
-            Op::Exit(status) => conn.exit(channel, *status),
-            Op::Eof => conn.eof(channel),
-            Op::Close => conn.close(channel),
-        };
-        match done {
-            Ok(()) => {}
-            // The outbox is full or the connection is between transports: try again later.
-            Err(CommandError::Busy | CommandError::NotConnected) => return true,
-            // The channel has moved on (closed by the peer meanwhile): nothing more goes.
-            Err(_) => {
-                ops.clear();
-                return false;
-            }
-        }
-        ops.pop_front();
+impl<T> Default for Couplings<T> {
+    fn default() -> Self {
+        Couplings { by_channel: HashMap::new(), by_route: HashMap::new() }
     }
-    true
+}
+
+impl<T> Couplings<T> {
+    pub(crate) fn insert(&mut self, channel: u16, route: RouteId, other_side: T) {
+        self.by_route.insert(route, channel);
+        self.by_channel.insert(channel, (route, other_side));
+    }
+
+    /// The route of `channel`, and what this side keeps of its other side.
+    pub(crate) fn get(&self, channel: u16) -> Option<(RouteId, &T)> {
+        self.by_channel.get(&channel).map(|(route, other)| (*route, other))
+    }
+
+    pub(crate) fn get_mut(&mut self, channel: u16) -> Option<(RouteId, &mut T)> {
+        self.by_channel.get_mut(&channel).map(|(route, other)| (*route, other))
+    }
+
+    /// The channel `route` is coupled to here.
+    pub(crate) fn channel(&self, route: RouteId) -> Option<u16> {
+        self.by_route.get(&route).copied()
+    }
+
+    pub(crate) fn remove(&mut self, channel: u16) -> Option<(RouteId, T)> {
+        let (route, other) = self.by_channel.remove(&channel)?;
+        self.by_route.remove(&route);
+        Some((route, other))
+    }
+
+    /// Every coupling, by channel.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u16, RouteId, &T)> {
+        self.by_channel.iter().map(|(&channel, (route, other))| (channel, *route, other))
+    }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::answers;
 use crate::route::{ClientTx, RouteId, ToClient};
 
 /// A session in progress.
@@ -42,18 +43,21 @@ impl Sessions {
         self.lock().get(id).cloned()
     }
 
-    /// `owner`'s sessions as JSON, by start.
-    pub(crate) fn of(&self, owner: &str) -> serde_json::Value {
+    /// `owner`'s sessions, by start.
+    pub(crate) fn of(&self, owner: &str) -> answers::Sessions {
         let map = self.lock();
         let mut mine: Vec<(&String, &Active)> = map.iter().filter(|(_, a)| a.owner == owner).collect();
         mine.sort_by_key(|(id, a)| (a.started, *id));
-        let sessions: Vec<serde_json::Value> = mine
+        let sessions = mine
             .into_iter()
-            .map(|(id, a)| {
-                serde_json::json!({ "id": id, "instance": a.instance, "kind": a.kind, "started": a.started })
+            .map(|(id, a)| answers::SessionStatus {
+                id: id.clone(),
+                instance: a.instance.clone(),
+                kind: a.kind.clone(),
+                started: a.started,
             })
             .collect();
-        serde_json::json!({ "sessions": sessions })
+        answers::Sessions { sessions }
     }
 }
 

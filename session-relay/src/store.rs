@@ -24,9 +24,6 @@ use crate::secret::{self, Hashed};
 pub enum StoreError {
     /// The database failed: `database: {error}`.
     Database(rusqlite::Error),
-    /// The database failed while looking up one instance ([`Store::instance`]): the error as
-    /// the database words it, with no `database:` before it.
-    InstanceLookup(rusqlite::Error),
     /// [`Store::put_policy`] refused a document: `policy refused: {error}`.
     Policy(PolicyError),
     /// A stored policy document no longer parses: `stored policy {name}: {error}`.
@@ -81,7 +78,6 @@ impl core::fmt::Display for StoreError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             StoreError::Database(e) => write!(f, "database: {e}"),
-            StoreError::InstanceLookup(e) => write!(f, "{e}"),
             StoreError::Policy(e) => write!(f, "policy refused: {e}"),
             StoreError::StoredPolicy { name, error } => write!(f, "stored policy {name}: {error}"),
             StoreError::InvalidName { kind, name } => {
@@ -102,7 +98,7 @@ impl core::fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StoreError::Database(e) | StoreError::InstanceLookup(e) => Some(e),
+            StoreError::Database(e) => Some(e),
             StoreError::Policy(e) | StoreError::StoredPolicy { error: e, .. } => Some(e),
             StoreError::Random(e) => Some(e),
             StoreError::File { error, .. } => Some(error),
@@ -624,7 +620,7 @@ impl Store {
 
     /// Instance `id`, if registered.
     pub fn instance(&self, id: &str) -> Result<Option<Instance>, StoreError> {
-        Store::instance_in(&self.db(), id).map_err(StoreError::InstanceLookup)
+        Ok(Store::instance_in(&self.db(), id)?)
     }
 
     fn instance_in(db: &Connection, id: &str) -> Result<Option<Instance>, rusqlite::Error> {
@@ -782,8 +778,8 @@ mod tests {
         assert!(matches!(e, StoreError::Database(_)));
         assert!(said(&e).starts_with("database: no such table: instances"), "{e}");
         let e = store.instance("i").unwrap_err();
-        assert!(matches!(e, StoreError::InstanceLookup(_)));
-        assert!(said(&e).starts_with("no such table: instances"), "{e}");
+        assert!(matches!(e, StoreError::Database(_)));
+        assert!(said(&e).starts_with("database: no such table: instances"), "{e}");
 
         assert_eq!(StoreError::from(RandomError).to_string(), "the system's random generator failed");
         let missing = Path::new("/nonexistent/dir/relay.db");

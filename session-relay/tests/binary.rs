@@ -9,10 +9,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use session_agent::{AgentConfig, AgentKey, LoginUser};
-use session_client::{Relay, Session};
-use session_codec::link::dial::Trust;
-use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
+use session_client::{Error, Relay};
+use session_link::dial::Trust;
+use session_test_kit::{Ran, agent_config, run};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("relay-binary-{name}-{}", std::process::id()));
@@ -95,29 +94,6 @@ fn port_in(line: &str) -> Option<u16> {
     after.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
 }
 
-fn exec(command: &str) -> OwnedOpenKind {
-    OwnedOpenKind::Exec { command: owned_str(command).unwrap(), pty: None, env: OwnedEnv::default() }
-}
-
-/// Runs `command` on `instance`; its stdout, or why it was refused.
-async fn run(relay: &Relay, instance: &str, command: &str) -> Result<String, String> {
-    use tokio::io::AsyncReadExt;
-    let session = Session::connect(relay, instance).await.map_err(|e| e.0)?;
-    let (input, input_end) = tokio::io::duplex(1024);
-    drop(input);
-    let (output, mut output_end) = tokio::io::duplex(64 * 1024);
-    let io = session_client::ChannelIo {
-        input: Box::new(input_end),
-        output: Box::new(output),
-        errors: Box::new(tokio::io::sink()),
-        close_output: true,
-    };
-    session.open(exec(command), io).await.map_err(|e| e.0)?;
-    let mut text = String::new();
-    output_end.read_to_string(&mut text).await.unwrap();
-    Ok(text)
-}
-
 /// Starts an agent for `instance` at `url` and waits until `relay` lists it online.
 async fn agent(
     url: &str,
@@ -126,11 +102,8 @@ async fn agent(
     trust: Trust,
     relay: &Relay,
 ) -> tokio::task::JoinHandle<()> {
-    let user = LoginUser::resolve(None, true).unwrap();
-    let mut config = AgentConfig::new(url, instance, AgentKey::generate().unwrap(), user);
-    config.activation = Some(code.to_owned());
+    let mut config = agent_config(url, instance, code);
     config.trust = trust;
-    config.max_backoff = Duration::from_millis(200);
     let task = tokio::spawn(session_agent::run(config));
     for _ in 0..500 {
         if let Ok(listing) = relay.list().await {
@@ -194,7 +167,10 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     let url = format!("ws://127.0.0.1:{}", served.port);
     let alice = Relay::new(&url, &token);
     let agent = agent(&url, "i-0017", &code, Trust::system(), &alice).await;
-    assert_eq!(run(&alice, "i-0017", "echo through").await.unwrap(), "through\n");
+    assert_eq!(
+        run(&alice, "i-0017", "echo through").await.unwrap(),
+        Ran { stdout: "through\n".into(), code: 0 }
+    );
 
     let instances = ok(&db, &["instance", "list"]);
     assert!(instances.starts_with("i-0017\tacme\tweb-1\tseen "), "{instances}");
@@ -207,7 +183,10 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     ok(&db, &["switch", "acme", "off"]);
     assert_eq!(ok(&db, &["switch", "acme"]), "acme\tsessions off\n");
     let refused = run(&alice, "i-0017", "true").await.unwrap_err();
-    assert!(refused.contains("session management is turned off for account acme"), "{refused}");
+    assert!(
+        matches!(&refused, Error::OpenRefused { message, .. } if message == "session management is turned off for account acme"),
+        "{refused}"
+    );
     ok(&db, &["switch", "acme", "on"]);
 
     let tokens = ok(&db, &["token", "list"]);
@@ -216,7 +195,10 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     assert!(!tokens.contains(&token[21..]), "token list shows no secret");
     ok(&db, &["token", "revoke", id]);
     let refused = run(&alice, "i-0017", "true").await.unwrap_err();
-    assert!(refused.contains("token has been revoked"), "{refused}");
+    assert!(
+        matches!(&refused, Error::Refused { status: 401, reason, .. } if reason == "token has been revoked"),
+        "{refused}"
+    );
 
     // The relay's audit writer is a thread of its own: wait for the revoked token's refusal.
     let mut audit = String::new();
@@ -228,7 +210,7 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(
-        audit.contains(r#""kind":"exec: echo through""#) && audit.contains(r#""user":"alice""#),
+        audit.contains(r#""kind":"exec: echo through""#) && audit.contains(r#""actor":"alice""#),
         "{audit}"
     );
     assert!(
@@ -298,13 +280,17 @@ async fn with_a_certificate_every_connection_is_tls() {
     let mut ops = Relay::new(&url, &token);
     ops.trust = trust.clone();
     let agent = agent(&url, "i-tls", &code, trust, &ops).await;
-    assert_eq!(run(&ops, "i-tls", "echo sealed").await.unwrap(), "sealed\n");
+    assert_eq!(run(&ops, "i-tls", "echo sealed").await.unwrap(), Ran { stdout: "sealed\n".into(), code: 0 });
 
     // Plain WebSocket to the same port, or TLS with a certificate nobody vouched for, is no way in.
     let plain = Relay::new(&format!("ws://127.0.0.1:{}", served.port), &token);
     assert!(plain.list().await.is_err(), "plain WebSocket is refused");
     let unvouched = Relay::new(&url, &token).list().await.unwrap_err();
-    assert!(unvouched.0.to_lowercase().contains("certificate"), "{unvouched}");
+    assert!(
+        matches!(unvouched, Error::Unreachable { .. })
+            && unvouched.to_string().to_lowercase().contains("certificate"),
+        "{unvouched}"
+    );
     agent.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

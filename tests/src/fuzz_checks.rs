@@ -11,7 +11,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use session_codec::{Frame, SessionCodec};
-use session_proto::connection::{Config, Connection, Instant, MIN_REPLAY_LEN, Role};
+use session_proto::connection::{Config, Connection, Instant, MIN_REPLAY_LEN, Role, Sent};
 use session_proto::{
     Accumulator, DEFAULT_MAX_FRAME, Error, Feed, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME, Message, frame,
 };
@@ -192,9 +192,10 @@ impl AsyncRead for ChunkedReader<'_> {
 const SESSION_CHANNELS: usize = 4;
 
 /// A connection, resumable or not, facing a hostile peer: arbitrary received bytes and frames,
-/// application commands, passing time, transport drops and re-attaches, in any order. It never panics, every frame it transmits decodes
-/// (it never breaks the format it enforces), it never holds more channels than its slots, and
-/// once it has ended it transmits nothing.
+/// application commands, passing time, transport drops and re-attaches, in any order. It never
+/// panics, every frame it transmits decodes (it never breaks the format it enforces), it never
+/// holds more channels than its slots, once it has ended it transmits nothing, and an
+/// application that reads the notices after each call never loses one to a full queue.
 pub fn session(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let role = if u.arbitrary().unwrap_or(false) { Role::Acceptor } else { Role::Initiator };
@@ -216,7 +217,7 @@ pub fn session(data: &[u8]) {
             (false, _) => (Capabilities::NONE, None),
         };
         let hello = Hello { capabilities, max_frame: 16_384, initial_window: 500, keepalive_ms: 0, resume };
-        let _ = conn.handle(&encode(&Message::Hello(hello)), now);
+        handle(&mut conn, &encode(&Message::Hello(hello)), now);
     }
     let mut out = vec![0u8; 1 << 15];
     while !u.is_empty() {
@@ -225,13 +226,13 @@ pub fn session(data: &[u8]) {
         match op {
             0 => {
                 let bytes: &[u8] = u.arbitrary().unwrap_or_default();
-                let _ = conn.handle(bytes, now);
+                handle(&mut conn, bytes, now);
             }
             1 => {
                 if let Ok(message) = Message::arbitrary(&mut u) {
                     let mut frame = vec![0; message.encoded_len()];
                     if message.encode(&mut frame).is_ok() {
-                        let _ = conn.handle(&frame, now);
+                        handle(&mut conn, &frame, now);
                     }
                 }
             }
@@ -250,7 +251,7 @@ pub fn session(data: &[u8]) {
                 let stream = [Stream::Stdin, Stream::Stdout, Stream::Stderr][usize::from(channel) % 3];
                 let payload: &[u8] = u.arbitrary().unwrap_or_default();
                 let before = conn.send_window(channel);
-                if let Ok((sent, written)) = conn.send(channel, stream, payload, &mut out) {
+                if let Ok(Sent { payload: sent, written }) = conn.send(channel, stream, payload, &mut out) {
                     assert!(sent <= payload.len() && written <= out.len());
                     assert!(before.is_some_and(|w| sent <= w as usize), "sent beyond credit");
                     check_frames(&out[..written]);
@@ -266,6 +267,7 @@ pub fn session(data: &[u8]) {
             13 => {
                 now = now.after(u.int_in_range(0..=5_000u64).unwrap_or(0));
                 conn.handle_timeout(now);
+                while conn.poll_event().is_some() {}
             }
             14 => conn.detach(),
             15 => drop(conn.reattach(now)),
@@ -290,6 +292,15 @@ pub fn session(data: &[u8]) {
         }
         assert!(conn.channels() <= SESSION_CHANNELS);
     }
+}
+
+/// Hands `frame` to `conn` and then reads its notices, as an application must: a frame frees at
+/// most one channel id, so the notice queue always has room and no frame is refused for it.
+fn handle<const C: usize>(conn: &mut Connection<'_, C>, frame: &[u8], now: Instant) {
+    if let Err(e) = conn.handle(frame, now) {
+        assert_ne!((e.code, e.reason), (ErrorCode::INTERNAL_ERROR, "events not polled"));
+    }
+    while conn.poll_event().is_some() {}
 }
 
 fn encode(message: &Message<'_>) -> Vec<u8> {

@@ -1,12 +1,9 @@
 //! Helpers shared by the conformance tests and the fuzz targets: the JSON form of messages used
 //! by `spec/vectors/*.json`, the tables the vector files are generated from, and the properties
-//! the fuzz targets check, and the whole system on loopback for the end-to-end tests.
+//! the fuzz targets check. The end-to-end tests' helpers are `session-test-kit`'s.
 
-pub mod agent_by_hand;
 pub mod fuzz_checks;
 pub mod json;
-#[allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "scaffolding for std programs")]
-pub mod system;
 pub mod vectors;
 
 use std::path::PathBuf;

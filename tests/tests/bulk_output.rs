@@ -4,8 +4,9 @@
 use core::time::Duration;
 use std::time::Instant;
 
-use session_codec::proto::ExitStatus;
-use session_tests::system::{System, exec, peak_rss, pipes, random_file};
+use session_proto::ExitStatus;
+use session_test_kit::measure::{peak_rss, random_file};
+use session_test_kit::{System, exec, pipes};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -16,12 +17,12 @@ async fn a_hundred_megabytes_arrive_intact_in_bounded_memory() {
     let (path, expected) = random_file("session-bulk", TOTAL);
     let mut system = System::start(None).await;
     system.agent("i-001").await;
-    let session = system.session("i-001").await;
+    let connection = system.connect("i-001").await;
     let before = peak_rss();
 
     let (io, _input, mut output, _) = pipes();
     let kind = exec(&format!("cat {}", path.display()));
-    let running = tokio::spawn(async move { session.open(kind, io).await });
+    let running = tokio::spawn(async move { connection.open(kind, io).await });
     let started = Instant::now();
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

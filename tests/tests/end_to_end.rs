@@ -8,37 +8,17 @@ extern crate alloc;
 use alloc::sync::Arc;
 use std::time::Instant;
 
-use session_client::{Outcome, Session, input_from};
-use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
-use session_codec::proto::{ExitStatus, Signal, WindowSize};
-use session_tests::system::{System, pipes};
+use session_client::{Error, Outcome, input_from};
+use session_proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
+use session_proto::{ExitStatus, RefuseReason, Signal};
+use session_test_kit::{System, exec, exec_on_terminal, pipes, size};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-
-fn exec(command: &str, pty: Option<WindowSize>) -> OwnedOpenKind {
-    OwnedOpenKind::Exec {
-        command: owned_str(command).unwrap(),
-        pty: pty.map(|size| OwnedPty { term: owned_str("xterm").unwrap(), size }),
-        env: OwnedEnv::default(),
-    }
-}
-
-fn size(cols: u16, rows: u16) -> WindowSize {
-    WindowSize { cols, rows, width_px: 0, height_px: 0 }
-}
 
 /// Reads `from` until what arrived contains `wanted`; returns all of it.
 async fn read_until(from: &mut DuplexStream, wanted: &str) -> String {
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !String::from_utf8_lossy(&seen).contains(wanted) {
-        let mut buf = [0u8; 4096];
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, from.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
-            other => panic!("{wanted:?} never came ({other:?}); got {:?}", String::from_utf8_lossy(&seen)),
-        }
-    }
-    String::from_utf8_lossy(&seen).into_owned()
+    let mut seen = String::new();
+    session_test_kit::read_until(from, &mut seen, wanted).await;
+    seen
 }
 
 async fn run_to_end(
@@ -46,11 +26,11 @@ async fn run_to_end(
     kind: OwnedOpenKind,
     input: &'static [u8],
 ) -> (Outcome, Vec<u8>, Vec<u8>) {
-    let session = system.session("i-001").await;
+    let connection = system.connect("i-001").await;
     let (mut io, _input, mut stdout, mut stderr) = pipes();
     io.input = input_from(input.into());
-    let outcome = session.open(kind, io).await.expect("the channel runs");
-    drop(session);
+    let outcome = connection.open(kind, io).await.expect("the channel runs");
+    drop(connection);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let read_both = async {
         // The writers are gone once the channel ended, so both reads end.
@@ -65,14 +45,14 @@ async fn exec_keeps_stdout_and_stderr_apart_and_passes_the_exit_code_and_input()
     let mut system = System::start(None).await;
     system.agent("i-001").await;
 
-    let kind = exec("tr a-z A-Z; echo to-stderr >&2; exit 3", None);
+    let kind = exec("tr a-z A-Z; echo to-stderr >&2; exit 3");
     let (outcome, out, err) = run_to_end(&system, kind, b"piped input\n").await;
     assert_eq!(outcome.exit, Some(ExitStatus::Code(3)));
     assert_eq!(outcome.exit_code(), 3);
     assert_eq!(String::from_utf8_lossy(&out), "PIPED INPUT\n");
     assert_eq!(String::from_utf8_lossy(&err), "to-stderr\n");
 
-    let (outcome, out, _) = run_to_end(&system, exec("kill -TERM $$", None), b"").await;
+    let (outcome, out, _) = run_to_end(&system, exec("kill -TERM $$"), b"").await;
     assert_eq!(outcome.exit, Some(ExitStatus::Signal { signal: Signal::TERM, core_dumped: false }));
     assert_eq!(outcome.exit_code(), 143);
     assert!(out.is_empty());
@@ -82,13 +62,13 @@ async fn exec_keeps_stdout_and_stderr_apart_and_passes_the_exit_code_and_input()
 async fn a_shell_runs_a_command_on_a_real_terminal() {
     let mut system = System::start(None).await;
     system.agent("i-001").await;
-    let session = system.session("i-001").await;
+    let connection = system.connect("i-001").await;
     let (io, mut input, mut output, _) = pipes();
     let pty = OwnedPty { term: owned_str("xterm").unwrap(), size: size(80, 24) };
     let shell = OwnedOpenKind::Shell { pty, env: OwnedEnv::default() };
     let running = tokio::spawn({
-        let session = session.clone();
-        async move { session.open(shell, io).await }
+        let connection = connection.clone();
+        async move { connection.open(shell, io).await }
     });
     input.write_all(b"echo marker-$((6*7)); tty\n").await.unwrap();
     // `tty` prints after the marker: reading up to its answer takes in both.
@@ -103,15 +83,15 @@ async fn a_shell_runs_a_command_on_a_real_terminal() {
 async fn stty_size_shows_the_open_size_then_the_resize() {
     let mut system = System::start(None).await;
     system.agent("i-001").await;
-    let session = system.session("i-001").await;
+    let connection = system.connect("i-001").await;
     let (io, mut input, mut output, _) = pipes();
-    let kind = exec("stty size; read line; stty size", Some(size(100, 30)));
+    let kind = exec_on_terminal("stty size; read line; stty size", size(100, 30));
     let running = tokio::spawn({
-        let session = session.clone();
-        async move { session.open(kind, io).await }
+        let connection = connection.clone();
+        async move { connection.open(kind, io).await }
     });
     read_until(&mut output, "30 100").await;
-    session.resize(size(120, 50));
+    connection.resize(size(120, 50));
     // The resize is a control frame ahead of the input that follows it.
     input.write_all(b"\n").await.unwrap();
     read_until(&mut output, "50 120").await;
@@ -123,21 +103,21 @@ async fn stty_size_shows_the_open_size_then_the_resize() {
 async fn an_interrupt_reaches_the_remote_foreground_process() {
     let mut system = System::start(None).await;
     system.agent("i-001").await;
-    let session = system.session("i-001").await;
+    let connection = system.connect("i-001").await;
     let (io, _input, mut output, _) = pipes();
     // An interactive shell with job control: `sleep` runs in its own foreground process group,
     // which is where the interrupt must land; the shell survives it and reports 130.
-    let kind = exec("exec bash --norc -i", Some(size(80, 24)));
+    let kind = exec_on_terminal("exec bash --norc -i", size(80, 24));
     let running = tokio::spawn({
-        let session = session.clone();
-        async move { session.open(kind, io).await }
+        let connection = connection.clone();
+        async move { connection.open(kind, io).await }
     });
     let mut typed = _input;
     typed.write_all(b"sleep 30\n").await.unwrap();
     // Give the shell time to start the foreground job.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = Instant::now();
-    session.signal(Signal::INT);
+    connection.signal(Signal::INT);
     // Interactive bash abandons a command line whose job died of SIGINT: ask separately.
     typed.write_all(b"echo \"after=$?\"\n").await.unwrap();
     let seen = read_until(&mut output, "after=130").await;
@@ -150,16 +130,22 @@ async fn an_interrupt_reaches_the_remote_foreground_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_offline_instances_are_refused_with_a_reason() {
     let system = System::start(None).await;
-    let unknown = Session::connect(&system.client, "i-404").await.unwrap_err();
-    assert!(unknown.0.contains("404 Not Found: unknown instance i-404"), "{unknown}");
+    let unknown = session_client::Connection::connect(&system.client, "i-404").await.unwrap_err();
+    assert!(
+        matches!(&unknown, Error::Refused { status: 404, reason, .. } if reason == "unknown instance i-404"),
+        "{unknown}"
+    );
 
     // Registered, but its agent is not connected.
     let code = system.activation("test");
     system.store.register("i-away", &[7; 32], &code).unwrap();
-    let session = system.session("i-away").await;
+    let connection = system.connect("i-away").await;
     let (io, _, _, _) = pipes();
-    let refused = session.open(exec("true", None), io).await.unwrap_err();
-    assert!(refused.0.contains("i-away is not connected"), "{refused}");
+    let refused = connection.open(exec("true"), io).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::OpenRefused { reason: RefuseReason::UNAVAILABLE, message } if message == "instance i-away is not connected to the relay"),
+        "{refused}"
+    );
 }
 
 /// Sends `payload` through a forwarded port to an echo server and checks it comes back whole.
@@ -178,10 +164,10 @@ async fn a_forwarded_port_carries_a_tcp_stream_both_ways_intact() {
             });
         }
     });
-    let session = system.session("i-001").await;
+    let connection = system.connect("i-001").await;
     let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let local_addr = local.local_addr().unwrap();
-    tokio::spawn(async move { session_client::forward(&session, local, "127.0.0.1", echo_port).await });
+    tokio::spawn(async move { session_client::forward(&connection, local, "127.0.0.1", echo_port).await });
 
     let payload: Vec<u8> = (0..8_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     for _ in 0..2 {
@@ -206,9 +192,9 @@ async fn many_sessions_share_one_agent_and_a_flood_does_not_delay_keystrokes() {
     system.agent("i-001").await;
 
     // A flood: a client that reads output as fast as it can, for as long as the test runs.
-    let flood_session = system.session("i-001").await;
+    let flood_connection = system.connect("i-001").await;
     let (flood_io, _flood_in, mut flood_out, _) = pipes();
-    let flood = tokio::spawn(async move { flood_session.open(exec("cat /dev/zero", None), flood_io).await });
+    let flood = tokio::spawn(async move { flood_connection.open(exec("cat /dev/zero"), flood_io).await });
     let flooded = Arc::new(AtomicU64::new(0));
     let drain = tokio::spawn({
         let flooded = Arc::clone(&flooded);
@@ -226,11 +212,11 @@ async fn many_sessions_share_one_agent_and_a_flood_does_not_delay_keystrokes() {
     // Twenty more sessions at once over the same agent connection.
     let mut runs = Vec::new();
     for i in 0..20 {
-        let session = system.session("i-001").await;
+        let connection = system.connect("i-001").await;
         runs.push(tokio::spawn(async move {
             let (mut io, _keep, mut out, _) = pipes();
             io.input = input_from(bytes::Bytes::new());
-            let outcome = session.open(exec(&format!("echo session-{i}"), None), io).await.unwrap();
+            let outcome = connection.open(exec(&format!("echo session-{i}")), io).await.unwrap();
             let mut text = String::new();
             out.read_to_string(&mut text).await.unwrap();
             (outcome, text)
@@ -243,11 +229,11 @@ async fn many_sessions_share_one_agent_and_a_flood_does_not_delay_keystrokes() {
     }
 
     // Keystrokes on a terminal echo back promptly while the flood runs.
-    let session = system.session("i-001").await;
+    let connection = system.connect("i-001").await;
     let (io, mut keys, mut echo, _) = pipes();
     let interactive = tokio::spawn({
-        let session = session.clone();
-        async move { session.open(exec("stty -echo; cat", Some(size(80, 24))), io).await }
+        let connection = connection.clone();
+        async move { connection.open(exec_on_terminal("stty -echo; cat", size(80, 24)), io).await }
     });
     let mut delays = Vec::new();
     for i in 0..40 {
@@ -278,7 +264,7 @@ async fn each_session_leaves_one_audit_record() {
     let _ = std::fs::remove_file(&path);
     let mut system = System::start(Some(&path)).await;
     system.agent("i-001").await;
-    let (outcome, out, _) = run_to_end(&system, exec("head -c 1234 /dev/zero; exit 2", None), b"abc").await;
+    let (outcome, out, _) = run_to_end(&system, exec("head -c 1234 /dev/zero; exit 2"), b"abc").await;
     assert_eq!((outcome.exit_code(), out.len()), (2, 1234));
     let mut record = None;
     for _ in 0..100 {
@@ -290,7 +276,9 @@ async fn each_session_leaves_one_audit_record() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let record = record.expect("an audit record");
-    assert_eq!(record["user"], "tester");
+    assert_eq!(record["actor"], "tester");
+    assert_eq!(record["event"], "session");
+    assert_eq!(record["outcome"], "ended");
     assert_eq!(record["instance"], "i-001");
     assert_eq!(record["kind"], "exec: head -c 1234 /dev/zero; exit 2");
     assert_eq!(record["bytes_from_instance"], 1234);
@@ -307,7 +295,7 @@ async fn a_terminal_whose_shell_exits_leaving_a_background_job_still_ends() {
     // The background job keeps the terminal open after the shell is gone: the channel ends on
     // the shell's exit all the same, with everything the shell wrote.
     // (It ignores the hangup the shell's exit sends, as a nohup'd job would, and dies alone.)
-    let kind = exec("trap '' HUP; sleep 6 & echo before-exit; exit 3", Some(size(80, 24)));
+    let kind = exec_on_terminal("trap '' HUP; sleep 6 & echo before-exit; exit 3", size(80, 24));
     let started = Instant::now();
     let (outcome, out, _) = run_to_end(&system, kind, b"").await;
     assert_eq!(outcome.exit, Some(ExitStatus::Code(3)));
@@ -330,7 +318,7 @@ async fn sessions_run_as_the_configured_login_user_and_never_as_root_unasked() {
     let mut system = System::start(None).await;
     let url = system.url.clone();
     system.agent_as("i-001", &url, user).await;
-    let kind = exec("id -un; id -u; pwd; echo $HOME $USER", Some(size(80, 24)));
+    let kind = exec_on_terminal("id -un; id -u; pwd; echo $HOME $USER", size(80, 24));
     let (outcome, out, _) = run_to_end(&system, kind, b"").await;
     assert_eq!(outcome.exit, Some(ExitStatus::Code(0)));
     let out = String::from_utf8_lossy(&out).replace('\r', "");

@@ -4,8 +4,6 @@
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "test scaffolding")]
 
-mod raw;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,10 +11,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use raw::{Raw, running};
-use session_codec::proto::connection::{Config, Role};
-use session_codec::proto::{Env, Message, OpenKind, Stream};
-use session_tests::system::{System, peak_rss};
+use session_proto::connection::{Config, Role, Sent};
+use session_proto::{Env, Message, OpenKind, Stream};
+use session_test_kit::System;
+use session_test_kit::measure::peak_rss;
+use session_test_kit::raw::{Raw, running};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
 
@@ -100,10 +99,10 @@ async fn fill_input_then_vanish(system: &System, marker: &str, input: bool) -> b
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         let mut sent = 0;
         while tokio::time::Instant::now() < deadline {
-            let (n, w) = raw.conn.send(channel, Stream::Stdin, &chunk, &mut out).unwrap();
-            if n > 0 {
-                raw.ws.send(WsMessage::binary(out[..w].to_vec())).await.unwrap();
-                sent += n;
+            let Sent { payload, written } = raw.conn.send(channel, Stream::Stdin, &chunk, &mut out).unwrap();
+            if payload > 0 {
+                raw.ws.send(WsMessage::binary(out[..written].to_vec())).await.unwrap();
+                sent += payload;
                 continue;
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), raw.step()).await;
@@ -151,10 +150,10 @@ async fn tiny_frames(padded: bool, marker: &str) {
     let mut out = vec![0u8; 32 * 1024];
     let mut sent = 0;
     while sent < 400 * 1024 {
-        let (n, w) = raw.conn.send(channel, Stream::Stdin, &chunk, &mut out).unwrap();
-        if n > 0 {
-            raw.ws.send(WsMessage::binary(out[..w].to_vec())).await.unwrap();
-            sent += n;
+        let Sent { payload, written } = raw.conn.send(channel, Stream::Stdin, &chunk, &mut out).unwrap();
+        if payload > 0 {
+            raw.ws.send(WsMessage::binary(out[..written].to_vec())).await.unwrap();
+            sent += payload;
         } else {
             let _ = tokio::time::timeout(Duration::from_millis(200), raw.step()).await;
         }
@@ -169,8 +168,8 @@ async fn tiny_frames(padded: bool, marker: &str) {
     let pad = vec![0u8; 131_072 - 16];
     let count = 3000.min(window as usize);
     for _ in 0..count {
-        let (_, w) = raw.conn.send(channel, Stream::Stdin, b"y", &mut out).unwrap();
-        let mut message = out[..w].to_vec();
+        let written = raw.conn.send(channel, Stream::Stdin, b"y", &mut out).unwrap().written;
+        let mut message = out[..written].to_vec();
         let ext = Message::Extension { kind: 0x80, channel: 0, body: &pad };
         let at = message.len();
         message.resize(at + ext.encoded_len(), 0);
@@ -193,7 +192,7 @@ async fn tiny_frames(padded: bool, marker: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resize_flood_takes_bounded_memory_at_the_relay() {
-    use session_codec::proto::{Pty, WindowSize};
+    use session_proto::{Pty, WindowSize};
     let mut system = System::start(None).await;
     system.agent("i-flood").await;
     let mut raw = Raw::connect(&system.url, system.token(), "i-flood", Config::new(Role::Initiator)).await;

@@ -8,13 +8,12 @@ use core::time::Duration;
 use std::path::PathBuf;
 
 use session_agent::{AgentConfig, AgentKey, LoginUser};
-use session_client::{ChannelIo, Relay, Session, input_from};
-use session_codec::link::identity::AGENT_KEY_HEADER;
-use session_codec::proto::owned::{OwnedOpenKind, owned_str};
+use session_client::{Connection, Error, Relay};
+use session_link::dial::Trust;
+use session_link::identity::AGENT_KEY_HEADER;
 use session_relay::store::{ActivationTerms, Store};
-use session_tests::agent_by_hand::{agent_handshake, answer};
-use session_tests::system::{System, exec, pipes};
-use tokio::io::AsyncReadExt;
+use session_test_kit::agent_by_hand::{agent_handshake, answer};
+use session_test_kit::{Ran, System, exec, forward_to, nothing, pipes, run};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -25,36 +24,28 @@ fn marker(name: &str) -> PathBuf {
     path
 }
 
-/// Runs `command` on `instance` as the holder of `relay`'s token; its stdout and exit code.
-async fn run(relay: &Relay, instance: &str, command: &str) -> Result<(String, i32), String> {
-    let session = Session::connect(relay, instance).await.map_err(|e| e.0)?;
-    let (io, _input, mut out, _err) = pipes();
-    let outcome = session.open(exec(command), io).await.map_err(|e| e.0)?;
-    let mut text = String::new();
-    out.read_to_string(&mut text).await.unwrap();
-    Ok((text, outcome.exit_code()))
+/// Opens a port forward to `127.0.0.1:port` at the connection's instance, with nothing to send.
+async fn forward(connection: &Connection, port: u16) -> Result<(), Error> {
+    connection.open(forward_to("127.0.0.1", port), nothing()).await.map(drop)
 }
 
-/// Opens a port forward to `127.0.0.1:port` at the session's instance, with nothing to send.
-async fn forward(session: &Session, port: u16) -> Result<(), String> {
-    let io = ChannelIo {
-        input: input_from(bytes::Bytes::new()),
-        output: Box::new(tokio::io::sink()),
-        errors: Box::new(tokio::io::sink()),
-        close_output: true,
-    };
-    let kind = OwnedOpenKind::Forward { host: owned_str("127.0.0.1").unwrap(), port };
-    session.open(kind, io).await.map(drop).map_err(|e| e.0)
-}
-
-/// Tries `command` on `instance`, expecting a refusal; asserts it names `reason` and that the
-/// command never ran.
+/// Tries `command` on `instance`, expecting a refusal (of the handshake or of the Open); asserts
+/// it says `reason` and that the command never ran.
 async fn refused(relay: &Relay, instance: &str, reason: &str) {
     let marker = marker(&format!("{instance}-{}", reason.len()));
     let error = run(relay, instance, &format!("touch {}", marker.display())).await.unwrap_err();
-    assert!(error.contains(reason), "expected {reason:?}, got {error:?}");
+    assert!(error.is_refusal() && error.to_string().contains(reason), "expected {reason:?}, got {error:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!marker.exists(), "a refused request ran its command");
+}
+
+fn ran(stdout: &str) -> Ran {
+    Ran { stdout: stdout.to_owned(), code: 0 }
+}
+
+/// Whether `error` is the refusal of an Open its owner terminated before the agent accepted it.
+fn terminated(error: &Error) -> bool {
+    matches!(error, Error::OpenRefused { message, .. } if message == "the session was terminated")
 }
 
 fn terms(uses: u32, ttl: Duration) -> ActivationTerms {
@@ -70,11 +61,11 @@ async fn an_unknown_agent_key_is_refused_and_the_registered_agent_keeps_its_inst
     let impostor = AgentKey::generate().unwrap();
     let code = system.activation("test");
     for code in [None, Some(code.as_str())] {
-        let refusal = agent_handshake(&system.url, "i-owned", &impostor, code).await.unwrap_err();
+        let refusal = agent_handshake(&system.url, "i-owned", &impostor, code).await.unwrap_err().to_string();
         assert!(refusal.contains("401 Unauthorized: unknown agent key for this instance"), "{refusal}");
     }
     // A key the relay never saw, for an instance nobody registered, without a code.
-    let refusal = agent_handshake(&system.url, "i-new", &impostor, None).await.unwrap_err();
+    let refusal = agent_handshake(&system.url, "i-new", &impostor, None).await.unwrap_err().to_string();
     assert!(
         refusal.contains("instance i-new is not registered: give its agent an activation code"),
         "{refusal}"
@@ -85,13 +76,12 @@ async fn an_unknown_agent_key_is_refused_and_the_registered_agent_keeps_its_inst
     request
         .headers_mut()
         .insert(AGENT_KEY_HEADER, HeaderValue::from_str(&hex::encode(&owner.public_key)).unwrap());
-    let (mut ws, _) = session_codec::link::dial::Trust::system().dial(request, 1 << 16).await.unwrap();
+    let (mut ws, _) = Trust::system().dial(request, 1 << 16).await.unwrap();
     let refusal = answer(&mut ws, hex::encode([0u8; 64])).await.unwrap_err();
     assert_eq!(refusal, "the agent's proof of its key is wrong");
 
     assert!(system.relay.registry.is_online("i-owned"), "the owner's connection is untouched");
-    let (out, code) = run(&system.client, "i-owned", "echo still-mine").await.unwrap();
-    assert_eq!((out.as_str(), code), ("still-mine\n", 0));
+    assert_eq!(run(&system.client, "i-owned", "echo still-mine").await.unwrap(), ran("still-mine\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,13 +94,16 @@ async fn a_used_or_expired_activation_code_is_refused() {
 
     // The code, stolen after its one use, registers nothing more.
     let thief = AgentKey::generate().unwrap();
-    let refusal = agent_handshake(&system.url, "i-stolen", &thief, Some(&code)).await.unwrap_err();
+    let refusal =
+        agent_handshake(&system.url, "i-stolen", &thief, Some(&code)).await.unwrap_err().to_string();
     assert!(refusal.contains("401 Unauthorized: activation code has already been used"), "{refusal}");
 
     let (expired, _) = system.store.create_activation(&terms(5, Duration::ZERO)).unwrap();
-    let refusal = agent_handshake(&system.url, "i-late", &thief, Some(&expired)).await.unwrap_err();
+    let refusal =
+        agent_handshake(&system.url, "i-late", &thief, Some(&expired)).await.unwrap_err().to_string();
     assert!(refusal.contains("activation code has expired"), "{refusal}");
-    let refusal = agent_handshake(&system.url, "i-late", &thief, Some("sra_nonsense")).await.unwrap_err();
+    let refusal =
+        agent_handshake(&system.url, "i-late", &thief, Some("sra_nonsense")).await.unwrap_err().to_string();
     assert!(refusal.contains("malformed activation code"), "{refusal}");
     assert!(
         system.store.instance("i-stolen").unwrap().is_none()
@@ -124,7 +117,7 @@ async fn a_used_or_expired_activation_code_is_refused() {
         let (mut ws, challenge) = agent_handshake(&system.url, instance, &key, Some(&two)).await.unwrap();
         answer(&mut ws, key.prove(instance, &challenge)).await.unwrap();
     }
-    let refusal = agent_handshake(&system.url, "i-c", &thief, Some(&two)).await.unwrap_err();
+    let refusal = agent_handshake(&system.url, "i-c", &thief, Some(&two)).await.unwrap_err().to_string();
     assert!(refusal.contains("already been used"), "{refusal}");
 }
 
@@ -179,15 +172,18 @@ async fn missing_malformed_unknown_expired_and_revoked_tokens_are_refused() {
 
     let (token, id) = system.store.create_token("tester", Duration::from_secs(600)).unwrap();
     let relay = Relay::new(&system.url, &token);
-    assert_eq!(run(&relay, "i-tok", "echo before").await.unwrap().0, "before\n");
+    assert_eq!(run(&relay, "i-tok", "echo before").await.unwrap(), ran("before\n"));
     // Revoked while a connection is open: that connection starts nothing more either.
-    let open = Session::connect(&relay, "i-tok").await.unwrap();
+    let open = Connection::connect(&relay, "i-tok").await.unwrap();
     system.store.revoke_token(&id).unwrap();
     refused(&relay, "i-tok", "401 Unauthorized: token has been revoked").await;
     let marker = marker("revoked-open");
     let (io, _, _, _) = pipes();
     let error = open.open(exec(&format!("touch {}", marker.display())), io).await.unwrap_err();
-    assert!(error.0.contains("token has been revoked"), "{error}");
+    assert!(
+        matches!(&error, Error::OpenRefused { message, .. } if message.contains("token has been revoked")),
+        "{error}"
+    );
     assert!(!marker.exists());
 }
 
@@ -202,8 +198,7 @@ async fn a_user_allowed_on_i_001_star_reaches_i_0017_and_not_i_002() {
         system.agent(instance).await;
     }
     let alice = system.user("alice", I001_ONLY);
-    let (out, code) = run(&alice, "i-0017", "echo reached; whoami >/dev/null").await.unwrap();
-    assert_eq!((out.as_str(), code), ("reached\n", 0));
+    assert_eq!(run(&alice, "i-0017", "echo reached; whoami >/dev/null").await.unwrap(), ran("reached\n"));
     refused(
         &alice,
         "i-002",
@@ -212,9 +207,9 @@ async fn a_user_allowed_on_i_001_star_reaches_i_0017_and_not_i_002() {
     .await;
 
     // Allowed sessions, not port forwards: the Open of a forward is refused by kind.
-    let session = Session::connect(&alice, "i-0017").await.unwrap();
-    let error = forward(&session, 9).await.unwrap_err();
-    assert!(error.contains("alice may not session:StartPortForward"), "{error}");
+    let connection = Connection::connect(&alice, "i-0017").await.unwrap();
+    let error = forward(&connection, 9).await.unwrap_err();
+    assert!(error.to_string().contains("alice may not session:StartPortForward"), "{error}");
 
     // An explicit Deny beats the Allow that covers it.
     let deny = r#"{"Version": "1", "Statement": [
@@ -227,14 +222,14 @@ async fn a_user_allowed_on_i_001_star_reaches_i_0017_and_not_i_002() {
         "bob may not session:StartSession on srn:session:test:test:instance/i-0017: a policy denies it",
     )
     .await;
-    assert_eq!(run(&bob, "i-002", "echo ok").await.unwrap().0, "ok\n");
+    assert_eq!(run(&bob, "i-002", "echo ok").await.unwrap(), ran("ok\n"));
 
     // A policy detached takes effect at the next Open of a connection already open.
-    let session = Session::connect(&alice, "i-0017").await.unwrap();
+    let connection = Connection::connect(&alice, "i-0017").await.unwrap();
     system.store.detach("alice", "alice").unwrap();
     let (io, _, _, _) = pipes();
-    let error = session.open(exec("true"), io).await.unwrap_err();
-    assert!(error.0.contains("no policy allows it"), "{error}");
+    let error = connection.open(exec("true"), io).await.unwrap_err();
+    assert!(error.is_refusal() && error.to_string().contains("no policy allows it"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +261,7 @@ async fn status_shows_only_what_a_policy_lets_a_user_describe() {
     let carol = system.user("carol", only_sessions);
     assert_eq!(carol.list().await.unwrap(), serde_json::json!({ "instances": [] }), "others see nothing");
     let anonymous = Relay::new(&system.url, "");
-    assert!(anonymous.list().await.unwrap_err().0.contains("401"));
+    assert!(matches!(anonymous.list().await.unwrap_err(), Error::Refused { status: 401, .. }));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,23 +275,23 @@ async fn with_the_switch_off_every_session_start_is_refused_and_only_modify_sett
 
     let error = alice.switch("test", false).await.unwrap_err();
     assert!(
-        error.0.contains(
+        error.to_string().contains(
             "403 Forbidden: alice may not session:ModifySettings on srn:session:test:test:settings"
         ),
         "{error}"
     );
-    assert_eq!(run(&alice, "i-sw", "echo on").await.unwrap().0, "on\n");
+    assert_eq!(run(&alice, "i-sw", "echo on").await.unwrap(), ran("on\n"));
 
     system.client.switch("test", false).await.unwrap();
     for who in [&alice, &system.client] {
         refused(who, "i-sw", "session management is turned off for account test").await;
     }
-    let session = Session::connect(&alice, "i-sw").await.unwrap();
-    let error = forward(&session, 9).await.unwrap_err();
-    assert!(error.contains("turned off for account test"), "port forwards too: {error}");
+    let connection = Connection::connect(&alice, "i-sw").await.unwrap();
+    let error = forward(&connection, 9).await.unwrap_err();
+    assert!(error.to_string().contains("turned off for account test"), "port forwards too: {error}");
 
     system.client.switch("test", true).await.unwrap();
-    assert_eq!(run(&alice, "i-sw", "echo on-again").await.unwrap().0, "on-again\n");
+    assert_eq!(run(&alice, "i-sw", "echo on-again").await.unwrap(), ran("on-again\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,13 +304,20 @@ async fn another_users_session_id_is_refused_and_an_owner_ends_their_own() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let session = Session::connect(&system.client, "i-sess").await.unwrap();
-    assert!(forward(&session, port).await.unwrap_err().contains("CONNECT_FAILED"));
+    let connection = system.connect("i-sess").await;
+    let refused_by_agent = forward(&connection, port).await.unwrap_err();
+    assert!(
+        matches!(
+            refused_by_agent,
+            Error::OpenRefused { reason: session_proto::RefuseReason::CONNECT_FAILED, .. }
+        ),
+        "{refused_by_agent}"
+    );
     assert_eq!(system.client.sessions().await.unwrap(), serde_json::json!({ "sessions": [] }));
 
-    let session = Session::connect(&system.client, "i-sess").await.unwrap();
+    let connection = system.connect("i-sess").await;
     let (io, _input, _out, _err) = pipes();
-    let running = tokio::spawn(async move { session.open(exec("sleep 60"), io).await });
+    let running = tokio::spawn(async move { connection.open(exec("sleep 60"), io).await });
     let mut id = String::new();
     for _ in 0..100 {
         let mine = system.client.sessions().await.unwrap();
@@ -333,27 +335,40 @@ async fn another_users_session_id_is_refused_and_an_owner_ends_their_own() {
     );
 
     let error = alice.terminate(&id).await.unwrap_err();
-    assert!(error.0.contains(&format!("403 Forbidden: session {id} belongs to another user")), "{error}");
+    let belongs = format!("session {id} belongs to another user");
+    assert!(matches!(&error, Error::Refused { status: 403, reason, .. } if *reason == belongs), "{error}");
     let error = alice.terminate("tester-0000000000000000").await.unwrap_err();
-    assert!(error.0.contains("404 Not Found: no session tester-0000000000000000 in progress"), "{error}");
+    assert!(
+        matches!(&error, Error::Refused { status: 404, reason, .. } if reason == "no session tester-0000000000000000 in progress"),
+        "{error}"
+    );
     assert!(!running.is_finished(), "the session survives the attempts");
 
     system.client.terminate(&id).await.unwrap();
     // Ended by its owner, not by its process: closed, or refused if its agent had yet to accept it.
     match tokio::time::timeout(Duration::from_secs(10), running).await.expect("the session ends").unwrap() {
         Ok(outcome) => assert_eq!(outcome.exit, None),
-        Err(refused) => assert!(refused.0.contains("the session was terminated"), "{refused}"),
+        Err(refused) => assert!(terminated(&refused), "{refused}"),
     }
-    let audit = system
-        .audit_until(|a| {
-            a.contains(r#""event":"session","exit":null,"instance":"i-sess","kind":"exec: sleep 60""#)
-        })
-        .await;
-    assert!(
-        audit.contains(&format!(r#""session":"{id}""#)) && audit.contains("belongs to another user"),
-        "{audit}"
+    let audit = system.audit_until(|a| a.contains(r#""kind":"exec: sleep 60""#)).await;
+    let records: Vec<serde_json::Value> = audit.lines().map(|r| serde_json::from_str(r).unwrap()).collect();
+    let ended = records.iter().find(|r| r["kind"] == "exec: sleep 60").unwrap();
+    assert_eq!(
+        (&ended["event"], &ended["outcome"], &ended["session"], &ended["exit"]),
+        (
+            &serde_json::json!("session"),
+            &serde_json::json!("ended"),
+            &serde_json::json!(id),
+            &serde_json::Value::Null
+        ),
+        "{ended}"
     );
-    assert!(audit.contains(r#""refused":"CONNECT_FAILED"#), "a start the agent refused is audited: {audit}");
+    assert!(records.iter().any(|r| r["reason"] == belongs.as_str() && r["actor"] == "alice"), "{audit}");
+    let refused_start = records.iter().find(|r| r["event"] == "session" && r["outcome"] == "refused");
+    assert!(
+        refused_start.is_some_and(|r| r["reason"].as_str().unwrap().starts_with("CONNECT_FAILED")),
+        "a start the agent refused is audited: {audit}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,7 +388,10 @@ async fn keys_tokens_and_policies_survive_a_relay_restart() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
-        Session::connect(&Relay::new(&url, &alice_token), "i-kept").await.is_err(),
+        matches!(
+            Connection::connect(&Relay::new(&url, &alice_token), "i-kept").await,
+            Err(Error::Unreachable { .. })
+        ),
         "the first relay is gone"
     );
 
@@ -388,7 +406,7 @@ async fn keys_tokens_and_policies_survive_a_relay_restart() {
     refused(&alice, "i-kept", "alice may not session:StartSession").await;
     assert!(!system.store.sessions_enabled("other").unwrap());
     system.store.put_policy("alice", session_relay::dev::FULL_ACCESS).unwrap();
-    assert_eq!(run(&alice, "i-kept", "echo kept").await.unwrap().0, "kept\n");
+    assert_eq!(run(&alice, "i-kept", "echo kept").await.unwrap(), ran("kept\n"));
     agent.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -406,19 +424,22 @@ async fn the_longest_names_still_get_their_refusal_and_their_session_ids() {
     // bytes: it arrives cut, never lost (a lost one would leave the Open unanswered).
     let forwards_only = r#"{"Version": "1", "Statement": {"Effect": "Allow", "Action": "session:StartPortForward", "Resource": "*"}}"#;
     let long = system.user(&"u".repeat(64), forwards_only);
-    let session = Session::connect(&long, &instance).await.unwrap();
+    let connection = Connection::connect(&long, &instance).await.unwrap();
     let (io, _, _, _) = pipes();
-    let refusal = tokio::time::timeout(Duration::from_secs(5), session.open(exec("true"), io))
+    let refusal = tokio::time::timeout(Duration::from_secs(5), connection.open(exec("true"), io))
         .await
         .expect("the Open is answered")
         .unwrap_err();
-    assert!(refusal.0.contains("may not session:StartSession"), "{refusal}");
+    assert!(
+        refusal.is_refusal() && refusal.to_string().contains("may not session:StartSession"),
+        "{refusal}"
+    );
 
     // A 64-byte user's session id is 81 bytes, and still theirs to end.
     let owner = system.user(&"o".repeat(64), session_relay::dev::FULL_ACCESS);
-    let session = Session::connect(&owner, &instance).await.unwrap();
+    let connection = Connection::connect(&owner, &instance).await.unwrap();
     let (io, _input, _out, _err) = pipes();
-    let running = tokio::spawn(async move { session.open(exec("sleep 60"), io).await });
+    let running = tokio::spawn(async move { connection.open(exec("sleep 60"), io).await });
     let mut id = String::new();
     for _ in 0..100 {
         if let Some(found) = owner.sessions().await.unwrap()["sessions"][0]["id"].as_str() {
@@ -432,7 +453,7 @@ async fn the_longest_names_still_get_their_refusal_and_their_session_ids() {
     // Ended before or after its agent accepted it: refused as terminated, or closed.
     match tokio::time::timeout(Duration::from_secs(10), running).await.expect("ended").unwrap() {
         Ok(outcome) => assert_eq!(outcome.exit, None),
-        Err(refused) => assert!(refused.0.contains("the session was terminated"), "{refused}"),
+        Err(refused) => assert!(terminated(&refused), "{refused}"),
     }
     agent.abort();
 }

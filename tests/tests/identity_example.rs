@@ -5,7 +5,7 @@
 #![allow(clippy::std_instead_of_core, reason = "reads the spec file")]
 
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use session_codec::link::identity::agent_proof_message;
+use session_link::identity::agent_proof_message;
 use sha2::Digest;
 
 const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";

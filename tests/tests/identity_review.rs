@@ -7,32 +7,10 @@
 use core::time::Duration;
 
 use session_agent::{AgentConfig, AgentKey, LoginUser};
-use session_client::{Relay, Session};
-use session_tests::agent_by_hand::{agent_handshake, answer};
-use session_tests::system::{System, exec, pipes};
+use session_client::{Connection, Error, Relay};
+use session_test_kit::agent_by_hand::{agent_handshake, answer};
+use session_test_kit::{System, exec, pipes, run, run_on};
 use tokio::io::AsyncReadExt;
-
-/// Runs `command` on an open client connection; its stdout.
-async fn run_on(session: &Session, command: &str) -> Result<String, String> {
-    let (io, _input, mut out, _err) = pipes();
-    session.open(exec(command), io).await.map_err(|e| e.0)?;
-    let mut text = String::new();
-    out.read_to_string(&mut text).await.unwrap();
-    Ok(text)
-}
-
-async fn run(relay: &Relay, instance: &str, command: &str) -> Result<String, String> {
-    let session = Session::connect(relay, instance).await.map_err(|e| e.0)?;
-    run_on(&session, command).await
-}
-
-fn agent(system: &System, name: &str, account: &str) -> tokio::task::JoinHandle<()> {
-    let user = LoginUser::resolve(None, true).unwrap();
-    let mut config = AgentConfig::new(&system.url, name, AgentKey::generate().unwrap(), user);
-    config.activation = Some(system.activation(account));
-    config.max_backoff = Duration::from_millis(200);
-    tokio::spawn(session_agent::run(config))
-}
 
 const WEB_IN_TEST: &str = r#"{"Version": "1", "Statement": {"Effect": "Allow",
     "Action": "session:StartSession", "Resource": "srn:session:test:test:instance/web"}}"#;
@@ -43,17 +21,17 @@ const WEB_IN_TEST: &str = r#"{"Version": "1", "Statement": {"Effect": "Allow",
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_connection_follows_its_instance_name_into_another_account() {
     let system = System::start(None).await;
-    let old = agent(&system, "web", "test");
+    let old = system.agent_in("web", "test");
     system.wait_online("web").await;
     let alice = system.user("alice", WEB_IN_TEST);
-    let held = Session::connect(&alice, "web").await.unwrap();
-    assert_eq!(run_on(&held, "echo before").await.unwrap(), "before\n");
+    let held = Connection::connect(&alice, "web").await.unwrap();
+    assert_eq!(run_on(&held, "echo before").await.unwrap().stdout, "before\n");
 
     // The operator removes web; its agent goes; a new agent registers web into account other.
     system.store.remove_instance("web").unwrap();
     old.abort();
     system.store.set_sessions_enabled("other", false).unwrap();
-    let _new = agent(&system, "web", "other");
+    let _new = system.agent_in("web", "other");
     for _ in 0..500 {
         if system.store.instance("web").unwrap().is_some_and(|i| i.last_seen.is_some()) {
             break;
@@ -66,7 +44,7 @@ async fn a_held_connection_follows_its_instance_name_into_another_account() {
 
     // A new connection is refused, as it should be.
     let fresh = run(&alice, "web", "echo fresh").await.unwrap_err();
-    assert!(fresh.contains("403"), "{fresh}");
+    assert!(matches!(fresh, Error::Refused { status: 403, .. }), "{fresh}");
     // The held one is checked against account test, and ignores account other's switch.
     let held = run_on(&held, "echo crossed-into-other").await;
     assert!(held.is_err(), "ran on account other's instance through a held connection: {held:?}");
@@ -79,7 +57,7 @@ async fn a_held_connection_follows_its_instance_name_into_another_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_reach_an_agent_whose_instance_was_removed() {
     let system = System::start(None).await;
-    let _removed = agent(&system, "web", "test");
+    let _removed = system.agent_in("web", "test");
     system.wait_online("web").await;
     system.store.remove_instance("web").unwrap();
 
@@ -110,7 +88,7 @@ async fn sessions_reach_an_agent_whose_instance_was_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_debug_shows_no_resume_token() {
     let system = System::start(None).await;
-    let _agent = agent(&system, "dbg", "test");
+    let _agent = system.agent_in("dbg", "test");
     system.wait_online("dbg").await;
     let shown = format!("{:?}", system.relay);
     assert!(!shown.contains("token: ["), "{shown}");
@@ -138,11 +116,11 @@ async fn a_flood_of_refused_handshakes_leaves_open_channels_responsive() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let system = System::with_store(session_relay::Store::open(&dir.join("relay.db")).unwrap(), None).await;
-    let _agent = agent(&system, "echo", "test");
+    let _agent = system.agent_in("echo", "test");
     system.wait_online("echo").await;
-    let session = Session::connect(&system.client, "echo").await.unwrap();
+    let connection = system.connect("echo").await;
     let (io, mut input, mut out, _err) = pipes();
-    let _running = tokio::spawn(async move { session.open(exec("cat"), io).await });
+    let _running = tokio::spawn(async move { connection.open(exec("cat"), io).await });
 
     async fn keystrokes(input: &mut tokio::io::DuplexStream, out: &mut tokio::io::DuplexStream) -> Duration {
         let start = std::time::Instant::now();
@@ -185,7 +163,13 @@ async fn a_flood_of_refused_handshakes_leaves_open_channels_responsive() {
 async fn a_handshake_refused_with_404_is_audited() {
     let system = System::start(None).await;
     let error = system.client.terminate("x").await.unwrap_err();
-    assert!(error.0.contains("404"), "{error}");
+    assert!(matches!(error, Error::Refused { status: 404, .. }), "{error}");
     let audit = system.audit_until(|a| a.contains(r#""path":"/v1/sessions/x/terminate""#)).await;
-    assert!(audit.contains(r#""reason":"unknown path","status":404"#), "{audit}");
+    let record = audit.lines().find(|r| r.contains("/v1/sessions/x/terminate")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(record).unwrap();
+    assert_eq!(
+        (record["reason"].as_str(), record["status"].as_u64()),
+        (Some("unknown path"), Some(404)),
+        "{record}"
+    );
 }

@@ -3,8 +3,9 @@
 
 use core::time::Duration;
 
-use session_codec::proto::ExitStatus;
-use session_tests::system::{Proxy, System, exec, pipes, random_file};
+use session_proto::ExitStatus;
+use session_test_kit::measure::random_file;
+use session_test_kit::{Proxy, System, exec, pipes};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -16,11 +17,11 @@ async fn output_survives_cuts_of_the_agent_connection_without_loss_or_duplicatio
     let mut system = System::start(None).await;
     let proxy = Proxy::start(system.relay.addr).await;
     system.agent_via("i-001", &format!("ws://{}", proxy.addr)).await;
-    let session = system.session("i-001").await;
+    let connection = system.connect("i-001").await;
 
     let (io, _input, mut output, _) = pipes();
     let kind = exec(&format!("cat {}", path.display()));
-    let running = tokio::spawn(async move { session.open(kind, io).await });
+    let running = tokio::spawn(async move { connection.open(kind, io).await });
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let (mut received, mut cuts) = (0usize, 0);

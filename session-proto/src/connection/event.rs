@@ -4,10 +4,12 @@ use core::fmt;
 
 use crate::{ErrorCode, ExitStatus, OpenKind, RefuseReason, Signal, Stream, WindowSize};
 
-/// Something the peer did, or that happened to the connection.
+/// Something the peer did, as [`Connection::handle`](super::Connection::handle) reads it from one
+/// frame.
 ///
-/// Events from [`Connection::handle`](super::Connection::handle) borrow from the frame they came
-/// from, so received data is never copied into the connection.
+/// Events borrow from the frame they came from, so received data is never copied into the
+/// connection. That a channel is closed on both sides, or that the peer is lost, is told by a
+/// [`Notice`] instead, whatever call brought it about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'a> {
@@ -81,12 +83,7 @@ pub enum Event<'a> {
         /// How.
         status: ExitStatus,
     },
-    /// Both sides closed the channel; the id is free.
-    Closed {
-        /// The channel.
-        channel: u16,
-    },
-    /// The peer ended the connection, and with it every channel: no [`Event::Closed`] follows
+    /// The peer ended the connection, and with it every channel: no [`Notice::Closed`] follows
     /// for them.
     GoAway {
         /// Why.
@@ -94,7 +91,21 @@ pub enum Event<'a> {
         /// The peer's words.
         message: &'a str,
     },
-    /// Nothing was heard from the peer within the keepalive timeout; GoAway is queued.
+}
+
+/// The end of a channel or of the peer, from [`poll_event`](super::Connection::poll_event)
+/// whichever call brought it about: a frame's [`handle`](super::Connection::handle), the echo of
+/// a Close in [`poll_transmit`](super::Connection::poll_transmit), or a timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Notice {
+    /// Both sides closed the channel; the id is free.
+    Closed {
+        /// The channel.
+        channel: u16,
+    },
+    /// Nothing was heard from the peer within the keepalive timeout: a resumable connection is
+    /// detached (the network failed, not the session), any other ends with a GoAway queued.
     PeerLost,
 }
 

@@ -9,9 +9,13 @@
 //!   [`signal`](Connection::signal), [`eof`](Connection::eof), [`exit`](Connection::exit),
 //!   [`close`](Connection::close), [`go_away`](Connection::go_away).
 //! - Call [`poll_transmit`](Connection::poll_transmit) until it writes nothing, and send what
-//!   it wrote; then [`poll_event`](Connection::poll_event) for events of its own.
+//!   it wrote.
 //! - Wake at [`poll_timeout`](Connection::poll_timeout) and call
 //!   [`handle_timeout`](Connection::handle_timeout).
+//! - After each `handle`, `poll_transmit` and `handle_timeout`, call
+//!   [`poll_event`](Connection::poll_event) until it returns `None`. The ends of lifecycles come
+//!   out there and only there, as a [`Notice`]: a channel closed on both sides, whichever frame
+//!   or call completed it, and a peer lost to silence.
 //!
 //! Memory is fixed: `C` channel slots and one outbox for the control frames that carry the
 //! application's strings. Data is never buffered here: [`Connection::send`] writes a Data frame
@@ -24,7 +28,7 @@
 //! socket, and frames them with `session-codec` or [`Accumulator`](crate::Accumulator)):
 //!
 //! ```
-//! use session_proto::connection::{Config, Connection, Event, Instant, Role};
+//! use session_proto::connection::{Config, Connection, Event, Instant, Notice, Role, Sent};
 //! use session_proto::frame::peek_len;
 //! use session_proto::{Env, OpenKind, Pty, Stream};
 //!
@@ -32,11 +36,18 @@
 //! let mut client = Connection::<4>::new(Config::new(Role::Initiator), now);
 //! let mut agent = Connection::<4>::new(Config::new(Role::Acceptor), now);
 //!
-//! /// Moves every frame `from` has to send into `to`, handing each event to `on_event`.
-//! fn pump(from: &mut Connection<'_, 4>, to: &mut Connection<'_, 4>, on_event: &mut dyn FnMut(&mut Connection<'_, 4>, Event<'_>)) {
+//! /// Moves every frame `from` has to send into `to`, handing each event to `on_event`; the
+//! /// notices of both sides go to `notices`.
+//! fn pump(
+//!     from: &mut Connection<'_, 4>,
+//!     to: &mut Connection<'_, 4>,
+//!     on_event: &mut dyn FnMut(&mut Connection<'_, 4>, Event<'_>),
+//!     notices: &mut Vec<Notice>,
+//! ) {
 //!     let mut wire = vec![0; from.transmit_buffer_len()];
 //!     loop {
 //!         let n = from.poll_transmit(&mut wire);
+//!         notices.extend(core::iter::from_fn(|| from.poll_event()));
 //!         if n == 0 { break }
 //!         let mut bytes = &wire[..n];
 //!         while let Ok(Some(len)) = peek_len(bytes, usize::MAX) {
@@ -44,33 +55,42 @@
 //!             if let Some(event) = to.handle(frame, Instant::from_millis(0)).expect("a valid peer") {
 //!                 on_event(to, event);
 //!             }
+//!             notices.extend(core::iter::from_fn(|| to.poll_event()));
 //!             bytes = rest;
 //!         }
 //!     }
 //! }
 //!
 //! let mut ignore = |_: &mut Connection<'_, 4>, _: Event<'_>| {};
-//! pump(&mut client, &mut agent, &mut ignore); // client Hello
-//! pump(&mut agent, &mut client, &mut ignore); // agent Hello: both connected
+//! let mut notices = Vec::new();
+//! pump(&mut client, &mut agent, &mut ignore, &mut notices); // client Hello
+//! pump(&mut agent, &mut client, &mut ignore, &mut notices); // agent Hello: both connected
 //!
 //! let shell = OpenKind::Shell { pty: Pty::default(), env: Env::EMPTY };
 //! let channel = client.open(&shell)?;
-//! pump(&mut client, &mut agent, &mut |agent, event| {
+//! let mut accept = |agent: &mut Connection<'_, 4>, event: Event<'_>| {
 //!     if let Event::Opened { channel, .. } = event {
 //!         agent.accept(channel).expect("a fresh Open"); // start a shell here
 //!     }
-//! });
-//! pump(&mut agent, &mut client, &mut ignore); // Accept
+//! };
+//! pump(&mut client, &mut agent, &mut accept, &mut notices);
+//! pump(&mut agent, &mut client, &mut ignore, &mut notices); // Accept
 //!
 //! let mut out = [0u8; 64];
-//! let (sent, written) = client.send(channel, Stream::Stdin, b"ls\r", &mut out)?;
-//! assert_eq!((sent, written), (3, 10));
+//! let sent = client.send(channel, Stream::Stdin, b"ls\r", &mut out)?;
+//! assert_eq!(sent, Sent { payload: 3, written: 10 });
 //! let mut typed = Vec::new();
-//! agent.handle(&out[..written], now).map(|event| {
+//! agent.handle(&out[..sent.written], now).map(|event| {
 //!     if let Some(Event::Data { payload, .. }) = event { typed.extend_from_slice(payload) }
 //! }).expect("a valid frame");
 //! agent.consume(channel, typed.len())?; // written to the pty: its credit may return
 //! assert_eq!(typed, b"ls\r");
+//!
+//! // The shell exits and the agent closes; the client's echo frees the id on both sides.
+//! agent.close(channel)?;
+//! pump(&mut agent, &mut client, &mut ignore, &mut notices); // Close
+//! pump(&mut client, &mut agent, &mut ignore, &mut notices); // its echo
+//! assert_eq!(notices, [Notice::Closed { channel }, Notice::Closed { channel }]);
 //! # Ok::<(), session_proto::connection::CommandError>(())
 //! ```
 //!
@@ -90,7 +110,7 @@ mod transmit;
 use heapless::{Deque, Vec};
 
 use self::channel::{Channel, Kind, State};
-pub use self::event::{CommandError, ConnectionError, Event};
+pub use self::event::{CommandError, ConnectionError, Event, Notice};
 use self::replay::{Replay, Storage};
 pub use self::time::Instant;
 use crate::frame::{DATA_PREFIX_LEN, data_prefix, frame_type, peek_len, set_channel};
@@ -152,16 +172,26 @@ pub struct Peer {
     pub keepalive_ms: u32,
 }
 
+/// What [`Connection::send`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Sent {
+    /// Bytes of the data that went: the caller keeps the rest for a later call.
+    pub payload: usize,
+    /// Bytes written to the start of `out`, the whole Data frame: put them on the transport.
+    pub written: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Our Hello or the peer's is still missing.
+    /// The peer's Hello is still missing (ours may be too).
     Handshake,
-    /// Both Hellos are exchanged.
-    Established,
+    /// The peer's Hello arrived; an acceptor's own may still wait for `poll_transmit`.
+    Established(Peer),
     /// The transport dropped; the session waits for [`Connection::reattach`].
     Detached,
-    /// A GoAway of ours is queued.
-    Ending,
+    /// A GoAway of ours is queued, with this code and reason.
+    Ending { code: ErrorCode, reason: &'static str },
     /// GoAway sent or received: nothing more is sent.
     Ended,
 }
@@ -179,7 +209,7 @@ pub const MIN_REPLAY_LEN: usize = HEADER_LEN + MIN_MAX_FRAME;
 
 /// What a resumable connection keeps across transports (spec 7.4).
 #[derive(Debug)]
-struct Session<'r> {
+struct Resumption<'r> {
     /// Channel frames sent and not yet acknowledged.
     replay: Replay<'r>,
     /// Issued by this side (acceptor) or learned from the peer's Hello (initiator).
@@ -202,24 +232,25 @@ struct Session<'r> {
 pub struct Connection<'r, const C: usize> {
     config: Config,
     phase: Phase,
+    /// Apart from the phase: the acceptor is established before its own Hello goes out.
     hello_sent: bool,
-    peer: Option<Peer>,
     channels: [Option<Channel>; C],
     next_id: u16,
     /// Encoded control frames that carry strings (Open, Refuse, Signal), in order.
     outbox: Vec<u8, OUTBOX_LEN>,
-    go_away: Option<(ErrorCode, &'static str)>,
     pong: Option<u64>,
     nonce: u64,
     ping_due: bool,
     last_heard: Instant,
     last_ping: Option<Instant>,
-    /// Channels freed by a Close this side sent last, for [`Event::Closed`], oldest first.
+    /// Channels whose ids are free, for [`Notice::Closed`], oldest first: freed by the peer's
+    /// Close or Refuse in `handle`, or by our echo of its Close in `poll_transmit`. One slot
+    /// each, so `C` hold all that one call frees if the application drains them after each call.
     freed: Deque<u16, C>,
     /// Opens refused without the application (unknown kind, no free slot), still to answer.
     refusals: Vec<(u16, RefuseReason), MAX_QUEUED_REFUSALS>,
     lost: bool,
-    session: Option<Session<'r>>,
+    resumption: Option<Resumption<'r>>,
 }
 
 impl<'r, const C: usize> Connection<'r, C> {
@@ -235,11 +266,9 @@ impl<'r, const C: usize> Connection<'r, C> {
             config,
             phase: Phase::Handshake,
             hello_sent: false,
-            peer: None,
             channels: [const { None }; C],
             next_id,
             outbox: Vec::new(),
-            go_away: None,
             pong: None,
             nonce: 0,
             ping_due: false,
@@ -248,7 +277,7 @@ impl<'r, const C: usize> Connection<'r, C> {
             freed: Deque::new(),
             refusals: Vec::new(),
             lost: false,
-            session: None,
+            resumption: None,
         }
     }
 
@@ -293,7 +322,7 @@ impl<'r, const C: usize> Connection<'r, C> {
             return Err(CommandError::Invalid(crate::Error::InvalidValue));
         }
         let mut connection = Connection::new(config, now);
-        connection.session = Some(Session {
+        connection.resumption = Some(Resumption {
             replay: Replay::new(replay),
             token,
             in_effect: false,
@@ -309,10 +338,10 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// [`Connection::reattach`]; any other ends. Commands that only change channel state (eof,
     /// exit, close, consume) still work meanwhile; sending waits.
     pub fn detach(&mut self) {
-        self.phase = match (&self.session, self.phase) {
+        self.phase = match (&self.resumption, self.phase) {
             // A GoAway, queued or sent, ends the session: its token is void (spec 7.4).
-            (_, Phase::Ending | Phase::Ended) => Phase::Ended,
-            (Some(session), _) if session.in_effect => Phase::Detached,
+            (_, Phase::Ending { .. } | Phase::Ended) => Phase::Ended,
+            (Some(resumption), _) if resumption.in_effect => Phase::Detached,
             _ => Phase::Ended,
         };
     }
@@ -322,14 +351,14 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// what the other missed. An acceptor calls it on the session whose [`Connection::token`]
     /// the initiator's Hello names, before handing that Hello to [`Connection::handle`].
     pub fn reattach(&mut self, now: Instant) -> Result<(), CommandError> {
-        let Some(session) = self.session.as_mut().filter(|_| self.phase == Phase::Detached) else {
+        let Some(resumption) = self.resumption.as_mut().filter(|_| self.phase == Phase::Detached) else {
             return Err(CommandError::NotAllowed);
         };
-        session.reattaching = true;
-        session.resend_from = None;
+        resumption.reattaching = true;
+        resumption.resend_from = None;
+        // The peer's Hello over the new transport may announce other settings.
         self.phase = Phase::Handshake;
         self.hello_sent = false;
-        self.peer = None;
         self.pong = None;
         self.ping_due = false;
         self.last_heard = now;
@@ -339,7 +368,7 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     /// The session's resume token, once issued or learned.
     pub fn token(&self) -> Option<&[u8]> {
-        self.session.as_ref().map(|s| &s.token[..]).filter(|t| !t.is_empty())
+        self.resumption.as_ref().map(|r| &r.token[..]).filter(|t| !t.is_empty())
     }
 
     /// Whether the transport dropped and the session waits for [`Connection::reattach`].
@@ -349,7 +378,7 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     /// Whether both sides announced RESUME: the connection can be detached and re-attached.
     pub fn is_resumable(&self) -> bool {
-        self.session.as_ref().is_some_and(|s| s.in_effect)
+        self.resumption.as_ref().is_some_and(|r| r.in_effect)
     }
 
     /// This side's settings.
@@ -357,14 +386,20 @@ impl<'r, const C: usize> Connection<'r, C> {
         &self.config
     }
 
-    /// The peer's Hello, once it arrived.
+    /// The peer's Hello while the connection is established: none before it arrives, while
+    /// detached or re-attaching (the new transport brings a new Hello), or once ending.
     pub fn peer(&self) -> Option<&Peer> {
-        self.peer.as_ref()
+        match &self.phase {
+            Phase::Established(peer) => Some(peer),
+            _ => None,
+        }
     }
 
-    /// Whether both Hellos are exchanged and the connection is not ending.
+    /// Whether the peer's Hello arrived and the connection is not ending. An acceptor's own
+    /// Hello goes out with the next [`poll_transmit`](Connection::poll_transmit), before
+    /// anything else it sends.
     pub fn is_established(&self) -> bool {
-        self.phase == Phase::Established
+        matches!(self.phase, Phase::Established(_))
     }
 
     /// Whether a GoAway was sent or received: the transport can be closed.
@@ -384,18 +419,19 @@ impl<'r, const C: usize> Connection<'r, C> {
             .find(channel)
             .filter(|slot| slot.can_send_data())
             .map_or(0, |slot| slot.send_window as usize);
-        match self.session.as_ref().filter(|s| s.in_effect) {
-            Some(session) if session.resend_from.is_some() => 0,
-            Some(session) => credit.min(session.replay.room().saturating_sub(DATA_PREFIX_LEN)),
+        match self.resumption.as_ref().filter(|r| r.in_effect) {
+            Some(resumption) if resumption.resend_from.is_some() => 0,
+            Some(resumption) => credit.min(resumption.replay.room().saturating_sub(DATA_PREFIX_LEN)),
             None => credit,
         }
     }
 
     /// How large a buffer [`Connection::poll_transmit`] needs to make progress: room for the
     /// largest frame it may write, which is the peer's maximum (a retransmitted Data frame) or
-    /// the largest control frame, whichever is larger.
+    /// the largest control frame, whichever is larger. Ask again once established: before, and
+    /// once ending, only control frames go.
     pub fn transmit_buffer_len(&self) -> usize {
-        let peer = self.peer.map_or(MIN_MAX_FRAME, |p| p.max_frame as usize);
+        let peer = self.peer().map_or(MIN_MAX_FRAME, |p| p.max_frame as usize);
         HEADER_LEN + peer.max(MAX_CONTROL_BODY_LEN)
     }
 
@@ -442,11 +478,11 @@ impl<'r, const C: usize> Connection<'r, C> {
     }
 
     /// Writes one Data frame carrying as much of `data` as the peer's credit and maximum frame
-    /// allow into `out`, and returns `(bytes of data sent, bytes written to out)`. Call it after
-    /// [`poll_transmit`](Connection::poll_transmit) has written everything it had, so that
-    /// control frames go first (a channel just accepted takes Data once its Accept is out:
-    /// until then this is [`CommandError::Busy`], as when the outbox is full: transmit, then
-    /// retry). `(0, 0)` means nothing can go now: no credit (wait for
+    /// allow into `out`, and says how much of `data` went and how many bytes of `out` to send.
+    /// Call it after [`poll_transmit`](Connection::poll_transmit) has written everything it had,
+    /// so that control frames go first (a channel just accepted takes Data once its Accept is
+    /// out: until then this is [`CommandError::Busy`], as when the outbox is full: transmit, then
+    /// retry). [`Sent::default()`] means nothing can go now: no credit (wait for
     /// [`Event::Credit`]), no room in the replay buffer (wait for the peer's Ack: retry after the
     /// next frame is handled), a re-attach still retransmitting, or no room in `out`.
     /// [`Connection::send_capacity`] says how much would go.
@@ -456,19 +492,19 @@ impl<'r, const C: usize> Connection<'r, C> {
         stream: Stream,
         data: &[u8],
         out: &mut [u8],
-    ) -> Result<(usize, usize), CommandError> {
+    ) -> Result<Sent, CommandError> {
         let room = out.len().saturating_sub(DATA_PREFIX_LEN);
         let len = data.len().min(self.data_room(channel, stream)?).min(room);
         let (Some(payload), Some((head, rest)), true) =
             (data.get(..len), out.split_at_mut_checked(DATA_PREFIX_LEN), len > 0)
         else {
-            return Ok((0, 0));
+            return Ok(Sent::default());
         };
         head.copy_from_slice(&data_prefix(channel, stream, len).map_err(CommandError::Invalid)?);
         rest.get_mut(..len).ok_or(CommandError::Busy)?.copy_from_slice(payload);
         let frame = out.get(..DATA_PREFIX_LEN + len).unwrap_or_default();
         self.commit_data(channel, frame);
-        Ok((len, frame.len()))
+        Ok(Sent { payload: len, written: frame.len() })
     }
 
     /// Sends a whole Data frame received on another connection, relabelled in place to
@@ -498,12 +534,13 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// How many payload bytes one Data frame on `channel` may carry now, or why it may carry
     /// none at all.
     fn data_room(&self, channel: u16, stream: Stream) -> Result<usize, CommandError> {
-        self.check_established()?;
-        let mut room = self.peer.map_or(0, |p| p.max_frame as usize).saturating_sub(1);
-        if let Some(session) = self.session.as_ref().filter(|s| s.in_effect) {
+        let Phase::Established(peer) = self.phase else { return Err(CommandError::NotConnected) };
+        // The stream byte is part of the body the peer's maximum bounds.
+        let mut room = (peer.max_frame as usize).saturating_sub(1);
+        if let Some(resumption) = self.resumption.as_ref().filter(|r| r.in_effect) {
             // Retransmission goes first, and what is sent must fit the replay buffer.
-            let kept = session.replay.room().saturating_sub(DATA_PREFIX_LEN);
-            room = if session.resend_from.is_some() { 0 } else { room.min(kept) };
+            let kept = resumption.replay.room().saturating_sub(DATA_PREFIX_LEN);
+            room = if resumption.resend_from.is_some() { 0 } else { room.min(kept) };
         }
         let slot = self.find(channel).ok_or(CommandError::UnknownChannel)?;
         let allowed = match stream {
@@ -529,9 +566,9 @@ impl<'r, const C: usize> Connection<'r, C> {
             // At most `send_window`, a u32, as data_room checked.
             slot.send_window = slot.send_window.saturating_sub(payload as u32);
         }
-        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect) {
+        if let Some(resumption) = self.resumption.as_mut().filter(|r| r.in_effect) {
             // data_room left space for it.
-            session.replay.push(frame);
+            resumption.replay.push(frame);
         }
     }
 
@@ -598,8 +635,9 @@ impl<'r, const C: usize> Connection<'r, C> {
         Ok(())
     }
 
-    /// Closes `channel`: nothing more will be sent on it. [`Event::Closed`] follows once the
-    /// peer's Close arrives. Before the Open is answered this abandons it.
+    /// Closes `channel`: nothing more will be sent on it. Before the Open is answered this
+    /// abandons it. Once the peer's Close arrives (or its Refuse of the abandoned Open),
+    /// [`poll_event`](Connection::poll_event) tells [`Notice::Closed`].
     pub fn close(&mut self, channel: u16) -> Result<(), CommandError> {
         let slot = self.slot_mut(channel)?;
         slot.state = match slot.state {
@@ -614,7 +652,7 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// Ends the connection with `code`; the GoAway is the next and last frame transmitted.
     /// For a graceful end, close the channels first and let their Closes cross.
     pub fn go_away(&mut self, code: ErrorCode, reason: &'static str) {
-        if matches!(self.phase, Phase::Handshake | Phase::Established | Phase::Detached) {
+        if matches!(self.phase, Phase::Handshake | Phase::Established(_) | Phase::Detached) {
             // A reason longer than a GoAway may carry is cut at a character boundary.
             let mut end = reason.len().min(crate::MAX_MESSAGE_LEN);
             while !reason.is_char_boundary(end) {
@@ -629,11 +667,11 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// When [`handle_timeout`](Connection::handle_timeout) is next due, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let interval = u64::from(self.config.keepalive_ms);
-        if interval == 0 || matches!(self.phase, Phase::Detached | Phase::Ending | Phase::Ended) {
+        if interval == 0 || matches!(self.phase, Phase::Detached | Phase::Ending { .. } | Phase::Ended) {
             return None;
         }
         let lost_at = self.last_heard.after(interval * u64::from(KEEPALIVE_TIMEOUT_FACTOR));
-        if self.phase != Phase::Established {
+        if !self.is_established() {
             // No pings before the Hellos are exchanged: only the deadline for them.
             return Some(lost_at);
         }
@@ -641,7 +679,8 @@ impl<'r, const C: usize> Connection<'r, C> {
         Some(quiet_since.after(interval).min(lost_at))
     }
 
-    /// Pings a silent peer, and gives up on one silent for too long (spec 7.3).
+    /// Pings a silent peer, and gives up on one silent for too long (spec 7.3), which
+    /// [`poll_event`](Connection::poll_event) tells as [`Notice::PeerLost`].
     pub fn handle_timeout(&mut self, now: Instant) {
         let Some(due) = self.poll_timeout() else { return };
         if now < due {
@@ -657,7 +696,7 @@ impl<'r, const C: usize> Connection<'r, C> {
             } else {
                 self.fail(ErrorCode::KEEPALIVE_TIMEOUT, "keepalive timeout");
             }
-        } else if self.phase == Phase::Established {
+        } else if self.is_established() {
             self.ping_due = true;
             self.last_ping = Some(now);
         }
@@ -666,25 +705,25 @@ impl<'r, const C: usize> Connection<'r, C> {
     // ---- helpers -----------------------------------------------------------------------
 
     fn fail(&mut self, code: ErrorCode, reason: &'static str) -> ConnectionError {
-        self.go_away = Some((code, reason));
-        self.phase = Phase::Ending;
+        self.phase = Phase::Ending { code, reason };
         ConnectionError { code, reason }
     }
 
+    /// Whether our Hello is owed: the initiator's at once, the acceptor's in answer.
     fn hello_due(&self) -> bool {
-        !self.hello_sent && (self.config.role == Role::Initiator || self.peer.is_some())
+        !self.hello_sent && (self.config.role == Role::Initiator || self.is_established())
     }
 
     fn hello(&self) -> Hello<'_> {
-        let resume = self.session.as_ref().and_then(|session| {
+        let resume = self.resumption.as_ref().and_then(|resumption| {
             // The initiator asks to resume; the acceptor answers, or issues a fresh token.
             let answer = match self.config.role {
-                Role::Initiator => session.reattaching,
-                Role::Acceptor => session.in_effect,
+                Role::Initiator => resumption.reattaching,
+                Role::Acceptor => resumption.in_effect,
             };
-            answer.then_some(Resume { token: &session.token, offset: session.received })
+            answer.then_some(Resume { token: &resumption.token, offset: resumption.received })
         });
-        let capabilities = if self.session.is_some() { Capabilities::RESUME } else { Capabilities::NONE };
+        let capabilities = if self.resumption.is_some() { Capabilities::RESUME } else { Capabilities::NONE };
         Hello {
             capabilities,
             max_frame: self.config.max_frame,
@@ -695,11 +734,11 @@ impl<'r, const C: usize> Connection<'r, C> {
     }
 
     fn check_established(&self) -> Result<(), CommandError> {
-        if self.phase == Phase::Established { Ok(()) } else { Err(CommandError::NotConnected) }
+        if self.is_established() { Ok(()) } else { Err(CommandError::NotConnected) }
     }
 
     fn peer_window(&self) -> u32 {
-        self.peer.map_or(0, |p| p.initial_window)
+        self.peer().map_or(0, |p| p.initial_window)
     }
 
     fn is_own_id(&self, channel: u16) -> bool {
@@ -745,7 +784,13 @@ impl<'r, const C: usize> Connection<'r, C> {
     }
 
     fn remove(&mut self, channel: u16) {
-        if let Some(slot) = self.index_of(channel).and_then(|i| self.channels.get_mut(i)) {
+        if let Some(index) = self.index_of(channel) {
+            self.clear_slot(index);
+        }
+    }
+
+    fn clear_slot(&mut self, index: usize) {
+        if let Some(slot) = self.channels.get_mut(index) {
             *slot = None;
         }
     }

@@ -1,18 +1,23 @@
 //! The receiving side: what each frame from the peer does (spec sections 7 and 8).
 
 use super::channel::{Channel, Kind, State};
-use super::{Connection, ConnectionError, Event, Instant, Peer, Phase, Role, Session};
+use super::{Connection, ConnectionError, Event, Instant, Peer, Phase, Resumption, Role};
 use crate::frame::frame_type;
 use crate::{Capabilities, ErrorCode, HEADER_LEN, Hello, Message, OpenKind, RefuseReason, Resume, Stream};
 
 impl<const C: usize> Connection<'_, C> {
-    /// Handles one received frame (exactly one, as the codec or accumulator delivered it).
+    /// Handles one received frame (exactly one, as the codec or accumulator delivered it), and
+    /// returns what the peer did. Then drain [`poll_event`](Connection::poll_event): a Close or
+    /// Refuse that frees a channel's id is told there, as [`Notice::Closed`](super::Notice::Closed).
+    /// A frame frees at most one id, so draining after every call always leaves room; if `C`
+    /// notices still wait unread when a frame frees another, the connection ends with
+    /// INTERNAL_ERROR rather than lose it.
     pub fn handle<'a>(
         &mut self,
         frame: &'a [u8],
         now: Instant,
     ) -> Result<Option<Event<'a>>, ConnectionError> {
-        if matches!(self.phase, Phase::Ending | Phase::Ended) {
+        if matches!(self.phase, Phase::Ending { .. } | Phase::Ended) {
             return Ok(None);
         }
         self.last_heard = now;
@@ -23,12 +28,12 @@ impl<const C: usize> Connection<'_, C> {
             Ok(message) => message,
             Err(e) => return Err(self.fail(e.go_away_code(), e.name())),
         };
-        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect) {
+        if let Some(resumption) = self.resumption.as_mut().filter(|r| r.in_effect) {
             if is_session_frame(message.frame_type()) {
-                session.received += frame.len() as u64;
+                resumption.received += frame.len() as u64;
             }
         }
-        if self.peer.is_none() {
+        if self.phase == Phase::Handshake {
             return match message {
                 Message::Hello(hello) => self.on_hello(&hello),
                 Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
@@ -53,7 +58,7 @@ impl<const C: usize> Connection<'_, C> {
     fn on_hello(&mut self, hello: &Hello<'_>) -> Result<Option<Event<'static>>, ConnectionError> {
         let offered = hello.capabilities.contains(Capabilities::RESUME);
         let role = self.config.role;
-        let Some(session) = self.session.as_mut() else {
+        let Some(resumption) = self.resumption.as_mut() else {
             if hello.resume.is_some() {
                 // This side announces no RESUME, so the peer may not ask for it (spec 7.4).
                 return Err(match role {
@@ -63,17 +68,17 @@ impl<const C: usize> Connection<'_, C> {
             }
             return Ok(Some(self.established(hello, false)));
         };
-        let verdict = match (role, hello.resume, session.reattaching) {
+        let verdict = match (role, hello.resume, resumption.reattaching) {
             (_, Some(_), _) if !offered => Err((ErrorCode::PROTOCOL_ERROR, "resume without RESUME")),
             (Role::Acceptor, None, false) => {
-                session.in_effect = offered;
+                resumption.in_effect = offered;
                 Ok(false)
             }
             (Role::Initiator, Some(resume), false) => {
-                if resume.offset != 0 || session.token.extend_from_slice(resume.token).is_err() {
+                if resume.offset != 0 || resumption.token.extend_from_slice(resume.token).is_err() {
                     Err((ErrorCode::PROTOCOL_ERROR, "a fresh session starts at offset 0"))
                 } else {
-                    session.in_effect = true;
+                    resumption.in_effect = true;
                     Ok(false)
                 }
             }
@@ -81,7 +86,7 @@ impl<const C: usize> Connection<'_, C> {
                 Err((ErrorCode::PROTOCOL_ERROR, "RESUME in effect without a token"))
             }
             (Role::Initiator, None, false) => Ok(false),
-            (_, Some(resume), true) => resume_from(session, &resume, hello.max_frame).map(|()| true),
+            (_, Some(resume), true) => resume_from(resumption, &resume, hello.max_frame).map(|()| true),
             (Role::Acceptor, Some(_), false) => {
                 Err((ErrorCode::RESUME_REJECTED, "no session for this token"))
             }
@@ -95,24 +100,23 @@ impl<const C: usize> Connection<'_, C> {
 
     /// Records the peer's Hello: the connection is up (again).
     fn established(&mut self, hello: &Hello<'_>, resumed: bool) -> Event<'static> {
-        self.peer = Some(Peer {
+        self.phase = Phase::Established(Peer {
             capabilities: hello.capabilities,
             max_frame: hello.max_frame,
             initial_window: hello.initial_window,
             keepalive_ms: hello.keepalive_ms,
         });
-        self.phase = Phase::Established;
         if resumed { Event::Resumed } else { Event::Connected }
     }
 
     fn on_ack(&mut self, offset: u64) -> Result<Option<Event<'static>>, ConnectionError> {
-        let Some(session) = self.session.as_mut().filter(|s| s.in_effect) else {
+        let Some(resumption) = self.resumption.as_mut().filter(|r| r.in_effect) else {
             return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack without RESUME"));
         };
-        if offset < session.replay.start() || offset > session.replay.end() {
+        if offset < resumption.replay.start() || offset > resumption.replay.end() {
             return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack out of range"));
         }
-        if !session.replay.release_to_frame(offset) {
+        if !resumption.replay.release_to_frame(offset) {
             return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack inside a frame"));
         }
         Ok(None)
@@ -175,12 +179,10 @@ impl<const C: usize> Connection<'_, C> {
                     slot.pending.accept = false;
                     Verdict::Ok(None)
                 }
-                Message::Close { .. } => Verdict::Free(Event::Closed { channel }),
+                Message::Close { .. } => Verdict::Closed,
                 // The peer refused what we abandoned: the id is free there already, and a Close
                 // of ours would be ignored.
-                Message::Refuse { .. } if slot.state == State::Abandoned => {
-                    Verdict::Free(Event::Closed { channel })
-                }
+                Message::Refuse { .. } if slot.state == State::Abandoned => Verdict::Closed,
                 // In flight when we closed: discarded, uncounted (spec 8.3).
                 _ => Verdict::Ok(None),
             },
@@ -190,7 +192,7 @@ impl<const C: usize> Connection<'_, C> {
                     Verdict::Ok(Some(Event::Accepted { channel }))
                 }
                 Message::Refuse { reason, message, .. } => {
-                    Verdict::Free(Event::Refused { channel, reason, message })
+                    Verdict::Refused(Event::Refused { channel, reason, message })
                 }
                 _ => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "frame before the Open is answered"),
             },
@@ -208,22 +210,29 @@ impl<const C: usize> Connection<'_, C> {
         };
         match verdict {
             Verdict::Ok(event) => Ok(event),
-            Verdict::Free(event) => {
-                if let Some(slot) = self.channels.get_mut(index) {
-                    *slot = None;
-                }
+            Verdict::Refused(event) => {
+                self.clear_slot(index);
                 Ok(Some(event))
+            }
+            Verdict::Closed => {
+                if self.freed.push_back(channel).is_err() {
+                    return Err(self.fail(ErrorCode::INTERNAL_ERROR, "events not polled"));
+                }
+                self.clear_slot(index);
+                Ok(None)
             }
             Verdict::Fail(code, reason) => Err(self.fail(code, reason)),
         }
     }
 }
 
-/// What a frame does to a channel in state `Open`.
+/// What a frame does to a channel.
 enum Verdict<'a> {
     Ok(Option<Event<'a>>),
-    /// The channel ends: free its slot.
-    Free(Event<'a>),
+    /// The peer refused our Open: free the slot, and the event says so.
+    Refused(Event<'a>),
+    /// Both sides are done with the channel: free the slot, and `Notice::Closed` says so.
+    Closed,
     Fail(ErrorCode, &'static str),
 }
 
@@ -307,22 +316,22 @@ fn is_session_frame(code: u8) -> bool {
 /// Checks a re-attaching Hello's token and offset against the session, and sets up the
 /// retransmission from that offset.
 fn resume_from(
-    session: &mut Session<'_>,
+    resumption: &mut Resumption<'_>,
     resume: &Resume<'_>,
     max_frame: u32,
 ) -> Result<(), (ErrorCode, &'static str)> {
-    if resume.token != &session.token[..] {
+    if resume.token != &resumption.token[..] {
         return Err((ErrorCode::RESUME_REJECTED, "unknown resume token"));
     }
-    if resume.offset < session.replay.start() || !session.replay.is_boundary(resume.offset) {
+    if resume.offset < resumption.replay.start() || !resumption.replay.is_boundary(resume.offset) {
         return Err((ErrorCode::RESUME_REJECTED, "resume offset out of range"));
     }
-    if session.replay.largest_frame_from(resume.offset) > HEADER_LEN + max_frame as usize {
+    if resumption.replay.largest_frame_from(resume.offset) > HEADER_LEN + max_frame as usize {
         // The frames to send again were cut for the old maximum; they cannot be cut again.
         return Err((ErrorCode::RESUME_REJECTED, "max_frame smaller than frames to retransmit"));
     }
-    session.replay.release_to(resume.offset);
-    session.resend_from = Some(resume.offset);
-    session.reattaching = false;
+    resumption.replay.release_to(resume.offset);
+    resumption.resend_from = Some(resume.offset);
+    resumption.reattaching = false;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::channel::State;
 use super::replay::Replay;
-use super::{Connection, Event, Phase};
+use super::{Connection, Notice, Phase};
 use crate::Message;
 use crate::frame::peek_len;
 
@@ -14,16 +14,22 @@ impl<const C: usize> Connection<'_, C> {
     /// Whatever it (or [`Connection::send`]) wrote is committed: put it on the transport in
     /// exactly that order, and after a detach drop what was not yet written (it is in the replay
     /// buffer and will be sent again). Over WebSocket, one call's output is one binary message.
+    ///
+    /// Then drain [`poll_event`](Connection::poll_event): the Close that answers the peer's frees
+    /// the channel's id, told as [`Notice::Closed`]. One call frees at most all `C` slots, so
+    /// draining after every call always leaves room; while `C` notices wait unread, a Close that
+    /// would free another waits too.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> usize {
         let mut w = Out { buf: out, len: 0 };
-        if matches!(self.phase, Phase::Ended | Phase::Detached) {
-            return 0;
-        }
-        if let Some((code, reason)) = self.go_away {
-            if w.put(&Message::GoAway { code, message: reason }, None) {
-                self.phase = Phase::Ended;
+        match self.phase {
+            Phase::Ended | Phase::Detached => return 0,
+            Phase::Ending { code, reason } => {
+                if w.put(&Message::GoAway { code, message: reason }, None) {
+                    self.phase = Phase::Ended;
+                }
+                return w.len;
             }
-            return w.len;
+            Phase::Handshake | Phase::Established(_) => {}
         }
         if self.hello_due() {
             if !w.put(&Message::Hello(self.hello()), None) {
@@ -31,7 +37,7 @@ impl<const C: usize> Connection<'_, C> {
             }
             self.hello_sent = true;
         }
-        if self.peer.is_none() {
+        if !self.is_established() {
             // The initiator waits for the acceptor's Hello before anything else (spec 7.1).
             return w.len;
         }
@@ -43,11 +49,11 @@ impl<const C: usize> Connection<'_, C> {
             }
             self.pong = None;
         }
-        if let Some(session) = self.session.as_mut().filter(|s| s.in_effect && s.received > s.acked) {
-            if !w.put(&Message::Ack { offset: session.received }, None) {
+        if let Some(resumption) = self.resumption.as_mut().filter(|r| r.in_effect && r.received > r.acked) {
+            if !w.put(&Message::Ack { offset: resumption.received }, None) {
                 return w.len;
             }
-            session.acked = session.received;
+            resumption.acked = resumption.received;
         }
         if self.ping_due {
             if !w.put(&Message::Ping { nonce: self.nonce }, None) {
@@ -70,7 +76,7 @@ impl<const C: usize> Connection<'_, C> {
 
     /// Answers the Opens refused on arrival; true once all are sent.
     fn send_refusals(&mut self, w: &mut Out<'_>) -> bool {
-        let mut replay = self.session.as_mut().filter(|s| s.in_effect).map(|s| &mut s.replay);
+        let mut replay = self.resumption.as_mut().filter(|r| r.in_effect).map(|r| &mut r.replay);
         let mut sent = 0;
         for &(channel, reason) in &self.refusals {
             if !w.put(&Message::Refuse { channel, reason, message: "" }, replay.as_deref_mut()) {
@@ -86,28 +92,29 @@ impl<const C: usize> Connection<'_, C> {
 
     /// After a re-attach, sends again the frames the peer missed; true once all are sent.
     fn retransmit(&mut self, w: &mut Out<'_>) -> bool {
-        let Some(session) = self.session.as_mut() else { return true };
-        let Some(mut from) = session.resend_from else { return true };
-        if self.peer.is_none() {
+        let Some(resumption) = self.resumption.as_mut() else { return true };
+        let Some(mut from) = resumption.resend_from else { return true };
+        if !matches!(self.phase, Phase::Established(_)) {
+            // The peer's new Hello says how large a frame it takes.
             return false;
         }
-        while from < session.replay.end() {
-            let Some(len) = session.replay.frame_len_at(from) else { break };
+        while from < resumption.replay.end() {
+            let Some(len) = resumption.replay.frame_len_at(from) else { break };
             let Some(room) = w.buf.get_mut(w.len..w.len + len) else {
-                session.resend_from = Some(from);
+                resumption.resend_from = Some(from);
                 return false;
             };
-            session.replay.copy_from(from, room);
+            resumption.replay.copy_from(from, room);
             w.len += len;
             from += len as u64;
         }
-        session.resend_from = None;
+        resumption.resend_from = None;
         true
     }
 
     /// Copies whole frames from the outbox; true when it is empty.
     fn drain_outbox(&mut self, w: &mut Out<'_>) -> bool {
-        let mut replay = self.session.as_mut().filter(|s| s.in_effect).map(|s| &mut s.replay);
+        let mut replay = self.resumption.as_mut().filter(|r| r.in_effect).map(|r| &mut r.replay);
         let mut taken = 0;
         while let Ok(Some(len)) = peek_len(self.outbox.get(taken..).unwrap_or_default(), usize::MAX) {
             let Some(frame) = self.outbox.get(taken..taken + len) else { break };
@@ -125,7 +132,7 @@ impl<const C: usize> Connection<'_, C> {
     /// Writes what is owed on one channel, in the spec's order; false when `w` is full.
     fn transmit_channel(&mut self, index: usize, w: &mut Out<'_>) -> bool {
         let initial_window = self.config.initial_window;
-        let mut replay = self.session.as_mut().filter(|s| s.in_effect).map(|s| &mut s.replay);
+        let mut replay = self.resumption.as_mut().filter(|r| r.in_effect).map(|r| &mut r.replay);
         let Some(slot) = self.channels.get_mut(index).and_then(Option::as_mut) else { return true };
         let channel = slot.id;
         if slot.pending.accept {
@@ -163,7 +170,7 @@ impl<const C: usize> Connection<'_, C> {
             slot.eof_sent = true;
         }
         if slot.pending.close {
-            // The echo that frees the slot waits while its Closed event could not be queued.
+            // The echo that frees the slot waits while its notice could not be queued.
             let frees = slot.state == State::CloseReceived;
             if (frees && self.freed.is_full()) || !w.put(&Message::Close { channel }, replay) {
                 return false;
@@ -171,9 +178,7 @@ impl<const C: usize> Connection<'_, C> {
             slot.pending.close = false;
             if slot.state == State::CloseReceived {
                 // Both Closes exchanged: the id is free (spec 8.3).
-                if let Some(freed) = self.channels.get_mut(index) {
-                    *freed = None;
-                }
+                self.clear_slot(index);
                 // Room was checked before the Close went out.
                 let _ = self.freed.push_back(channel);
             }
@@ -181,14 +186,18 @@ impl<const C: usize> Connection<'_, C> {
         true
     }
 
-    /// Events of the connection's own: channels freed by our Close, a lost peer.
-    pub fn poll_event(&mut self) -> Option<Event<'static>> {
+    /// The one door for the ends of lifecycles: channels closed on both sides, whichever side
+    /// closed last, oldest first, and then a lost peer. Call it until it returns `None` after
+    /// every [`handle`](Connection::handle) and [`poll_transmit`](Connection::poll_transmit)
+    /// (and after [`handle_timeout`](Connection::handle_timeout) for [`Notice::PeerLost`]): the
+    /// connection holds `C` notices, as many as one call can raise when none wait before it.
+    pub fn poll_event(&mut self) -> Option<Notice> {
         if let Some(channel) = self.freed.pop_front() {
-            return Some(Event::Closed { channel });
+            return Some(Notice::Closed { channel });
         }
         if self.lost {
             self.lost = false;
-            return Some(Event::PeerLost);
+            return Some(Notice::PeerLost);
         }
         None
     }

@@ -3,7 +3,9 @@
 
 #![allow(dead_code, reason = "each test file uses part of this module")]
 
-use session_proto::connection::{CommandError, Config, Connection, ConnectionError, Event, Instant, Role};
+use session_proto::connection::{
+    CommandError, Config, Connection, ConnectionError, Event, Instant, Notice, Role, Sent,
+};
 use session_proto::frame::peek_len;
 use session_proto::{ErrorCode, ExitStatus, Message, RefuseReason, Signal, Stream, WindowSize};
 
@@ -12,7 +14,7 @@ pub(crate) const CHANNELS: usize = 8;
 /// The token the server issues in resumable pairs.
 pub(crate) const TOKEN: [u8; 16] = *b"0123456789abcdef";
 
-/// An event in owned form.
+/// An event or notice in owned form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Seen {
     Connected,
@@ -46,9 +48,14 @@ impl Seen {
             Event::Signal { channel, signal } => Seen::Signal(channel, signal),
             Event::Eof { channel } => Seen::Eof(channel),
             Event::Exit { channel, status } => Seen::Exit(channel, status),
-            Event::Closed { channel } => Seen::Closed(channel),
             Event::GoAway { code, .. } => Seen::GoAway(code),
-            Event::PeerLost => Seen::PeerLost,
+        }
+    }
+
+    fn notice(notice: Notice) -> Seen {
+        match notice {
+            Notice::Closed { channel } => Seen::Closed(channel),
+            Notice::PeerLost => Seen::PeerLost,
         }
     }
 }
@@ -102,6 +109,16 @@ impl Side {
         self.seen.contains(wanted)
     }
 
+    /// Records the connection's notices, as an application must after each call that can
+    /// raise one; true if there were any.
+    fn notices(&mut self) -> bool {
+        let before = self.seen.len();
+        while let Some(notice) = self.conn.poll_event() {
+            self.seen.push(Seen::notice(notice));
+        }
+        self.seen.len() > before
+    }
+
     /// Delivers every whole frame in the inbox.
     fn deliver(&mut self, now: Instant) -> bool {
         let mut progressed = false;
@@ -124,10 +141,7 @@ impl Side {
                 Ok(None) => {}
                 Err(e) => self.seen.push(Seen::Error(e)),
             }
-        }
-        while let Some(event) = self.conn.poll_event() {
-            self.seen.push(Seen::of(&event));
-            progressed = true;
+            self.notices();
         }
         progressed
     }
@@ -137,13 +151,11 @@ impl Side {
         let mut buf = vec![0u8; self.conn.transmit_buffer_len()];
         loop {
             let n = self.conn.poll_transmit(&mut buf);
+            self.notices();
             if n == 0 {
                 break;
             }
             self.wire.extend_from_slice(&buf[..n]);
-        }
-        while let Some(event) = self.conn.poll_event() {
-            self.seen.push(Seen::of(&event));
         }
     }
 
@@ -172,10 +184,10 @@ impl Side {
         let mut buf = vec![0u8; 70_000];
         while sent < data.len() {
             match self.conn.send(channel, stream, &data[sent..], &mut buf) {
-                Ok((0, _)) | Err(_) => break,
-                Ok((n, written)) => {
+                Ok(Sent { payload: 0, .. }) | Err(_) => break,
+                Ok(Sent { payload, written }) => {
                     self.wire.extend_from_slice(&buf[..written]);
-                    sent += n;
+                    sent += payload;
                 }
             }
         }
@@ -268,6 +280,7 @@ impl Pair {
         self.now = self.now.after(ms);
         for side in [&mut self.client, &mut self.server] {
             side.conn.handle_timeout(self.now);
+            side.notices();
         }
     }
 

@@ -1,19 +1,16 @@
 //! The whole system on loopback for end-to-end tests: a real relay and real agents in this
-
 //! process's runtime, over real sockets, optionally with a proxy on an agent's path that a test
 //! can cut.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use session_agent::{AgentConfig, AgentKey, LoginUser};
-use session_client::{ChannelIo, Session};
+use session_client::Connection;
+use session_link::dial::Trust;
 use session_relay::store::{ActivationTerms, Store};
 use session_relay::{Access, Audit, Relay, RelayConfig, dev};
-use sha2::Digest;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -68,12 +65,15 @@ impl System {
     /// An agent whose sessions run as `user`, registering a new key with a new activation
     /// code for account `test`.
     pub async fn agent_as(&mut self, name: &str, relay_url: &str, user: LoginUser) {
-        let key = AgentKey::generate().expect("agent key");
-        let mut config = AgentConfig::new(relay_url, name, key, user);
-        config.activation = Some(self.activation("test"));
-        config.max_backoff = Duration::from_millis(200);
+        let mut config = agent_config(relay_url, name, &self.activation("test"));
+        config.user = user;
         self.agents.push(tokio::spawn(session_agent::run(config)));
         self.wait_online(name).await;
+    }
+
+    /// An agent for `name` registering into `account`, not waited for: it may be refused.
+    pub fn agent_in(&self, name: &str, account: &str) -> JoinHandle<()> {
+        tokio::spawn(session_agent::run(agent_config(&self.url, name, &self.activation(account))))
     }
 
     /// An agent dialing the relay directly.
@@ -93,9 +93,9 @@ impl System {
         panic!("agent {name} never came online");
     }
 
-    /// A client session to `instance`, as `tester`.
-    pub async fn session(&self, instance: &str) -> Session {
-        Session::connect(&self.client, instance).await.expect("client session")
+    /// A client connection to `instance`, as `tester`.
+    pub async fn connect(&self, instance: &str) -> Connection {
+        Connection::connect(&self.client, instance).await.expect("client connection")
     }
 
     /// The relay as a new user `name` reaches it, with policy `document` attached.
@@ -127,45 +127,23 @@ impl System {
     }
 }
 
+/// An agent for `name` dialing `url` with a new key and activation `code`, running sessions as
+/// the user running the tests, redialing quickly.
+pub fn agent_config(url: &str, name: &str, code: &str) -> AgentConfig {
+    let user = LoginUser::resolve(None, true).expect("the test's user");
+    let mut config = AgentConfig::new(url, name, AgentKey::generate().expect("agent key"), user);
+    config.activation = Some(code.to_owned());
+    config.trust = Trust::system();
+    config.max_backoff = Duration::from_millis(200);
+    config
+}
+
 impl Drop for System {
     fn drop(&mut self) {
         for agent in &self.agents {
             agent.abort();
         }
     }
-}
-
-/// A command run on pipes, without a terminal.
-pub fn exec(command: &str) -> session_codec::proto::owned::OwnedOpenKind {
-    use session_codec::proto::owned::{OwnedEnv, OwnedOpenKind, owned_str};
-    OwnedOpenKind::Exec {
-        command: owned_str(command).expect("a short command"),
-        pty: None,
-        env: OwnedEnv::default(),
-    }
-}
-
-/// Local ends for a channel: what the test writes becomes the channel's input, and the
-/// channel's stdout and stderr come out of the returned readers.
-pub fn pipes() -> (ChannelIo, tokio::io::DuplexStream, tokio::io::DuplexStream, tokio::io::DuplexStream) {
-    let (input, input_end) = tokio::io::duplex(64 * 1024);
-    let (output, output_end) = tokio::io::duplex(64 * 1024);
-    let (errors, errors_end) = tokio::io::duplex(64 * 1024);
-    let io = ChannelIo {
-        input: boxed_read(input_end),
-        output: boxed_write(output),
-        errors: boxed_write(errors),
-        close_output: false,
-    };
-    (io, input, output_end, errors_end)
-}
-
-fn boxed_read(r: impl AsyncRead + Send + Unpin + 'static) -> Box<dyn AsyncRead + Send + Unpin> {
-    Box::new(r)
-}
-
-fn boxed_write(w: impl AsyncWrite + Send + Unpin + 'static) -> Box<dyn AsyncWrite + Send + Unpin> {
-    Box::new(w)
 }
 
 /// A TCP proxy in front of `target`, whose connections [`Proxy::cut`] drops at once, as a
@@ -215,38 +193,4 @@ impl Drop for Proxy {
         self.accept.abort();
         self.cut();
     }
-}
-
-/// The process's peak resident memory so far, in bytes (Linux's VmHWM).
-pub fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Writes `len` pseudo-random bytes to a new file and returns its path and hash.
-pub fn random_file(name: &str, len: usize) -> (std::path::PathBuf, [u8; 32]) {
-    let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut hash = sha2::Sha256::new();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for byte in chunk.iter_mut() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            *byte = state as u8;
-        }
-        let part = &chunk[..left.min(chunk.len())];
-        file.write_all(part).unwrap();
-        hash.update(part);
-        left -= part.len();
-    }
-    file.flush().unwrap();
-    (path, hash.finalize().into())
 }

@@ -1,14 +1,13 @@
-#![allow(dead_code, unreachable_pub, missing_debug_implementations)]
 //! A raw client for the hostile-peer tests: a Connection driven by hand over a WebSocket, so a test can
 //! stop reading, send odd messages, or vanish.
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use session_codec::proto::DEFAULT_MAX_FRAME;
-use session_codec::proto::connection::{Config, Connection, Event, Instant};
-use session_codec::proto::frame::peek_len;
 use session_codec::websocket::{SUBPROTOCOL, ws_config};
+use session_proto::DEFAULT_MAX_FRAME;
+use session_proto::connection::{Config, Connection, Event, Instant};
+use session_proto::frame::peek_len;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -17,6 +16,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A client connection driven by hand: the state machine, its WebSocket, and its clock.
+#[allow(missing_debug_implementations, reason = "the WebSocket is not Debug")]
 pub struct Raw {
     pub ws: Ws,
     pub conn: Box<Connection<'static, 64>>,
@@ -79,18 +80,26 @@ impl Raw {
         Instant::from_millis(self.start.elapsed().as_millis() as u64)
     }
 
-    pub async fn flush(&mut self) {
+    /// Sends everything the connection has to send; returns the notices that raised.
+    pub async fn flush(&mut self) -> Vec<String> {
         let mut buf = vec![0u8; self.conn.transmit_buffer_len()];
+        let mut notices = Vec::new();
         loop {
             let n = self.conn.poll_transmit(&mut buf);
+            notices.extend(self.notices());
             if n == 0 {
-                break;
+                return notices;
             }
             self.ws.send(WsMessage::binary(buf[..n].to_vec())).await.unwrap();
         }
     }
 
-    /// Reads one message, handles its frames (consuming Data), returns the events.
+    /// The connection's notices, read as they must be after each `handle` and `poll_transmit`.
+    fn notices(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.conn.poll_event()).map(|notice| format!("{notice:?}")).collect()
+    }
+
+    /// Reads one message, handles its frames (consuming Data), returns the events and notices.
     pub async fn step(&mut self) -> Vec<String> {
         let msg = self.ws.next().await.expect("open").expect("ok");
         let WsMessage::Binary(bytes) = msg else { return vec![] };
@@ -112,9 +121,10 @@ impl Raw {
                 Ok(None) => {}
                 Err(e) => events.push(format!("Error {e}")),
             }
+            events.extend(self.notices());
             rest = tail;
         }
-        self.flush().await;
+        events.extend(self.flush().await);
         events
     }
 

@@ -3,8 +3,8 @@
 
 use futures_util::{SinkExt, StreamExt};
 use session_agent::AgentKey;
-use session_codec::link::dial::{Dialed, Trust};
-use session_codec::link::identity::{ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER};
+use session_link::dial::{DialError, Dialed, Trust};
+use session_link::identity::{ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -16,7 +16,7 @@ pub async fn agent_handshake(
     instance: &str,
     key: &AgentKey,
     code: Option<&str>,
-) -> Result<(Dialed, [u8; 32]), String> {
+) -> Result<(Dialed, [u8; 32]), DialError> {
     let mut request = format!("{url}/v1/agent/{instance}").into_client_request().unwrap();
     let headers = request.headers_mut();
     headers.insert(AGENT_KEY_HEADER, HeaderValue::from_str(&key.public_hex()).unwrap());

@@ -18,8 +18,8 @@ const CONTEXT: &[u8] = b"session-agent-proof-v1";
 
 /// What an agent signs with its key: the context, its instance name and the relay's challenge,
 /// each followed by a newline (the challenge as its raw bytes).
-pub fn agent_proof_message(instance: &str, challenge: &[u8; CHALLENGE_LEN]) -> alloc::vec::Vec<u8> {
-    let mut message = alloc::vec::Vec::with_capacity(CONTEXT.len() + instance.len() + CHALLENGE_LEN + 3);
+pub fn agent_proof_message(instance: &str, challenge: &[u8; CHALLENGE_LEN]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(CONTEXT.len() + instance.len() + CHALLENGE_LEN + 3);
     for field in [CONTEXT, instance.as_bytes(), challenge] {
         message.extend_from_slice(field);
         message.push(SEPARATOR);

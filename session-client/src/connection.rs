@@ -1,0 +1,376 @@
+//! A connection to the relay for one instance, and the task that drives it: each channel opened
+//! on it is wired to local streams, the remote's output written out as fast as they take it,
+//! local input sent as fast as the remote's credit allows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use session_codec::Frame;
+use session_link::pipe::{EndOfInput, PipeEvent, Writer, spawn_reader, spawn_writer};
+use session_link::{Clock, Driver, Op, Transport, Wake};
+use session_proto::connection::{Config, Connection as Protocol, Event, Role};
+use session_proto::owned::OwnedOpenKind;
+use session_proto::{DEFAULT_MAX_FRAME, ErrorCode, ExitStatus, RefuseReason, Signal, Stream, WindowSize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::{Error, Relay};
+
+/// Channels at once on one connection.
+const CHANNELS: usize = 64;
+
+/// The most payload one read of local input takes.
+const CHUNK: usize = 64 * 1024;
+
+/// The local ends of a channel.
+pub struct ChannelIo {
+    /// What is sent as the channel's input; its end becomes Eof.
+    pub input: Box<dyn AsyncRead + Send + Unpin>,
+    /// Where the remote stdout goes.
+    pub output: Box<dyn AsyncWrite + Send + Unpin>,
+    /// Where the remote stderr goes.
+    pub errors: Box<dyn AsyncWrite + Send + Unpin>,
+    /// What the remote's Eof does to `output`: shut it down (a socket) or leave it open.
+    pub close_output: bool,
+}
+
+impl core::fmt::Debug for ChannelIo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChannelIo").field("close_output", &self.close_output).finish_non_exhaustive()
+    }
+}
+
+/// How a channel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The remote process's exit status (none for a port forward, or a channel cut short).
+    pub exit: Option<ExitStatus>,
+}
+
+impl Outcome {
+    /// The exit code a local process should end with, as a shell reports one: the code, or
+    /// 128 + the signal, or 255 when the remote never said.
+    pub fn exit_code(&self) -> i32 {
+        match self.exit {
+            Some(ExitStatus::Code(code)) => i32::try_from(code).unwrap_or(255),
+            Some(ExitStatus::Signal { signal, .. }) => 128 + i32::from(signal.0),
+            None => 255,
+        }
+    }
+}
+
+/// What the driving task is asked to do, by the connection's handles and its pipes.
+enum Input {
+    Open {
+        kind: Box<OwnedOpenKind>,
+        io: ChannelIo,
+        done: oneshot::Sender<Result<Outcome, Error>>,
+    },
+    Resize(WindowSize),
+    Signal(Signal),
+    Pipe(PipeEvent),
+    /// The last handle is gone: once no channel is left, the connection ends.
+    Released,
+}
+
+impl From<PipeEvent> for Input {
+    fn from(event: PipeEvent) -> Input {
+        Input::Pipe(event)
+    }
+}
+
+/// A connection to the relay for one instance. Cloning it shares the connection, which ends
+/// once every clone is dropped and its channels are done.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    handle: Arc<Handle>,
+}
+
+#[derive(Debug)]
+struct Handle {
+    inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.inputs.send(Input::Released);
+    }
+}
+
+impl core::fmt::Debug for Input {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Input::Open { .. } => "Open",
+            Input::Resize(_) => "Resize",
+            Input::Signal(_) => "Signal",
+            Input::Pipe(_) => "Pipe",
+            Input::Released => "Released",
+        })
+    }
+}
+
+impl Connection {
+    /// Connects to `relay` for `instance` and waits until the connection is established.
+    pub async fn connect(relay: &Relay, instance: &str) -> Result<Connection, Error> {
+        let ws = relay.dial(&format!("/v1/client/{instance}")).await?;
+        let clock = Clock::default();
+        let mut driver =
+            Driver::new(Box::new(Protocol::new(Config::new(Role::Initiator), clock.now())), clock);
+        driver.attach(Transport::new(ws, DEFAULT_MAX_FRAME));
+        let (inputs, received) = mpsc::unbounded_channel();
+        let (ready, connected) = oneshot::channel();
+        let task = Client {
+            driver,
+            pipes: inputs.clone(),
+            channels: HashMap::new(),
+            released: false,
+            leaving: false,
+        };
+        tokio::spawn(task.run(received, ready));
+        // Made before waiting, so that a caller who gives up ends the task too.
+        let handle = Arc::new(Handle { inputs });
+        connected.await.map_err(|_| Error::Closed)??;
+        Ok(Connection { handle })
+    }
+
+    /// Opens a channel of `kind` wired to `io`, and waits until it ends.
+    pub async fn open(&self, kind: OwnedOpenKind, io: ChannelIo) -> Result<Outcome, Error> {
+        let (done, outcome) = oneshot::channel();
+        self.handle.inputs.send(Input::Open { kind: Box::new(kind), io, done }).map_err(|_| Error::Closed)?;
+        outcome.await.map_err(|_| Error::Closed)?
+    }
+
+    /// The local terminal changed size: every terminal channel hears of it.
+    pub fn resize(&self, size: WindowSize) {
+        let _ = self.handle.inputs.send(Input::Resize(size));
+    }
+
+    /// Sends `signal` to the process of every channel.
+    pub fn signal(&self, signal: Signal) {
+        let _ = self.handle.inputs.send(Input::Signal(signal));
+    }
+}
+
+/// A channel as the client drives it.
+struct Channel {
+    /// Its local ends, until the channel is accepted and they are wired.
+    io: Option<ChannelIo>,
+    /// The remote's stdout and stderr, on their way to the local ends.
+    stdout: Option<Writer>,
+    stderr: Option<Writer>,
+    /// Received bytes not yet written out: the channel is done only once they are.
+    unwritten: usize,
+    exit: Option<ExitStatus>,
+    closed: bool,
+    done: Option<oneshot::Sender<Result<Outcome, Error>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Channel {
+    /// Once closed with everything written: tell the waiter, and free the channel.
+    fn finish(&mut self) -> bool {
+        if !self.closed || self.unwritten > 0 {
+            return false;
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.send(Ok(Outcome { exit: self.exit }));
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        true
+    }
+}
+
+/// The task that owns the connection.
+struct Client {
+    driver: Driver<CHANNELS>,
+    /// For the pipes of channels yet to start.
+    pipes: mpsc::UnboundedSender<Input>,
+    channels: HashMap<u16, Channel>,
+    released: bool,
+    /// Our GoAway is on its way.
+    leaving: bool,
+}
+
+impl Client {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<Input>,
+        ready: oneshot::Sender<Result<(), Error>>,
+    ) {
+        let mut ready = Some(ready);
+        let end = loop {
+            if self.released && self.channels.is_empty() && !self.leaving {
+                // Nobody can open another channel and none is left: a clean end.
+                self.leaving = true;
+                self.driver.go_away(ErrorCode::NO_ERROR, "done");
+            }
+            match self.driver.next(&mut inputs).await {
+                Wake::Frame(frame) => {
+                    if let Some(event) = self.driver.handle(&frame) {
+                        self.on_event(&frame, event, &mut ready);
+                    }
+                }
+                Wake::Input(input) => self.on_input(input),
+                Wake::Closed { channel } => self.closed(channel),
+                // Client connections are not resumable: a lost transport ends them.
+                Wake::Sent { .. } | Wake::Alarm | Wake::Detached => {}
+                Wake::Ended(end) => break Arc::new(end),
+            }
+        };
+        let failure = || if self.released { Error::Closed } else { Error::ConnectionLost(Arc::clone(&end)) };
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(Err(failure()));
+        }
+        for (_, mut channel) in self.channels.drain() {
+            if let Some(done) = channel.done.take() {
+                let _ = done.send(Err(failure()));
+            }
+            for task in channel.tasks {
+                task.abort();
+            }
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        frame: &Frame,
+        event: Event<'_>,
+        ready: &mut Option<oneshot::Sender<Result<(), Error>>>,
+    ) {
+        match event {
+            Event::Connected => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+            }
+            Event::Accepted { channel } => self.start(channel),
+            Event::Refused { channel, reason, message } => {
+                if let Some(done) = self.channels.remove(&channel).and_then(|mut ch| ch.done.take()) {
+                    let _ = done.send(Err(Error::OpenRefused { reason, message: message.to_owned() }));
+                }
+            }
+            Event::Data { channel, stream, payload } => {
+                let writer = self.channels.get_mut(&channel).and_then(|ch| {
+                    let writer =
+                        if stream == Stream::Stderr { ch.stderr.as_ref() } else { ch.stdout.as_ref() };
+                    writer.map(|w| (w, &mut ch.unwritten))
+                });
+                match (writer, frame.payload()) {
+                    (Some((writer, unwritten)), Some(bytes)) => {
+                        *unwritten += bytes.len();
+                        writer.write(bytes);
+                    }
+                    // Output for a channel that has no local end (any more): its credit returns.
+                    _ => {
+                        let _ = self.driver.connection_mut().consume(channel, payload.len());
+                    }
+                }
+            }
+            Event::Exit { channel, status } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.exit = Some(status);
+                }
+            }
+            Event::Eof { channel } => {
+                if let Some(stdout) = self.channels.get(&channel).and_then(|ch| ch.stdout.as_ref()) {
+                    stdout.end();
+                }
+            }
+            Event::Opened { channel, .. } => {
+                let _ = self.driver.connection_mut().refuse(channel, RefuseReason::PROHIBITED, "");
+            }
+            // The driver keeps the GoAway as the reason the connection ends.
+            Event::GoAway { .. }
+            | Event::Resumed
+            | Event::Credit { .. }
+            | Event::Resized { .. }
+            | Event::Signal { .. } => {}
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Open { kind, io, done } => match self.driver.open(&kind.as_open_kind()) {
+                Ok(channel) => {
+                    let ch = Channel {
+                        io: Some(io),
+                        stdout: None,
+                        stderr: None,
+                        unwritten: 0,
+                        exit: None,
+                        closed: false,
+                        done: Some(done),
+                        tasks: Vec::new(),
+                    };
+                    self.channels.insert(channel, ch);
+                }
+                Err(e) => {
+                    let _ = done.send(Err(Error::Invalid(format!("cannot open a channel: {e}"))));
+                }
+            },
+            Input::Resize(size) => {
+                for &channel in self.channels.keys() {
+                    // Only terminal channels take it; the others refuse, which is right.
+                    let _ = self.driver.connection_mut().resize(channel, size);
+                }
+            }
+            Input::Signal(signal) => {
+                for &channel in self.channels.keys() {
+                    let _ = self.driver.connection_mut().signal(channel, signal);
+                }
+            }
+            Input::Pipe(PipeEvent::Read { channel, data }) => {
+                if self.channels.contains_key(&channel) {
+                    self.driver.queue(channel, Op::Data(data));
+                }
+            }
+            // Local input ended: Eof follows what was read of it.
+            Input::Pipe(PipeEvent::ReadEnd { channel }) => {
+                if self.channels.contains_key(&channel) {
+                    self.driver.queue(channel, Op::Eof);
+                }
+            }
+            Input::Pipe(PipeEvent::Written { channel, len }) => {
+                let _ = self.driver.connection_mut().consume(channel, len);
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.unwritten = ch.unwritten.saturating_sub(len);
+                    if ch.finish() {
+                        self.channels.remove(&channel);
+                    }
+                }
+            }
+            Input::Released => self.released = true,
+        }
+    }
+
+    /// The channel is accepted: its local ends start moving bytes.
+    fn start(&mut self, channel: u16) {
+        let Some(ch) = self.channels.get_mut(&channel) else { return };
+        let Some(io) = ch.io.take() else { return };
+        let end = if io.close_output { EndOfInput::Shutdown } else { EndOfInput::Keep };
+        let (stdout, stdout_task) = spawn_writer(channel, io.output, end, self.pipes.clone());
+        let (stderr, stderr_task) = spawn_writer(channel, io.errors, EndOfInput::Keep, self.pipes.clone());
+        let reader = spawn_reader(channel, Stream::Stdin, io.input, CHUNK, self.pipes.clone());
+        ch.stdout = Some(stdout);
+        ch.stderr = Some(stderr);
+        ch.tasks.extend([stdout_task, stderr_task, reader]);
+    }
+
+    fn closed(&mut self, channel: u16) {
+        if let Some(ch) = self.channels.get_mut(&channel) {
+            ch.closed = true;
+            if ch.finish() {
+                self.channels.remove(&channel);
+            }
+        }
+    }
+}
+
+/// Bytes as a stream of input, for tests and for commands given their input whole.
+pub fn input_from(bytes: Bytes) -> Box<dyn AsyncRead + Send + Unpin> {
+    Box::new(std::io::Cursor::new(bytes))
+}

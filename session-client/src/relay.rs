@@ -1,0 +1,94 @@
+//! Where the relay is, as whom it is reached, and its one-answer requests.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use session_codec::websocket::SUBPROTOCOL;
+use session_link::dial::{Dialed, Trust};
+use session_proto::DEFAULT_MAX_FRAME;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::Error;
+
+/// How long a dial may take, handshake included.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach the relay, and as whom.
+#[derive(Clone)]
+pub struct Relay {
+    /// Its base URL, `ws://host:port` or `wss://host:port`.
+    pub url: String,
+    /// Which certificates `wss://` accepts.
+    pub trust: Trust,
+    /// The user's bearer token (`session-relay admin token create`).
+    pub token: String,
+}
+
+impl core::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The token is a secret: never in a log.
+        f.debug_struct("Relay").field("url", &self.url).field("trust", &self.trust).finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// The relay at `url`, trusting the system's roots, for the holder of `token`.
+    pub fn new(url: &str, token: &str) -> Relay {
+        Relay { url: url.trim_end_matches('/').to_owned(), trust: Trust::system(), token: token.to_owned() }
+    }
+
+    /// Dials `path` with the token, within [`DIAL_TIMEOUT`].
+    pub(crate) async fn dial(&self, path: &str) -> Result<Dialed, Error> {
+        let invalid = |e: &dyn core::fmt::Display| Error::Invalid(format!("{}{path}: {e}", self.url));
+        let mut request: Request =
+            format!("{}{path}", self.url).into_client_request().map_err(|e| invalid(&e))?;
+        let headers = request.headers_mut();
+        headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        if !self.token.is_empty() {
+            let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token))
+                .map_err(|_| Error::Invalid("the token is not a valid header value".into()))?;
+            headers.insert("authorization", bearer);
+        }
+        match tokio::time::timeout(DIAL_TIMEOUT, self.trust.dial(request, DEFAULT_MAX_FRAME)).await {
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(e)) => Err(Error::dial(&self.url, e)),
+            Err(_) => Err(Error::Unreachable { url: self.url.clone(), cause: None }),
+        }
+    }
+
+    /// Asks `path` and returns the relay's one JSON answer.
+    async fn ask(&self, path: &str) -> Result<serde_json::Value, Error> {
+        let mut ws = self.dial(path).await?;
+        let lost = |e: &dyn core::fmt::Display| Error::BadAnswer(format!("{}{path}: {e}", self.url));
+        while let Some(message) = ws.next().await {
+            if let Ok(text) = message.map_err(|e| lost(&e))?.into_text() {
+                if !text.is_empty() {
+                    return serde_json::from_str(&text).map_err(|e| lost(&e));
+                }
+            }
+        }
+        Err(lost(&"the relay sent no answer"))
+    }
+
+    /// The instances this user may see, with their status and labels.
+    pub async fn list(&self) -> Result<serde_json::Value, Error> {
+        self.ask("/v1/instances").await
+    }
+
+    /// This user's sessions in progress.
+    pub async fn sessions(&self) -> Result<serde_json::Value, Error> {
+        self.ask("/v1/sessions").await
+    }
+
+    /// Ends this user's session `id`.
+    pub async fn terminate(&self, id: &str) -> Result<serde_json::Value, Error> {
+        self.ask(&format!("/v1/sessions/{id}/terminate")).await
+    }
+
+    /// Turns session management on or off for `account`.
+    pub async fn switch(&self, account: &str, on: bool) -> Result<serde_json::Value, Error> {
+        self.ask(&format!("/v1/settings/{account}?sessions={}", if on { "on" } else { "off" })).await
+    }
+}

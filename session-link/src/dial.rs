@@ -1,0 +1,139 @@
+//! Dialing a relay: `ws://`, or `wss://` through rustls trusting the system's roots or a given
+//! certificate authority; a relay's refusal of the handshake comes back with its status and
+//! reason.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use session_codec::websocket::ws_config;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+/// A dialed WebSocket, plain or TLS.
+pub type Dialed = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Why a dial failed.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum DialError {
+    /// The relay answered the handshake, and refused it.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The relay's reason (the response's body); may be empty.
+        reason: String,
+    },
+    /// The relay could not be reached, or the WebSocket or TLS handshake failed.
+    Unreachable(tokio_tungstenite::tungstenite::Error),
+}
+
+impl DialError {
+    /// Whether the relay refused the handshake (as opposed to not being reached).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, DialError::Refused { .. })
+    }
+}
+
+impl core::fmt::Display for DialError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DialError::Refused { status, reason } => {
+                let status = tokio_tungstenite::tungstenite::http::StatusCode::from_u16(*status)
+                    .map_or_else(|_| status.to_string(), |s| s.to_string());
+                if reason.is_empty() {
+                    write!(f, "refused by the relay: {status}")
+                } else {
+                    write!(f, "refused by the relay: {status}: {reason}")
+                }
+            }
+            DialError::Unreachable(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DialError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DialError::Refused { .. } => None,
+            DialError::Unreachable(e) => Some(e),
+        }
+    }
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for DialError {
+    fn from(error: tokio_tungstenite::tungstenite::Error) -> Self {
+        use tokio_tungstenite::tungstenite::Error;
+        match error {
+            Error::Http(response) => {
+                let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                DialError::Refused { status: response.status().as_u16(), reason: body.trim().to_owned() }
+            }
+            other => DialError::Unreachable(other),
+        }
+    }
+}
+
+/// A certificate authority file that could not be used.
+#[derive(Debug)]
+pub struct CaFileError {
+    path: PathBuf,
+    problem: String,
+}
+
+impl core::fmt::Display for CaFileError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "CA file {}: {}", self.path.display(), self.problem)
+    }
+}
+
+impl std::error::Error for CaFileError {}
+
+/// Which relay certificates a `wss://` dial accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// `None`: the operating system's roots.
+    config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Trust {
+    /// The operating system's root certificates.
+    pub fn system() -> Trust {
+        Trust::default()
+    }
+
+    /// Only the certificate authorities in the PEM file at `path`, as for a relay whose
+    /// certificate a private authority issued.
+    pub fn ca_file(path: &Path) -> Result<Trust, CaFileError> {
+        let fail = |e: &dyn core::fmt::Display| CaFileError { path: path.to_owned(), problem: e.to_string() };
+        let pem = std::fs::read(path).map_err(|e| fail(&e))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
+        }
+        if roots.is_empty() {
+            return Err(fail(&"no certificate in it"));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(&e))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Trust { config: Some(Arc::new(config)) })
+    }
+
+    /// Opens the WebSocket of `request`, with frames up to `max_frame` bytes of body.
+    pub async fn dial(&self, request: Request, max_frame: usize) -> Result<(Dialed, Response), DialError> {
+        let connector = self.config.clone().map(Connector::Rustls);
+        Ok(tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(ws_config(max_frame)),
+            true,
+            connector,
+        )
+        .await?)
+    }
+}

@@ -1,0 +1,149 @@
+//! One WebSocket carrying a connection's frames: read where the driver waits, written by a task
+//! of its own behind a bounded backlog.
+//!
+//! Writing never blocks reading: a peer that stops reading fills the backlog, after which the
+//! connection's frames wait in the connection (credit, control frames) and Data waits with its
+//! producer, so memory stays bounded and frames keep being read and answered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, Stream, StreamExt};
+use session_codec::websocket::WsFrames;
+use session_codec::{CodecError, Frame};
+use session_proto::MAX_BODY_LEN;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
+
+/// Bytes handed to a transport's writer and not yet written to its socket, past which drivers
+/// stop producing: the bound on what a peer that does not read can make this side hold.
+pub const BACKLOG_LIMIT: usize = 1 << 20;
+
+/// How long one write to the socket may block before the transport is given up: a peer that
+/// stops reading (a zero TCP window) must not hold a connection, and what waits on it, forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+type FrameStream = core::pin::Pin<Box<dyn Stream<Item = Result<Frame, CodecError>> + Send + Sync>>;
+
+/// The bytes queued for the writer task, and a wake-up for whoever waits for room.
+#[derive(Debug, Default)]
+struct Backlog {
+    bytes: AtomicUsize,
+    drained: Notify,
+}
+
+/// One WebSocket carrying a connection's frames. Dropping it stops reading; the writer task
+/// still sends what was queued, then closes the socket. Frames a dropped transport did not get
+/// to send are lost, which a resumable connection recovers by retransmission.
+pub struct Transport {
+    incoming: FrameStream,
+    outgoing: mpsc::UnboundedSender<Frame>,
+    backlog: Arc<Backlog>,
+    /// Resolves when the writer stops: the socket failed or the transport is being closed.
+    writer_done: Option<oneshot::Receiver<()>>,
+}
+
+impl core::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Transport").field("backlog", &self.backlog.bytes.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Transport {
+    /// Takes over a WebSocket built with
+    /// [`ws_config`](session_codec::websocket::ws_config) for `max_frame`, and starts its writer
+    /// on the current tokio runtime.
+    pub fn new<S>(ws: WebSocketStream<S>, max_frame: usize) -> Transport
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut frames = WsFrames::new(ws).with_max_frame(max_frame);
+        // The connection checks every frame it lets out against the peer's Hello.
+        frames.set_peer_max_frame(MAX_BODY_LEN);
+        let (mut sink, incoming) = frames.split();
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<Frame>();
+        let backlog = Arc::new(Backlog::default());
+        let (done, writer_done) = oneshot::channel();
+        let counts = Arc::clone(&backlog);
+        tokio::spawn(async move {
+            while let Some(frame) = queue.recv().await {
+                let len = frame.as_bytes().len();
+                let write = async {
+                    sink.feed(frame).await?;
+                    // Flush once the queue is empty, so that a burst goes out in few writes.
+                    if queue.is_empty() { sink.flush().await } else { Ok(()) }
+                };
+                let written = tokio::time::timeout(WRITE_TIMEOUT, write).await;
+                counts.bytes.fetch_sub(len, Ordering::AcqRel);
+                counts.drained.notify_waiters();
+                if !matches!(written, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+            let _ = done.send(());
+        });
+        Transport { incoming: Box::pin(incoming), outgoing, backlog, writer_done: Some(writer_done) }
+    }
+
+    /// The next frame received, or `None` once the transport is over (closed, failed, or its
+    /// writer stopped). Cancel-safe.
+    pub async fn next(&mut self) -> Option<Result<Frame, CodecError>> {
+        let writer_done = async {
+            match self.writer_done.as_mut() {
+                Some(done) => {
+                    let _ = done.await;
+                }
+                None => core::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = self.incoming.next() => frame,
+            () = writer_done => {
+                self.writer_done = None;
+                None
+            }
+        }
+    }
+
+    /// Queues `frame` for the writer.
+    pub fn send(&self, frame: Frame) {
+        self.backlog.bytes.fetch_add(frame.as_bytes().len(), Ordering::AcqRel);
+        // A stopped writer means a dead transport, which `next` reports.
+        let _ = self.outgoing.send(frame);
+    }
+
+    /// Whether the backlog is below [`BACKLOG_LIMIT`], so that more output may be queued.
+    pub fn has_room(&self) -> bool {
+        self.backlog.bytes.load(Ordering::Acquire) < BACKLOG_LIMIT
+    }
+
+    /// Resolves once the backlog is below [`BACKLOG_LIMIT`]. The future does not borrow the
+    /// transport, so that it can wait beside [`Transport::next`].
+    pub fn room(&self) -> impl Future<Output = ()> + Send + 'static {
+        let backlog = Arc::clone(&self.backlog);
+        async move {
+            loop {
+                let drained = backlog.drained.notified();
+                if backlog.bytes.load(Ordering::Acquire) < BACKLOG_LIMIT {
+                    return;
+                }
+                drained.await;
+            }
+        }
+    }
+
+    /// Sends what is queued, then closes the WebSocket; resolves once the writer is done, or
+    /// after [`WRITE_TIMEOUT`] if the peer does not take it. For a last frame (a GoAway) that
+    /// must go out before the program moves on or exits.
+    pub async fn close(self) {
+        let Transport { outgoing, writer_done, .. } = self;
+        // The writer ends once its queue is empty and every sender is gone.
+        drop(outgoing);
+        if let Some(done) = writer_done {
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, done).await;
+        }
+    }
+}

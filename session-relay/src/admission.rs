@@ -1,0 +1,375 @@
+//! Admission: who a peer is and whether it may ask for what its handshake's path names (spec
+//! section 11). Users prove themselves by a bearer token; agents by a key, registered once with
+//! an activation code, whose proof follows the handshake. A refusal is an HTTP status with a
+//! reason, or, for an agent's proof, a WebSocket Close; each is audited.
+
+use futures_util::{SinkExt, StreamExt};
+use ring::signature::{ED25519, UnparsedPublicKey};
+use session_link::identity::{
+    ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_LEN, agent_proof_message,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::Request;
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::info;
+
+use crate::access::{
+    Access, DESCRIBE_INSTANCE_STATUS, MODIFY_SETTINGS, START_PORT_FORWARD, START_SESSION, TERMINATE_SESSION,
+};
+use crate::answers::{Answer, InstanceStatus, Instances, Labels, Switched, Terminated};
+use crate::audit::{Kind, Outcome, Record};
+use crate::registry::Registry;
+use crate::secret::{self, constant_time_eq};
+use crate::sessions::Sessions;
+use crate::store::{Instance, Principal, Refusal, StoreError};
+use crate::{HANDSHAKE_TIMEOUT, clip};
+
+/// The longest reason a WebSocket Close carries (RFC 6455, 5.5: 125 bytes of payload).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Bytes of an Ed25519 public key.
+const ED25519_KEY_LEN: usize = 32;
+
+/// What a handshake is refused with: its status and the reason, in the response's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Refused {
+        Refused { status, reason: reason.into() }
+    }
+
+    fn unauthorized(refusal: &Refusal) -> Refused {
+        let status = match refusal {
+            Refusal::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Refused::new(status, refusal.to_string())
+    }
+
+    fn forbidden(reason: String) -> Refused {
+        Refused::new(StatusCode::FORBIDDEN, reason)
+    }
+
+    fn unavailable(e: &StoreError) -> Refused {
+        Refused::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+/// What the request path asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Agent { instance: String, version: String },
+    Client { instance: String },
+    Instances,
+    Sessions,
+    Terminate { session: String },
+    Switch { account: String, enabled: bool },
+}
+
+/// What a handshake let in, with what comes after it.
+#[derive(Debug)]
+pub(crate) enum Admitted {
+    /// An agent that has yet to prove it holds its key.
+    Agent(Box<AgentClaim>),
+    /// A client's connection to an instance.
+    Client { who: Principal, instance: Instance },
+    /// A request answered at once: the answer goes as one text message.
+    Answer(Answer),
+}
+
+/// An agent's claim to an instance, to prove by signing `challenge`.
+#[derive(Debug)]
+pub(crate) struct AgentClaim {
+    pub(crate) instance: String,
+    pub(crate) version: String,
+    pub(crate) key: Vec<u8>,
+    /// The code to register `key` with, when it is not registered yet.
+    activation: Option<String>,
+    pub(crate) challenge: [u8; CHALLENGE_LEN],
+}
+
+/// What admission reads besides the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gate<'a> {
+    pub(crate) access: &'a Access,
+    pub(crate) registry: &'a Registry,
+    pub(crate) sessions: &'a Sessions,
+}
+
+const NOT_FOUND: &str = "unknown path: use /v1/agent/<id>, /v1/client/<instance>, /v1/instances, \
+                         /v1/sessions, /v1/sessions/<id>/terminate or /v1/settings/<account>?sessions=on|off";
+
+impl Gate<'_> {
+    /// Who the peer of `request` is, and whether it may ask for what the path names. A refusal
+    /// is audited here, with the peer's address.
+    pub(crate) fn admit(&self, request: &Request, peer: &str) -> Result<Admitted, Refused> {
+        let path = request.uri().path();
+        let refused = |status: StatusCode, reason: &str| Record {
+            peer: Some(peer.to_owned()),
+            path: Some(clip(path, 128).to_owned()),
+            status: Some(status.as_u16()),
+            ..Record::refused(reason)
+        };
+        let Some(target) = parse_target(request) else {
+            self.access.audit.write(&refused(StatusCode::NOT_FOUND, "unknown path"));
+            return Err(Refused::new(StatusCode::NOT_FOUND, NOT_FOUND));
+        };
+        self.admit_target(request, target).inspect_err(|refusal| {
+            info!(%peer, status = %refusal.status, reason = %refusal.reason, "handshake refused");
+            // Refusals by policy (403) are audited where they are decided.
+            if refusal.status != StatusCode::FORBIDDEN {
+                self.access.audit.write(&refused(refusal.status, &refusal.reason));
+            }
+        })
+    }
+
+    fn admit_target(&self, request: &Request, target: Target) -> Result<Admitted, Refused> {
+        let access = self.access;
+        if let Target::Agent { instance, version } = target {
+            return admit_agent(access, request, instance, version);
+        }
+        let who = authenticate(access, request)?;
+        match target {
+            Target::Agent { .. } => Err(Refused::new(StatusCode::NOT_FOUND, NOT_FOUND)),
+            Target::Client { instance } => {
+                let Some(instance) =
+                    access.store.instance(&instance).map_err(|e| Refused::unavailable(&e))?
+                else {
+                    return Err(Refused::new(StatusCode::NOT_FOUND, format!("unknown instance {instance}")));
+                };
+                // Holding a connection needs leave to start something; each Open is checked again.
+                let resource = access.instance(&instance.account, &instance.id);
+                if !access.allowed(&who, START_PORT_FORWARD)(&resource) {
+                    access.check(&who, START_SESSION, &resource).map_err(Refused::forbidden)?;
+                }
+                Ok(Admitted::Client { who, instance })
+            }
+            Target::Instances => {
+                Ok(Admitted::Answer(Answer::of(&self.status(&who).map_err(|e| Refused::unavailable(&e))?)))
+            }
+            Target::Sessions => Ok(Admitted::Answer(Answer::of(&self.sessions.of(&who.user)))),
+            Target::Terminate { session } => {
+                let Some(active) = self.sessions.get(&session) else {
+                    return Err(Refused::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no session {session} in progress"),
+                    ));
+                };
+                let resource = access.session(&active.account, &session);
+                if active.owner != who.user {
+                    let reason = format!("session {session} belongs to another user");
+                    access.audit.write(&Record {
+                        actor: Some(who.user.clone()),
+                        action: Some(TERMINATE_SESSION.to_owned()),
+                        resource: Some(resource),
+                        session: Some(session.clone()),
+                        ..Record::refused(reason.as_str())
+                    });
+                    return Err(Refused::forbidden(reason));
+                }
+                access.check(&who, TERMINATE_SESSION, &resource).map_err(Refused::forbidden)?;
+                if !active.terminate() {
+                    return Err(Refused::new(StatusCode::NOT_FOUND, format!("session {session} just ended")));
+                }
+                Ok(Admitted::Answer(Answer::of(&Terminated { terminated: session })))
+            }
+            Target::Switch { account, enabled } => {
+                let resource = access.settings(&account);
+                access.check(&who, MODIFY_SETTINGS, &resource).map_err(Refused::forbidden)?;
+                access.store.set_sessions_enabled(&account, enabled).map_err(|e| Refused::unavailable(&e))?;
+                access.audit.write(&Record {
+                    actor: Some(who.user),
+                    action: Some(MODIFY_SETTINGS.to_owned()),
+                    resource: Some(resource),
+                    reason: Some(format!("sessions {}", if enabled { "on" } else { "off" })),
+                    ..Record::new(Kind::Settings, Outcome::Allowed)
+                });
+                Ok(Admitted::Answer(Answer::of(&Switched { account, sessions_enabled: enabled })))
+            }
+        }
+    }
+
+    /// The instances `who` may see, with their status and labels.
+    fn status(&self, who: &Principal) -> Result<Instances, StoreError> {
+        let access = self.access;
+        let describes = access.allowed(who, DESCRIBE_INSTANCE_STATUS);
+        let instances = access
+            .store
+            .instances()?
+            .into_iter()
+            .filter(|i| describes(&access.instance(&i.account, &i.id)))
+            .map(|i| {
+                // An agent whose key the store no longer holds does not make its name online.
+                let presence = self.registry.presence(&i.id, &i.public_key);
+                let status = match presence {
+                    Some((true, _)) => "online",
+                    Some((false, _)) => "reconnecting",
+                    None => "offline",
+                };
+                InstanceStatus {
+                    status,
+                    agent_version: i.agent_version,
+                    last_seen: presence.map_or(i.last_seen, |(_, seen)| Some(seen)),
+                    labels: Labels { region: access.region.clone(), account: i.account, name: i.label },
+                    name: i.id,
+                }
+            })
+            .collect();
+        Ok(Instances { instances })
+    }
+}
+
+/// The user a bearer token names.
+fn authenticate(access: &Access, request: &Request) -> Result<Principal, Refused> {
+    let token = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        // The scheme's name is case-insensitive (RFC 9110, 11.1).
+        .and_then(|v| {
+            v.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer ")).and_then(|_| v.get(7..))
+        })
+        .ok_or(Refusal::Missing("bearer token"))
+        .map_err(|e| Refused::unauthorized(&e))?;
+    access.store.authenticate(token.trim()).map_err(|e| Refused::unauthorized(&e))
+}
+
+/// An agent's claim to `instance`: a registered key, or a usable activation code to register
+/// a new one with; the proof of the key follows the handshake.
+fn admit_agent(
+    access: &Access,
+    request: &Request,
+    instance: String,
+    version: String,
+) -> Result<Admitted, Refused> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let key = header(AGENT_KEY_HEADER)
+        .ok_or(Refusal::Missing("agent key"))
+        .map_err(|e| Refused::unauthorized(&e))?;
+    let key = hex::decode(key)
+        .ok()
+        .filter(|k| k.len() == ED25519_KEY_LEN)
+        .ok_or(Refusal::Malformed("agent key"))
+        .map_err(|e| Refused::unauthorized(&e))?;
+    let activation = match access.store.instance(&instance).map_err(|e| Refused::unavailable(&e))? {
+        Some(registered) if constant_time_eq(&registered.public_key, &key) => None,
+        Some(_) => return Err(Refused::unauthorized(&Refusal::Unknown("agent key for this instance"))),
+        None => {
+            let Some(code) = header(ACTIVATION_HEADER) else {
+                let reason =
+                    format!("instance {instance} is not registered: give its agent an activation code");
+                return Err(Refused::new(StatusCode::UNAUTHORIZED, reason));
+            };
+            access.store.check_activation(code).map_err(|e| Refused::unauthorized(&e))?;
+            Some(code.to_owned())
+        }
+    };
+    let challenge =
+        secret::random().map_err(|e| Refused::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Admitted::Agent(Box::new(AgentClaim { instance, version, key, activation, challenge })))
+}
+
+/// The agent's first message must be its signature of the challenge; then a code it came with
+/// registers its key. It is told `ok`, or why not in a Close.
+pub(crate) async fn prove<S>(
+    ws: &mut WebSocketStream<S>,
+    claim: &AgentClaim,
+    access: &Access,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let proof = match tokio::time::timeout(HANDSHAKE_TIMEOUT, ws.next()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) => hex::decode(text.as_str()).ok(),
+        _ => None,
+    };
+    let message = agent_proof_message(&claim.instance, &claim.challenge);
+    let key = UnparsedPublicKey::new(&ED25519, &claim.key);
+    let mut outcome = match proof {
+        Some(signature) if key.verify(&message, &signature).is_ok() => Ok(()),
+        _ => Err("the agent's proof of its key is wrong".to_owned()),
+    };
+    if let (Ok(()), Some(code)) = (&outcome, &claim.activation) {
+        outcome = match access.store.register(&claim.instance, &claim.key, code) {
+            Ok(registered) => {
+                info!(instance = %claim.instance, account = %registered.account, "agent registered its key");
+                Ok(())
+            }
+            Err(refusal) => Err(refusal.to_string()),
+        };
+    }
+    if outcome.is_ok() {
+        if let Err(e) = access.store.seen(&claim.instance, &claim.version) {
+            outcome = Err(e.to_string());
+        }
+    }
+    match outcome {
+        Ok(()) => ws.send(WsMessage::text(ADMITTED)).await.map_err(|e| e.to_string()),
+        Err(reason) => {
+            access.audit.write(&Record {
+                actor: Some(format!("agent:{}", claim.instance)),
+                path: Some(format!("/v1/agent/{}", claim.instance)),
+                ..Record::refused(reason.as_str())
+            });
+            let frame =
+                CloseFrame { code: CloseCode::Policy, reason: clip(&reason, MAX_CLOSE_REASON).into() };
+            let _ = ws.close(Some(frame)).await;
+            Err(reason)
+        }
+    }
+}
+
+fn parse_target(request: &Request) -> Option<Target> {
+    let uri = request.uri();
+    let query = uri.query().unwrap_or_default();
+    let param = |key: &str| {
+        query.split('&').find_map(|pair| pair.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+    };
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let owned = |name: &&str| (*name).to_owned();
+    match segments.as_slice() {
+        ["v1", "agent", name] if valid_name(name) => {
+            let version = param("version").filter(|v| valid_name(v)).unwrap_or("unknown");
+            Some(Target::Agent { instance: owned(name), version: version.to_owned() })
+        }
+        ["v1", "client", instance] if valid_name(instance) => {
+            Some(Target::Client { instance: owned(instance) })
+        }
+        ["v1", "instances"] => Some(Target::Instances),
+        ["v1", "sessions"] => Some(Target::Sessions),
+        ["v1", "sessions", session, "terminate"] if valid_session(session) => {
+            Some(Target::Terminate { session: owned(session) })
+        }
+        ["v1", "settings", account] if valid_name(account) => {
+            let enabled = match param("sessions")? {
+                "on" => true,
+                "off" => false,
+                _ => return None,
+            };
+            Some(Target::Switch { account: owned(account), enabled })
+        }
+        _ => None,
+    }
+}
+
+/// Names of instances, sessions and accounts: 1 to 64 of letters, digits, `-`, `_`, `.` and `@`.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name_bytes(name)
+}
+
+/// A session id: its owner's name (up to 64), a dash and 16 hex digits.
+fn valid_session(id: &str) -> bool {
+    (18..=81).contains(&id.len()) && name_bytes(id)
+}
+
+fn name_bytes(name: &str) -> bool {
+    name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}

@@ -1,0 +1,69 @@
+//! The relay's one-message answers, as JSON: the instances a user may see, their sessions, and
+//! the outcome of a terminate or a switch.
+
+use serde::Serialize;
+
+/// `/v1/instances`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Instances {
+    pub(crate) instances: Vec<InstanceStatus>,
+}
+
+/// One instance as a user may see it.
+#[derive(Debug, Serialize)]
+pub(crate) struct InstanceStatus {
+    pub(crate) name: String,
+    /// `online`, `reconnecting` or `offline`.
+    pub(crate) status: &'static str,
+    pub(crate) agent_version: Option<String>,
+    /// Unix seconds.
+    pub(crate) last_seen: Option<i64>,
+    pub(crate) labels: Labels,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Labels {
+    pub(crate) region: String,
+    pub(crate) account: String,
+    pub(crate) name: String,
+}
+
+/// `/v1/sessions`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Sessions {
+    pub(crate) sessions: Vec<SessionStatus>,
+}
+
+/// One session in progress.
+#[derive(Debug, Serialize)]
+pub(crate) struct SessionStatus {
+    pub(crate) id: String,
+    pub(crate) instance: String,
+    pub(crate) kind: String,
+    /// Unix seconds.
+    pub(crate) started: i64,
+}
+
+/// `/v1/sessions/<id>/terminate`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Terminated {
+    pub(crate) terminated: String,
+}
+
+/// `/v1/settings/<account>?sessions=on|off`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Switched {
+    pub(crate) account: String,
+    pub(crate) sessions_enabled: bool,
+}
+
+/// An answer, serialized once.
+#[derive(Debug)]
+pub(crate) struct Answer(pub(crate) String);
+
+impl Answer {
+    pub(crate) fn of(value: &impl Serialize) -> Answer {
+        // These types always serialize.
+        Answer(serde_json::to_string(value).unwrap_or_default())
+    }
+}

@@ -1,0 +1,243 @@
+//! The relay's task for one client connection: each channel the client opens, once the gate
+//! admits it, is coupled to a channel on the connection of the instance the client named.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use session_codec::Frame;
+use session_link::{Clock, Driver, Op, Outbound, Transport, Wake};
+use session_proto::connection::{Config, Connection, Event, Role};
+use session_proto::{MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use crate::access::Access;
+use crate::audit::SessionRecord;
+use crate::clip;
+use crate::registry::Registry;
+use crate::route::{AgentTx, ClientTx, Controls, Couplings, RouteId, ToAgent, ToClient};
+use crate::sessions::{Active, Sessions};
+use crate::store::{Principal, unix_now};
+
+/// Channels at once on one client connection.
+const CLIENT_CHANNELS: usize = 64;
+
+/// Route ids are unique across the relay.
+static NEXT_ROUTE: AtomicU64 = AtomicU64::new(1);
+
+type ClientDriver = Driver<CLIENT_CHANNELS>;
+
+/// What a client's channel keeps of the agent's channel it is coupled to.
+#[derive(Debug)]
+struct Coupling {
+    agent: AgentTx,
+    controls: Arc<Controls>,
+    record: SessionRecord,
+}
+
+/// Serves a client's connection to `instance` until it ends.
+pub(crate) async fn serve(
+    transport: Transport,
+    who: Principal,
+    instance: String,
+    registry: Registry,
+    access: Access,
+    sessions: Sessions,
+) {
+    let clock = Clock::default();
+    let conn = Box::new(Connection::<CLIENT_CHANNELS>::new(Config::new(Role::Acceptor), clock.now()));
+    let mut driver = Driver::new(conn, clock);
+    driver.attach(transport);
+    let (reply, mut replies) = mpsc::unbounded_channel();
+    let mut task =
+        ClientTask { who, instance, registry, access, sessions, reply, couplings: Couplings::default() };
+    loop {
+        match driver.next(&mut replies).await {
+            Wake::Frame(frame) => task.on_frame(&mut driver, frame),
+            Wake::Input(reply) => task.on_reply(&mut driver, reply),
+            Wake::Sent { channel, len } => task.sent(channel, len),
+            Wake::Closed { channel } => task.finish(channel),
+            Wake::Alarm | Wake::Detached => {}
+            Wake::Ended(end) => {
+                info!(user = %task.who.user, reason = %end, "client connection ended");
+                break;
+            }
+        }
+    }
+    task.end();
+}
+
+struct ClientTask {
+    who: Principal,
+    /// The instance's id; its record is read anew at each Open.
+    instance: String,
+    registry: Registry,
+    access: Access,
+    sessions: Sessions,
+    /// Given to the agent's task with each Open, for its answers.
+    reply: ClientTx,
+    couplings: Couplings<Coupling>,
+}
+
+impl ClientTask {
+    fn on_frame(&mut self, driver: &mut ClientDriver, frame: Frame) {
+        let Some(event) = driver.handle(&frame) else { return };
+        if let Event::Data { channel, payload, .. } = event {
+            if let Some((route, coupling)) = self.couplings.get_mut(channel) {
+                coupling.record.to_instance += payload.len() as u64;
+                // The frame itself goes to the agent's task: its payload is not copied here.
+                let _ = coupling.agent.send(ToAgent::Data { route, frame });
+            }
+            return;
+        }
+        match event {
+            Event::Opened { channel, kind } => self.open(driver, channel, &kind),
+            Event::Resized { channel, size } => self.control(channel, Some(size), None),
+            Event::Signal { channel, signal } => self.control(channel, None, Some(signal)),
+            Event::Eof { channel } => self.tell(channel, |route| ToAgent::Eof { route }),
+            // Clients open; the relay does not open channels to them, nor ends processes.
+            Event::GoAway { .. }
+            | Event::Connected
+            | Event::Resumed
+            | Event::Accepted { .. }
+            | Event::Refused { .. }
+            | Event::Credit { .. }
+            | Event::Exit { .. }
+            | Event::Data { .. } => {}
+        }
+    }
+
+    /// The client asks for a channel on its instance: the gate decides, and an admitted Open
+    /// goes to the agent's task.
+    fn open(&mut self, driver: &mut ClientDriver, channel: u16, kind: &OpenKind<'_>) {
+        let admitted = self.access.admit_open(&self.who, &self.instance, kind, &self.registry);
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                let _ = driver.connection_mut().refuse(
+                    channel,
+                    refused.reason,
+                    clip(&refused.message, MAX_MESSAGE_LEN),
+                );
+                return;
+            }
+        };
+        let route = NEXT_ROUTE.fetch_add(1, Ordering::Relaxed);
+        let open = ToAgent::Open { route, kind: Box::new(admitted.kind), reply: self.reply.clone() };
+        if admitted.agent.to_agent.send(open).is_err() {
+            let message = "the instance's connection just ended";
+            self.access.audit.write(&admitted.record.end(Some(message.to_owned())));
+            let _ = driver.connection_mut().refuse(channel, RefuseReason::UNAVAILABLE, message);
+            return;
+        }
+        let record = admitted.record;
+        let active = Active {
+            owner: self.who.user.clone(),
+            instance: self.instance.clone(),
+            account: admitted.account,
+            kind: record.kind().to_owned(),
+            started: unix_now(),
+            client: self.reply.clone(),
+            route,
+        };
+        self.sessions.insert(&record.id, active);
+        let coupling = Coupling { agent: admitted.agent.to_agent, controls: Arc::default(), record };
+        self.couplings.insert(channel, route, coupling);
+    }
+
+    fn control(&self, channel: u16, resize: Option<WindowSize>, signal: Option<Signal>) {
+        if let Some((route, coupling)) = self.couplings.get(channel) {
+            if coupling.controls.record(resize, signal) {
+                let controls = Arc::clone(&coupling.controls);
+                let _ = coupling.agent.send(ToAgent::Controls { route, controls });
+            }
+        }
+    }
+
+    fn tell(&self, channel: u16, message: impl FnOnce(RouteId) -> ToAgent) {
+        if let Some((route, coupling)) = self.couplings.get(channel) {
+            let _ = coupling.agent.send(message(route));
+        }
+    }
+
+    fn on_reply(&mut self, driver: &mut ClientDriver, reply: ToClient) {
+        let (route, op) = match reply {
+            ToClient::Accepted { route } => {
+                if let Some(channel) = self.couplings.channel(route) {
+                    let _ = driver.connection_mut().accept(channel);
+                }
+                return;
+            }
+            ToClient::Refused { route, reason, message } => {
+                if let Some(channel) = self.couplings.channel(route) {
+                    let _ = driver.connection_mut().refuse(channel, reason, clip(&message, MAX_MESSAGE_LEN));
+                    if let Some((_, coupling)) = self.couplings.remove(channel) {
+                        self.sessions.remove(&coupling.record.id);
+                        self.access.audit.write(&coupling.record.end(Some(format!("{reason}: {message}"))));
+                    }
+                }
+                return;
+            }
+            ToClient::Consumed { route, len } => {
+                if let Some(channel) = self.couplings.channel(route) {
+                    let _ = driver.connection_mut().consume(channel, len);
+                }
+                return;
+            }
+            ToClient::Terminate { route } => {
+                if let Some(channel) = self.couplings.channel(route) {
+                    info!(user = %self.who.user, instance = %self.instance, "session terminated");
+                    let conn = driver.connection_mut();
+                    // Not yet accepted (the agent is still starting it): refused instead.
+                    if conn.close(channel).is_err() {
+                        let _ = conn.refuse(channel, RefuseReason::PROHIBITED, "the session was terminated");
+                    }
+                    self.finish(channel);
+                }
+                return;
+            }
+            ToClient::Data { route, frame } => match Outbound::frame(frame) {
+                Some(data) => (route, Op::Data(data)),
+                None => return,
+            },
+            ToClient::Exit { route, status } => {
+                if let Some((_, coupling)) =
+                    self.couplings.channel(route).and_then(|c| self.couplings.get_mut(c))
+                {
+                    coupling.record.exit = Some(status);
+                }
+                (route, Op::Exit(status))
+            }
+            ToClient::Eof { route } => (route, Op::Eof),
+            ToClient::Close { route } => (route, Op::Close),
+        };
+        if let Some(channel) = self.couplings.channel(route) {
+            driver.queue(channel, op);
+        }
+    }
+
+    /// Output of the agent's reached the client's transport: the agent may send as much more.
+    fn sent(&mut self, channel: u16, len: usize) {
+        if let Some((route, coupling)) = self.couplings.get_mut(channel) {
+            coupling.record.from_instance += len as u64;
+            let _ = coupling.agent.send(ToAgent::Consumed { route, len });
+        }
+    }
+
+    /// The client's channel is over: so is the agent's, and the session's record is written.
+    fn finish(&mut self, channel: u16) {
+        if let Some((route, coupling)) = self.couplings.remove(channel) {
+            let _ = coupling.agent.send(ToAgent::Close { route });
+            self.sessions.remove(&coupling.record.id);
+            self.access.audit.write(&coupling.record.end(None));
+        }
+    }
+
+    /// The client's connection is over: every channel it had ends.
+    fn end(mut self) {
+        let channels: Vec<u16> = self.couplings.iter().map(|(channel, _, _)| channel).collect();
+        for channel in channels {
+            self.finish(channel);
+        }
+    }
+}

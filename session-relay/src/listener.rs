@@ -1,0 +1,127 @@
+//! The listening port: connections accepted, TLS when configured, the WebSocket handshake
+//! (whose request [`admission`](crate::admission) judges), and each admitted peer handed to
+//! its task.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use session_codec::websocket::{SUBPROTOCOL, ws_config};
+use session_link::Transport;
+use session_link::identity::CHALLENGE_HEADER;
+use session_proto::DEFAULT_MAX_FRAME;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
+use tracing::{debug, info, warn};
+
+use crate::admission::{self, Admitted, Gate, Refused};
+use crate::registry::Registry;
+use crate::sessions::Sessions;
+use crate::{HANDSHAKE_TIMEOUT, RelayConfig, agent, client};
+
+/// What every connection's task shares.
+#[derive(Debug, Clone)]
+struct Shared {
+    registry: Registry,
+    sessions: Sessions,
+    config: RelayConfig,
+}
+
+/// Accepts connections on `listener` for ever: through TLS when the config has it.
+pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfig) {
+    let shared = Shared { registry, sessions: Sessions::default(), config };
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, say: the listener itself is fine; wait a little.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!(%peer, error = %e, "connection lost");
+                return;
+            }
+            let result = match shared.config.tls.clone() {
+                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => connection(stream, peer, shared).await,
+                    Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+                    Err(_) => Err("TLS handshake timed out".to_owned()),
+                },
+                None => connection(stream, peer, shared).await,
+            };
+            if let Err(e) = result {
+                info!(%peer, reason = %e, "connection refused");
+            }
+        });
+    }
+}
+
+/// One accepted connection: its WebSocket handshake, admitted or refused, and then the task of
+/// what it was admitted as.
+async fn connection<S>(stream: S, peer: SocketAddr, shared: Shared) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let gate = Gate { access: &shared.config.access, registry: &shared.registry, sessions: &shared.sessions };
+    let peer_name = peer.to_string();
+    let mut admitted = None;
+    #[allow(clippy::result_large_err, reason = "the callback type is tungstenite's")]
+    let callback = |request: &Request, mut response: Response| {
+        let admission = gate.admit(request, &peer_name).map_err(|refused| refusal(&refused))?;
+        if let Admitted::Agent(claim) = &admission {
+            let challenge = HeaderValue::from_str(&hex::encode(claim.challenge)).map_err(|_| {
+                refusal(&Refused {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    reason: "internal error".into(),
+                })
+            })?;
+            response.headers_mut().insert(CHALLENGE_HEADER, challenge);
+        }
+        admitted = Some(admission);
+        let asked = request.headers().get_all("sec-websocket-protocol");
+        if asked.iter().any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|p| p.trim() == SUBPROTOCOL))) {
+            response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        }
+        Ok(response)
+    };
+    let accept =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(DEFAULT_MAX_FRAME)));
+    let mut ws = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+        .await
+        .map_err(|_| "handshake timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    match admitted.ok_or("no target")? {
+        Admitted::Answer(answer) => {
+            ws.send(WsMessage::text(answer.0)).await.map_err(|e| e.to_string())?;
+            let _ = ws.close(None).await;
+            Ok(())
+        }
+        Admitted::Client { who, instance } => {
+            info!(%peer, user = %who.user, instance = %instance.id, "client connected");
+            let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
+            let Shared { registry, sessions, config } = shared;
+            client::serve(transport, who, instance.id, registry, config.access, sessions).await;
+            info!(%peer, "client disconnected");
+            Ok(())
+        }
+        Admitted::Agent(claim) => {
+            admission::prove(&mut ws, &claim, &shared.config.access).await?;
+            let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
+            agent::serve(transport, peer, claim.instance, claim.key, shared.registry, &shared.config).await
+        }
+    }
+}
+
+fn refusal(refused: &Refused) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(refused.reason.clone()));
+    *response.status_mut() = refused.status;
+    response
+}
