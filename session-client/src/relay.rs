@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use session_codec::websocket::SUBPROTOCOL;
 use session_link::dial::{Dialed, Trust};
 use session_proto::DEFAULT_MAX_FRAME;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -44,12 +43,10 @@ impl Relay {
         let invalid = |e: &dyn core::fmt::Display| Error::Invalid(format!("{}{path}: {e}", self.url));
         let mut request: Request =
             format!("{}{path}", self.url).into_client_request().map_err(|e| invalid(&e))?;
-        let headers = request.headers_mut();
-        headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
         if !self.token.is_empty() {
             let bearer = HeaderValue::from_str(&format!("Bearer {}", self.token))
                 .map_err(|_| Error::Invalid("the token is not a valid header value".into()))?;
-            headers.insert("authorization", bearer);
+            request.headers_mut().insert("authorization", bearer);
         }
         match tokio::time::timeout(DIAL_TIMEOUT, self.trust.dial(request, DEFAULT_MAX_FRAME)).await {
             Ok(Ok((ws, _))) => Ok(ws),

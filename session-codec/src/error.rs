@@ -67,6 +67,12 @@ impl CodecError {
             CodecError::Protocol(e) => Some(e.go_away_code()),
             CodecError::FrameTooLarge { .. } => Some(ErrorCode::FRAME_TOO_LARGE),
             CodecError::Truncated { .. } | CodecError::BadMessage(_) => Some(ErrorCode::PROTOCOL_ERROR),
+            // A message longer than one maximal frame, refused by tungstenite from its header
+            // (spec 2.4: connection error PROTOCOL_ERROR).
+            #[cfg(feature = "websocket")]
+            CodecError::WebSocket(tokio_tungstenite::tungstenite::Error::Capacity(_)) => {
+                Some(ErrorCode::PROTOCOL_ERROR)
+            }
             _ => None,
         }
     }

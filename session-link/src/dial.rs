@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use session_codec::websocket::ws_config;
+use session_codec::websocket::{SUBPROTOCOL, ws_config};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// A dialed WebSocket, plain or TLS.
@@ -125,8 +126,15 @@ impl Trust {
         Ok(Trust { config: Some(Arc::new(config)) })
     }
 
-    /// Opens the WebSocket of `request`, with frames up to `max_frame` bytes of body.
-    pub async fn dial(&self, request: Request, max_frame: usize) -> Result<(Dialed, Response), DialError> {
+    /// Opens the WebSocket of `request`, with frames up to `max_frame` bytes of body, offering
+    /// the subprotocol `session-proto.v1`; a relay that does not select it fails the dial (spec
+    /// section 2.4).
+    pub async fn dial(
+        &self,
+        mut request: Request,
+        max_frame: usize,
+    ) -> Result<(Dialed, Response), DialError> {
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
         let connector = self.config.clone().map(Connector::Rustls);
         Ok(tokio_tungstenite::connect_async_tls_with_config(
             request,

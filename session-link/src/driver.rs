@@ -72,6 +72,20 @@ pub enum End {
     Closed,
 }
 
+impl End {
+    /// The code of the GoAway that ended the connection, said by either side; `None` when
+    /// the transport went without one.
+    pub fn go_away_code(&self) -> Option<ErrorCode> {
+        match self {
+            End::GoAway { code, .. } | End::Local { code, .. } => Some(*code),
+            End::Violation(e) => Some(e.code),
+            End::PeerLost => Some(ErrorCode::KEEPALIVE_TIMEOUT),
+            End::Transport(e) => e.go_away_code(),
+            End::Closed => None,
+        }
+    }
+}
+
 impl core::fmt::Display for End {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -255,10 +269,11 @@ impl<const C: usize> Driver<C> {
             }
             if !self.over && self.is_over() {
                 self.over = true;
+                let end = self.end.take().unwrap_or(End::Closed);
                 if let Some(transport) = self.transport.take() {
-                    transport.close().await;
+                    transport.close(end.go_away_code()).await;
                 }
-                return Wake::Ended(self.end.take().unwrap_or(End::Closed));
+                return Wake::Ended(end);
             }
             let blocked = self.transport.as_ref().is_some_and(|t| !t.has_room());
             let room = self.transport.as_ref().map(Transport::room);
@@ -268,12 +283,22 @@ impl<const C: usize> Driver<C> {
                     Some(Ok(frame)) => return Wake::Frame(frame),
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "transport failed");
-                        if let Some(code) = e.go_away_code() {
-                            self.conn.go_away(code, "bad frame");
-                            self.flush();
-                        }
+                        let code = e.go_away_code();
                         self.record(End::Transport(e));
-                        self.lose_transport();
+                        match (code, self.transport.take()) {
+                            // The peer broke the mapping: it is told so, then the socket closes.
+                            (Some(code), Some(transport)) => {
+                                self.conn.go_away(code, "bad frame");
+                                self.tx.flush(&mut self.conn, &transport);
+                                self.conn.detach();
+                                transport.close(Some(code)).await;
+                            }
+                            (None, transport) => {
+                                self.transport = transport;
+                                self.lose_transport();
+                            }
+                            (Some(_), None) => {}
+                        }
                     }
                     None => {
                         self.record(End::Closed);

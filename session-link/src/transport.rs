@@ -12,10 +12,13 @@ use std::time::Duration;
 use futures_util::{SinkExt, Stream, StreamExt};
 use session_codec::websocket::WsFrames;
 use session_codec::{CodecError, Frame};
-use session_proto::MAX_BODY_LEN;
+use session_proto::ErrorCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// Bytes handed to a transport's writer and not yet written to its socket, past which drivers
 /// stop producing: the bound on what a peer that does not read can make this side hold.
@@ -34,12 +37,19 @@ struct Backlog {
     drained: Notify,
 }
 
+/// What the writer task is handed.
+enum Outgoing {
+    Frame(Frame),
+    /// The last message: a Close with this status.
+    Close(CloseCode),
+}
+
 /// One WebSocket carrying a connection's frames. Dropping it stops reading; the writer task
 /// still sends what was queued, then closes the socket. Frames a dropped transport did not get
 /// to send are lost, which a resumable connection recovers by retransmission.
 pub struct Transport {
     incoming: FrameStream,
-    outgoing: mpsc::UnboundedSender<Frame>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     backlog: Arc<Backlog>,
     /// Resolves when the writer stops: the socket failed or the transport is being closed.
     writer_done: Option<oneshot::Receiver<()>>,
@@ -59,19 +69,27 @@ impl Transport {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let mut frames = WsFrames::new(ws).with_max_frame(max_frame);
-        // The connection checks every frame it lets out against the peer's Hello.
-        frames.set_peer_max_frame(MAX_BODY_LEN);
-        let (mut sink, incoming) = frames.split();
-        let (outgoing, mut queue) = mpsc::unbounded_channel::<Frame>();
+        // The connection checks every frame it lets out against the peer's Hello, so the writer
+        // sends frames as they are; the reader checks what arrives against `max_frame`.
+        let (mut sink, stream) = ws.split();
+        let incoming = WsFrames::new(stream).with_max_frame(max_frame);
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<Outgoing>();
         let backlog = Arc::new(Backlog::default());
         let (done, writer_done) = oneshot::channel();
         let counts = Arc::clone(&backlog);
         tokio::spawn(async move {
-            while let Some(frame) = queue.recv().await {
+            let mut status = None;
+            while let Some(out) = queue.recv().await {
+                let frame = match out {
+                    Outgoing::Frame(frame) => frame,
+                    Outgoing::Close(code) => {
+                        status = Some(code);
+                        break;
+                    }
+                };
                 let len = frame.as_bytes().len();
                 let write = async {
-                    sink.feed(frame).await?;
+                    sink.feed(WsMessage::Binary(frame.into_bytes())).await?;
                     // Flush once the queue is empty, so that a burst goes out in few writes.
                     if queue.is_empty() { sink.flush().await } else { Ok(()) }
                 };
@@ -82,7 +100,13 @@ impl Transport {
                     break;
                 }
             }
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+            let close = async {
+                if let Some(code) = status {
+                    sink.send(WsMessage::Close(Some(CloseFrame { code, reason: "".into() }))).await?;
+                }
+                sink.close().await
+            };
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, close).await;
             let _ = done.send(());
         });
         Transport { incoming: Box::pin(incoming), outgoing, backlog, writer_done: Some(writer_done) }
@@ -112,7 +136,7 @@ impl Transport {
     pub fn send(&self, frame: Frame) {
         self.backlog.bytes.fetch_add(frame.as_bytes().len(), Ordering::AcqRel);
         // A stopped writer means a dead transport, which `next` reports.
-        let _ = self.outgoing.send(frame);
+        let _ = self.outgoing.send(Outgoing::Frame(frame));
     }
 
     /// Whether the backlog is below [`BACKLOG_LIMIT`], so that more output may be queued.
@@ -135,11 +159,17 @@ impl Transport {
         }
     }
 
-    /// Sends what is queued, then closes the WebSocket; resolves once the writer is done, or
-    /// after [`WRITE_TIMEOUT`] if the peer does not take it. For a last frame (a GoAway) that
-    /// must go out before the program moves on or exits.
-    pub async fn close(self) {
+    /// Sends what is queued, then closes the WebSocket: with the status a GoAway of `code`
+    /// calls for (spec section 2.4: 1000 for NO_ERROR, 1002 for any other), or with none when
+    /// no GoAway was said. Resolves once the writer is done, or after [`WRITE_TIMEOUT`] if the
+    /// peer does not take it: for a last frame (a GoAway) that must go out before the program
+    /// moves on or exits.
+    pub async fn close(self, code: Option<ErrorCode>) {
         let Transport { outgoing, writer_done, .. } = self;
+        if let Some(code) = code {
+            let status = if code == ErrorCode::NO_ERROR { CloseCode::Normal } else { CloseCode::Protocol };
+            let _ = outgoing.send(Outgoing::Close(status));
+        }
         // The writer ends once its queue is empty and every sender is gone.
         drop(outgoing);
         if let Some(done) = writer_done {

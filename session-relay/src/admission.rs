@@ -5,6 +5,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use ring::signature::{ED25519, UnparsedPublicKey};
+use session_codec::websocket::SUBPROTOCOL;
 use session_link::identity::{
     ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_LEN, agent_proof_message,
 };
@@ -118,6 +119,12 @@ impl Gate<'_> {
             status: Some(status.as_u16()),
             ..Record::refused(reason)
         };
+        if !offers_subprotocol(request) {
+            // Spec 2.4: a handshake without the subprotocol is not ours to accept.
+            let reason = format!("the handshake must offer the WebSocket subprotocol {SUBPROTOCOL}");
+            self.access.audit.write(&refused(StatusCode::BAD_REQUEST, &reason));
+            return Err(Refused::new(StatusCode::BAD_REQUEST, reason));
+        }
         let Some(target) = parse_target(request) else {
             self.access.audit.write(&refused(StatusCode::NOT_FOUND, "unknown path"));
             return Err(Refused::new(StatusCode::NOT_FOUND, NOT_FOUND));
@@ -325,6 +332,12 @@ where
             Err(reason)
         }
     }
+}
+
+/// Whether `Sec-WebSocket-Protocol` lists the protocol's subprotocol, in any of its values.
+fn offers_subprotocol(request: &Request) -> bool {
+    let offered = request.headers().get_all("sec-websocket-protocol");
+    offered.iter().any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|p| p.trim() == SUBPROTOCOL)))
 }
 
 fn parse_target(request: &Request) -> Option<Target> {

@@ -86,10 +86,8 @@ where
             response.headers_mut().insert(CHALLENGE_HEADER, challenge);
         }
         admitted = Some(admission);
-        let asked = request.headers().get_all("sec-websocket-protocol");
-        if asked.iter().any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|p| p.trim() == SUBPROTOCOL))) {
-            response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
-        }
+        // Admission checked that the peer offered it.
+        response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
         Ok(response)
     };
     let accept =
