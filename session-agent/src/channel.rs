@@ -57,14 +57,10 @@ impl From<PipeEvent> for Local {
 impl Local {
     pub(crate) fn channel(&self) -> u16 {
         match self {
-            Local::Pipe(
-                PipeEvent::Read { channel, .. }
-                | PipeEvent::ReadEnd { channel }
-                | PipeEvent::Written { channel, .. },
-            )
-            | Local::Exited { channel, .. }
-            | Local::Quiet { channel }
-            | Local::Forwarded { channel, .. } => *channel,
+            Local::Pipe(event) => event.channel(),
+            Local::Exited { channel, .. } | Local::Quiet { channel } | Local::Forwarded { channel, .. } => {
+                *channel
+            }
         }
     }
 }
@@ -159,7 +155,7 @@ impl Channel {
         local: &LocalTx,
     ) -> Channel {
         let end = if is_pty { EndOfInput::Byte(0x04) } else { EndOfInput::Shutdown };
-        let (to_process, writer) = spawn_writer(channel, input, end, local.clone());
+        let (to_process, writer) = spawn_writer(channel, Stream::Stdin, input, end, local.clone());
         let tasks = vec![writer];
         let readers_open = outputs.len();
         let readers = outputs
@@ -224,7 +220,12 @@ impl Channel {
             }
             Local::Pipe(PipeEvent::ReadEnd { .. }) => self.readers_open = self.readers_open.saturating_sub(1),
             Local::Exited { status, .. } => self.exit = Some(status),
-            Local::Pipe(PipeEvent::Read { .. } | PipeEvent::Written { .. }) | Local::Forwarded { .. } => {}
+            // A process that closed its input: what the client sends is dropped, its credit
+            // returned, as a pipe to a process that stopped reading would.
+            Local::Pipe(
+                PipeEvent::Read { .. } | PipeEvent::Written { .. } | PipeEvent::WriteFailed { .. },
+            )
+            | Local::Forwarded { .. } => {}
         }
     }
 

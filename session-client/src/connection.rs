@@ -8,12 +8,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use session_codec::Frame;
 use session_link::pipe::{EndOfInput, PipeEvent, Writer, spawn_reader, spawn_writer};
-use session_link::{Clock, Driver, Op, Transport, Wake};
+use session_link::{Clock, Driver, End, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection as Protocol, Event, Role};
 use session_proto::owned::OwnedOpenKind;
 use session_proto::{DEFAULT_MAX_FRAME, ErrorCode, ExitStatus, RefuseReason, Signal, Stream, WindowSize};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::{Error, Relay};
@@ -47,13 +47,21 @@ impl core::fmt::Debug for ChannelIo {
 pub struct Outcome {
     /// The remote process's exit status (none for a port forward, or a channel cut short).
     pub exit: Option<ExitStatus>,
+    /// The local output's reader went away (a `| head` that had enough), so the channel was
+    /// closed before its end.
+    pub output_closed: bool,
 }
+
+/// What a process that writes to a reader that went away ends with: killed by SIGPIPE.
+pub const OUTPUT_CLOSED_EXIT: i32 = 128 + 13;
 
 impl Outcome {
     /// The exit code a local process should end with, as a shell reports one: the code, or
-    /// 128 + the signal, or 255 when the remote never said.
+    /// 128 + the signal; [`OUTPUT_CLOSED_EXIT`] when the local output was closed first, as a
+    /// process killed by SIGPIPE; 255 when the remote never said.
     pub fn exit_code(&self) -> i32 {
         match self.exit {
+            _ if self.output_closed => OUTPUT_CLOSED_EXIT,
             Some(ExitStatus::Code(code)) => i32::try_from(code).unwrap_or(255),
             Some(ExitStatus::Signal { signal, .. }) => 128 + i32::from(signal.0),
             None => 255,
@@ -91,6 +99,8 @@ pub struct Connection {
 #[derive(Debug)]
 struct Handle {
     inputs: mpsc::UnboundedSender<Input>,
+    /// Why the connection ended, once it has.
+    ended: watch::Receiver<Option<Arc<End>>>,
 }
 
 impl Drop for Handle {
@@ -121,6 +131,7 @@ impl Connection {
         driver.attach(Transport::new(ws, DEFAULT_MAX_FRAME));
         let (inputs, received) = mpsc::unbounded_channel();
         let (ready, connected) = oneshot::channel();
+        let (ending, ended) = watch::channel(None);
         let task = Client {
             driver,
             pipes: inputs.clone(),
@@ -128,9 +139,9 @@ impl Connection {
             released: false,
             leaving: false,
         };
-        tokio::spawn(task.run(received, ready));
+        tokio::spawn(task.run(received, ready, ending));
         // Made before waiting, so that a caller who gives up ends the task too.
-        let handle = Arc::new(Handle { inputs });
+        let handle = Arc::new(Handle { inputs, ended });
         connected.await.map_err(|_| Error::Closed)??;
         Ok(Connection { handle })
     }
@@ -151,6 +162,16 @@ impl Connection {
     pub fn signal(&self, signal: Signal) {
         let _ = self.handle.inputs.send(Input::Signal(signal));
     }
+
+    /// Resolves when the connection to the relay is over, with why: for a program that holds
+    /// a connection between channels (a port forward) and must not outlive it silently.
+    pub async fn closed(&self) -> Error {
+        let mut ended = self.handle.ended.clone();
+        match ended.wait_for(Option::is_some).await {
+            Ok(end) => end.as_ref().map_or(Error::Closed, |end| Error::ConnectionLost(Arc::clone(end))),
+            Err(_) => Error::Closed,
+        }
+    }
 }
 
 /// A channel as the client drives it.
@@ -163,6 +184,8 @@ struct Channel {
     /// Received bytes not yet written out: the channel is done only once they are.
     unwritten: usize,
     exit: Option<ExitStatus>,
+    /// The local stdout's reader went away.
+    output_closed: bool,
     closed: bool,
     done: Option<oneshot::Sender<Result<Outcome, Error>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -175,7 +198,7 @@ impl Channel {
             return false;
         }
         if let Some(done) = self.done.take() {
-            let _ = done.send(Ok(Outcome { exit: self.exit }));
+            let _ = done.send(Ok(Outcome { exit: self.exit, output_closed: self.output_closed }));
         }
         for task in self.tasks.drain(..) {
             task.abort();
@@ -200,6 +223,7 @@ impl Client {
         mut self,
         mut inputs: mpsc::UnboundedReceiver<Input>,
         ready: oneshot::Sender<Result<(), Error>>,
+        ending: watch::Sender<Option<Arc<End>>>,
     ) {
         let mut ready = Some(ready);
         let end = loop {
@@ -221,6 +245,7 @@ impl Client {
                 Wake::Ended(end) => break Arc::new(end),
             }
         };
+        ending.send_replace(Some(Arc::clone(&end)));
         let failure = || if self.released { Error::Closed } else { Error::ConnectionLost(Arc::clone(&end)) };
         if let Some(ready) = ready.take() {
             let _ = ready.send(Err(failure()));
@@ -302,6 +327,7 @@ impl Client {
                         stderr: None,
                         unwritten: 0,
                         exit: None,
+                        output_closed: false,
                         closed: false,
                         done: Some(done),
                         tasks: Vec::new(),
@@ -343,6 +369,17 @@ impl Client {
                     }
                 }
             }
+            Input::Pipe(PipeEvent::WriteFailed { channel, stream: Stream::Stdout, kind }) => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    if kind == std::io::ErrorKind::BrokenPipe && !ch.output_closed {
+                        // Nobody reads the output any more: the remote need not produce it.
+                        ch.output_closed = true;
+                        self.driver.close_discarding(channel);
+                    }
+                }
+            }
+            // A local stderr that cannot be written is no reason to stop the session.
+            Input::Pipe(PipeEvent::WriteFailed { .. }) => {}
             Input::Released => self.released = true,
         }
     }
@@ -352,8 +389,9 @@ impl Client {
         let Some(ch) = self.channels.get_mut(&channel) else { return };
         let Some(io) = ch.io.take() else { return };
         let end = if io.close_output { EndOfInput::Shutdown } else { EndOfInput::Keep };
-        let (stdout, stdout_task) = spawn_writer(channel, io.output, end, self.pipes.clone());
-        let (stderr, stderr_task) = spawn_writer(channel, io.errors, EndOfInput::Keep, self.pipes.clone());
+        let (stdout, stdout_task) = spawn_writer(channel, Stream::Stdout, io.output, end, self.pipes.clone());
+        let (stderr, stderr_task) =
+            spawn_writer(channel, Stream::Stderr, io.errors, EndOfInput::Keep, self.pipes.clone());
         let reader = spawn_reader(channel, Stream::Stdin, io.input, CHUNK, self.pipes.clone());
         ch.stdout = Some(stdout);
         ch.stderr = Some(stderr);

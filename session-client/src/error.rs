@@ -38,6 +38,9 @@ pub enum Error {
     /// This client ended the connection (every handle to it was dropped) before the request
     /// could use it.
     Closed,
+    /// The session ended without its process's exit status: closed by the relay or the
+    /// instance for a reason of theirs.
+    NoExitStatus,
     /// The request cannot be made as given (a token that is no header value, a command too
     /// long for an Open, a channel the connection has no room for).
     Invalid(String),
@@ -80,6 +83,7 @@ impl core::fmt::Display for Error {
             Error::OpenRefused { reason, message } => write!(f, "refused: {reason}: {message}"),
             Error::ConnectionLost(end) => f.write_str(&relay_words(end)),
             Error::Closed => f.write_str("the session is over"),
+            Error::NoExitStatus => f.write_str("the session ended without an exit status"),
             Error::Invalid(what) | Error::BadAnswer(what) => f.write_str(what),
             Error::Io { what, error } => write!(f, "{what}: {error}"),
         }

@@ -17,7 +17,7 @@ mod error;
 mod forward;
 mod relay;
 
-pub use connection::{ChannelIo, Connection, Outcome, input_from};
+pub use connection::{ChannelIo, Connection, OUTPUT_CLOSED_EXIT, Outcome, input_from};
 pub use error::Error;
-pub use forward::forward;
+pub use forward::{Failures, forward};
 pub use relay::Relay;

@@ -11,18 +11,36 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use session_client::{ChannelIo, Connection, Error, Relay};
+use std::sync::Arc;
+
+use session_client::{ChannelIo, Connection, Error, Failures, Outcome, Relay};
 use session_link::dial::Trust;
 use session_proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
 use session_proto::{Env, Signal, WindowSize};
 use tokio::net::TcpListener;
 
+/// How `session-client` ends, documented in its `--help`.
+const EXIT_STATUS: &str = "\
+Exit status:
+  connect, exec   the remote process's exit code, or 128 + the signal that killed it
+  141             exec's standard output was closed before the session ended (as a process
+                  killed by SIGPIPE: `exec ... | head`); the session is closed
+  128 + N         connect was ended by signal N (HUP, TERM, QUIT) after restoring the terminal
+  255             no session, or one that ended without an exit status: refused, the relay
+                  unreachable or gone, the session terminated, its instance lost; stderr says why
+  0               list, sessions, terminate, switch: done; forward: never (it runs until the
+                  connection to the relay is lost, then exits 255 saying why)";
+
 #[derive(Debug, Parser)]
-#[command(version, about = "Shells, commands and port forwards on instances, through the relay")]
+#[command(version, about = "Shells, commands and port forwards on instances, through the relay", after_help = EXIT_STATUS)]
 struct Args {
     /// The relay's URL: `ws://` on loopback, `wss://` elsewhere.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:7070", env = "SESSION_RELAY")]
     relay: String,
+    /// Allow `ws://` to a relay off loopback: your token would cross the network in the clear
+    /// (only behind a TLS-terminating proxy you trust).
+    #[arg(long, global = true)]
+    insecure: bool,
     /// Trust only the certificate authorities in this PEM file for `wss://` (default: the
     /// system's roots).
     #[arg(long, global = true, env = "SESSION_CA_FILE")]
@@ -116,6 +134,9 @@ async fn run(args: Args) -> Result<i32, Error> {
     let needs_token = !matches!(args.command, Command::Demo { .. });
     #[cfg(not(feature = "demo"))]
     let needs_token = true;
+    if needs_token && !args.insecure {
+        session_link::dial::refuse_cleartext(&relay.url).map_err(|e| Error::Invalid(e.to_string()))?;
+    }
     if needs_token && relay.token.is_empty() {
         return Err(Error::Invalid(
             "no token: set SESSION_TOKEN (or pass --token) to one an admin made".into(),
@@ -159,13 +180,21 @@ pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
     let raw = terminal::RawMode::enable();
     let resizes = terminal::follow_resizes(connection.clone());
     let outcome = tokio::select! {
-        outcome = connection.open(kind, stdio(false)) => outcome.map(|o| o.exit_code()),
+        outcome = connection.open(kind, stdio(false)) => outcome,
         // Killed from outside (the terminal closed, a TERM): the terminal is restored first.
-        signal = terminal::ended_by_signal() => Ok(128 + signal),
+        signal = terminal::ended_by_signal() => return Ok(128 + signal),
     };
     resizes.abort();
     drop(raw);
-    outcome
+    let ended_by_exit = outcome.as_ref().is_ok_and(|o| o.exit.is_some());
+    if !ended_by_exit {
+        // The remote's last line (a prompt, say) has no newline: what follows starts its own.
+        eprintln!();
+    }
+    match outcome? {
+        Outcome { exit: None, .. } => Err(Error::NoExitStatus),
+        outcome => Ok(outcome.exit_code()),
+    }
 }
 
 /// A command: stdin piped to it, stdout and stderr apart, Ctrl-C sent on as an interrupt.
@@ -187,7 +216,11 @@ pub(crate) async fn exec(relay: &Relay, instance: &str, command: &str, tty: bool
     };
     let outcome = connection.open(kind, stdio(false)).await;
     interrupts.abort();
-    Ok(outcome?.exit_code())
+    match outcome? {
+        Outcome { exit: None, output_closed: false } => Err(Error::NoExitStatus),
+        // Quietly, as a process killed by SIGPIPE in a pipeline.
+        outcome => Ok(outcome.exit_code()),
+    }
 }
 
 fn stdio(close_output: bool) -> ChannelIo {
@@ -206,9 +239,12 @@ async fn forward(relay: &Relay, instance: &str, spec: &str) -> Result<i32, Error
     let listener = TcpListener::bind(local)
         .await
         .map_err(|error| Error::Io { what: format!("binding {local}"), error })?;
+    let local =
+        listener.local_addr().map_err(|error| Error::Io { what: format!("binding {local}"), error })?;
     eprintln!("forwarding {local} to {host}:{port} on {instance}");
-    session_client::forward(&connection, listener, &host, port).await?;
-    Ok(0)
+    let failures: Failures =
+        Arc::new(|peer, e: &Error| eprintln!("session-client: forward from {peer}: {e}"));
+    Err(session_client::forward(&connection, listener, &host, port, failures).await)
 }
 
 fn parse_forward(spec: &str) -> Result<(SocketAddr, String, u16), Error> {

@@ -120,3 +120,98 @@ async fn connect_killed_by_a_signal_restores_the_terminal() {
     let after = rustix::termios::tcgetattr(&pty).expect("terminal settings");
     assert_eq!(after.local_modes, cooked.local_modes, "the terminal is restored");
 }
+
+/// `exec ... | head`: once the reader of its stdout goes, the client closes the session and
+/// exits 141, as a process killed by SIGPIPE would, and the remote process ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_into_a_pipe_whose_reader_leaves_exits_141_and_ends_the_remote_process() {
+    use std::io::{BufRead, BufReader};
+    let (_system, url, token) = relay_and_agent("cli-pipe").await;
+    let marker = format!("yes pipe-{}", std::process::id());
+    let command = ["exec", "cli-pipe", "--", &format!("exec {marker}")];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
+        .args(["--relay", &url])
+        .args(command)
+        .env("SESSION_TOKEN", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client binary runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for _ in 0..2 {
+        assert!(lines.next().expect("a line").expect("text").starts_with("pipe-"));
+    }
+    drop(lines);
+    let waited = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let status = tokio::time::timeout(core::time::Duration::from_secs(20), waited)
+        .await
+        .expect("the client ends once its output is closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(141), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(status.stderr.is_empty(), "quietly: {}", String::from_utf8_lossy(&status.stderr));
+    for _ in 0..100 {
+        if !session_test_kit::raw::running(&marker) {
+            return;
+        }
+        tokio::time::sleep(core::time::Duration::from_millis(50)).await;
+    }
+    panic!("the remote process outlived its session");
+}
+
+/// A forward says why each connection failed, and exits 255 saying why once its connection
+/// to the relay is gone, instead of accepting connections it cannot carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_reports_each_failure_and_ends_with_its_relay_connection() {
+    use std::io::{BufRead, BufReader, Read};
+    let (system, _, token) = relay_and_agent("cli-fwd").await;
+    // The client reaches the relay through a proxy, whose cut stands for the relay's end.
+    let proxy = session_test_kit::Proxy::start(system.relay.addr).await;
+    let url = format!("ws://{}", proxy.addr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
+        .args(["--relay", &url, "forward", "cli-fwd", &format!("0:127.0.0.1:{target}")])
+        .env("SESSION_TOKEN", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client binary runs");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let local: core::net::SocketAddr =
+        line.split_whitespace().nth(1).and_then(|a| a.parse().ok()).expect(&line);
+    let mut refused = std::net::TcpStream::connect(local).unwrap();
+    let mut nothing = Vec::new();
+    refused.read_to_end(&mut nothing).unwrap();
+    line.clear();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("forward from 127.0.0.1:") && line.contains("CONNECT_FAILED"), "{line}");
+
+    assert_eq!(proxy.cut(), 1, "the forward's one connection to the relay");
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        (child.wait().unwrap(), rest)
+    });
+    let (status, rest) =
+        tokio::time::timeout(core::time::Duration::from_secs(20), ended).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(255), "{rest}");
+    assert!(rest.contains("relay"), "says why: {rest}");
+}
+
+/// A bearer token is not sent over plain WebSocket off loopback unless asked.
+#[test]
+fn plain_websocket_off_loopback_is_refused_without_insecure() {
+    let out = client("ws://relay.example:7070", "srt_x", &["list"], b"");
+    assert_eq!(out.status.code(), Some(255));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing plain ws:// to relay.example") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+}

@@ -92,6 +92,41 @@ impl core::fmt::Display for CaFileError {
 
 impl std::error::Error for CaFileError {}
 
+/// A `ws://` URL whose host is not this machine's loopback: what is sent there (a bearer
+/// token, an activation code) crosses the network in the clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cleartext {
+    host: String,
+}
+
+impl core::fmt::Display for Cleartext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "refusing plain ws:// to {}: secrets would cross the network in the clear; use wss://, \
+             or pass --insecure (only behind a TLS-terminating proxy you trust)",
+            self.host
+        )
+    }
+}
+
+impl std::error::Error for Cleartext {}
+
+/// Refuses `url` if it is `ws://` to a host other than loopback (`localhost`, 127.0.0.0/8,
+/// `::1`), as the relay refuses to listen off loopback without TLS.
+pub fn refuse_cleartext(url: &str) -> Result<(), Cleartext> {
+    let Some(rest) = url.strip_prefix("ws://") else { return Ok(()) };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // The host without its port: `[::1]:7070`, `127.0.0.1:7070`, `localhost`.
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback { Ok(()) } else { Err(Cleartext { host: host.to_owned() }) }
+}
+
 /// Which relay certificates a `wss://` dial accepts.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
@@ -143,5 +178,31 @@ impl Trust {
             connector,
         )
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuse_cleartext;
+
+    #[test]
+    fn plain_websocket_is_refused_off_loopback_only() {
+        for url in [
+            "ws://127.0.0.1:7070",
+            "ws://127.8.9.1",
+            "ws://localhost:1/x",
+            "ws://[::1]:7070",
+            "wss://relay.example",
+        ] {
+            assert_eq!(refuse_cleartext(url), Ok(()), "{url}");
+        }
+        for url in [
+            "ws://relay.example:7070",
+            "ws://192.0.2.7",
+            "ws://[2001:db8::1]:80/v1",
+            "ws://localhost.example",
+        ] {
+            assert!(refuse_cleartext(url).is_err(), "{url}");
+        }
     }
 }

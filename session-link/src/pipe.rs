@@ -49,6 +49,29 @@ pub enum PipeEvent {
         /// Bytes written.
         len: usize,
     },
+    /// Writing to the far end failed, once: what comes after is dropped (and still reported
+    /// written, so its credit returns). A client whose stdout reader went away (`| head`)
+    /// learns it here.
+    WriteFailed {
+        /// The channel.
+        channel: u16,
+        /// The stream whose far end it was.
+        stream: Stream,
+        /// How it failed (`BrokenPipe` for a reader that went away).
+        kind: std::io::ErrorKind,
+    },
+}
+
+impl PipeEvent {
+    /// The channel it is about.
+    pub fn channel(&self) -> u16 {
+        match self {
+            PipeEvent::Read { channel, .. }
+            | PipeEvent::ReadEnd { channel }
+            | PipeEvent::Written { channel, .. }
+            | PipeEvent::WriteFailed { channel, .. } => *channel,
+        }
+    }
 }
 
 /// Starts a task reading `reader` into Data frames of at most `max_payload` bytes on `stream`,
@@ -133,10 +156,11 @@ impl Writer {
     }
 }
 
-/// Starts a task writing what its [`Writer`] is given to `writer`, reporting each write to
-/// `events`.
+/// Starts a task writing what its [`Writer`] is given to `writer`, the far end of `stream`,
+/// reporting each write to `events`.
 pub fn spawn_writer<T>(
     channel: u16,
+    stream: Stream,
     writer: Box<dyn AsyncWrite + Send + Unpin>,
     end: EndOfInput,
     events: mpsc::UnboundedSender<T>,
@@ -155,9 +179,11 @@ where
                             w.write_all(&bytes).await?;
                             w.flush().await
                         };
-                        if written.await.is_err() {
+                        if let Err(e) = written.await {
                             // The far end is gone; later data is dropped, its credit returned.
                             writer = None;
+                            let failed = PipeEvent::WriteFailed { channel, stream, kind: e.kind() };
+                            let _ = events.send(failed.into());
                         }
                     }
                     let _ = events.send(PipeEvent::Written { channel, len: bytes.len() }.into());

@@ -166,7 +166,9 @@ async fn a_forwarded_port_carries_a_tcp_stream_both_ways_intact() {
     let connection = system.connect("i-001").await;
     let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let local_addr = local.local_addr().unwrap();
-    tokio::spawn(async move { session_client::forward(&connection, local, "127.0.0.1", echo_port).await });
+    tokio::spawn(async move {
+        session_client::forward(&connection, local, "127.0.0.1", echo_port, Arc::new(|_, _| {})).await
+    });
 
     let payload: Vec<u8> = (0..8_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     for _ in 0..2 {
