@@ -16,7 +16,7 @@ use tracing::{debug, info};
 use crate::registry::{Entry, Registry};
 use crate::route::{ClientTx, Couplings, RouteId, ToAgent, ToClient};
 use crate::secret::constant_time_eq;
-use crate::{HANDSHAKE_TIMEOUT, RelayConfig};
+use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, RelayConfig};
 
 /// Channels at once on one agent connection.
 const AGENT_CHANNELS: usize = 1024;
@@ -36,7 +36,8 @@ pub(crate) async fn serve(
 ) -> Result<(), String> {
     let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, transport.next()).await {
         Ok(Some(Ok(frame))) => frame,
-        _ => return Err("no Hello".to_owned()),
+        Ok(_) => return Err("the connection ended before its Hello".to_owned()),
+        Err(_) => return refuse(transport, ErrorCode::PROTOCOL_ERROR, NO_HELLO).await,
     };
     let resume_token = match hello.message() {
         Ok(Message::Hello(h)) => h.resume.map(|r| r.token.to_vec()),

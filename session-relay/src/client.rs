@@ -7,17 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use session_codec::Frame;
 use session_link::{Clock, Driver, Op, Outbound, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
-use session_proto::{MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
+use session_proto::{ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::access::Access;
 use crate::audit::SessionRecord;
-use crate::clip;
 use crate::registry::Registry;
 use crate::route::{AgentTx, ClientTx, Controls, Couplings, RouteId, ToAgent, ToClient};
 use crate::sessions::{Active, Sessions};
 use crate::store::{Principal, unix_now};
+use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, clip};
 
 /// Channels at once on one client connection.
 const CLIENT_CHANNELS: usize = 64;
@@ -48,6 +48,8 @@ pub(crate) async fn serve(
     let conn = Box::new(Connection::<CLIENT_CHANNELS>::new(Config::new(Role::Acceptor), clock.now()));
     let mut driver = Driver::new(conn, clock);
     driver.attach(transport);
+    // A client that says no Hello is told so, in bounded time.
+    driver.wake_at(Some(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT));
     let (reply, mut replies) = mpsc::unbounded_channel();
     let mut task =
         ClientTask { who, instance, registry, access, sessions, reply, couplings: Couplings::default() };
@@ -57,7 +59,13 @@ pub(crate) async fn serve(
             Wake::Input(reply) => task.on_reply(&mut driver, reply),
             Wake::Sent { channel, len } => task.sent(channel, len),
             Wake::Closed { channel } => task.finish(channel),
-            Wake::Alarm | Wake::Detached => {}
+            Wake::Alarm => {
+                if !driver.connection().is_established() {
+                    driver.go_away(ErrorCode::PROTOCOL_ERROR, NO_HELLO);
+                }
+            }
+            // Client connections are not resumable.
+            Wake::Detached => {}
             Wake::Ended(end) => {
                 info!(user = %task.who.user, reason = %end, "client connection ended");
                 break;

@@ -56,6 +56,9 @@ pub use store::Store;
 /// How long a peer may take for its WebSocket handshake, its proof and its Hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a peer that sent no Hello in time is told, with GoAway PROTOCOL_ERROR.
+const NO_HELLO: &str = "no Hello within 10 s of the handshake";
+
 /// `text` cut to at most `max` bytes, at a character boundary: refusal reasons must fit their
 /// frame (256 bytes in a Refuse, 123 in a WebSocket Close) or they would not be sent at all.
 pub(crate) fn clip(text: &str, max: usize) -> &str {

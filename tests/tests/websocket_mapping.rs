@@ -38,7 +38,7 @@ async fn until_closed(ws: &mut Ws) -> (Vec<ErrorCode>, Option<CloseCode>) {
         None
     };
     let status =
-        tokio::time::timeout(core::time::Duration::from_secs(10), read).await.expect("the relay closes");
+        tokio::time::timeout(core::time::Duration::from_secs(30), read).await.expect("the relay closes");
     (codes, status)
 }
 
@@ -89,4 +89,19 @@ async fn after_goaway_the_websocket_closes_with_1000_or_1002() {
     let (codes, status) = until_closed(&mut raw.ws).await;
     assert!(codes.is_empty(), "nothing after a GoAway: {codes:?}");
     assert_eq!(status, Some(CloseCode::Normal));
+}
+
+/// A client that completes its WebSocket handshake and then says nothing is told, with GoAway
+/// PROTOCOL_ERROR, once the relay's handshake bound (10 s) passes: never a silent hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_no_hello_is_told_so() {
+    let mut system = System::start(None).await;
+    system.agent("i-001").await;
+    let mut request = format!("{}/v1/client/i-001", system.url).into_client_request().unwrap();
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", system.token())).unwrap();
+    request.headers_mut().insert("authorization", bearer);
+    let (mut ws, _) = session_link::dial::Trust::system().dial(request, DEFAULT_MAX_FRAME).await.unwrap();
+    let (codes, status) = until_closed(&mut ws).await;
+    assert_eq!(codes, [ErrorCode::PROTOCOL_ERROR]);
+    assert_eq!(status, Some(CloseCode::Protocol));
 }
