@@ -320,7 +320,11 @@ impl Agent {
                 }
             }
             Event::GoAway { code, message } => info!(%code, message, "the relay said GoAway"),
-            Event::Accepted { .. } | Event::Refused { .. } | Event::Credit { .. } | Event::Exit { .. } => {}
+            Event::Accepted { .. }
+            | Event::Refused { .. }
+            | Event::Credit { .. }
+            | Event::Exit { .. }
+            | Event::Reason { .. } => {}
         }
     }
 

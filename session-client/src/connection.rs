@@ -313,7 +313,8 @@ impl Client {
             | Event::Resumed
             | Event::Credit { .. }
             | Event::Resized { .. }
-            | Event::Signal { .. } => {}
+            | Event::Signal { .. }
+            | Event::Reason { .. } => {}
         }
     }
 

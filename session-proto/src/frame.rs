@@ -5,7 +5,7 @@ use crate::{Error, HEADER_LEN, MAX_BODY_LEN, Stream};
 
 /// Message type codes. Codes `0x00..=0x7f` are critical (a receiver that does not know one
 /// rejects the frame); codes `0x80..=0xff` are ignorable (a receiver that does not know one skips
-/// the frame).
+/// the frame). [`REASON`](frame_type::REASON) is the one ignorable code this version defines.
 pub mod frame_type {
     /// Opens the connection: version, capabilities, limits, resume.
     pub const HELLO: u8 = 0x01;
@@ -39,6 +39,9 @@ pub mod frame_type {
     pub const CLOSE: u8 = 0x19;
     /// The first code of the ignorable range.
     pub const FIRST_IGNORABLE: u8 = 0x80;
+    /// Why a channel ends, sent just before its Close. Ignorable, so that a receiver that
+    /// predates it skips it; one that knows it decodes it as strictly as any other message.
+    pub const REASON: u8 = 0x81;
 
     /// Whether a receiver that does not know `code` skips the frame rather than failing.
     pub const fn is_ignorable(code: u8) -> bool {
@@ -50,7 +53,9 @@ pub mod frame_type {
     pub const fn scope(code: u8) -> Option<Scope> {
         match code {
             HELLO..=ACK => Some(Scope::Connection),
-            OPEN..=CLOSE => Some(Scope::Channel),
+            // Reason is ignorable, but defined: a receiver that knows it holds it to the channel
+            // rule like every channel message.
+            OPEN..=CLOSE | REASON => Some(Scope::Channel),
             _ if is_ignorable(code) => Some(Scope::Any),
             _ => None,
         }
@@ -61,9 +66,9 @@ pub mod frame_type {
     pub enum Scope {
         /// Connection messages: channel 0 only.
         Connection,
-        /// Channel messages: any channel but 0.
+        /// Channel messages (Reason included): any channel but 0.
         Channel,
-        /// Extensions: any channel.
+        /// Extensions, the ignorable codes this version does not define: any channel.
         Any,
     }
 
@@ -207,6 +212,11 @@ mod tests {
         assert_eq!(set_channel(&mut unknown, 0), Err(Error::UnknownType));
         let mut extension = [0, 0, 0, 0x80, 0, 0];
         assert_eq!(set_channel(&mut extension, 9), Ok(()));
+        assert_eq!(set_channel(&mut extension, 0), Ok(()));
+        // Reason is ignorable but defined: it keeps the rule of channel messages.
+        let mut reason = [0, 0, 2, 0x81, 0, 1, 0, 0];
+        assert_eq!(set_channel(&mut reason, 0), Err(Error::BadChannel));
+        assert_eq!(set_channel(&mut reason, 3), Ok(()));
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub use error::Error;
 pub use frame::Header;
 pub use limits::*;
 pub use message::{Hello, Message, OpenKind, Resume};
-pub use types::{Capabilities, ErrorCode, ExitStatus, Pty, RefuseReason, Signal, Stream, WindowSize};
+pub use types::{
+    Capabilities, EndReason, ErrorCode, ExitStatus, Pty, RefuseReason, Signal, Stream, WindowSize,
+};
 
 #[cfg(feature = "alloc")]
 impl Message<'_> {

@@ -24,7 +24,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 
 /// Longest resume token, in bytes.
 pub const MAX_TOKEN_LEN: usize = 32;
-/// Longest human-readable message in `GoAway` and `Refuse`, in bytes of UTF-8.
+/// Longest human-readable message in `GoAway`, `Refuse` and `Reason`, in bytes of UTF-8.
 pub const MAX_MESSAGE_LEN: usize = 256;
 /// Longest terminal type (`TERM`), in bytes.
 pub const MAX_TERM_LEN: usize = 64;

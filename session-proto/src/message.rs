@@ -18,9 +18,9 @@ use crate::frame::{Header, frame_type};
 use crate::primitives::{Reader, Writer, bytes_len, varint_len};
 use crate::types::check_no_nul;
 use crate::{
-    Capabilities, Env, Error, ErrorCode, ExitStatus, HEADER_LEN, MAX_BODY_LEN, MAX_COMMAND_LEN, MAX_HOST_LEN,
-    MAX_MESSAGE_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, PROTOCOL_VERSION, Pty, RefuseReason, Signal, Stream,
-    WindowSize,
+    Capabilities, EndReason, Env, Error, ErrorCode, ExitStatus, HEADER_LEN, MAX_BODY_LEN, MAX_COMMAND_LEN,
+    MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, PROTOCOL_VERSION, Pty, RefuseReason, Signal,
+    Stream, WindowSize,
 };
 
 /// One frame of the protocol, borrowing its strings and payload from the bytes it was decoded
@@ -125,10 +125,22 @@ pub enum Message<'a> {
         /// The channel.
         channel: u16,
     },
-    /// A frame of the ignorable range (`0x80..=0xff`), which this version does not define:
-    /// receivers that do not understand it skip it.
+    /// Why `channel` ends, when its process's Exit does not say: sent just before the sender's
+    /// Close, for the person at the other end. Its type code is ignorable (`0x81`), so a
+    /// receiver that predates it skips it; it is not part of the session stream that resume
+    /// counts, and credit never applies to it.
+    Reason {
+        /// The channel, not 0.
+        channel: u16,
+        /// Why.
+        code: EndReason,
+        /// Human-readable detail, at most [`MAX_MESSAGE_LEN`] bytes.
+        message: &'a str,
+    },
+    /// A frame of the ignorable range (`0x80..=0xff`) whose code this version does not define
+    /// (every one but Reason's): receivers that do not understand it skip it.
     Extension {
-        /// Its type code, `0x80` or above.
+        /// Its type code, `0x80` or above, not Reason's `0x81`.
         kind: u8,
         /// Its channel field, unchecked.
         channel: u16,
@@ -407,6 +419,9 @@ impl<'a> Message<'a> {
             frame_type::EOF => Message::Eof { channel },
             frame_type::EXIT => Message::Exit { channel, status: ExitStatus::decode(&mut r)? },
             frame_type::CLOSE => Message::Close { channel },
+            frame_type::REASON => {
+                Message::Reason { channel, code: EndReason(r.u32()?), message: r.str(MAX_MESSAGE_LEN)? }
+            }
             _ => return Err(Error::UnknownType),
         };
         r.finish()?;
@@ -431,6 +446,7 @@ impl<'a> Message<'a> {
             Message::Eof { .. } => frame_type::EOF,
             Message::Exit { .. } => frame_type::EXIT,
             Message::Close { .. } => frame_type::CLOSE,
+            Message::Reason { .. } => frame_type::REASON,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -453,6 +469,7 @@ impl<'a> Message<'a> {
             | Message::Eof { channel }
             | Message::Exit { channel, .. }
             | Message::Close { channel }
+            | Message::Reason { channel, .. }
             | Message::Extension { channel, .. } => channel,
         }
     }
@@ -473,6 +490,7 @@ impl<'a> Message<'a> {
             Message::Resize { size, .. } => size.encoded_len(),
             Message::Signal { .. } => 1,
             Message::Exit { status, .. } => status.encoded_len(),
+            Message::Reason { code, message, .. } => varint_len(code.0 as u64) + bytes_len(message.len()),
             Message::Extension { body, .. } => body.len(),
         }
     }
@@ -487,15 +505,16 @@ impl<'a> Message<'a> {
     ///
     /// A message that a decoder would reject is refused with the error the decoder would give
     /// ([`Error::TooLong`], [`Error::InvalidValue`], [`Error::BadChannel`],
-    /// [`Error::UnknownType`] for an Extension with a critical code, [`Error::FrameTooLarge`]).
+    /// [`Error::UnknownType`] for an Extension with a critical code or Reason's,
+    /// [`Error::FrameTooLarge`]).
     /// [`Error::BufferTooSmall`] is checked first, before the fields are. After an error, `out`
     /// may hold part of the frame: treat it as garbage.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
         let body_len = self.body_len();
         let header = Header { body_len, frame_type: self.frame_type(), channel: self.channel() };
         match (self, frame_type::scope(header.frame_type)) {
-            // An Extension must carry an ignorable code: with a critical one it would be read
-            // as (or rejected as) a message it is not.
+            // An Extension must carry an ignorable code this version leaves undefined: with a
+            // critical one, or Reason's, it would be read as (or rejected as) a message it is not.
             (Message::Extension { .. }, Some(frame_type::Scope::Any)) => {}
             (Message::Extension { .. }, _) | (_, None) => return Err(Error::UnknownType),
             (_, Some(scope)) if !scope.allows(header.channel) => return Err(Error::BadChannel),
@@ -535,6 +554,10 @@ impl<'a> Message<'a> {
             Message::Resize { size, .. } => size.encode(w),
             Message::Signal { signal, .. } => signal.encode(w),
             Message::Exit { status, .. } => status.encode(w),
+            Message::Reason { code, message, .. } => {
+                w.varint(code.0.into())?;
+                w.str(message, MAX_MESSAGE_LEN)
+            }
             Message::Extension { body, .. } => w.put(body),
         }
     }

@@ -13,7 +13,7 @@ use crate::{
     MAX_TOKEN_LEN, OpenKind, Pty, Resume, WindowSize,
 };
 
-/// A human-readable message of `GoAway` or `Refuse`.
+/// A human-readable message of `GoAway`, `Refuse` or `Reason`.
 pub type OwnedText = String<MAX_MESSAGE_LEN>;
 
 /// Copies `s` into a string of capacity `N`, or fails with [`Error::TooLong`].

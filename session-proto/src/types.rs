@@ -111,6 +111,9 @@ open_code! {
         UNAUTHORIZED = 7,
         /// A fault of the sender's own.
         INTERNAL_ERROR = 8,
+        /// A newer connection of the same peer replaced this one: a relay ends an agent's
+        /// older connection when the same instance connects anew.
+        SUPERSEDED = 9,
     }
 }
 
@@ -131,6 +134,25 @@ open_code! {
         SPAWN_FAILED = 5,
         /// The target instance is not connected.
         UNAVAILABLE = 6,
+    }
+}
+
+open_code! {
+    /// Why a channel ended when its process's Exit does not say, carried by `Reason`. Unknown
+    /// codes mean no more than `UNSPECIFIED`.
+    EndReason(u32) {
+        /// No reason given.
+        UNSPECIFIED = 0,
+        /// A TerminateSession request ended it (its owner or an administrator).
+        TERMINATED = 1,
+        /// The instance's agent lost its connection to the relay and did not come back in time.
+        INSTANCE_LOST = 2,
+        /// The instance's agent connected anew (it restarted): the sessions of its earlier
+        /// connection ended.
+        INSTANCE_REPLACED = 3,
+        /// The instance's agent ended its connection (GoAway), for instance because it is
+        /// stopping.
+        INSTANCE_STOPPED = 4,
     }
 }
 

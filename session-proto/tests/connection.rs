@@ -8,8 +8,8 @@ use session_proto::connection::{
     CommandError, Config, Connection, ConnectionError, Event, Instant, Notice, Role, Sent,
 };
 use session_proto::{
-    Capabilities, Env, ErrorCode, ExitStatus, Hello, Message, OpenKind, Pty, RefuseReason, Resume, Signal,
-    Stream, WindowSize,
+    Capabilities, EndReason, Env, Error, ErrorCode, ExitStatus, Hello, MAX_MESSAGE_LEN, Message, OpenKind,
+    Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
 };
 
 #[test]
@@ -532,4 +532,136 @@ fn an_open_too_large_for_any_frame_is_invalid_not_busy() {
     let params = vec![0u8; 20_000];
     let kind = OpenKind::Unknown { index: 9, params: &params };
     assert!(matches!(pair.client.conn.open(&kind), Err(CommandError::Invalid(_))));
+}
+
+#[test]
+fn a_reason_then_the_close_reach_the_opener_as_an_event_then_a_notice() {
+    let mut pair = Pair::connected();
+    let ch = pair.open_shell();
+    pair.server.conn.reason(ch, EndReason::INSTANCE_REPLACED, "the instance restarted").unwrap();
+    pair.server.conn.close(ch).unwrap();
+    pair.drive();
+    let tail: Vec<&Seen> = pair.client.seen.iter().rev().take(2).collect();
+    assert_eq!(
+        tail,
+        [&Seen::Closed(ch), &Seen::Reason(ch, EndReason::INSTANCE_REPLACED, "the instance restarted".into())],
+        "Reason, then Close"
+    );
+    // On the wire too: the Reason is the frame right before the Close.
+    let last: Vec<u8> = pair.client.frames.iter().rev().take(2).map(|f| f[3]).collect();
+    assert_eq!(last, [0x19, 0x81]);
+    assert!(pair.server.saw(&Seen::Closed(ch)));
+    assert_eq!((pair.client.conn.channels(), pair.server.conn.channels()), (0, 0));
+    assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
+
+    // The opener may say why too, and an unknown code arrives as it is.
+    let ch = pair.open_shell();
+    pair.client.conn.reason(ch, EndReason(77), "").unwrap();
+    pair.client.conn.close(ch).unwrap();
+    pair.drive();
+    assert!(pair.server.saw(&Seen::Reason(ch, EndReason(77), String::new())));
+    assert!(pair.client.saw(&Seen::Closed(ch)) && pair.server.saw(&Seen::Closed(ch)));
+}
+
+#[test]
+fn a_reason_after_our_close_or_on_no_open_channel_is_discarded() {
+    let now = Instant::from_millis(0);
+    let reason = |channel| raw(&Message::Reason { channel, code: EndReason::TERMINATED, message: "by bob" });
+
+    // Before the peer's Hello there is no channel to tell about: skipped, like any ignorable frame.
+    let mut fresh = Connection::<1>::new(Config::new(Role::Acceptor), now);
+    assert_eq!(fresh.handle(&reason(1), now), Ok(None));
+
+    let mut client = lone(Role::Initiator);
+    assert_eq!(client.handle(&reason(9), now), Ok(None), "an unknown channel");
+    let ch = client.open(&forward()).unwrap();
+    assert_eq!(client.handle(&reason(ch), now), Ok(None), "before the Accept");
+    assert_eq!(
+        client.handle(&raw(&Message::Accept { channel: ch }), now),
+        Ok(Some(Event::Accepted { channel: ch }))
+    );
+    assert_eq!(
+        client.handle(&reason(ch), now),
+        Ok(Some(Event::Reason { channel: ch, code: EndReason::TERMINATED, message: "by bob" }))
+    );
+    // The Reason crossed our Close: in close_sent it is discarded, and the Close still ends it.
+    client.close(ch).unwrap();
+    transmit(&mut client);
+    assert_eq!(client.handle(&reason(ch), now), Ok(None));
+    assert_eq!(client.handle(&raw(&Message::Close { channel: ch }), now), Ok(None));
+    assert_eq!(client.poll_event(), Some(Notice::Closed { channel: ch }));
+
+    // After the peer's own Close a Reason is out of place, but never an error: discarded.
+    let mut server = lone(Role::Acceptor);
+    let open = Message::Open { channel: 1, kind: forward() };
+    assert!(matches!(server.handle(&raw(&open), now), Ok(Some(Event::Opened { channel: 1, .. }))));
+    server.accept(1).unwrap();
+    transmit(&mut server);
+    assert_eq!(server.handle(&raw(&Message::Close { channel: 1 }), now), Ok(None));
+    assert_eq!(server.handle(&reason(1), now), Ok(None));
+    assert_eq!(transmit(&mut server), [Message::Close { channel: 1 }]);
+    assert_eq!(server.poll_event(), Some(Notice::Closed { channel: 1 }));
+    assert!(!server.is_ended());
+}
+
+#[test]
+fn reason_is_refused_once_this_side_has_closed_or_said_why() {
+    let mut pair = Pair::connected();
+    assert_eq!(pair.client.conn.reason(99, EndReason::TERMINATED, ""), Err(CommandError::UnknownChannel));
+
+    let ch = pair.client.conn.open(&forward()).unwrap();
+    assert_eq!(pair.client.conn.reason(ch, EndReason::TERMINATED, ""), Err(CommandError::NotAllowed));
+    pair.drive();
+    assert_eq!(pair.server.conn.reason(ch, EndReason::TERMINATED, ""), Err(CommandError::NotAllowed));
+    pair.server.conn.accept(ch).unwrap();
+    // The outbox goes out before the Accept, which must come first: transmit, then retry.
+    assert_eq!(pair.server.conn.reason(ch, EndReason::TERMINATED, ""), Err(CommandError::Busy));
+    pair.drive();
+
+    let long = "m".repeat(MAX_MESSAGE_LEN + 1);
+    assert_eq!(
+        pair.server.conn.reason(ch, EndReason::TERMINATED, &long),
+        Err(CommandError::Invalid(Error::TooLong))
+    );
+    pair.server.conn.reason(ch, EndReason::TERMINATED, &long[1..]).unwrap();
+    assert_eq!(
+        pair.server.conn.reason(ch, EndReason::UNSPECIFIED, ""),
+        Err(CommandError::NotAllowed),
+        "once"
+    );
+    pair.client.conn.close(ch).unwrap();
+    assert_eq!(pair.client.conn.reason(ch, EndReason::TERMINATED, ""), Err(CommandError::NotAllowed));
+    pair.drive();
+    // The server's Reason crossed the client's Close: discarded there, and no error either side.
+    assert!(!pair.client.seen.iter().any(|s| matches!(s, Seen::Reason(..))));
+    assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
+    assert!(pair.client.saw(&Seen::Closed(ch)) && pair.server.saw(&Seen::Closed(ch)));
+
+    // In close_received the peer would discard it: our echo Close is all that is left to send.
+    let ch = pair.open_shell();
+    pair.client.conn.close(ch).unwrap();
+    pair.flow(true);
+    assert_eq!(pair.server.conn.reason(ch, EndReason::TERMINATED, ""), Err(CommandError::NotAllowed));
+}
+
+#[test]
+fn an_old_peer_skips_ignorable_codes_it_does_not_know() {
+    // How a receiver that predates Reason sees it: an ignorable code it does not know, skipped
+    // whatever its channel and body. 0x82 is still such a code.
+    let now = Instant::from_millis(0);
+    let mut client = lone(Role::Initiator);
+    let ch = client.open(&forward()).unwrap();
+    transmit(&mut client);
+    client.handle(&raw(&Message::Accept { channel: ch }), now).unwrap();
+    for channel in [0, ch, 9] {
+        let [c0, c1] = channel.to_be_bytes();
+        let frame = [0, 0, 3, 0x82, c0, c1, 0xff, 0x00, 0x81];
+        let body: &[u8] = &[0xff, 0x00, 0x81];
+        assert_eq!(Message::decode(&frame, 1 << 24), Ok(Message::Extension { kind: 0x82, channel, body }));
+        assert_eq!(client.handle(&frame, now), Ok(None));
+    }
+    assert_eq!(client.send_window(ch), Some(1_000), "no effect on the channel");
+    client.close(ch).unwrap();
+    assert_eq!(transmit(&mut client), [Message::Close { channel: ch }]);
+    assert!(!client.is_ended());
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use pair::{Pair, Seen};
 use proptest::prelude::*;
 use session_proto::connection::{Config, Role};
-use session_proto::{Env, ExitStatus, OpenKind, Pty, RefuseReason, Signal, Stream, WindowSize};
+use session_proto::{EndReason, Env, ExitStatus, OpenKind, Pty, RefuseReason, Signal, Stream, WindowSize};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -34,6 +34,10 @@ enum Op {
         channel: prop::sample::Index,
     },
     Exit(prop::sample::Index),
+    Reason {
+        server: bool,
+        channel: prop::sample::Index,
+    },
     Close {
         server: bool,
         channel: prop::sample::Index,
@@ -59,6 +63,7 @@ fn op(max_send: usize) -> impl Strategy<Value = Op> {
         1 => index().prop_map(Op::Signal),
         1 => (any::<bool>(), index()).prop_map(|(server, channel)| Op::Eof { server, channel }),
         1 => index().prop_map(Op::Exit),
+        1 => (any::<bool>(), index()).prop_map(|(server, channel)| Op::Reason { server, channel }),
         2 => (any::<bool>(), index()).prop_map(|(server, channel)| Op::Close { server, channel }),
         6 => any::<bool>().prop_map(|to_server| Op::Flow { to_server }),
         1 => (0..20_000u64).prop_map(Op::Advance),
@@ -166,6 +171,12 @@ fn apply(pair: &mut Pair, model: &mut Model, op: &Op) {
         Op::Exit(i) => {
             if let Some(ch) = pick(i, model) {
                 let _ = pair.server.conn.exit(ch, ExitStatus::Code(3));
+            }
+        }
+        Op::Reason { server, channel } => {
+            if let Some(ch) = pick(channel, model) {
+                let side = if *server { &mut pair.server } else { &mut pair.client };
+                let _ = side.conn.reason(ch, EndReason::TERMINATED, "by the test");
             }
         }
         Op::Close { server, channel } => {

@@ -3,8 +3,8 @@
 
 use session_proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
 use session_proto::{
-    Capabilities, DEFAULT_MAX_FRAME, Env, EnvVar, Error, ExitStatus, Hello, MAX_BODY_LEN, MAX_ENV, Message,
-    OpenKind, Pty, Resume, Signal, Stream, WindowSize,
+    Capabilities, DEFAULT_MAX_FRAME, EndReason, Env, EnvVar, Error, ExitStatus, Hello, MAX_BODY_LEN, MAX_ENV,
+    Message, OpenKind, Pty, Resume, Signal, Stream, WindowSize,
 };
 
 fn encode(message: &Message<'_>) -> Result<Vec<u8>, Error> {
@@ -52,6 +52,10 @@ fn encoder_refuses_what_a_decoder_rejects() {
         (Message::Close { channel: 0 }, Error::BadChannel),
         (Message::Extension { kind: 0x7f, channel: 0, body: b"" }, Error::UnknownType),
         (Message::Extension { kind: 0x13, channel: 1, body: b"\x00" }, Error::UnknownType),
+        // Reason's code is defined: an Extension with it would decode as a Reason, or fail.
+        (Message::Extension { kind: 0x81, channel: 1, body: b"\x00\x00" }, Error::UnknownType),
+        (Message::Reason { channel: 0, code: EndReason::TERMINATED, message: "" }, Error::BadChannel),
+        (Message::Reason { channel: 1, code: EndReason::TERMINATED, message: &long }, Error::TooLong),
         // Length before content, as the decoder checks them: both report the same error.
         (
             Message::Open {

@@ -87,7 +87,9 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
             body,
         ),
         Spec::Ping(nonce) | Spec::Pong(nonce) => same(nonce, body),
-        Spec::GoAway(code, message) | Spec::Refuse(_, code, message) => same((code, message), body),
+        Spec::GoAway(code, message) | Spec::Refuse(_, code, message) | Spec::Reason(_, code, message) => {
+            same((code, message), body)
+        }
         Spec::Shell { pty: p, env, .. } => same(OpenBody::Shell { pty: pty(&p), env }, body),
         Spec::Exec { command, pty: p, env, .. } => {
             same(OpenBody::Exec { command, pty: p.as_ref().map(pty), env }, body)

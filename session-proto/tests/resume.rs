@@ -5,7 +5,7 @@ mod pair;
 
 use pair::{Pair, Seen, TOKEN, raw};
 use session_proto::connection::{CommandError, Config, MIN_REPLAY_LEN, Role};
-use session_proto::{Capabilities, ErrorCode, ExitStatus, Hello, Message, Resume, Stream};
+use session_proto::{Capabilities, EndReason, ErrorCode, ExitStatus, Hello, Message, Resume, Stream};
 
 fn configs() -> (Config, Config) {
     (Config::new(Role::Initiator), Config::new(Role::Acceptor))
@@ -239,4 +239,32 @@ fn a_connection_can_own_its_replay_buffer() {
         )
         .expect("a valid setup");
     assert!(!owned.is_resumable(), "resumable once both Hellos say so");
+}
+
+#[test]
+fn a_reason_is_neither_counted_nor_replayed() {
+    let mut pair = resumable();
+    let ch = pair.open_shell();
+    // Delivered: the peer does not count it, so the offsets of both sides stay in step.
+    pair.server.conn.reason(ch, EndReason::INSTANCE_STOPPED, "stopping").unwrap();
+    pair.drive();
+    assert!(pair.client.saw(&Seen::Reason(ch, EndReason::INSTANCE_STOPPED, "stopping".into())));
+    assert_eq!(pair.server.send(ch, Stream::Stdout, b"more"), 4);
+    pair.drive();
+    pair.drop_transport();
+    pair.reattach();
+    pair.drive();
+    assert!(pair.client.saw(&Seen::Resumed) && pair.server.saw(&Seen::Resumed));
+    assert_eq!(pair.client.received(ch, Stream::Stdout), b"more");
+
+    // Lost with its transport: the Close is sent again, the Reason is not.
+    let ch = pair.open_shell();
+    pair.server.conn.reason(ch, EndReason::INSTANCE_STOPPED, "lost").unwrap();
+    pair.server.conn.close(ch).unwrap();
+    pair.drop_transport();
+    pair.reattach();
+    pair.drive();
+    assert!(!pair.client.saw(&Seen::Reason(ch, EndReason::INSTANCE_STOPPED, "lost".into())));
+    assert!(pair.client.saw(&Seen::Closed(ch)) && pair.server.saw(&Seen::Closed(ch)));
+    assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
 }

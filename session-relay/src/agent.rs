@@ -191,7 +191,11 @@ impl AgentTask {
             Event::GoAway { code, message } => {
                 info!(instance = %self.name, %code, message, "agent said GoAway")
             }
-            Event::Data { .. } | Event::Credit { .. } | Event::Resized { .. } | Event::Signal { .. } => {}
+            Event::Data { .. }
+            | Event::Credit { .. }
+            | Event::Resized { .. }
+            | Event::Signal { .. }
+            | Event::Reason { .. } => {}
         }
     }
 

@@ -111,6 +111,7 @@ impl ClientTask {
             | Event::Refused { .. }
             | Event::Credit { .. }
             | Event::Exit { .. }
+            | Event::Reason { .. }
             | Event::Data { .. } => {}
         }
     }

@@ -45,7 +45,7 @@ MAX_ENV = 16
 MAX_ENV_NAME_LEN = 64
 MAX_ENV_VALUE_LEN = 256
 
-FIRST_EXTENSION_CODE = 0x80  # 0x80..=0xFF are ignorable Extension frames (§9.2)
+FIRST_IGNORABLE_CODE = 0x80  # 0x80..=0xFF are ignorable (§9.2): Reason, or an Extension
 
 STREAM_NAMES = ("stdin", "stdout", "stderr")  # Data `stream` values 0, 1, 2 (§6.1)
 
@@ -312,6 +312,11 @@ def _decode_refuse(reader: BodyReader) -> dict:
     return {"reason": reader.varint(U32, "reason"), "message": reader.str(MESSAGE_RULE)}
 
 
+def _decode_reason(reader: BodyReader) -> dict:
+    # Any u32 code decodes; unknown ones mean UNSPECIFIED to the application (§6.7).
+    return {"code": reader.varint(U32, "code"), "message": reader.str(MESSAGE_RULE)}
+
+
 def _decode_data(reader: BodyReader) -> dict:
     stream = reader.u8("stream")
     if stream >= len(STREAM_NAMES):
@@ -544,6 +549,11 @@ def _encode_refuse(writer: BodyWriter, msg: dict) -> None:
     writer.str(_text(msg, "message"), MESSAGE_RULE)
 
 
+def _encode_reason(writer: BodyWriter, msg: dict) -> None:
+    writer.varint(_number(msg, "code", U32.max_value))
+    writer.str(_text(msg, "message"), MESSAGE_RULE)
+
+
 def _encode_data(writer: BodyWriter, msg: dict) -> None:
     stream = msg["stream"]
     if stream not in STREAM_NAMES:
@@ -623,6 +633,8 @@ MESSAGE_TYPES = [
     _message(0x17, "Eof", False, set(), _decode_empty, _encode_empty),
     _message(0x18, "Exit", False, {"status"}, _decode_exit, _encode_exit),
     _message(0x19, "Close", False, set(), _decode_empty, _encode_empty),
+    # Ignorable range, but defined: decoded as strictly as the others (§5.18).
+    _message(0x81, "Reason", False, {"code", "message"}, _decode_reason, _encode_reason),
 ]
 
 TYPES_BY_CODE = {message.code: message for message in MESSAGE_TYPES}
@@ -656,11 +668,12 @@ def decode_frame(data: bytes, max_body: int = DEFAULT_MAX_FRAME) -> dict:
     channel = int.from_bytes(data[4:6], "big")
     body = data[HEADER_LEN:frame_end]
 
-    # Step 5: type code.
-    if type_code >= FIRST_EXTENSION_CODE:
-        return {"type": "Extension", "kind": type_code, "channel": channel, "body_hex": body.hex()}
+    # Step 5: type code. A defined code (Reason among them) goes on to the
+    # channel and body checks; an undefined ignorable one is an Extension.
     message_type = TYPES_BY_CODE.get(type_code)
     if message_type is None:
+        if type_code >= FIRST_IGNORABLE_CODE:
+            return {"type": "Extension", "kind": type_code, "channel": channel, "body_hex": body.hex()}
         raise DecodeError("unknown_type", f"type {type_code:#04x}")
 
     # Step 6: channel rule.
@@ -697,8 +710,10 @@ def encode_frame(decoded: dict, max_body: int = DEFAULT_MAX_FRAME) -> bytes:
     if name == "Extension":
         msg = _object(decoded, {"type", "kind", "channel", "body_hex"}, "Extension")
         type_code = _number(msg, "kind", 0xFF)
-        if type_code < FIRST_EXTENSION_CODE:
+        if type_code < FIRST_IGNORABLE_CODE:
             raise ValueError("Extension kind must be 0x80..=0xFF (§9.2)")
+        if type_code in TYPES_BY_CODE:
+            raise ValueError(f"Extension kind {type_code:#04x} is a defined message (§5.1)")
         channel = _number(msg, "channel", 0xFFFF)
         body = _hex(msg, "body_hex")
     else:

@@ -16,8 +16,8 @@ use session_proto::{
     Accumulator, DEFAULT_MAX_FRAME, Error, Feed, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME, Message, frame,
 };
 use session_proto::{
-    Capabilities, Env, ErrorCode, ExitStatus, Hello, OpenKind, Pty, RefuseReason, Resume, Signal, Stream,
-    WindowSize,
+    Capabilities, EndReason, Env, ErrorCode, ExitStatus, Hello, OpenKind, Pty, RefuseReason, Resume, Signal,
+    Stream, WindowSize,
 };
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::{Decoder, FramedRead};
@@ -221,7 +221,7 @@ pub fn session(data: &[u8]) {
     }
     let mut out = vec![0u8; 1 << 15];
     while !u.is_empty() {
-        let Ok(op) = u.int_in_range(0..=17u8) else { break };
+        let Ok(op) = u.int_in_range(0..=18u8) else { break };
         let channel = u.int_in_range(1..=8u16).unwrap_or(1);
         match op {
             0 => {
@@ -281,6 +281,11 @@ pub fn session(data: &[u8]) {
                     let payload = frame.len() - frame::DATA_PREFIX_LEN;
                     assert!(before.is_some_and(|w| payload <= w as usize), "forwarded beyond credit");
                 }
+            }
+            18 => {
+                // Unknown codes (5) are valid to send too.
+                let code = EndReason(u.int_in_range(0..=5u32).unwrap_or(0));
+                let _ = conn.reason(channel, code, "gone");
             }
             _ => {
                 let ended = conn.is_ended();

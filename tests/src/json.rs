@@ -57,6 +57,9 @@ pub fn to_json(message: &Message<'_>) -> Value {
             json!({ "type": "Exit", "channel": channel, "status": status })
         }
         Message::Close { channel } => json!({ "type": "Close", "channel": channel }),
+        Message::Reason { channel, code, message } => json!({
+            "type": "Reason", "channel": channel, "code": code.0, "message": message,
+        }),
         Message::Extension { kind, channel, body } => json!({
             "type": "Extension", "kind": kind, "channel": channel, "body_hex": hex::encode(body),
         }),

@@ -3,8 +3,8 @@
 //! spec says they produce, so the expected errors do not come from the code under test.
 
 use session_proto::{
-    Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, Env, EnvVar, Error,
-    ErrorCode, ExitStatus, Hello, MAX_BODY_LEN, MAX_COMMAND_LEN, MAX_ENV, MAX_ENV_NAME_LEN,
+    Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, EndReason, Env, EnvVar,
+    Error, ErrorCode, ExitStatus, Hello, MAX_BODY_LEN, MAX_COMMAND_LEN, MAX_ENV, MAX_ENV_NAME_LEN,
     MAX_ENV_VALUE_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TERM_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, Message,
     OpenKind, Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
 };
@@ -238,6 +238,38 @@ pub fn valid() -> Vec<(String, Message<'static>)> {
         ("close_largest_channel", Message::Close { channel: u16::MAX }),
         ("extension_first_code_empty", Message::Extension { kind: 0x80, channel: 0, body: b"" }),
         ("extension_last_code", Message::Extension { kind: 0xff, channel: 7, body: b"\x00\xff\x10" }),
+        ("goaway_superseded", Message::GoAway { code: ErrorCode::SUPERSEDED, message: "replaced" }),
+        (
+            "reason_terminated",
+            Message::Reason { channel: 1, code: EndReason::TERMINATED, message: "terminated by alice" },
+        ),
+        (
+            "reason_unspecified_empty_message",
+            Message::Reason { channel: 2, code: EndReason::UNSPECIFIED, message: "" },
+        ),
+        ("reason_instance_lost", Message::Reason { channel: 3, code: EndReason::INSTANCE_LOST, message: "" }),
+        (
+            "reason_instance_replaced",
+            Message::Reason {
+                channel: 4,
+                code: EndReason::INSTANCE_REPLACED,
+                message: "the instance restarted",
+            },
+        ),
+        (
+            "reason_instance_stopped",
+            Message::Reason { channel: 5, code: EndReason::INSTANCE_STOPPED, message: "" },
+        ),
+        (
+            "reason_max_message",
+            Message::Reason {
+                channel: u16::MAX,
+                code: EndReason(u32::MAX),
+                message: repeat('z', MAX_MESSAGE_LEN),
+            },
+        ),
+        ("reason_unknown_code", Message::Reason { channel: 7, code: EndReason(300), message: "café ✓" }),
+        ("extension_0x82", Message::Extension { kind: 0x82, channel: 1, body: b"\x01" }),
     ];
     cases.into_iter().map(|(name, message)| (name.to_owned(), message)).collect()
 }
@@ -290,11 +322,14 @@ const SIGNAL: u8 = 0x16;
 const EOF: u8 = 0x17;
 const EXIT: u8 = 0x18;
 const CLOSE: u8 = 0x19;
+const REASON: u8 = 0x81;
 
 /// A valid Hello body with every field present: version 1, capabilities 1, max_frame 131072,
 /// window 262144, keepalive 15000, resume { token 01 02, offset 300 }.
 const HELLO_BODY: &[u8] =
     &[0x01, 0x01, 0x80, 0x80, 0x08, 0x80, 0x80, 0x10, 0x98, 0x75, 0x01, 0x02, 0x01, 0x02, 0xac, 0x02];
+/// A valid Reason body: code 300 (two-byte varint), message "ok".
+const REASON_BODY: &[u8] = &[0xac, 0x02, 0x02, b'o', b'k'];
 /// A valid Open body: exec "ls" on pty "vt100" 80x24, env [A=b].
 const OPEN_EXEC_BODY: &[u8] = &[
     0x01, 0x02, b'l', b's', 0x01, 0x05, b'v', b't', b'1', b'0', b'0', 0x50, 0x18, 0x00, 0x00, 0x01, 0x01,
@@ -520,6 +555,23 @@ pub fn invalid() -> Vec<(String, Vec<u8>, Error)> {
     add("exit_core_dumped_missing", frame(EXIT, 1, &[0x01, 0x09]), Truncated);
     add("exit_byte_after_code", frame(EXIT, 1, &[0x00, 0x00, 0x00]), TrailingBytes);
     add("close_with_body", frame(CLOSE, 1, &[0x00]), TrailingBytes);
+
+    // Reason: ignorable, yet a receiver that knows it decodes it strictly.
+    add("reason_on_channel_0", frame(REASON, 0, REASON_BODY), BadChannel);
+    add("reason_channel_checked_before_body", frame(REASON, 0, &[]), BadChannel);
+    add("reason_missing_message", frame(REASON, 1, &[0x01]), Truncated);
+    add("reason_message_257_bytes", frame(REASON, 1, &cat(&[&[0x01], &str_field(&[b'm'; 257])])), TooLong);
+    add("reason_message_257_bytes_claimed", frame(REASON, 1, &[0x01, 0x81, 0x02]), TooLong);
+    add("reason_message_bad_utf8", frame(REASON, 1, &[0x01, 0x02, 0xc3, 0x28]), BadUtf8);
+    add("reason_message_surrogate", frame(REASON, 1, &[0x01, 0x03, 0xed, 0xa0, 0x80]), BadUtf8);
+    add("reason_code_overlong", frame(REASON, 1, &[0x81, 0x00, 0x00]), BadVarint);
+    add("reason_code_overflows_u32", frame(REASON, 1, &[0xff, 0xff, 0xff, 0xff, 0x10, 0x00]), BadVarint);
+    add("reason_message_length_overlong", frame(REASON, 1, &[0x01, 0x80, 0x00]), BadVarint);
+    add("reason_message_length_over_body", frame(REASON, 1, &[0x01, 0x05, b'a', b'b']), Truncated);
+    add("reason_byte_after_message", frame(REASON, 1, &cat(&[REASON_BODY, &[0x00]])), TrailingBytes);
+    for cut in 0..REASON_BODY.len() {
+        add(&format!("reason_truncated_body_at_{cut}"), frame(REASON, 1, &REASON_BODY[..cut]), Truncated);
+    }
 
     cases
 }

@@ -80,6 +80,7 @@ fn every_message_type_and_every_decode_error_has_a_vector() {
         "Eof",
         "Exit",
         "Close",
+        "Reason",
         "Extension",
     ] {
         assert!(valid.iter().any(|v| v["decoded"]["type"] == kind), "no valid vector for {kind}");

@@ -68,6 +68,8 @@ pub(super) struct Channel {
     pub(super) eof_sent: bool,
     pub(super) eof_received: bool,
     pub(super) exit_seen: bool,
+    /// This side queued its Reason: the spec allows one per channel.
+    pub(super) reason_sent: bool,
     pub(super) pending: Pending,
 }
 
@@ -92,6 +94,7 @@ impl Channel {
             eof_sent: false,
             eof_received: false,
             exit_seen: false,
+            reason_sent: false,
             pending: Pending::default(),
         }
     }

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::{ErrorCode, ExitStatus, OpenKind, RefuseReason, Signal, Stream, WindowSize};
+use crate::{EndReason, ErrorCode, ExitStatus, OpenKind, RefuseReason, Signal, Stream, WindowSize};
 
 /// Something the peer did, as [`Connection::handle`](super::Connection::handle) reads it from one
 /// frame.
@@ -82,6 +82,18 @@ pub enum Event<'a> {
         channel: u16,
         /// How.
         status: ExitStatus,
+    },
+    /// Why the peer is ending the channel, ahead of its Close: for the person at this end ("the
+    /// instance restarted"). Informative only: the Close, told by
+    /// [`Notice::Closed`] once both sides closed, is what ends the channel. Told only while the
+    /// channel is open here; a Reason on any other channel is discarded.
+    Reason {
+        /// The channel.
+        channel: u16,
+        /// Why; one this side does not know means no more than [`EndReason::UNSPECIFIED`].
+        code: EndReason,
+        /// The peer's words.
+        message: &'a str,
     },
     /// The peer ended the connection, and with it every channel: no [`Notice::Closed`] follows
     /// for them.

@@ -7,7 +7,8 @@
 //!   [`refuse`](Connection::refuse), [`send`](Connection::send),
 //!   [`consume`](Connection::consume), [`resize`](Connection::resize),
 //!   [`signal`](Connection::signal), [`eof`](Connection::eof), [`exit`](Connection::exit),
-//!   [`close`](Connection::close), [`go_away`](Connection::go_away).
+//!   [`reason`](Connection::reason), [`close`](Connection::close),
+//!   [`go_away`](Connection::go_away).
 //! - Call [`poll_transmit`](Connection::poll_transmit) until it writes nothing, and send what
 //!   it wrote.
 //! - Wake at [`poll_timeout`](Connection::poll_timeout) and call
@@ -115,9 +116,9 @@ use self::replay::{Replay, Storage};
 pub use self::time::Instant;
 use crate::frame::{DATA_PREFIX_LEN, data_prefix, frame_type, peek_len, set_channel};
 use crate::{
-    Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, ErrorCode, ExitStatus,
-    HEADER_LEN, Hello, KEEPALIVE_TIMEOUT_FACTOR, MAX_CONTROL_BODY_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, Message,
-    OpenKind, RefuseReason, Resume, Signal, Stream, WindowSize,
+    Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, EndReason, ErrorCode,
+    ExitStatus, HEADER_LEN, Hello, KEEPALIVE_TIMEOUT_FACTOR, MAX_CONTROL_BODY_LEN, MAX_TOKEN_LEN,
+    MIN_MAX_FRAME, Message, OpenKind, RefuseReason, Resume, Signal, Stream, WindowSize,
 };
 
 /// Which end of the transport this side is; it decides who sends Hello first and which
@@ -236,7 +237,7 @@ pub struct Connection<'r, const C: usize> {
     hello_sent: bool,
     channels: [Option<Channel>; C],
     next_id: u16,
-    /// Encoded control frames that carry strings (Open, Refuse, Signal), in order.
+    /// Encoded control frames that carry strings (Open, Refuse, Signal, Reason), in order.
     outbox: Vec<u8, OUTBOX_LEN>,
     pong: Option<u64>,
     nonce: u64,
@@ -635,6 +636,26 @@ impl<'r, const C: usize> Connection<'r, C> {
         Ok(())
     }
 
+    /// Tells the peer why `channel` ends, when its process's Exit does not (spec 5.18): call it
+    /// just before [`close`](Connection::close). Allowed once per channel, while it is open and
+    /// this side has not closed it: a Reason after the peer's Close would be discarded there.
+    /// The Reason waits in the outbox, which goes out before any channel's owed frames, so it
+    /// precedes the Close (and an Exit or Eof still owed). It is not kept for a re-attach: a
+    /// Reason lost with its transport stays lost, and the Close still ends the channel.
+    pub fn reason(&mut self, channel: u16, code: EndReason, message: &str) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        if slot.state != State::Open || slot.reason_sent {
+            return Err(CommandError::NotAllowed);
+        }
+        if slot.pending.accept {
+            // The Accept must go first, and the outbox would overtake it: transmit, then retry.
+            return Err(CommandError::Busy);
+        }
+        self.queue(&Message::Reason { channel, code, message })?;
+        self.slot_mut(channel)?.reason_sent = true;
+        Ok(())
+    }
+
     /// Closes `channel`: nothing more will be sent on it. Before the Open is answered this
     /// abandons it. Once the peer's Close arrives (or its Refuse of the abandoned Open),
     /// [`poll_event`](Connection::poll_event) tells [`Notice::Closed`].
@@ -815,6 +836,12 @@ impl<'r, const C: usize> Connection<'r, C> {
             }
         }
     }
+}
+
+/// Channel frames form the session stream that resume counts and replays; connection frames,
+/// Reason and extensions belong to one transport (spec 7.4).
+fn is_session_frame(code: u8) -> bool {
+    (frame_type::OPEN..=frame_type::CLOSE).contains(&code)
 }
 
 fn next_of_parity(id: u16) -> u16 {

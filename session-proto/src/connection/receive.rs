@@ -1,8 +1,7 @@
 //! The receiving side: what each frame from the peer does (spec sections 7 and 8).
 
 use super::channel::{Channel, Kind, State};
-use super::{Connection, ConnectionError, Event, Instant, Peer, Phase, Resumption, Role};
-use crate::frame::frame_type;
+use super::{Connection, ConnectionError, Event, Instant, Peer, Phase, Resumption, Role, is_session_frame};
 use crate::{Capabilities, ErrorCode, HEADER_LEN, Hello, Message, OpenKind, RefuseReason, Resume, Stream};
 
 impl<const C: usize> Connection<'_, C> {
@@ -37,7 +36,8 @@ impl<const C: usize> Connection<'_, C> {
             return match message {
                 Message::Hello(hello) => self.on_hello(&hello),
                 Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
-                Message::Extension { .. } => Ok(None),
+                // Ignorable: skipped at any time (spec 7.1), and no channel is open yet.
+                Message::Extension { .. } | Message::Reason { .. } => Ok(None),
                 _ => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "frame before Hello")),
             };
         }
@@ -51,6 +51,12 @@ impl<const C: usize> Connection<'_, C> {
             Message::Ack { offset } => self.on_ack(offset),
             Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
             Message::Open { channel, kind } => self.on_open(channel, kind),
+            Message::Reason { channel, code, message } => {
+                // A receiver that predates Reason skips it in every state, so one that knows it
+                // never makes it an error: only an open channel has a person to tell (spec 5.18).
+                let open = self.find(channel).is_some_and(|slot| slot.state == State::Open);
+                Ok(open.then_some(Event::Reason { channel, code, message }))
+            }
             channel_message => self.on_channel(channel_message),
         }
     }
@@ -305,12 +311,6 @@ fn on_open_channel<'a>(slot: &mut Channel, message: Message<'a>) -> Verdict<'a> 
         }
         _ => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Accept or Refuse on an open channel"),
     }
-}
-
-/// Channel frames form the session stream that resume counts and replays; connection frames
-/// belong to one transport (spec 7.4).
-fn is_session_frame(code: u8) -> bool {
-    (frame_type::OPEN..=frame_type::CLOSE).contains(&code)
 }
 
 /// Checks a re-attaching Hello's token and offset against the session, and sets up the

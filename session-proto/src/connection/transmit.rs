@@ -2,9 +2,9 @@
 
 use super::channel::State;
 use super::replay::Replay;
-use super::{Connection, Notice, Phase};
+use super::{Connection, Notice, Phase, is_session_frame};
 use crate::Message;
-use crate::frame::peek_len;
+use crate::frame::{Header, peek_len};
 
 impl<const C: usize> Connection<'_, C> {
     /// Writes the frames that are due into `out`, control frames first, and returns how many
@@ -118,7 +118,10 @@ impl<const C: usize> Connection<'_, C> {
         let mut taken = 0;
         while let Ok(Some(len)) = peek_len(self.outbox.get(taken..).unwrap_or_default(), usize::MAX) {
             let Some(frame) = self.outbox.get(taken..taken + len) else { break };
-            if !w.put_bytes(frame, replay.as_deref_mut()) {
+            // A Reason is no part of the session stream: the peer does not count it, so keeping
+            // it would put every later offset out of step with the peer's Acks (spec 7.4).
+            let kept = Header::parse(frame).is_ok_and(|h| is_session_frame(h.frame_type));
+            if !w.put_bytes(frame, if kept { replay.as_deref_mut() } else { None }) {
                 break;
             }
             taken += len;

@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use session_proto::{
-    Capabilities, Env, EnvVar, ErrorCode, ExitStatus, Hello, MAX_BODY_LEN, MIN_MAX_FRAME, Message, OpenKind,
-    Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
+    Capabilities, EndReason, Env, EnvVar, ErrorCode, ExitStatus, Hello, MAX_BODY_LEN, MIN_MAX_FRAME, Message,
+    OpenKind, Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
 };
 
 #[derive(Debug, Clone)]
@@ -34,6 +34,7 @@ pub(crate) enum Spec {
     Eof(u16),
     Exit(u16, ExitStatus),
     Close(u16),
+    Reason(u16, u32, String),
     Extension(u8, u16, Vec<u8>),
 }
 
@@ -88,6 +89,9 @@ impl Spec {
             Spec::Eof(channel) => Message::Eof { channel: *channel },
             Spec::Exit(channel, status) => Message::Exit { channel: *channel, status: *status },
             Spec::Close(channel) => Message::Close { channel: *channel },
+            Spec::Reason(channel, code, message) => {
+                Message::Reason { channel: *channel, code: EndReason(*code), message }
+            }
             Spec::Extension(kind, channel, body) => {
                 Message::Extension { kind: *kind, channel: *channel, body }
             }
@@ -191,6 +195,9 @@ pub(crate) fn spec(max_payload: usize) -> impl Strategy<Value = Spec> {
         channel().prop_map(Spec::Eof),
         (channel(), exit_status()).prop_map(|(ch, s)| Spec::Exit(ch, s)),
         channel().prop_map(Spec::Close),
-        (0x80..=u8::MAX, any::<u16>(), bytes(32)).prop_map(|(k, ch, b)| Spec::Extension(k, ch, b)),
+        (channel(), varint_u32(), text()).prop_map(|(ch, c, m)| Spec::Reason(ch, c, m)),
+        // Every ignorable code but Reason's, which is defined.
+        (prop_oneof![Just(0x80u8), 0x82..=u8::MAX], any::<u16>(), bytes(32))
+            .prop_map(|(k, ch, b)| Spec::Extension(k, ch, b)),
     ]
 }

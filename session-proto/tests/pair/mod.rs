@@ -7,7 +7,7 @@ use session_proto::connection::{
     CommandError, Config, Connection, ConnectionError, Event, Instant, Notice, Role, Sent,
 };
 use session_proto::frame::peek_len;
-use session_proto::{ErrorCode, ExitStatus, Message, RefuseReason, Signal, Stream, WindowSize};
+use session_proto::{EndReason, ErrorCode, ExitStatus, Message, RefuseReason, Signal, Stream, WindowSize};
 
 pub(crate) const CHANNELS: usize = 8;
 
@@ -28,6 +28,7 @@ pub(crate) enum Seen {
     Signal(u16, Signal),
     Eof(u16),
     Exit(u16, ExitStatus),
+    Reason(u16, EndReason, String),
     Closed(u16),
     GoAway(ErrorCode),
     PeerLost,
@@ -48,6 +49,7 @@ impl Seen {
             Event::Signal { channel, signal } => Seen::Signal(channel, signal),
             Event::Eof { channel } => Seen::Eof(channel),
             Event::Exit { channel, status } => Seen::Exit(channel, status),
+            Event::Reason { channel, code, message } => Seen::Reason(channel, code, message.to_owned()),
             Event::GoAway { code, .. } => Seen::GoAway(code),
         }
     }
