@@ -11,7 +11,9 @@ use session_link::pipe::{EndOfInput, PipeEvent, Writer, spawn_reader, spawn_writ
 use session_link::{Clock, Driver, End, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection as Protocol, Event, Role};
 use session_proto::owned::OwnedOpenKind;
-use session_proto::{DEFAULT_MAX_FRAME, ErrorCode, ExitStatus, RefuseReason, Signal, Stream, WindowSize};
+use session_proto::{
+    DEFAULT_MAX_FRAME, EndReason, ErrorCode, ExitStatus, RefuseReason, Signal, Stream, WindowSize,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -43,13 +45,16 @@ impl core::fmt::Debug for ChannelIo {
 }
 
 /// How a channel ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// The remote process's exit status (none for a port forward, or a channel cut short).
     pub exit: Option<ExitStatus>,
     /// The local output's reader went away (a `| head` that had enough), so the channel was
     /// closed before its end.
     pub output_closed: bool,
+    /// Why the relay or the instance ended the channel, when they said (a Reason frame):
+    /// terminated, its instance lost, replaced or stopped.
+    pub reason: Option<(EndReason, String)>,
 }
 
 /// What a process that writes to a reader that went away ends with: killed by SIGPIPE.
@@ -186,6 +191,8 @@ struct Channel {
     exit: Option<ExitStatus>,
     /// The local stdout's reader went away.
     output_closed: bool,
+    /// Why the peer ended the channel, if it said.
+    reason: Option<(EndReason, String)>,
     closed: bool,
     done: Option<oneshot::Sender<Result<Outcome, Error>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -198,7 +205,9 @@ impl Channel {
             return false;
         }
         if let Some(done) = self.done.take() {
-            let _ = done.send(Ok(Outcome { exit: self.exit, output_closed: self.output_closed }));
+            let outcome =
+                Outcome { exit: self.exit, output_closed: self.output_closed, reason: self.reason.take() };
+            let _ = done.send(Ok(outcome));
         }
         for task in self.tasks.drain(..) {
             task.abort();
@@ -308,13 +317,17 @@ impl Client {
             Event::Opened { channel, .. } => {
                 let _ = self.driver.connection_mut().refuse(channel, RefuseReason::PROHIBITED, "");
             }
+            Event::Reason { channel, code, message } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.reason = Some((code, message.to_owned()));
+                }
+            }
             // The driver keeps the GoAway as the reason the connection ends.
             Event::GoAway { .. }
             | Event::Resumed
             | Event::Credit { .. }
             | Event::Resized { .. }
-            | Event::Signal { .. }
-            | Event::Reason { .. } => {}
+            | Event::Signal { .. } => {}
         }
     }
 
@@ -329,6 +342,7 @@ impl Client {
                         unwritten: 0,
                         exit: None,
                         output_closed: false,
+                        reason: None,
                         closed: false,
                         done: Some(done),
                         tasks: Vec::new(),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use session_link::End;
 use session_link::dial::DialError;
-use session_proto::RefuseReason;
+use session_proto::{EndReason, RefuseReason};
 
 /// Why a request, a connection or a channel failed.
 #[non_exhaustive]
@@ -39,8 +39,11 @@ pub enum Error {
     /// could use it.
     Closed,
     /// The session ended without its process's exit status: closed by the relay or the
-    /// instance for a reason of theirs.
-    NoExitStatus,
+    /// instance, for the reason given when they gave one.
+    Ended {
+        /// Why, as the relay or the instance said it.
+        reason: Option<(EndReason, String)>,
+    },
     /// The request cannot be made as given (a token that is no header value, a command too
     /// long for an Open, a channel the connection has no room for).
     Invalid(String),
@@ -83,7 +86,11 @@ impl core::fmt::Display for Error {
             Error::OpenRefused { reason, message } => write!(f, "refused: {reason}: {message}"),
             Error::ConnectionLost(end) => f.write_str(&relay_words(end)),
             Error::Closed => f.write_str("the session is over"),
-            Error::NoExitStatus => f.write_str("the session ended without an exit status"),
+            Error::Ended { reason: Some((_, message)) } if !message.is_empty() => {
+                write!(f, "the session ended: {message}")
+            }
+            Error::Ended { reason: Some((code, _)) } => write!(f, "the session ended: {code}"),
+            Error::Ended { reason: None } => f.write_str("the session ended without an exit status"),
             Error::Invalid(what) | Error::BadAnswer(what) => f.write_str(what),
             Error::Io { what, error } => write!(f, "{what}: {error}"),
         }

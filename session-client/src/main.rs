@@ -192,7 +192,7 @@ pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
         eprintln!();
     }
     match outcome? {
-        Outcome { exit: None, .. } => Err(Error::NoExitStatus),
+        Outcome { exit: None, reason, .. } => Err(Error::Ended { reason }),
         outcome => Ok(outcome.exit_code()),
     }
 }
@@ -217,7 +217,7 @@ pub(crate) async fn exec(relay: &Relay, instance: &str, command: &str, tty: bool
     let outcome = connection.open(kind, stdio(false)).await;
     interrupts.abort();
     match outcome? {
-        Outcome { exit: None, output_closed: false } => Err(Error::NoExitStatus),
+        Outcome { exit: None, output_closed: false, reason } => Err(Error::Ended { reason }),
         // Quietly, as a process killed by SIGPIPE in a pipeline.
         outcome => Ok(outcome.exit_code()),
     }

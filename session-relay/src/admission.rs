@@ -183,7 +183,7 @@ impl Gate<'_> {
                     return Err(Refused::forbidden(reason));
                 }
                 access.check(&who, TERMINATE_SESSION, &resource).map_err(Refused::forbidden)?;
-                if !active.terminate() {
+                if !active.terminate(&who.user) {
                     return Err(Refused::new(StatusCode::NOT_FOUND, format!("session {session} just ended")));
                 }
                 Ok(Admitted::Answer(Answer::of(&Terminated { terminated: session })))

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use session_codec::Frame;
-use session_link::{Clock, Driver, Op, Outbound, Transport, Wake};
+use session_link::{Clock, Driver, End, Op, Outbound, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
-use session_proto::{ErrorCode, Message, RefuseReason};
+use session_proto::{EndReason, ErrorCode, Message, RefuseReason};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::registry::{Entry, Registry};
-use crate::route::{ClientTx, Couplings, RouteId, ToAgent, ToClient};
+use crate::route::{ClientTx, Couplings, RouteId, ToAgent, ToClient, Why};
 use crate::secret::constant_time_eq;
 use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, RelayConfig};
 
@@ -65,9 +65,10 @@ pub(crate) async fn serve(
     let (to_agent, inputs) = mpsc::unbounded_channel();
     let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
     let entry = Entry { serial, to_agent, token, key, online: false, last_seen: SystemTime::now() };
-    if registry.insert(&name, entry).is_some() {
-        // A fresh session replaces the old one; the old task notices when its agent is gone.
-        info!(instance = %name, "agent replaced its previous session");
+    if let Some(older) = registry.insert(&name, entry) {
+        // One session per instance (spec 12.5): the older one ends, saying why.
+        info!(instance = %name, "a fresh connection replaces the instance's earlier session");
+        let _ = older.to_agent.send(ToAgent::Superseded);
     }
     info!(%peer, instance = %name, "agent connected");
     let task = AgentTask {
@@ -125,7 +126,8 @@ impl AgentTask {
         hello: Frame,
     ) {
         self.on_frame(&mut driver, hello);
-        loop {
+        let mut superseded = false;
+        let why = loop {
             match driver.next(&mut inputs).await {
                 Wake::Frame(frame) => self.on_frame(&mut driver, frame),
                 Wake::Input(ToAgent::Reattach { transport, hello }) => {
@@ -135,12 +137,19 @@ impl AgentTask {
                         self.on_frame(&mut driver, hello);
                     }
                 }
+                Wake::Input(ToAgent::Superseded) => {
+                    superseded = true;
+                    driver.go_away(
+                        ErrorCode::SUPERSEDED,
+                        "a newer connection of this instance replaced this one",
+                    );
+                }
                 Wake::Input(request) => self.on_request(&mut driver, request),
                 Wake::Sent { channel, len } => {
                     self.tell(channel, |route| ToClient::Consumed { route, len });
                 }
                 Wake::Closed { channel } => {
-                    self.tell(channel, |route| ToClient::Close { route });
+                    self.tell(channel, |route| ToClient::Close { route, why: None });
                     self.forget(channel);
                 }
                 Wake::Detached => {
@@ -150,15 +159,43 @@ impl AgentTask {
                 }
                 Wake::Alarm => {
                     info!(instance = %self.name, "detached session expired");
-                    break;
+                    let waited = self.detach_timeout.as_secs();
+                    let message = format!(
+                        "instance {}'s agent lost its connection and did not come back within {waited} s",
+                        self.name
+                    );
+                    break Why { code: EndReason::INSTANCE_LOST, message };
                 }
                 Wake::Ended(end) => {
                     info!(instance = %self.name, reason = %end, "agent connection ended");
-                    break;
+                    break self.why_ended(&end, superseded);
                 }
             }
-        }
-        self.end(&mut inputs);
+        };
+        self.end(&mut inputs, &why);
+    }
+
+    /// What the clients of a session that ended are told.
+    fn why_ended(&self, end: &End, superseded: bool) -> Why {
+        let name = &self.name;
+        let (code, message) = match end {
+            _ if superseded => (
+                EndReason::INSTANCE_REPLACED,
+                format!(
+                    "instance {name}'s agent connected anew; this session ended with its earlier connection"
+                ),
+            ),
+            End::GoAway { message, .. } => (
+                EndReason::INSTANCE_STOPPED,
+                format!("instance {name}'s agent ended its connection: {message}"),
+            ),
+            End::Violation(e) if e.code == ErrorCode::RESUME_REJECTED => (
+                EndReason::INSTANCE_LOST,
+                format!("instance {name}'s agent could not resume this session: {e}"),
+            ),
+            other => (EndReason::UNSPECIFIED, format!("instance {name}'s connection ended: {other}")),
+        };
+        Why { code, message }
     }
 
     fn on_frame(&mut self, driver: &mut AgentDriver, frame: Frame) {
@@ -269,15 +306,15 @@ impl AgentTask {
                 }
             }
             // Handled where the driver is attached.
-            ToAgent::Reattach { .. } => {}
+            ToAgent::Reattach { .. } | ToAgent::Superseded => {}
         }
     }
 
-    /// The session is over: every client channel through it ends, and Opens still queued are
-    /// refused.
-    fn end(&mut self, inputs: &mut mpsc::UnboundedReceiver<ToAgent>) {
+    /// The session is over: every client channel through it ends, told `why`, and Opens still
+    /// queued are refused.
+    fn end(&mut self, inputs: &mut mpsc::UnboundedReceiver<ToAgent>, why: &Why) {
         for (_, route, client) in self.couplings.iter() {
-            let _ = client.send(ToClient::Close { route });
+            let _ = client.send(ToClient::Close { route, why: Some(why.clone()) });
         }
         inputs.close();
         while let Ok(request) = inputs.try_recv() {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use session_codec::Frame;
 use session_link::{Clock, Driver, Op, Outbound, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
-use session_proto::{ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
+use session_proto::{EndReason, ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 use tracing::info;
 
@@ -193,10 +193,12 @@ impl ClientTask {
                 }
                 return;
             }
-            ToClient::Terminate { route } => {
+            ToClient::Terminate { route, by } => {
                 if let Some(channel) = self.couplings.channel(route) {
-                    info!(user = %self.who.user, instance = %self.instance, "session terminated");
+                    info!(user = %self.who.user, instance = %self.instance, %by, "session terminated");
                     let conn = driver.connection_mut();
+                    let message = format!("the session was terminated by {by}");
+                    let _ = conn.reason(channel, EndReason::TERMINATED, clip(&message, MAX_MESSAGE_LEN));
                     // Not yet accepted (the agent is still starting it): refused instead.
                     if conn.close(channel).is_err() {
                         let _ = conn.refuse(channel, RefuseReason::PROHIBITED, "the session was terminated");
@@ -218,7 +220,14 @@ impl ClientTask {
                 (route, Op::Exit(status))
             }
             ToClient::Eof { route } => (route, Op::Eof),
-            ToClient::Close { route } => (route, Op::Close),
+            ToClient::Close { route, why } => {
+                if let (Some(why), Some(channel)) = (why, self.couplings.channel(route)) {
+                    // Ahead of what is still queued: the client learns why before the end.
+                    let message = clip(&why.message, MAX_MESSAGE_LEN);
+                    let _ = driver.connection_mut().reason(channel, why.code, message);
+                }
+                (route, Op::Close)
+            }
         };
         if let Some(channel) = self.couplings.channel(route) {
             driver.queue(channel, op);

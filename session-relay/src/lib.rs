@@ -96,7 +96,7 @@ impl core::fmt::Debug for RelayConfig {
 impl RelayConfig {
     /// The defaults, with `access` as the gate and no TLS.
     pub fn new(access: Access) -> RelayConfig {
-        RelayConfig { detach_timeout: Duration::from_secs(300), replay_len: 4 << 20, access, tls: None }
+        RelayConfig { detach_timeout: Duration::from_secs(60), replay_len: 4 << 20, access, tls: None }
     }
 }
 

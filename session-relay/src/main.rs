@@ -47,8 +47,9 @@ struct ServeArgs {
     /// Also append one JSON audit record per line to this file (they go to the store either way).
     #[arg(long)]
     audit_log: Option<PathBuf>,
-    /// Seconds a disconnected agent's sessions are kept for it to re-attach.
-    #[arg(long, default_value_t = 300)]
+    /// Seconds a disconnected agent's sessions are kept for it to re-attach; then they end, and
+    /// their clients are told (spec 12.5).
+    #[arg(long, default_value_t = 60)]
     detach_timeout: u64,
 }
 

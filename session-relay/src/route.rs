@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use session_codec::Frame;
 use session_link::Transport;
 use session_proto::owned::OwnedOpenKind;
-use session_proto::{ExitStatus, RefuseReason, Signal, WindowSize};
+use session_proto::{EndReason, ExitStatus, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 
 /// One coupled channel, named the same in both tasks (each side's channel ids are its own).
@@ -35,6 +35,8 @@ pub(crate) enum ToAgent {
         transport: Transport,
         hello: Frame,
     },
+    /// A fresh connection of the same instance took the agent's place (spec 12.5).
+    Superseded,
     Open {
         route: RouteId,
         kind: Box<OwnedOpenKind>,
@@ -133,14 +135,25 @@ pub(crate) enum ToClient {
     Eof {
         route: RouteId,
     },
-    /// The channel ended at the agent, or the agent is gone.
+    /// The channel ended at the agent, or the agent is gone: then `why` says so, for the
+    /// client's person (a Reason before the Close).
     Close {
         route: RouteId,
+        why: Option<Why>,
     },
     /// Its owner ended the session from elsewhere.
     Terminate {
         route: RouteId,
+        /// Who ended it.
+        by: String,
     },
+}
+
+/// Why a channel ends when its process's Exit does not say: what a Reason frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Why {
+    pub(crate) code: EndReason,
+    pub(crate) message: String,
 }
 
 /// The coupled channels of one connection's task: by this connection's channel id, and by

@@ -62,8 +62,8 @@ impl Sessions {
 }
 
 impl Active {
-    /// Asks the session's client task to end it; false if that task is gone.
-    pub(crate) fn terminate(&self) -> bool {
-        self.client.send(ToClient::Terminate { route: self.route }).is_ok()
+    /// Asks the session's client task to end it, on behalf of `by`; false if that task is gone.
+    pub(crate) fn terminate(&self, by: &str) -> bool {
+        self.client.send(ToClient::Terminate { route: self.route, by: by.to_owned() }).is_ok()
     }
 }

@@ -37,11 +37,20 @@ impl System {
 
     /// A relay on a free loopback port over `store`.
     pub async fn with_store(store: Store, audit: Option<&std::path::Path>) -> System {
+        System::configured(store, audit, |_| {}).await
+    }
+
+    /// A relay on a free loopback port over `store`, its configuration changed by `adjust`.
+    pub async fn configured(
+        store: Store,
+        audit: Option<&std::path::Path>,
+        adjust: impl FnOnce(&mut RelayConfig),
+    ) -> System {
         let audit = audit.map_or_else(Audit::log_only, |path| Audit::to_file(path).expect("audit file"));
         let access = Access::new(store.clone(), "test", audit.with_store(store.clone()).expect("audit"));
-        let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), RelayConfig::new(access))
-            .await
-            .expect("relay");
+        let mut config = RelayConfig::new(access);
+        adjust(&mut config);
+        let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("relay");
         let url = format!("ws://{}", relay.addr);
         let token = dev::full_access_user(&store, "tester", Duration::from_secs(3600)).expect("tester");
         let client = session_client::Relay::new(&url, &token);

@@ -1,0 +1,96 @@
+//! What a client is told when its instance goes (spec 12.5, 12.6): an agent killed in the
+//! middle of a session and started again, one that never comes back, and a session its owner
+//! terminates. Never a silent hang: each ends the client's channel with a Reason that says why.
+
+use core::time::Duration;
+
+use session_client::{Error, Outcome};
+use session_proto::EndReason;
+use session_relay::Store;
+use session_test_kit::{System, agent_config, exec, pipes};
+
+/// Runs `sleep 60` on `instance` in the background; its outcome when it ends.
+fn sleeping(system: &System, instance: &str) -> tokio::task::JoinHandle<Result<Outcome, Error>> {
+    let client = system.client.clone();
+    let instance = instance.to_owned();
+    tokio::spawn(async move {
+        let connection = session_client::Connection::connect(&client, &instance).await?;
+        let (io, _input, _out, _err) = pipes();
+        connection.open(exec("sleep 60"), io).await
+    })
+}
+
+/// Waits until `instance` has a session in progress.
+async fn started(system: &System) {
+    for _ in 0..200 {
+        if system.client.sessions().await.unwrap()["sessions"][0]["id"].is_string() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the session never started");
+}
+
+/// The reason an outcome ends with.
+async fn reason(running: tokio::task::JoinHandle<Result<Outcome, Error>>) -> (EndReason, String) {
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the client is told")
+        .unwrap()
+        .expect("the channel ends");
+    assert_eq!(outcome.exit, None, "no exit status came");
+    outcome.reason.expect("a reason came")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_and_started_again_ends_its_old_sessions_with_a_reason() {
+    let system = System::start(None).await;
+    let config = agent_config(&system.url, "i-restart", &system.activation("test"));
+    let first = tokio::spawn(session_agent::run(config.clone()));
+    system.wait_online("i-restart").await;
+    let running = sleeping(&system, "i-restart");
+    started(&system).await;
+
+    // kill -9: the agent's process and its connection vanish at once.
+    first.abort();
+    // The same key, started again: a fresh connection, not a resume.
+    let mut again = config;
+    again.activation = None;
+    let _second = tokio::spawn(session_agent::run(again));
+
+    let (code, message) = reason(running).await;
+    assert_eq!(code, EndReason::INSTANCE_REPLACED, "{message}");
+    assert!(message.contains("i-restart") && message.contains("connected anew"), "{message}");
+    system.wait_online("i-restart").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_does_not_come_back_ends_its_sessions_after_the_detach_timeout() {
+    let system = System::configured(Store::in_memory().unwrap(), None, |config| {
+        config.detach_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let config = agent_config(&system.url, "i-gone", &system.activation("test"));
+    let agent = tokio::spawn(session_agent::run(config));
+    system.wait_online("i-gone").await;
+    let running = sleeping(&system, "i-gone");
+    started(&system).await;
+
+    agent.abort();
+    let (code, message) = reason(running).await;
+    assert_eq!(code, EndReason::INSTANCE_LOST, "{message}");
+    assert!(message.contains("did not come back within 2 s"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_session_says_who_ended_it() {
+    let mut system = System::start(None).await;
+    system.agent("i-term").await;
+    let running = sleeping(&system, "i-term");
+    started(&system).await;
+    let id = system.client.sessions().await.unwrap()["sessions"][0]["id"].as_str().unwrap().to_owned();
+    system.client.terminate(&id).await.unwrap();
+    let (code, message) = reason(running).await;
+    assert_eq!(code, EndReason::TERMINATED);
+    assert_eq!(message, "the session was terminated by tester");
+}
