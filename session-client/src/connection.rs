@@ -154,8 +154,17 @@ impl Connection {
     /// Opens a channel of `kind` wired to `io`, and waits until it ends.
     pub async fn open(&self, kind: OwnedOpenKind, io: ChannelIo) -> Result<Outcome, Error> {
         let (done, outcome) = oneshot::channel();
-        self.handle.inputs.send(Input::Open { kind: Box::new(kind), io, done }).map_err(|_| Error::Closed)?;
-        outcome.await.map_err(|_| Error::Closed)?
+        let sent = self.handle.inputs.send(Input::Open { kind: Box::new(kind), io, done });
+        let Ok(()) = sent else { return Err(self.lost()) };
+        outcome.await.unwrap_or_else(|_| Err(self.lost()))
+    }
+
+    /// Why the driving task is gone, for a request made through a live handle.
+    fn lost(&self) -> Error {
+        match self.handle.ended.borrow().as_ref() {
+            Some(end) => Error::ConnectionLost(Arc::clone(end)),
+            None => Error::Closed,
+        }
     }
 
     /// The local terminal changed size: every terminal channel hears of it.
@@ -166,6 +175,17 @@ impl Connection {
     /// Sends `signal` to the process of every channel.
     pub fn signal(&self, signal: Signal) {
         let _ = self.handle.inputs.send(Input::Signal(signal));
+    }
+
+    /// Ends the connection once its channels are done (GoAway NO_ERROR), whatever other
+    /// handles there are, and waits until its last frames went: for a program about to exit,
+    /// so that the relay learns the end from a GoAway rather than a reset.
+    pub async fn close(self) {
+        let mut ended = self.handle.ended.clone();
+        let _ = self.handle.inputs.send(Input::Released);
+        drop(self);
+        let finished = async { while ended.changed().await.is_ok() {} };
+        let _ = tokio::time::timeout(session_link::WRITE_TIMEOUT, finished).await;
     }
 
     /// Resolves when the connection to the relay is over, with why: for a program that holds
@@ -254,6 +274,7 @@ impl Client {
                 Wake::Ended(end) => break Arc::new(end),
             }
         };
+
         ending.send_replace(Some(Arc::clone(&end)));
         let failure = || if self.released { Error::Closed } else { Error::ConnectionLost(Arc::clone(&end)) };
         if let Some(ready) = ready.take() {
@@ -267,6 +288,10 @@ impl Client {
                 task.abort();
             }
         }
+        // The last frames (a GoAway) go before `ending` is dropped, which Connection::close
+        // waits for.
+        self.driver.flushed().await;
+        drop(ending);
     }
 
     fn on_event(

@@ -186,6 +186,7 @@ pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
     };
     resizes.abort();
     drop(raw);
+    connection.close().await;
     let ended_by_exit = outcome.as_ref().is_ok_and(|o| o.exit.is_some());
     if !ended_by_exit {
         // The remote's last line (a prompt, say) has no newline: what follows starts its own.
@@ -216,6 +217,7 @@ pub(crate) async fn exec(relay: &Relay, instance: &str, command: &str, tty: bool
     };
     let outcome = connection.open(kind, stdio(false)).await;
     interrupts.abort();
+    connection.close().await;
     match outcome? {
         Outcome { exit: None, output_closed: false, reason } => Err(Error::Ended { reason }),
         // Quietly, as a process killed by SIGPIPE in a pipeline.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::outbox::Outbox;
 use crate::transmit::Transmit;
-use crate::{Clock, Op, Transport};
+use crate::{Clock, Closing, Op, Transport};
 
 /// One wake-up of a [`Driver`], for the embedding program to act on.
 #[derive(Debug)]
@@ -128,6 +128,8 @@ pub struct Driver<const C: usize> {
     attached: bool,
     /// [`Wake::Ended`] was handed out.
     over: bool,
+    /// The transport of a connection that ended, while its writer sends the last frames.
+    closing: Option<Closing>,
 }
 
 impl<const C: usize> Driver<C> {
@@ -145,6 +147,15 @@ impl<const C: usize> Driver<C> {
             end: None,
             attached: false,
             over: false,
+            closing: None,
+        }
+    }
+
+    /// Once [`Wake::Ended`] came: resolves when the last frames (the GoAway, the Close) went,
+    /// or the writer gave up. For a program about to exit; a relay's task need not wait.
+    pub async fn flushed(&mut self) {
+        if let Some(closing) = self.closing.take() {
+            closing.wait().await;
         }
     }
 
@@ -271,7 +282,9 @@ impl<const C: usize> Driver<C> {
                 self.over = true;
                 let end = self.end.take().unwrap_or(End::Closed);
                 if let Some(transport) = self.transport.take() {
-                    transport.close(end.go_away_code()).await;
+                    // Not waited for here: the program's ending (its sessions, its records)
+                    // must not wait on a peer that does not read.
+                    self.closing = Some(transport.close(end.go_away_code()));
                 }
                 return Wake::Ended(end);
             }
@@ -291,7 +304,7 @@ impl<const C: usize> Driver<C> {
                                 self.conn.go_away(code, "bad frame");
                                 self.tx.flush(&mut self.conn, &transport);
                                 self.conn.detach();
-                                transport.close(Some(code)).await;
+                                self.closing = Some(transport.close(Some(code)));
                             }
                             (None, transport) => {
                                 self.transport = transport;

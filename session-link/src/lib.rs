@@ -47,4 +47,4 @@ mod transport;
 pub use clock::Clock;
 pub use driver::{Driver, End, Wake};
 pub use outbox::{Op, Outbound};
-pub use transport::{BACKLOG_LIMIT, Transport, WRITE_TIMEOUT};
+pub use transport::{BACKLOG_LIMIT, Closing, Transport, WRITE_TIMEOUT};

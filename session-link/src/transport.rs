@@ -159,12 +159,11 @@ impl Transport {
         }
     }
 
-    /// Sends what is queued, then closes the WebSocket: with the status a GoAway of `code`
-    /// calls for (spec section 2.4: 1000 for NO_ERROR, 1002 for any other), or with none when
-    /// no GoAway was said. Resolves once the writer is done, or after [`WRITE_TIMEOUT`] if the
-    /// peer does not take it: for a last frame (a GoAway) that must go out before the program
-    /// moves on or exits.
-    pub async fn close(self, code: Option<ErrorCode>) {
+    /// Closes the WebSocket once what is queued went: with the status a GoAway of `code` calls
+    /// for (spec section 2.4: 1000 for NO_ERROR, 1002 for any other), or with none when no
+    /// GoAway was said. The writer finishes on its own; [`Closing::wait`] waits for it, for a
+    /// last frame (a GoAway) that must go out before the program exits.
+    pub fn close(self, code: Option<ErrorCode>) -> Closing {
         let Transport { outgoing, writer_done, .. } = self;
         if let Some(code) = code {
             let status = if code == ErrorCode::NO_ERROR { CloseCode::Normal } else { CloseCode::Protocol };
@@ -172,7 +171,21 @@ impl Transport {
         }
         // The writer ends once its queue is empty and every sender is gone.
         drop(outgoing);
-        if let Some(done) = writer_done {
+        Closing { writer_done }
+    }
+}
+
+/// A transport being closed: its writer sends what was queued, then the Close.
+#[derive(Debug)]
+pub struct Closing {
+    writer_done: Option<oneshot::Receiver<()>>,
+}
+
+impl Closing {
+    /// Resolves once the writer is done, or after [`WRITE_TIMEOUT`] if the peer does not take
+    /// what is left.
+    pub async fn wait(self) {
+        if let Some(done) = self.writer_done {
             let _ = tokio::time::timeout(WRITE_TIMEOUT, done).await;
         }
     }

@@ -99,7 +99,7 @@ fn new_connection(
 async fn refuse(transport: Transport, code: ErrorCode, message: &'static str) -> Result<(), String> {
     let frame = Frame::new(&Message::GoAway { code, message }).map_err(|e| e.to_string())?;
     transport.send(frame);
-    transport.close(Some(code)).await;
+    transport.close(Some(code)).wait().await;
     Err(message.to_owned())
 }
 

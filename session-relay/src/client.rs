@@ -33,6 +33,8 @@ struct Coupling {
     agent: AgentTx,
     controls: Arc<Controls>,
     record: SessionRecord,
+    /// The agent accepted the channel, and so did this side: it ends with Close, not Refuse.
+    accepted: bool,
 }
 
 /// Serves a client's connection to `instance` until it ends.
@@ -150,7 +152,8 @@ impl ClientTask {
             route,
         };
         self.sessions.insert(&record.id, active);
-        let coupling = Coupling { agent: admitted.agent.to_agent, controls: Arc::default(), record };
+        let coupling =
+            Coupling { agent: admitted.agent.to_agent, controls: Arc::default(), record, accepted: false };
         self.couplings.insert(channel, route, coupling);
     }
 
@@ -174,6 +177,9 @@ impl ClientTask {
             ToClient::Accepted { route } => {
                 if let Some(channel) = self.couplings.channel(route) {
                     let _ = driver.connection_mut().accept(channel);
+                    if let Some((_, coupling)) = self.couplings.get_mut(channel) {
+                        coupling.accepted = true;
+                    }
                 }
                 return;
             }
@@ -221,6 +227,23 @@ impl ClientTask {
             }
             ToClient::Eof { route } => (route, Op::Eof),
             ToClient::Close { route, why } => {
+                let unanswered = self.couplings.channel(route).filter(|&channel| {
+                    self.couplings.get(channel).is_some_and(|(_, coupling)| !coupling.accepted)
+                });
+                if let Some(channel) = unanswered {
+                    // The instance went before it answered the Open: the client's Open is
+                    // refused, never left waiting.
+                    let message =
+                        why.map_or_else(|| "the instance's connection ended".to_owned(), |why| why.message);
+                    let message = clip(&message, MAX_MESSAGE_LEN);
+                    let _ = driver.connection_mut().refuse(channel, RefuseReason::UNAVAILABLE, message);
+                    if let Some((_, coupling)) = self.couplings.remove(channel) {
+                        self.sessions.remove(&coupling.record.id);
+                        let refusal = format!("{}: {message}", RefuseReason::UNAVAILABLE);
+                        self.access.audit.write(&coupling.record.end(Some(refusal)));
+                    }
+                    return;
+                }
                 if let (Some(why), Some(channel)) = (why, self.couplings.channel(route)) {
                     // Ahead of what is still queued: the client learns why before the end.
                     let message = clip(&why.message, MAX_MESSAGE_LEN);

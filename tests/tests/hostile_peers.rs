@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use session_proto::connection::{Config, Role, Sent};
-use session_proto::{Env, Message, OpenKind, Stream};
+use session_proto::{Env, ErrorCode, Message, OpenKind, Stream};
 use session_test_kit::System;
 use session_test_kit::measure::peak_rss;
 use session_test_kit::raw::{Raw, running};
@@ -264,3 +264,43 @@ async fn pongs_queued_for_a_client_that_does_not_read_take_their_size_only() {
 // ---- 7. The agent's one-byte reads each pin a 64 KiB read buffer in the backlog ----
 
 // ---- 8. A shell that exits while a background job holds its terminal never ends ----
+
+// ---- A client that stops reading, then says GoAway: its sessions end at once ----
+
+/// Ending a connection does not wait for the writer towards a peer that does not read (up to
+/// WRITE_TIMEOUT): the client's sessions and their processes end when its GoAway arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_and_says_goaway_has_its_sessions_ended_at_once() {
+    let mut system = System::start(None).await;
+    system.agent("i-goaway").await;
+    let mut config = Config::new(Role::Initiator);
+    // Credit enough for the relay to fill its backlog towards this client.
+    config.initial_window = 16 << 20;
+    let mut raw = Raw::connect_small(&system.url, system.token(), "i-goaway", config).await;
+    let marker = "987721";
+    let command = format!("yes {marker}");
+    let kind = OpenKind::Exec { command: &command, pty: None, env: Env::EMPTY };
+    raw.conn.open(&kind).unwrap();
+    raw.flush().await;
+    raw.until(|e| e.starts_with("Accepted"), 5).await;
+    // The client stops reading; the relay's writer towards it blocks.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(running(marker), "the command runs");
+
+    // The client ends its connection.
+    raw.conn.go_away(ErrorCode::NO_ERROR, "bye");
+    raw.flush().await;
+    // The relay's writer towards this client stays blocked for WRITE_TIMEOUT (30 s): the
+    // session must end well before that, not after it.
+    let mut gone = false;
+    for _ in 0..150 {
+        if !running(marker) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sessions = system.client.sessions().await.unwrap();
+    drop(raw);
+    assert!(gone, "the client said GoAway, yet its session still ran (sessions: {sessions})");
+}

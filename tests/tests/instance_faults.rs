@@ -4,10 +4,11 @@
 
 use core::time::Duration;
 
+use session_client::Connection;
 use session_client::{Error, Outcome};
 use session_proto::EndReason;
 use session_relay::Store;
-use session_test_kit::{System, agent_config, exec, pipes};
+use session_test_kit::{Proxy, System, agent_config, exec, pipes};
 
 /// Runs `sleep 60` on `instance` in the background; its outcome when it ends.
 fn sleeping(system: &System, instance: &str) -> tokio::task::JoinHandle<Result<Outcome, Error>> {
@@ -93,4 +94,24 @@ async fn a_terminated_session_says_who_ended_it() {
     let (code, message) = reason(running).await;
     assert_eq!(code, EndReason::TERMINATED);
     assert_eq!(message, "the session was terminated by tester");
+}
+
+/// A request made through a live handle after the relay's connection was lost is told so
+/// (`ConnectionLost`), not that this client closed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_after_the_connection_was_lost_says_it_was_lost() {
+    let mut system = System::start(None).await;
+    system.agent("i-lost").await;
+    let proxy = Proxy::start(system.relay.addr).await;
+    let relay = session_client::Relay::new(&format!("ws://{}", proxy.addr), system.token());
+    let connection = Connection::connect(&relay, "i-lost").await.unwrap();
+    // The network between the client and the relay fails.
+    assert_eq!(proxy.cut(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (io, _input, _out, _err) = pipes();
+    let error = connection.open(exec("true"), io).await.unwrap_err();
+    assert!(
+        matches!(error, Error::ConnectionLost(_)),
+        "the handle is alive and the relay's connection was lost, yet: {error:?} ({error})"
+    );
 }
