@@ -10,7 +10,7 @@ use session_link::{Driver, Op};
 use session_proto::{Env, ExitStatus, RefuseReason, Signal, Stream, WindowSize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::process::{self, Control, LoginUser};
@@ -67,6 +67,10 @@ impl Local {
 
 type LocalTx = mpsc::UnboundedSender<Local>;
 
+/// Held by every task that ends a process, and dropped when it is done: the agent waits for
+/// all of them by waiting until no sender of its channel is left.
+pub(crate) type Reaping = mpsc::Sender<()>;
+
 pub(crate) struct Channel {
     /// What the client sends, on its way to the process or socket.
     to_process: Writer,
@@ -84,10 +88,14 @@ pub(crate) struct Channel {
     /// Our Close is queued.
     close_queued: bool,
     tasks: Vec<JoinHandle<()>>,
+    /// Dropped with the channel: tells the task that owns the process that nobody waits for
+    /// it any more, so that it ends what is left of a process still running.
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl Channel {
-    /// Starts a shell or command for `channel`.
+    /// Starts a shell or command for `channel`. `reaping` is held until the process was
+    /// reaped (see [`Reaping`]).
     pub(crate) fn process(
         channel: u16,
         user: &LoginUser,
@@ -95,24 +103,19 @@ impl Channel {
         pty: Option<(&str, WindowSize)>,
         env: &Env<'_>,
         local: &LocalTx,
+        reaping: Option<Reaping>,
     ) -> Result<Channel, (RefuseReason, String)> {
         let started = process::start(user, command, pty, env)
             .map_err(|e| (RefuseReason::SPAWN_FAILED, format!("cannot start the process: {e}")))?;
         let is_pty = matches!(started.control, Control::Pty(_));
+        let groups = started.control.groups(started.child.id());
         let mut ch = Channel::around(channel, started.input, started.outputs, is_pty, local);
         ch.control = Some(started.control);
-        let (mut child, tx) = (started.child, local.clone());
-        ch.tasks.push(tokio::spawn(async move {
-            let status = match child.wait().await {
-                Ok(status) => process::exit_status(status),
-                Err(_) => ExitStatus::Code(255),
-            };
-            let _ = tx.send(Local::Exited { channel, status });
-            while is_pty && !tx.is_closed() {
-                tokio::time::sleep(QUIET_AFTER_EXIT).await;
-                let _ = tx.send(Local::Quiet { channel });
-            }
-        }));
+        let (stop, stopped) = oneshot::channel();
+        ch.stop = Some(stop);
+        // Not one of `tasks`, which end with the channel: this one owns the process, and must
+        // reap it whatever the way out.
+        tokio::spawn(watch(channel, started.child, groups, is_pty, stopped, local.clone(), reaping));
         Ok(ch)
     }
 
@@ -173,6 +176,7 @@ impl Channel {
             eof_queued: false,
             close_queued: false,
             tasks,
+            stop: None,
         }
     }
 
@@ -251,16 +255,52 @@ impl Channel {
     }
 }
 
-/// A channel that ends (or is dropped with the agent's state) gives its process a hangup and
-/// stops its tasks, which kills a process still running and closes its terminal or socket: no
-/// process outlives the agent's hold on it, whatever the way out.
+/// Waits for a channel's process: tells its exit, and for a terminal ticks [`Local::Quiet`] after
+/// it, until the channel is gone. If the channel goes first, the process is still running with
+/// nobody to serve: what is left of it is ended ([`process::end`]).
+async fn watch(
+    channel: u16,
+    mut child: tokio::process::Child,
+    groups: process::Groups,
+    is_pty: bool,
+    mut stopped: oneshot::Receiver<()>,
+    tx: LocalTx,
+    _reaping: Option<Reaping>,
+) {
+    let exited = tokio::select! {
+        status = child.wait() => Some(status),
+        _ = &mut stopped => None,
+    };
+    let Some(status) = exited else {
+        process::end(child, groups).await;
+        return;
+    };
+    // What outlives a process that exited by itself (a background job) is left alone, as a
+    // local terminal would leave it.
+    drop(groups);
+    let status = status.map_or(ExitStatus::Code(255), process::exit_status);
+    let _ = tx.send(Local::Exited { channel, status });
+    if !is_pty {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(QUIET_AFTER_EXIT) => {
+                if tx.send(Local::Quiet { channel }).is_err() {
+                    return;
+                }
+            }
+            _ = &mut stopped => return,
+        }
+    }
+}
+
+/// A channel that ends (or is dropped with the agent's state) stops its tasks, which closes its
+/// terminal or socket, and lets the task that owns its process know, which ends a process still
+/// running: no process outlives the agent's hold on it, whatever the way out.
 impl Drop for Channel {
     fn drop(&mut self) {
-        if self.exit.is_none() {
-            if let Some(control) = &self.control {
-                control.signal(Signal::HUP);
-            }
-        }
+        drop(self.stop.take());
         for task in self.tasks.drain(..).chain(self.readers.drain(..)) {
             task.abort();
         }

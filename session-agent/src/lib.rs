@@ -12,6 +12,15 @@
 //!
 //! The connection is driven by `session-link`'s driver; this crate adds what an agent does with
 //! each channel (`channel.rs`) and how it starts processes (`process.rs`).
+//!
+//! A process whose channel closes before it exited (the client went, the session ended, the
+//! agent stops) gets a hangup, then SIGTERM, then SIGKILL, to its whole process group, a grace
+//! period apart ([`HANGUP_GRACE`], [`TERMINATE_GRACE`]), from a task that outlives the channel
+//! and reaps it.
+//!
+//! The agent gives up only when redialing cannot help ([`AgentError`]): the relay refused it
+//! for good, or another connection of the same instance replaced it. Everything else (an
+//! unreachable relay, a relay that restarted and lost the session) it outlasts.
 
 #![forbid(unsafe_code)]
 // A std program: the core-and-alloc discipline of the protocol crates buys nothing here.
@@ -22,6 +31,7 @@ mod identity;
 mod process;
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -32,25 +42,29 @@ use session_link::identity::{
     ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER, CHALLENGE_LEN,
 };
 use session_link::pipe::PipeEvent;
-use session_link::{Clock, Driver, Op, Transport, Wake};
+use session_link::{Clock, Driver, End, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, MIN_REPLAY_LEN, Role};
-use session_proto::{DEFAULT_MAX_FRAME, OpenKind, RefuseReason};
+use session_proto::{DEFAULT_MAX_FRAME, ErrorCode, OpenKind, RefuseReason};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::channel::{Channel, Local};
+use crate::channel::{Channel, Local, Reaping};
 pub use crate::identity::AgentKey;
-pub use crate::process::LoginUser;
+pub use crate::process::{HANGUP_GRACE, LoginUser, TERMINATE_GRACE};
 
 /// Channels at once.
 const CHANNELS: usize = 256;
 
-/// The first wait before redialing; it doubles with each failure, up to the configured maximum.
+/// The first wait before redialing, unless configured otherwise; it doubles with each failure,
+/// up to the configured maximum.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a stopping agent waits for its GoAway to reach the relay.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a dial may take, the proof of the key included.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +86,8 @@ pub struct AgentConfig {
     pub user: LoginUser,
     /// Bytes of replay buffer: what may be in flight towards the relay.
     pub replay_len: usize,
+    /// The first wait before redialing after a failed attempt; each failure in a row doubles it.
+    pub first_backoff: Duration,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
 }
@@ -86,6 +102,7 @@ impl core::fmt::Debug for AgentConfig {
             .field("activation", &self.activation.as_ref().map(|_| "<secret>"))
             .field("user", &self.user)
             .field("replay_len", &self.replay_len)
+            .field("first_backoff", &self.first_backoff)
             .field("max_backoff", &self.max_backoff)
             .finish_non_exhaustive()
     }
@@ -102,6 +119,7 @@ impl AgentConfig {
             activation: None,
             user,
             replay_len: 4 << 20,
+            first_backoff: FIRST_BACKOFF,
             max_backoff: Duration::from_secs(30),
         }
     }
@@ -140,10 +158,81 @@ impl core::fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// Runs the agent for ever: connects, serves, and reconnects.
-pub async fn run(config: AgentConfig) {
+impl ConnectError {
+    /// The relay's reason when it refused the agent for good, which redialing cannot change: a
+    /// handshake refused as malformed (400), unauthorised (401: an activation code used,
+    /// malformed, unknown or expired, a key it does not know or not this instance's), forbidden
+    /// (403) or not found (404), or a proof of the key refused. `None` for what may pass: the
+    /// relay's own failures (5xx), an unreachable relay, a failed TLS or WebSocket handshake, a
+    /// timeout.
+    fn permanent_refusal(&self) -> Option<String> {
+        match self {
+            ConnectError::Dial(DialError::Refused { status: status @ (400 | 401 | 403 | 404), reason }) => {
+                Some(if reason.is_empty() { format!("HTTP status {status}") } else { reason.clone() })
+            }
+            ConnectError::ProofRefused(reason) if reason.is_empty() => {
+                Some("the relay refused the agent's proof of its key".to_owned())
+            }
+            ConnectError::ProofRefused(reason) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Why the agent stopped of its own accord: each is for good, and dialing again would not help.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentError {
+    /// The relay refused the agent for good (see the reason): an activation code that was used,
+    /// malformed, unknown or expired; a key the relay does not know, or not the one registered
+    /// for this instance.
+    Refused {
+        /// The relay's words.
+        reason: String,
+    },
+    /// The relay replaced this connection with a newer one of the same instance: another agent
+    /// runs with the same key and name. Dialing again would replace that one in turn, which
+    /// would do the same, for ever.
+    Superseded {
+        /// The relay's words.
+        message: String,
+    },
+}
+
+impl core::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AgentError::Refused { reason } => write!(f, "refused by the relay: {reason}"),
+            AgentError::Superseded { message } => write!(
+                f,
+                "another agent connected as this instance and replaced this one (the relay said: \
+                 {message}); stopping rather than replacing it back"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+/// Runs the agent until `stop` completes: connects, serves, and reconnects. Stopped, it closes
+/// its sessions (a process still running is ended as the crate's documentation says), says
+/// GoAway `NO_ERROR` to the relay, which then lists it offline at once rather than
+/// reconnecting, and waits until every process it started was reaped. When the relay will not
+/// have it, it does the same short of the GoAway and returns why ([`AgentError`]).
+pub async fn run_until(config: AgentConfig, stop: impl Future<Output = ()>) -> Result<(), AgentError> {
     let mut agent = Agent::new(config);
-    agent.run().await;
+    let outcome = agent.serve(std::pin::pin!(stop)).await;
+    match &outcome {
+        Ok(()) => info!("stopping"),
+        Err(e) => error!(error = %e, "the agent stops"),
+    }
+    agent.shut_down().await;
+    outcome
+}
+
+/// Runs the agent until the relay will not have it ([`run_until`] tells why, and can stop it).
+pub async fn run(config: AgentConfig) {
+    let _ = run_until(config, core::future::pending()).await;
 }
 
 struct Agent {
@@ -157,8 +246,14 @@ struct Agent {
     attempts: u64,
     /// The Hellos went through on the current transport.
     connected: bool,
+    /// The current transport carries a detached session's resume, not a fresh session.
+    resuming: bool,
     local_tx: mpsc::UnboundedSender<Local>,
     local_rx: mpsc::UnboundedReceiver<Local>,
+    /// Cloned into every task that ends a process; dropped when the agent stops, so that
+    /// `reaped` ends once they all did.
+    reaping: Option<Reaping>,
+    reaped: mpsc::Receiver<()>,
 }
 
 impl Agent {
@@ -166,6 +261,8 @@ impl Agent {
         let clock = Clock::default();
         let driver = Driver::new(fresh_connection(&config, &clock), clock);
         let (local_tx, local_rx) = mpsc::unbounded_channel();
+        // Nothing is ever sent: the channel only tells when its last sender is gone.
+        let (reaping, reaped) = mpsc::channel(1);
         Agent {
             config,
             clock,
@@ -174,21 +271,33 @@ impl Agent {
             connecting: HashMap::new(),
             attempts: 0,
             connected: false,
+            resuming: false,
             local_tx,
             local_rx,
+            reaping: Some(reaping),
+            reaped,
         }
     }
 
     /// Dials whenever there is no transport and no backoff runs, and serves the channels
-    /// meanwhile: processes go on running while the relay is unreachable.
-    async fn run(&mut self) {
-        let mut backoff = FIRST_BACKOFF;
+    /// meanwhile: processes go on running while the relay is unreachable. Returns once `stop`
+    /// completes, or with the reason the relay will not have the agent.
+    async fn serve(&mut self, mut stop: Pin<&mut impl Future<Output = ()>>) -> Result<(), AgentError> {
+        let first = self.config.first_backoff.min(self.config.max_backoff);
+        let mut backoff = first;
         let mut waiting = false;
         loop {
             if !waiting && !self.driver.has_transport() {
-                match self.dial().await {
+                let dialed = tokio::select! {
+                    () = stop.as_mut() => return Ok(()),
+                    dialed = self.dial() => dialed,
+                };
+                match dialed {
                     Ok(transport) => self.attach(transport),
                     Err(e) => {
+                        if let Some(reason) = e.permanent_refusal() {
+                            return Err(AgentError::Refused { reason });
+                        }
                         warn!(relay = %self.config.relay, error = %e, "cannot reach the relay");
                         self.back_off(&mut backoff);
                         waiting = true;
@@ -196,7 +305,11 @@ impl Agent {
                     }
                 }
             }
-            match self.driver.next(&mut self.local_rx).await {
+            let wake = tokio::select! {
+                () = stop.as_mut() => return Ok(()),
+                wake = self.driver.next(&mut self.local_rx) => wake,
+            };
+            match wake {
                 Wake::Frame(frame) => {
                     if let Some(event) = self.driver.handle(&frame) {
                         self.on_event(&frame, event);
@@ -206,6 +319,18 @@ impl Agent {
                 Wake::Closed { channel } => self.teardown(channel),
                 Wake::Sent { .. } => {}
                 Wake::Alarm => waiting = false,
+                Wake::Ended(End::GoAway { code: ErrorCode::SUPERSEDED, message }) => {
+                    return Err(AgentError::Superseded { message });
+                }
+                Wake::Ended(End::GoAway { code: ErrorCode::RESUME_REJECTED, message }) if self.resuming => {
+                    // The relay restarted, or forgot the session: there is nothing to resume,
+                    // and the relay is there, so waiting a backoff would only keep the agent
+                    // offline. The session's processes have no client left.
+                    info!(relay_said = %message, "the relay has no session to resume; starting afresh at once");
+                    self.end_session();
+                    backoff = first;
+                    waiting = false;
+                }
                 Wake::Detached | Wake::Ended(_) => {
                     if self.driver.connection().is_detached() {
                         info!("relay connection lost; the session is kept for a resume");
@@ -213,7 +338,7 @@ impl Agent {
                         info!("session ended");
                     }
                     if self.connected {
-                        backoff = FIRST_BACKOFF;
+                        backoff = first;
                     } else {
                         // Refused before the Hellos were through: do not redial at once.
                         self.back_off(&mut backoff);
@@ -222,6 +347,24 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// The agent stops: its sessions close, the relay is told if it can be, and every process
+    /// the agent started is reaped (ended first if it still ran).
+    async fn shut_down(&mut self) {
+        self.end_channels();
+        if self.driver.has_transport() {
+            self.driver.go_away(ErrorCode::NO_ERROR, "the agent is stopping");
+            // The driver closes the transport once the GoAway went, then says Ended.
+            let goodbye =
+                async { while !matches!(self.driver.next(&mut self.local_rx).await, Wake::Ended(_)) {} };
+            if tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await.is_err() {
+                warn!("the relay did not take the agent's GoAway in time");
+            }
+        }
+        drop(self.reaping.take());
+        // Each process is done within its grace periods: this ends.
+        while self.reaped.recv().await.is_some() {}
     }
 
     /// Waits `backoff`, give or take, before the next dial, and doubles it for the one after.
@@ -233,6 +376,7 @@ impl Agent {
     /// A new transport: a detached session goes on over it, else a fresh session starts.
     fn attach(&mut self, transport: Transport) {
         self.connected = false;
+        self.resuming = self.driver.connection().is_detached();
         if !self.driver.connection().is_detached() {
             self.end_session();
         }
@@ -337,10 +481,12 @@ impl Agent {
                 Some((pty.term, pty.size)),
                 env,
                 &self.local_tx,
+                self.reaping.clone(),
             ),
             OpenKind::Exec { command, pty, env } => {
                 let pty = pty.as_ref().map(|p| (p.term, p.size));
-                Channel::process(channel, &self.config.user, Some(command), pty, env, &self.local_tx)
+                let reaping = self.reaping.clone();
+                Channel::process(channel, &self.config.user, Some(command), pty, env, &self.local_tx, reaping)
             }
             OpenKind::Forward { host, port } => {
                 // Connecting takes time: the answer comes as a local event.
@@ -416,12 +562,16 @@ impl Agent {
 
     /// The session is over (or never was): its processes end and a fresh one starts.
     fn end_session(&mut self) {
+        self.end_channels();
+        self.driver = Driver::new(fresh_connection(&self.config, &self.clock), self.clock);
+    }
+
+    fn end_channels(&mut self) {
         // Dropping the channels ends their processes.
         self.channels.clear();
         for (_, (_, connect)) in self.connecting.drain() {
             connect.abort();
         }
-        self.driver = Driver::new(fresh_connection(&self.config, &self.clock), self.clock);
     }
 }
 
@@ -444,4 +594,37 @@ fn jitter(delay: Duration) -> Duration {
     let mut byte = [0u8; 1];
     let _ = getrandom::fill(&mut byte);
     delay / 2 + delay / 2 * u32::from(byte[0]) / 255
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, reason: &str) -> ConnectError {
+        ConnectError::Dial(DialError::Refused { status, reason: reason.to_owned() })
+    }
+
+    #[test]
+    fn refusals_for_good_are_told_apart_from_what_may_pass() {
+        for status in [400, 401, 403, 404] {
+            assert_eq!(refused(status, "no").permanent_refusal().as_deref(), Some("no"), "{status}");
+        }
+        assert_eq!(refused(404, "").permanent_refusal().as_deref(), Some("HTTP status 404"));
+        let proof = ConnectError::ProofRefused("activation code has already been used".to_owned());
+        assert_eq!(proof.permanent_refusal().as_deref(), Some("activation code has already been used"));
+
+        // The relay's own trouble, a proxy's, the network's: another attempt may do.
+        for status in [429, 500, 502, 503, 504] {
+            assert_eq!(refused(status, "busy").permanent_refusal(), None, "{status}");
+        }
+        let unreachable = tokio_tungstenite::tungstenite::Error::ConnectionClosed;
+        for transient in [
+            ConnectError::Dial(DialError::Unreachable(unreachable)),
+            ConnectError::NoChallenge,
+            ConnectError::ProofUnanswered,
+            ConnectError::TimedOut,
+        ] {
+            assert_eq!(transient.permanent_refusal(), None, "{transient}");
+        }
+    }
 }

@@ -5,12 +5,29 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal as NixSignal, killpg};
 use nix::unistd::{Pid, Uid, User};
 use session_proto::{Env, ExitStatus, Signal, WindowSize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::Child;
+
+/// How long the process groups of a channel closed before its process ended have, after their
+/// hangup, before they are sent SIGTERM: a shell saves its history, an editor its buffers.
+pub const HANGUP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long they have after SIGTERM before SIGKILL, which cannot be ignored.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long to wait for the groups to empty after SIGKILL: only a process stuck in the kernel
+/// (uninterruptible I/O) outlives it, and the agent does not wait on that for ever.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How often an ending group is asked whether any process of it is left: the kernel tells no
+/// one when a group empties.
+const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// Who shells run as.
 #[derive(Debug, Clone)]
@@ -133,6 +150,22 @@ impl Control {
         }
     }
 
+    /// The process groups to end if the channel closes before `leader` (the started process,
+    /// which leads a group of its own) exited: its group, and for a terminal the foreground
+    /// groups it will have had.
+    pub(crate) fn groups(&self, leader: Option<u32>) -> Groups {
+        let terminal = match self {
+            // A second descriptor: the channel closes its own as it goes.
+            Control::Pty(fd) => fd.try_clone().ok(),
+            Control::Pipes(_) => None,
+        };
+        let mut groups = Groups { live: Vec::new(), terminal, ours: nix::unistd::getpgrp() };
+        if let Some(leader) = leader.and_then(|p| i32::try_from(p).ok()) {
+            groups.add(Pid::from_raw(leader));
+        }
+        groups
+    }
+
     /// Delivers `signal` to the foreground process group of the terminal, or to the command's
     /// process group: an interrupt reaches what the user is running, not only the shell.
     pub(crate) fn signal(&self, signal: Signal) {
@@ -147,6 +180,74 @@ impl Control {
             }
         }
     }
+}
+
+/// The process groups a started process may leave running when its channel closes before it
+/// exited: its own (a terminal's shell leads a session, a command on pipes is put in a group of
+/// its own), and each foreground group its terminal had meanwhile (an interactive shell runs
+/// each job in a group of its own).
+pub(crate) struct Groups {
+    /// Groups not known to be empty yet.
+    live: Vec<Pid>,
+    terminal: Option<OwnedFd>,
+    /// The agent's own group, never signalled.
+    ours: Pid,
+}
+
+impl Groups {
+    fn add(&mut self, group: Pid) {
+        if signallable(group, self.ours) && !self.live.contains(&group) {
+            self.live.push(group);
+        }
+    }
+
+    /// Adds the terminal's foreground group, if it is another one now. Asked only while the
+    /// session's leader is there: a terminal whose session ended reports a stale group or none.
+    fn look(&mut self) {
+        if let Some(group) = self.terminal.as_ref().and_then(|fd| nix::unistd::tcgetpgrp(fd).ok()) {
+            self.add(group);
+        }
+    }
+
+    /// Sends `signal` to every group still there, and forgets those that are not.
+    fn signal(&mut self, signal: Option<NixSignal>) {
+        self.live.retain(|&group| killpg(group, signal) != Err(Errno::ESRCH));
+    }
+}
+
+/// Ends what is left of a process whose channel closed before it exited: a hangup, as when a
+/// terminal goes away; then, after [`HANGUP_GRACE`], SIGTERM; then, after [`TERMINATE_GRACE`],
+/// SIGKILL, each to every group in `groups`, stopping as soon as no process of them is left.
+/// It owns and reaps `child`, so no zombie is left behind; and it runs as a task of its own, so
+/// it outlives the channel and the agent's session, which are gone at once.
+pub(crate) async fn end(mut child: Child, mut groups: Groups) {
+    let steps = [
+        (NixSignal::SIGHUP, HANGUP_GRACE),
+        (NixSignal::SIGTERM, TERMINATE_GRACE),
+        (NixSignal::SIGKILL, KILL_GRACE),
+    ];
+    for (signal, grace) in steps {
+        // Once the leader exited (`try_wait` reaps it), the terminal's word is stale (see `look`).
+        if matches!(child.try_wait(), Ok(None)) {
+            groups.look();
+        }
+        groups.signal(Some(signal));
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            // Reaped first: as a zombie the leader would keep its group from ever being empty.
+            let reaped = !matches!(child.try_wait(), Ok(None));
+            groups.signal(None);
+            if reaped && groups.live.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(GROUP_POLL).await;
+        }
+    }
+    // Dropping the child leaves it to tokio, which reaps it whenever it ends.
+    tracing::warn!(groups = ?groups.live, "processes outlived SIGKILL");
 }
 
 /// Whether the agent may signal process group `group`, being in group `ours`. A terminal with
@@ -250,5 +351,33 @@ mod tests {
         assert!(!signallable(Pid::from_raw(1), ours), "init's group");
         assert!(!signallable(ours, ours), "our own group");
         assert!(signallable(Pid::from_raw(ours.as_raw() + 1), ours));
+    }
+
+    /// A command whose shell and background job both ignore the hangup and SIGTERM: SIGKILL
+    /// ends the whole group, the job too, and the shell is reaped.
+    #[tokio::test]
+    async fn ending_reaches_sigkill_for_a_group_that_ignores_the_rest() {
+        use tokio::io::AsyncReadExt;
+        let user = LoginUser::resolve(None, true).expect("the test's user");
+        let command = "trap '' HUP TERM; sleep 60 & echo ready; wait";
+        let mut started = start(&user, Some(command), None, &Env::default()).expect("started");
+        let (_, stdout) = started.outputs.first_mut().expect("stdout");
+        let mut ready = [0u8; 6];
+        let read = tokio::time::timeout(Duration::from_secs(10), stdout.read_exact(&mut ready));
+        read.await.expect("a bound on a hang").expect("the job started");
+        let leader = started.child.id().expect("a pid");
+        let group = Pid::from_raw(i32::try_from(leader).expect("a pid"));
+        let groups = started.control.groups(Some(leader));
+        assert_eq!(groups.live, [group]);
+
+        end(started.child, groups).await;
+        let left = killpg(group, None);
+        if left.is_ok() {
+            // Not left behind by a failing test.
+            let _ = killpg(group, NixSignal::SIGKILL);
+        }
+        assert_eq!(left, Err(Errno::ESRCH), "a process of the group is left");
+        // Reaped: no zombie keeps the leader's pid.
+        assert_eq!(nix::sys::signal::kill(group, None), Err(Errno::ESRCH));
     }
 }

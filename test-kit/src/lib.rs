@@ -8,8 +8,9 @@
 pub mod agent_by_hand;
 pub mod measure;
 pub mod raw;
+pub mod relay_by_hand;
 pub mod run;
 pub mod system;
 
 pub use run::{Ran, exec, exec_on_terminal, forward_to, nothing, pipes, read_until, run, run_on, size};
-pub use system::{Proxy, System, agent_config};
+pub use system::{Proxy, System, agent_config, relay_on};

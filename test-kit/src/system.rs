@@ -147,6 +147,19 @@ pub fn agent_config(url: &str, name: &str, code: &str) -> AgentConfig {
     config
 }
 
+/// A relay over `store` on `addr`, as a restarted relay comes back on its port: while the
+/// previous one's listener is still closing, binding is tried again (for up to five seconds).
+pub async fn relay_on(addr: SocketAddr, store: Store) -> Relay {
+    let access = Access::new(store.clone(), "test", Audit::log_only().with_store(store).expect("audit"));
+    for _ in 0..500 {
+        if let Ok(relay) = Relay::start(addr, RelayConfig::new(access.clone())).await {
+            return relay;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{addr} stayed taken");
+}
+
 impl Drop for System {
     fn drop(&mut self) {
         for agent in &self.agents {
