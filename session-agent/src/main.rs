@@ -1,20 +1,67 @@
 //! `session-agent`: dials out to the relay and serves this host's shells.
+//!
+//! Exit codes (also in `--help`):
+//!
+//! - 0: stopped by SIGTERM, SIGINT, SIGHUP or SIGQUIT, after closing its sessions and telling
+//!   the relay it stops;
+//! - 2: it cannot start as configured (the key file, the login user, the CA file);
+//! - 3: the relay refused it for good (an activation code used, malformed, unknown or expired;
+//!   a key the relay does not know, or not this instance's): the reason is on stderr;
+//! - 4: another agent with the same key connected as this instance and replaced it.
+//!
+//! # Signals
+//!
+//! The agent installs handlers for SIGHUP, SIGINT, SIGQUIT and SIGTERM before it starts any
+//! session, for two reasons. The first is what its sessions inherit: a signal whose disposition
+//! is "ignore" stays ignored across fork and exec, and the agent's parent may have left some so
+//! (a script's `agent &` ignores SIGINT and SIGQUIT, `nohup` ignores SIGHUP); every shell and
+//! command would then ignore them too, and neither Ctrl-C nor a client's Signal INT would do
+//! anything. A caught signal, though, is reset to its default by exec; and installing a handler
+//! is the one way to change a disposition without unsafe code (std's `Command` resets only
+//! SIGPIPE and the signal mask in the child, and `sigaction` is unsafe). This is done here in
+//! the binary, not in the library's `run`, which tests and the client's demo embed in programs
+//! whose signals are theirs.
+//!
+//! The second is stopping well: any of them stops the agent as described under exit code 0,
+//! so that the relay lists it offline at once instead of waiting for it to reconnect. A signal
+//! that was already ignored when the agent started is the exception: whoever started it so
+//! asked for the agent to outlive it (`nohup` for a hangup), and the agent goes on ignoring it,
+//! while its sessions still get the default.
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "a std program")]
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use session_agent::{AgentConfig, AgentKey, LoginUser, run};
+use session_agent::{AgentConfig, AgentError, AgentKey, LoginUser, run_until};
 use session_link::dial::Trust;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Exit code: it cannot start as configured.
+const EXIT_CONFIG: i32 = 2;
+/// Exit code: the relay refused the agent for good.
+const EXIT_REFUSED: i32 = 3;
+/// Exit code: another agent replaced this one.
+const EXIT_SUPERSEDED: i32 = 4;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped by SIGTERM, SIGINT, SIGHUP or SIGQUIT: its sessions were closed (each process gets
+     SIGHUP, then SIGTERM and SIGKILL 2 s apart) and the relay was told it stops
+  2  it cannot start as configured (key file, user, CA file)
+  3  the relay refused it for good (activation code used, malformed, unknown or expired; key
+     unknown or not this instance's): the relay's reason is on stderr
+  4  another agent with the same key connected as this instance and replaced this one";
 
 /// The agent: dials out to the relay over WebSocket and keeps the connection, so this host
 /// needs no inbound port.
+// `hide_env_values` on each argument that may hold a secret: `--help` would otherwise print the
+// value the environment holds (the activation code; a relay URL with credentials in it).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, after_help = EXIT_CODES)]
 struct Args {
     /// The relay's URL: `ws://` on loopback, `wss://` elsewhere.
-    #[arg(long, default_value = "ws://127.0.0.1:7070", env = "SESSION_RELAY")]
+    #[arg(long, default_value = "ws://127.0.0.1:7070", env = "SESSION_RELAY", hide_env_values = true)]
     relay: String,
     /// Trust only the certificate authorities in this PEM file for `wss://` (default: the
     /// system's roots).
@@ -25,7 +72,7 @@ struct Args {
     key_file: PathBuf,
     /// The activation code an admin issued (`session-relay admin activation create`), needed
     /// until the relay has registered this agent's key.
-    #[arg(long, env = "SESSION_ACTIVATION_CODE")]
+    #[arg(long, env = "SESSION_ACTIVATION_CODE", hide_env_values = true)]
     activation_code: Option<String>,
     /// This instance's name (letters, digits, '-', '_', '.').
     #[arg(long, env = "SESSION_INSTANCE")]
@@ -46,6 +93,8 @@ async fn main() {
         filter.add_directive("tungstenite::handshake::client=debug".parse().expect("a valid directive"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args = Args::parse();
+    // Before any session starts: see the top of this file.
+    let stop = StopSignals::install().unwrap_or_else(|e| exit(&format!("cannot handle signals: {e}")));
     let user = LoginUser::resolve(args.user.as_deref(), args.allow_root).unwrap_or_else(|e| exit(&e));
     let key = AgentKey::load_or_create(&args.key_file).unwrap_or_else(|e| exit(&e));
     let trust = match &args.ca_file {
@@ -56,12 +105,91 @@ async fn main() {
     let mut config = AgentConfig::new(&args.relay, &name, key, user);
     config.trust = trust;
     config.activation = args.activation_code;
-    run(config).await;
+    match run_until(config, stop.first()).await {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("session-agent: {e}");
+            std::process::exit(match e {
+                AgentError::Superseded { .. } => EXIT_SUPERSEDED,
+                // Refused, and whatever later versions add: not a configuration error.
+                _ => EXIT_REFUSED,
+            });
+        }
+    }
 }
 
 fn exit(message: &str) -> ! {
     eprintln!("session-agent: {message}");
-    std::process::exit(2);
+    std::process::exit(EXIT_CONFIG);
+}
+
+/// The signals that stop the agent, their handlers installed.
+struct StopSignals {
+    hangup: Handler,
+    interrupt: Handler,
+    quit: Handler,
+    terminate: Handler,
+}
+
+/// One signal's handler, and whether its signal stops the agent.
+struct Handler {
+    signal: Signal,
+    /// It was not ignored when the agent started.
+    stops: bool,
+}
+
+impl Handler {
+    fn install(kind: SignalKind, ignored: &[i32]) -> std::io::Result<Handler> {
+        Ok(Handler { signal: signal(kind)?, stops: !ignored.contains(&kind.as_raw_value()) })
+    }
+
+    /// Completes when the signal arrives, if it stops the agent; else receives it and drops it
+    /// for ever, since the handler must stay for the sessions' sake.
+    async fn stopped(&mut self) {
+        while self.signal.recv().await.is_some() {
+            if self.stops {
+                return;
+            }
+        }
+        // The runtime is going away: this signal stops nothing any more.
+        core::future::pending::<()>().await;
+    }
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        let ignored = ignored_at_start();
+        Ok(StopSignals {
+            hangup: Handler::install(SignalKind::hangup(), &ignored)?,
+            interrupt: Handler::install(SignalKind::interrupt(), &ignored)?,
+            quit: Handler::install(SignalKind::quit(), &ignored)?,
+            terminate: Handler::install(SignalKind::terminate(), &ignored)?,
+        })
+    }
+
+    /// Completes when the first signal that stops the agent arrives.
+    async fn first(mut self) {
+        let name = tokio::select! {
+            () = self.hangup.stopped() => "SIGHUP",
+            () = self.interrupt.stopped() => "SIGINT",
+            () = self.quit.stopped() => "SIGQUIT",
+            () = self.terminate.stopped() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "asked to stop");
+    }
+}
+
+/// The signals this process ignores now, from `/proc/self/status` (none where it cannot be
+/// read): reading it is the one way to learn a disposition without unsafe code.
+fn ignored_at_start() -> Vec<i32> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    // Bit n - 1 is signal n.
+    (1..=64).filter(|n| mask & (1u64 << (n - 1)) != 0).collect()
 }
 
 /// The host's name, as far as it is a valid instance name.
