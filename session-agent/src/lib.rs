@@ -36,7 +36,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use session_codec::Frame;
-use session_codec::websocket::SUBPROTOCOL;
 use session_link::dial::{DialError, Trust};
 use session_link::identity::{
     ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER, CHALLENGE_LEN,
@@ -396,7 +395,6 @@ impl Agent {
             HeaderValue::from_str(value).map_err(|_| ConnectError::Invalid("not a header value".to_owned()))
         };
         let headers = request.headers_mut();
-        headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
         headers.insert(AGENT_KEY_HEADER, header(&config.key.public_hex())?);
         if let Some(code) = &config.activation {
             headers.insert(ACTIVATION_HEADER, header(code)?);

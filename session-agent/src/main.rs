@@ -48,7 +48,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  stopped by SIGTERM, SIGINT, SIGHUP or SIGQUIT: its sessions were closed (each process gets
      SIGHUP, then SIGTERM and SIGKILL 2 s apart) and the relay was told it stops
-  2  it cannot start as configured (key file, user, CA file)
+  2  it cannot start as configured (key file, user, CA file, ws:// off loopback)
   3  the relay refused it for good (activation code used, malformed, unknown or expired; key
      unknown or not this instance's): the relay's reason is on stderr
   4  another agent with the same key connected as this instance and replaced this one";
@@ -83,6 +83,10 @@ struct Args {
     /// Allow sessions as root.
     #[arg(long)]
     allow_root: bool,
+    /// Allow `ws://` to a relay off loopback: the activation code and every session would cross
+    /// the network in the clear (only behind a TLS-terminating proxy you trust).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[tokio::main]
@@ -95,6 +99,9 @@ async fn main() {
     let args = Args::parse();
     // Before any session starts: see the top of this file.
     let stop = StopSignals::install().unwrap_or_else(|e| exit(&format!("cannot handle signals: {e}")));
+    if !args.insecure {
+        session_link::dial::refuse_cleartext(&args.relay).unwrap_or_else(|e| exit(&e.to_string()));
+    }
     let user = LoginUser::resolve(args.user.as_deref(), args.allow_root).unwrap_or_else(|e| exit(&e));
     let key = AgentKey::load_or_create(&args.key_file).unwrap_or_else(|e| exit(&e));
     let trust = match &args.ca_file {

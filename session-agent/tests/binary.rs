@@ -101,6 +101,25 @@ fn help_shows_no_activation_code_from_the_environment() {
     assert!(text.contains("Exit codes"), "{text}");
 }
 
+/// Plain `ws://` off loopback would send the activation code in the clear: refused unless
+/// `--insecure`, before anything is dialed.
+#[test]
+fn plain_websocket_off_loopback_is_refused_without_insecure() {
+    let dir = scratch("cleartext");
+    let out = std::process::Command::new(AGENT)
+        .args(["--relay", "ws://relay.example:7070", "--name", "i-clear"])
+        .arg("--key-file")
+        .arg(dir.join("agent.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing plain ws:// to relay.example") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+}
+
 /// Started by a script as a background job, the agent inherits SIGINT and SIGQUIT ignored (and
 /// SIGHUP, under nohup); ignored dispositions survive exec, so every command it started ignored
 /// an interrupt. Its handlers reset them.

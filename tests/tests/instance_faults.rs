@@ -115,3 +115,19 @@ async fn an_open_after_the_connection_was_lost_says_it_was_lost() {
         "the handle is alive and the relay's connection was lost, yet: {error:?} ({error})"
     );
 }
+
+/// Two live agents with one key and name: the relay keeps the newer connection and tells the
+/// older SUPERSEDED, which stops instead of replacing the other back (spec 12.5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_live_agent_replaces_the_first_which_stops() {
+    let system = System::start(None).await;
+    let config = agent_config(&system.url, "i-twice", &system.activation("test"));
+    let first = tokio::spawn(session_agent::run_until(config.clone(), core::future::pending()));
+    system.wait_online("i-twice").await;
+    let mut again = config;
+    again.activation = None;
+    let _second = tokio::spawn(session_agent::run_until(again, core::future::pending()));
+    let stopped = tokio::time::timeout(Duration::from_secs(20), first).await.expect("the first stops").unwrap();
+    assert!(matches!(stopped, Err(session_agent::AgentError::Superseded { .. })), "{stopped:?}");
+    system.wait_online("i-twice").await;
+}
