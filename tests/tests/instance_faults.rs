@@ -127,7 +127,8 @@ async fn a_second_live_agent_replaces_the_first_which_stops() {
     let mut again = config;
     again.activation = None;
     let _second = tokio::spawn(session_agent::run_until(again, core::future::pending()));
-    let stopped = tokio::time::timeout(Duration::from_secs(20), first).await.expect("the first stops").unwrap();
+    let stopped =
+        tokio::time::timeout(Duration::from_secs(20), first).await.expect("the first stops").unwrap();
     assert!(matches!(stopped, Err(session_agent::AgentError::Superseded { .. })), "{stopped:?}");
     system.wait_online("i-twice").await;
 }
