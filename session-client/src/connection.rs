@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use session_codec::Frame;
@@ -77,9 +78,16 @@ impl Outcome {
 /// What the driving task is asked to do, by the connection's handles and its pipes.
 enum Input {
     Open {
+        /// Names the request, so that giving it up can be told.
+        id: u64,
         kind: Box<OwnedOpenKind>,
         io: ChannelIo,
         done: oneshot::Sender<Result<Outcome, Error>>,
+    },
+    /// The caller of an `open` stopped waiting for it (its future was dropped): the channel
+    /// is closed, so that nothing runs at the instance for nobody.
+    Abandoned {
+        id: u64,
     },
     Resize(WindowSize),
     Signal(Signal),
@@ -104,6 +112,8 @@ pub struct Connection {
 #[derive(Debug)]
 struct Handle {
     inputs: mpsc::UnboundedSender<Input>,
+    /// The id of the next `open`.
+    opens: AtomicU64,
     /// Why the connection ended, once it has.
     ended: watch::Receiver<Option<Arc<End>>>,
 }
@@ -118,6 +128,7 @@ impl core::fmt::Debug for Input {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             Input::Open { .. } => "Open",
+            Input::Abandoned { .. } => "Abandoned",
             Input::Resize(_) => "Resize",
             Input::Signal(_) => "Signal",
             Input::Pipe(_) => "Pipe",
@@ -146,7 +157,7 @@ impl Connection {
         };
         tokio::spawn(task.run(received, ready, ending));
         // Made before waiting, so that a caller who gives up ends the task too.
-        let handle = Arc::new(Handle { inputs, ended });
+        let handle = Arc::new(Handle { inputs, opens: AtomicU64::new(0), ended });
         connected.await.map_err(|_| Error::Closed)??;
         Ok(Connection { handle })
     }
@@ -154,9 +165,13 @@ impl Connection {
     /// Opens a channel of `kind` wired to `io`, and waits until it ends.
     pub async fn open(&self, kind: OwnedOpenKind, io: ChannelIo) -> Result<Outcome, Error> {
         let (done, outcome) = oneshot::channel();
-        let sent = self.handle.inputs.send(Input::Open { kind: Box::new(kind), io, done });
+        let id = self.handle.opens.fetch_add(1, Ordering::Relaxed);
+        let sent = self.handle.inputs.send(Input::Open { id, kind: Box::new(kind), io, done });
         let Ok(()) = sent else { return Err(self.lost()) };
-        outcome.await.unwrap_or_else(|_| Err(self.lost()))
+        let mut waiting = Waiting { inputs: &self.handle.inputs, id, done: false };
+        let result = outcome.await.unwrap_or_else(|_| Err(self.lost()));
+        waiting.done = true;
+        result
     }
 
     /// Why the driving task is gone, for a request made through a live handle.
@@ -199,8 +214,25 @@ impl Connection {
     }
 }
 
+/// An `open` still waiting: if its future is dropped, the task is told to close the channel.
+struct Waiting<'a> {
+    inputs: &'a mpsc::UnboundedSender<Input>,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.inputs.send(Input::Abandoned { id: self.id });
+        }
+    }
+}
+
 /// A channel as the client drives it.
 struct Channel {
+    /// The `open` that asked for it.
+    open_id: u64,
     /// Its local ends, until the channel is accepted and they are wired.
     io: Option<ChannelIo>,
     /// The remote's stdout and stderr, on their way to the local ends.
@@ -358,9 +390,10 @@ impl Client {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Open { kind, io, done } => match self.driver.open(&kind.as_open_kind()) {
+            Input::Open { id, kind, io, done } => match self.driver.open(&kind.as_open_kind()) {
                 Ok(channel) => {
                     let ch = Channel {
+                        open_id: id,
                         io: Some(io),
                         stdout: None,
                         stderr: None,
@@ -420,6 +453,16 @@ impl Client {
             }
             // A local stderr that cannot be written is no reason to stop the session.
             Input::Pipe(PipeEvent::WriteFailed { .. }) => {}
+            Input::Abandoned { id } => {
+                let abandoned =
+                    self.channels.iter_mut().find(|(_, ch)| ch.open_id == id && ch.done.is_some());
+                if let Some((&channel, ch)) = abandoned {
+                    ch.done = None;
+                    if !ch.closed {
+                        self.driver.close_discarding(channel);
+                    }
+                }
+            }
             Input::Released => self.released = true,
         }
     }

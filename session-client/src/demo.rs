@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use session_agent::{AgentConfig, AgentKey, LoginUser};
 use session_client::{Error, Relay};
+use session_relay::audit::Retention;
 use session_relay::store::{ActivationTerms, Store};
 use session_relay::{Access, Audit, RelayConfig, dev};
 
@@ -89,7 +90,11 @@ pub(crate) async fn run(command: &str) -> Result<i32, Error> {
     let store = Store::open(&db).map_err(|e| failed(&db)(&e))?;
     let token = dev_token(&store, &dir)?;
     let (key, activation) = agent_identity(&store, &dir)?;
-    let access = Access::new(store.clone(), "local", Audit::log_only().with_store(store).map_err(error)?);
+    let access = Access::new(
+        store.clone(),
+        "local",
+        Audit::log_only().with_store(store, Retention::default()).map_err(error)?,
+    );
     let relay = session_relay::Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), RelayConfig::new(access))
         .await
         .map_err(|error| Error::Io { what: "starting the relay".into(), error })?;

@@ -3,6 +3,8 @@
 //! an activation code, whose proof follows the handshake. A refusal is an HTTP status with a
 //! reason, or, for an agent's proof, a WebSocket Close; each is audited.
 
+use std::net::SocketAddr;
+
 use futures_util::{SinkExt, StreamExt};
 use ring::signature::{ED25519, UnparsedPublicKey};
 use session_codec::websocket::SUBPROTOCOL;
@@ -27,6 +29,7 @@ use crate::registry::Registry;
 use crate::secret::{self, constant_time_eq};
 use crate::sessions::Sessions;
 use crate::store::{Instance, Principal, Refusal, StoreError};
+use crate::usage::{Lease, Limits, Usage};
 use crate::{HANDSHAKE_TIMEOUT, clip};
 
 /// The longest reason a WebSocket Close carries (RFC 6455, 5.5: 125 bytes of payload).
@@ -40,19 +43,25 @@ const ED25519_KEY_LEN: usize = 32;
 pub(crate) struct Refused {
     pub(crate) status: StatusCode,
     pub(crate) reason: String,
+    /// The peer proved nothing (no token, a bad one, no key, not the subprotocol): its
+    /// refusals are sampled in the audit, since it can cause them at will.
+    pub(crate) unproven: bool,
 }
 
 impl Refused {
     fn new(status: StatusCode, reason: impl Into<String>) -> Refused {
-        Refused { status, reason: reason.into() }
+        Refused { status, reason: reason.into(), unproven: false }
+    }
+
+    fn unproven(status: StatusCode, reason: impl Into<String>) -> Refused {
+        Refused { status, reason: reason.into(), unproven: true }
     }
 
     fn unauthorized(refusal: &Refusal) -> Refused {
-        let status = match refusal {
-            Refusal::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        Refused::new(status, refusal.to_string())
+        match refusal {
+            Refusal::Store(_) => Refused::new(StatusCode::SERVICE_UNAVAILABLE, refusal.to_string()),
+            _ => Refused::unproven(StatusCode::UNAUTHORIZED, refusal.to_string()),
+        }
     }
 
     fn forbidden(reason: String) -> Refused {
@@ -81,9 +90,17 @@ pub(crate) enum Admitted {
     /// An agent that has yet to prove it holds its key.
     Agent(Box<AgentClaim>),
     /// A client's connection to an instance.
-    Client { who: Principal, instance: Instance },
+    Client(Box<ClientClaim>),
     /// A request answered at once: the answer goes as one text message.
     Answer(Answer),
+}
+
+/// A user's connection to an instance, counted against the user's limit.
+#[derive(Debug)]
+pub(crate) struct ClientClaim {
+    pub(crate) who: Principal,
+    pub(crate) instance: Instance,
+    pub(crate) lease: Lease,
 }
 
 /// An agent's claim to an instance, to prove by signing `challenge`.
@@ -103,6 +120,8 @@ pub(crate) struct Gate<'a> {
     pub(crate) access: &'a Access,
     pub(crate) registry: &'a Registry,
     pub(crate) sessions: &'a Sessions,
+    pub(crate) usage: &'a Usage,
+    pub(crate) limits: &'a Limits,
 }
 
 const NOT_FOUND: &str = "unknown path: use /v1/agent/<id>, /v1/client/<instance>, /v1/instances, \
@@ -111,34 +130,42 @@ const NOT_FOUND: &str = "unknown path: use /v1/agent/<id>, /v1/client/<instance>
 impl Gate<'_> {
     /// Who the peer of `request` is, and whether it may ask for what the path names. A refusal
     /// is audited here, with the peer's address.
-    pub(crate) fn admit(&self, request: &Request, peer: &str) -> Result<Admitted, Refused> {
+    pub(crate) fn admit(&self, request: &Request, peer: SocketAddr) -> Result<Admitted, Refused> {
         let path = request.uri().path();
-        let refused = |status: StatusCode, reason: &str| Record {
-            peer: Some(peer.to_owned()),
-            path: Some(clip(path, 128).to_owned()),
-            status: Some(status.as_u16()),
-            ..Record::refused(reason)
-        };
+        let admitted = self.admit_target(request);
+        if let Err(refusal) = &admitted {
+            let record = Record {
+                peer: Some(peer.to_string()),
+                path: Some(clip(path, 128).to_owned()),
+                status: Some(refusal.status.as_u16()),
+                ..Record::refused(refusal.reason.as_str())
+            };
+            // A peer that proved nothing can cause these at will: sampled per source, and so
+            // is the log line. Refusals by policy (403) are audited where they are decided.
+            let written = if refusal.unproven {
+                self.access.audit.write_unproven(peer.ip(), &record)
+            } else {
+                if refusal.status != StatusCode::FORBIDDEN {
+                    self.access.audit.write(&record);
+                }
+                true
+            };
+            if written {
+                info!(%peer, status = %refusal.status, reason = %refusal.reason, "handshake refused");
+            }
+        }
+        admitted
+    }
+
+    fn admit_target(&self, request: &Request) -> Result<Admitted, Refused> {
         if !offers_subprotocol(request) {
             // Spec 2.4: a handshake without the subprotocol is not ours to accept.
             let reason = format!("the handshake must offer the WebSocket subprotocol {SUBPROTOCOL}");
-            self.access.audit.write(&refused(StatusCode::BAD_REQUEST, &reason));
-            return Err(Refused::new(StatusCode::BAD_REQUEST, reason));
+            return Err(Refused::unproven(StatusCode::BAD_REQUEST, reason));
         }
         let Some(target) = parse_target(request) else {
-            self.access.audit.write(&refused(StatusCode::NOT_FOUND, "unknown path"));
-            return Err(Refused::new(StatusCode::NOT_FOUND, NOT_FOUND));
+            return Err(Refused::unproven(StatusCode::NOT_FOUND, NOT_FOUND));
         };
-        self.admit_target(request, target).inspect_err(|refusal| {
-            info!(%peer, status = %refusal.status, reason = %refusal.reason, "handshake refused");
-            // Refusals by policy (403) are audited where they are decided.
-            if refusal.status != StatusCode::FORBIDDEN {
-                self.access.audit.write(&refused(refusal.status, &refusal.reason));
-            }
-        })
-    }
-
-    fn admit_target(&self, request: &Request, target: Target) -> Result<Admitted, Refused> {
         let access = self.access;
         if let Target::Agent { instance, version } = target {
             return admit_agent(access, request, instance, version);
@@ -157,7 +184,11 @@ impl Gate<'_> {
                 if !access.allowed(&who, START_PORT_FORWARD)(&resource) {
                     access.check(&who, START_SESSION, &resource).map_err(Refused::forbidden)?;
                 }
-                Ok(Admitted::Client { who, instance })
+                let lease = self
+                    .usage
+                    .connect(&who.user, &instance.id, self.limits)
+                    .map_err(|over| Refused::new(StatusCode::TOO_MANY_REQUESTS, over.0))?;
+                Ok(Admitted::Client(Box::new(ClientClaim { who, instance, lease })))
             }
             Target::Instances => {
                 Ok(Admitted::Answer(Answer::of(&self.status(&who).map_err(|e| Refused::unavailable(&e))?)))
@@ -273,7 +304,7 @@ fn admit_agent(
             let Some(code) = header(ACTIVATION_HEADER) else {
                 let reason =
                     format!("instance {instance} is not registered: give its agent an activation code");
-                return Err(Refused::new(StatusCode::UNAUTHORIZED, reason));
+                return Err(Refused::unproven(StatusCode::UNAUTHORIZED, reason));
             };
             access.store.check_activation(code).map_err(|e| Refused::unauthorized(&e))?;
             Some(code.to_owned())
@@ -290,6 +321,7 @@ pub(crate) async fn prove<S>(
     ws: &mut WebSocketStream<S>,
     claim: &AgentClaim,
     access: &Access,
+    peer: SocketAddr,
 ) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -321,11 +353,16 @@ where
     match outcome {
         Ok(()) => ws.send(WsMessage::text(ADMITTED)).await.map_err(|e| e.to_string()),
         Err(reason) => {
-            access.audit.write(&Record {
+            // Anyone can present any key: a failed proof proves nothing, and is sampled.
+            let record = Record {
                 actor: Some(format!("agent:{}", claim.instance)),
+                peer: Some(peer.to_string()),
                 path: Some(format!("/v1/agent/{}", claim.instance)),
                 ..Record::refused(reason.as_str())
-            });
+            };
+            if access.audit.write_unproven(peer.ip(), &record) {
+                info!(%peer, instance = %claim.instance, %reason, "agent refused");
+            }
             let frame =
                 CloseFrame { code: CloseCode::Policy, reason: clip(&reason, MAX_CLOSE_REASON).into() };
             let _ = ws.close(Some(frame)).await;

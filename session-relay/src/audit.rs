@@ -7,14 +7,21 @@
 //! The store is written by a thread of its own, in batches, behind a bounded queue: a flood of
 //! refused handshakes costs each task one queue push, never a database commit, and cannot hold
 //! up open channels. Records that find the queue full are counted and the count is recorded.
+//!
+//! What a peer can cause without credentials is bounded on disk too: refusals of handshakes
+//! that proved nothing are sampled, one record per source address per minute and then one
+//! record with the count of those not written ([`Audit::write_unproven`]); and the store keeps
+//! records for a bounded age and number ([`Retention`]).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use session_proto::{ExitStatus, OpenKind};
@@ -25,6 +32,12 @@ use crate::store::Store;
 const STORE_BACKLOG: usize = 4096;
 /// Records the writer commits in one transaction at most.
 const BATCH: usize = 256;
+/// How often the writer applies the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// One record per source in this long, for refusals of peers that proved nothing.
+pub const SAMPLE_WINDOW: Duration = Duration::from_secs(60);
+/// Sources whose windows are tracked at once; past this, new sources share one window.
+const MAX_SOURCES: usize = 4096;
 
 /// What a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,6 +133,8 @@ pub struct Record {
     pub bytes_from_instance: Option<u64>,
     /// How a session's process ended.
     pub exit: Option<Exit>,
+    /// How many events a record stands for, when it sums up several (refusals sampled).
+    pub count: Option<u64>,
 }
 
 impl Record {
@@ -144,6 +159,7 @@ impl Record {
             bytes_to_instance: None,
             bytes_from_instance: None,
             exit: None,
+            count: None,
         }
     }
 
@@ -163,11 +179,28 @@ fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// How long, and how much, the store keeps audit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Records older than this go.
+    pub max_age: Duration,
+    /// Past this many records, the oldest go.
+    pub max_rows: u64,
+}
+
+impl Default for Retention {
+    /// 90 days, and at most a million records (a few hundred MiB).
+    fn default() -> Self {
+        Retention { max_age: Duration::from_secs(90 * 86_400), max_rows: 1_000_000 }
+    }
+}
+
 /// Where records go.
 #[derive(Debug, Clone, Default)]
 pub struct Audit {
     file: Option<Arc<Mutex<File>>>,
     store: Option<StoreQueue>,
+    sampler: Arc<Mutex<Sampler>>,
 }
 
 /// The queue to the store's writer thread.
@@ -180,26 +213,51 @@ struct StoreQueue {
 impl Audit {
     /// Records to the log only.
     pub fn log_only() -> Audit {
-        Audit { file: None, store: None }
+        Audit::default()
     }
 
     /// Records also appended to `path`, one JSON object a line.
+    /// The file is created readable by its owner only, as the store is: it names who ran
+    /// what, where.
     pub fn to_file(path: &Path) -> std::io::Result<Audit> {
-        let file = File::options().create(true).append(true).open(path)?;
-        Ok(Audit { file: Some(Arc::new(Mutex::new(file))), store: None })
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = File::options().create(true).append(true).mode(0o600).open(path)?;
+        Ok(Audit { file: Some(Arc::new(Mutex::new(file))), ..Audit::default() })
     }
 
     /// These records also go to `store`, where `session-relay admin audit` reads them, written
-    /// by a thread of their own that ends when the last clone of this `Audit` goes.
-    pub fn with_store(mut self, store: Store) -> std::io::Result<Audit> {
+    /// by a thread of their own that ends when the last clone of this `Audit` goes, and that
+    /// keeps them as `retention` says.
+    pub fn with_store(mut self, store: Store, retention: Retention) -> std::io::Result<Audit> {
         let (records, queue) = sync_channel(STORE_BACKLOG);
         let dropped = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&dropped);
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || store_writer(&store, &queue, &counted))?;
+            .spawn(move || store_writer(&store, &queue, &counted, retention))?;
         self.store = Some(StoreQueue { records, dropped });
         Ok(self)
+    }
+
+    /// Writes the refusal of a peer at `source` that proved nothing (no token, a bad one, no
+    /// key, a bad proof, not the subprotocol): the first in each [`SAMPLE_WINDOW`] from that
+    /// source, then, once the window is over, one record counting the others. True when
+    /// `record` itself was written, for the caller's log to follow the same rate.
+    pub fn write_unproven(&self, source: IpAddr, record: &Record) -> bool {
+        let now = Instant::now();
+        let (written, summaries) = self.sampler().admit(source, now);
+        for (source, count) in summaries {
+            self.write(&summary(source, count));
+        }
+        if written {
+            self.write(record);
+        }
+        written
+    }
+
+    fn sampler(&self) -> MutexGuard<'_, Sampler> {
+        // Every change is to one window: a panic cannot leave the map half-changed.
+        self.sampler.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes `record` everywhere records go.
@@ -223,10 +281,93 @@ impl Audit {
     }
 }
 
-/// Commits queued records in batches until every sender is gone; a count of records dropped
-/// for a full queue goes in as a record of its own.
-fn store_writer(store: &Store, queue: &Receiver<serde_json::Value>, dropped: &AtomicU64) {
-    while let Ok(first) = queue.recv() {
+/// The record that counts a source's refusals not written in its window.
+fn summary(source: IpAddr, count: u64) -> Record {
+    let reason = format!(
+        "{count} more refused handshakes from this source within {} s of the one recorded before",
+        SAMPLE_WINDOW.as_secs()
+    );
+    let peer = (!source.is_unspecified()).then(|| source.to_string());
+    Record { peer, count: Some(count), reason: Some(reason), ..Record::new(Kind::Refused, Outcome::Refused) }
+}
+
+/// One window of refusals per source: when it began, and how many came since and were not
+/// written.
+#[derive(Debug, Default)]
+struct Sampler {
+    windows: HashMap<IpAddr, (Instant, u64)>,
+    swept: Option<Instant>,
+}
+
+impl Sampler {
+    /// Whether a refusal from `source` at `now` is written, and the counts of windows that are
+    /// over (this source's, and, at most once a window, every other's), to be written first.
+    fn admit(&mut self, source: IpAddr, now: Instant) -> (bool, Vec<(IpAddr, u64)>) {
+        let mut summaries = self.sweep(now);
+        // Past MAX_SOURCES, new sources share one window: memory stays bounded.
+        let source = if self.windows.len() >= MAX_SOURCES && !self.windows.contains_key(&source) {
+            IpAddr::from([0u8; 4])
+        } else {
+            source
+        };
+        match self.windows.get_mut(&source) {
+            Some((since, count)) if now.duration_since(*since) < SAMPLE_WINDOW => {
+                *count += 1;
+                return (false, summaries);
+            }
+            Some(window) => {
+                if window.1 > 0 {
+                    summaries.push((source, window.1));
+                }
+                *window = (now, 0);
+            }
+            None => {
+                self.windows.insert(source, (now, 0));
+            }
+        }
+        (true, summaries)
+    }
+
+    /// Ends the windows that are over, at most once per window: their counts.
+    fn sweep(&mut self, now: Instant) -> Vec<(IpAddr, u64)> {
+        if self.swept.is_some_and(|at| now.duration_since(at) < SAMPLE_WINDOW) {
+            return Vec::new();
+        }
+        self.swept = Some(now);
+        let mut over = Vec::new();
+        self.windows.retain(|&source, &mut (since, count)| {
+            let open = now.duration_since(since) < SAMPLE_WINDOW;
+            if !open && count > 0 {
+                over.push((source, count));
+            }
+            open
+        });
+        over
+    }
+}
+
+/// Commits queued records in batches until every sender is gone, and applies the retention
+/// once every [`PRUNE_EVERY`]; a count of records dropped for a full queue goes in as a record
+/// of its own.
+fn store_writer(
+    store: &Store,
+    queue: &Receiver<serde_json::Value>,
+    dropped: &AtomicU64,
+    retention: Retention,
+) {
+    let mut pruned: Option<Instant> = None;
+    loop {
+        if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned = Some(Instant::now());
+            if let Err(e) = store.prune_audit(retention.max_age, retention.max_rows) {
+                tracing::error!(error = %e, "old audit records not removed");
+            }
+        }
+        let first = match queue.recv_timeout(PRUNE_EVERY) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = vec![first];
         batch.extend(queue.try_iter().take(BATCH - 1));
         let lost = dropped.swap(0, Ordering::Relaxed);
@@ -310,5 +451,39 @@ impl SessionRecord {
             exit: self.exit.map(Exit::from),
             ..Record::new(Kind::Session, outcome)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_written_once_a_window_per_source_then_counted() {
+        let mut sampler = Sampler::default();
+        let (a, b) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));
+        let start = Instant::now();
+        assert_eq!(sampler.admit(a, start), (true, vec![]));
+        for _ in 0..5 {
+            assert_eq!(sampler.admit(a, start + Duration::from_secs(1)), (false, vec![]));
+        }
+        assert_eq!(sampler.admit(b, start + Duration::from_secs(2)), (true, vec![]), "each source its own");
+        // The window is over: a's count comes first, then its new first refusal is written.
+        let later = start + SAMPLE_WINDOW + Duration::from_secs(1);
+        let (written, summaries) = sampler.admit(a, later);
+        assert!(written);
+        assert_eq!(summaries, vec![(a, 5)]);
+    }
+
+    #[test]
+    fn sources_past_the_bound_share_one_window() {
+        let mut sampler = Sampler::default();
+        let now = Instant::now();
+        for i in 1..=MAX_SOURCES as u32 {
+            sampler.admit(IpAddr::from(i.to_be_bytes()), now);
+        }
+        assert!(sampler.admit(IpAddr::from([127, 255, 255, 254]), now).0, "the shared window's first");
+        assert!(!sampler.admit(IpAddr::from([127, 255, 255, 253]), now).0, "then counted in it");
+        assert_eq!(sampler.windows.len(), MAX_SOURCES + 1);
     }
 }

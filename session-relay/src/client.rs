@@ -17,6 +17,7 @@ use crate::registry::Registry;
 use crate::route::{AgentTx, ClientTx, Controls, Couplings, RouteId, ToAgent, ToClient};
 use crate::sessions::{Active, Sessions};
 use crate::store::{Principal, unix_now};
+use crate::usage::{Lease, Limits, Usage};
 use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, clip};
 
 /// Channels at once on one client connection.
@@ -35,17 +36,23 @@ struct Coupling {
     record: SessionRecord,
     /// The agent accepted the channel, and so did this side: it ends with Close, not Refuse.
     accepted: bool,
+    /// The session counted against its user's limit, until the coupling goes.
+    _lease: Lease,
+}
+
+/// What a client's task reaches beyond its connection.
+#[derive(Debug)]
+pub(crate) struct Place {
+    pub(crate) registry: Registry,
+    pub(crate) access: Access,
+    pub(crate) sessions: Sessions,
+    pub(crate) usage: Usage,
+    pub(crate) limits: Limits,
 }
 
 /// Serves a client's connection to `instance` until it ends.
-pub(crate) async fn serve(
-    transport: Transport,
-    who: Principal,
-    instance: String,
-    registry: Registry,
-    access: Access,
-    sessions: Sessions,
-) {
+pub(crate) async fn serve(transport: Transport, who: Principal, instance: String, place: Place) {
+    let Place { registry, access, sessions, usage, limits } = place;
     let clock = Clock::default();
     let conn = Box::new(Connection::<CLIENT_CHANNELS>::new(Config::new(Role::Acceptor), clock.now()));
     let mut driver = Driver::new(conn, clock);
@@ -53,8 +60,17 @@ pub(crate) async fn serve(
     // A client that says no Hello is told so, in bounded time.
     driver.wake_at(Some(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT));
     let (reply, mut replies) = mpsc::unbounded_channel();
-    let mut task =
-        ClientTask { who, instance, registry, access, sessions, reply, couplings: Couplings::default() };
+    let mut task = ClientTask {
+        who,
+        instance,
+        registry,
+        access,
+        sessions,
+        usage,
+        limits,
+        reply,
+        couplings: Couplings::default(),
+    };
     loop {
         match driver.next(&mut replies).await {
             Wake::Frame(frame) => task.on_frame(&mut driver, frame),
@@ -84,6 +100,8 @@ struct ClientTask {
     registry: Registry,
     access: Access,
     sessions: Sessions,
+    usage: Usage,
+    limits: Limits,
     /// Given to the agent's task with each Open, for its answers.
     reply: ClientTx,
     couplings: Couplings<Coupling>,
@@ -133,6 +151,17 @@ impl ClientTask {
                 return;
             }
         };
+        let lease = match self.usage.open(&self.who.user, &self.instance, &self.limits) {
+            Ok(lease) => lease,
+            Err(over) => {
+                info!(user = %self.who.user, instance = %self.instance, reason = %over.0, "open refused");
+                let refusal = format!("{}: {}", RefuseReason::RESOURCE_SHORTAGE, over.0);
+                self.access.audit.write(&admitted.record.end(Some(refusal)));
+                let message = clip(&over.0, MAX_MESSAGE_LEN);
+                let _ = driver.connection_mut().refuse(channel, RefuseReason::RESOURCE_SHORTAGE, message);
+                return;
+            }
+        };
         let route = NEXT_ROUTE.fetch_add(1, Ordering::Relaxed);
         let open = ToAgent::Open { route, kind: Box::new(admitted.kind), reply: self.reply.clone() };
         if admitted.agent.to_agent.send(open).is_err() {
@@ -152,8 +181,13 @@ impl ClientTask {
             route,
         };
         self.sessions.insert(&record.id, active);
-        let coupling =
-            Coupling { agent: admitted.agent.to_agent, controls: Arc::default(), record, accepted: false };
+        let coupling = Coupling {
+            agent: admitted.agent.to_agent,
+            controls: Arc::default(),
+            record,
+            accepted: false,
+            _lease: lease,
+        };
         self.couplings.insert(channel, route, coupling);
     }
 
@@ -207,7 +241,8 @@ impl ClientTask {
                     let _ = conn.reason(channel, EndReason::TERMINATED, clip(&message, MAX_MESSAGE_LEN));
                     // Not yet accepted (the agent is still starting it): refused instead.
                     if conn.close(channel).is_err() {
-                        let _ = conn.refuse(channel, RefuseReason::PROHIBITED, "the session was terminated");
+                        let _ =
+                            conn.refuse(channel, RefuseReason::PROHIBITED, clip(&message, MAX_MESSAGE_LEN));
                     }
                     self.finish(channel);
                 }

@@ -43,6 +43,7 @@ mod secret;
 mod sessions;
 pub mod store;
 pub mod tls;
+mod usage;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -52,6 +53,7 @@ pub use audit::Audit;
 pub use listener::serve;
 pub use registry::Registry;
 pub use store::Store;
+pub use usage::Limits;
 
 /// How long a peer may take for its WebSocket handshake, its proof and its Hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,6 +82,8 @@ pub struct RelayConfig {
     pub access: Access,
     /// TLS for every connection, when given a certificate and key.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// How much of one instance one user may hold.
+    pub limits: Limits,
 }
 
 impl core::fmt::Debug for RelayConfig {
@@ -89,6 +93,7 @@ impl core::fmt::Debug for RelayConfig {
             .field("replay_len", &self.replay_len)
             .field("access", &self.access)
             .field("tls", &self.tls.is_some())
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -96,7 +101,13 @@ impl core::fmt::Debug for RelayConfig {
 impl RelayConfig {
     /// The defaults, with `access` as the gate and no TLS.
     pub fn new(access: Access) -> RelayConfig {
-        RelayConfig { detach_timeout: Duration::from_secs(60), replay_len: 4 << 20, access, tls: None }
+        RelayConfig {
+            detach_timeout: Duration::from_secs(60),
+            replay_len: 4 << 20,
+            access,
+            tls: None,
+            limits: Limits::default(),
+        }
     }
 }
 

@@ -17,9 +17,10 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
 use tracing::{debug, info, warn};
 
-use crate::admission::{self, Admitted, Gate, Refused};
+use crate::admission::{self, Admitted, ClientClaim, Gate};
 use crate::registry::Registry;
 use crate::sessions::Sessions;
+use crate::usage::Usage;
 use crate::{HANDSHAKE_TIMEOUT, RelayConfig, agent, client};
 
 /// What every connection's task shares.
@@ -27,12 +28,13 @@ use crate::{HANDSHAKE_TIMEOUT, RelayConfig, agent, client};
 struct Shared {
     registry: Registry,
     sessions: Sessions,
+    usage: Usage,
     config: RelayConfig,
 }
 
 /// Accepts connections on `listener` for ever: through TLS when the config has it.
 pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfig) {
-    let shared = Shared { registry, sessions: Sessions::default(), config };
+    let shared = Shared { registry, sessions: Sessions::default(), usage: Usage::default(), config };
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -58,7 +60,9 @@ pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfi
                 None => connection(stream, peer, shared).await,
             };
             if let Err(e) = result {
-                info!(%peer, reason = %e, "connection refused");
+                // Any peer can cause these at will: what matters of them is audited (sampled)
+                // and logged where admission decides; here only for debugging.
+                debug!(%peer, reason = %e, "connection ended in its handshake");
             }
         });
     }
@@ -70,19 +74,21 @@ async fn connection<S>(stream: S, peer: SocketAddr, shared: Shared) -> Result<()
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let gate = Gate { access: &shared.config.access, registry: &shared.registry, sessions: &shared.sessions };
-    let peer_name = peer.to_string();
+    let gate = Gate {
+        access: &shared.config.access,
+        registry: &shared.registry,
+        sessions: &shared.sessions,
+        usage: &shared.usage,
+        limits: &shared.config.limits,
+    };
     let mut admitted = None;
     #[allow(clippy::result_large_err, reason = "the callback type is tungstenite's")]
     let callback = |request: &Request, mut response: Response| {
-        let admission = gate.admit(request, &peer_name).map_err(|refused| refusal(&refused))?;
+        let admission =
+            gate.admit(request, peer).map_err(|refused| refusal(refused.status, &refused.reason))?;
         if let Admitted::Agent(claim) = &admission {
-            let challenge = HeaderValue::from_str(&hex::encode(claim.challenge)).map_err(|_| {
-                refusal(&Refused {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    reason: "internal error".into(),
-                })
-            })?;
+            let challenge = HeaderValue::from_str(&hex::encode(claim.challenge))
+                .map_err(|_| refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
             response.headers_mut().insert(CHALLENGE_HEADER, challenge);
         }
         admitted = Some(admission);
@@ -102,24 +108,28 @@ where
             let _ = ws.close(None).await;
             Ok(())
         }
-        Admitted::Client { who, instance } => {
+        Admitted::Client(claim) => {
+            let ClientClaim { who, instance, lease } = *claim;
             info!(%peer, user = %who.user, instance = %instance.id, "client connected");
             let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
-            let Shared { registry, sessions, config } = shared;
-            client::serve(transport, who, instance.id, registry, config.access, sessions).await;
+            let Shared { registry, sessions, usage, config } = shared;
+            let place =
+                client::Place { registry, access: config.access, sessions, usage, limits: config.limits };
+            client::serve(transport, who, instance.id, place).await;
+            drop(lease);
             info!(%peer, "client disconnected");
             Ok(())
         }
         Admitted::Agent(claim) => {
-            admission::prove(&mut ws, &claim, &shared.config.access).await?;
+            admission::prove(&mut ws, &claim, &shared.config.access, peer).await?;
             let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
             agent::serve(transport, peer, claim.instance, claim.key, shared.registry, &shared.config).await
         }
     }
 }
 
-fn refusal(refused: &Refused) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(refused.reason.clone()));
-    *response.status_mut() = refused.status;
+fn refusal(status: StatusCode, reason: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(reason.to_owned()));
+    *response.status_mut() = status;
     response
 }

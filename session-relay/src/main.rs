@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use session_relay::{Access, Audit, Registry, RelayConfig, Store, serve, tls};
+use session_relay::audit::Retention;
+use session_relay::{Access, Audit, Limits, Registry, RelayConfig, Store, serve, tls};
 
 /// The relay: agents dial in over WebSocket and keep the connection; clients reach their shells
 /// through it.
@@ -47,6 +48,18 @@ struct ServeArgs {
     /// Also append one JSON audit record per line to this file (they go to the store either way).
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Days the store keeps audit records.
+    #[arg(long, default_value_t = Retention::default().max_age.as_secs() / 86_400)]
+    audit_max_age_days: u64,
+    /// Audit records the store keeps at most; past it, the oldest go.
+    #[arg(long, default_value_t = Retention::default().max_rows)]
+    audit_max_rows: u64,
+    /// Client connections one user may hold to one instance at once.
+    #[arg(long, default_value_t = Limits::default().connections_per_user)]
+    max_connections_per_user: usize,
+    /// Sessions (shells, commands, port forwards) one user may hold on one instance at once.
+    #[arg(long, default_value_t = Limits::default().channels_per_user)]
+    max_channels_per_user: usize,
     /// Seconds a disconnected agent's sessions are kept for it to re-attach; then they end, and
     /// their clients are told (spec 12.5).
     #[arg(long, default_value_t = 60)]
@@ -103,11 +116,19 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
         Some(path) => Audit::to_file(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => Audit::log_only(),
     };
-    let audit = audit.with_store(store.clone()).map_err(|e| e.to_string())?;
+    let retention = Retention {
+        max_age: Duration::from_secs(args.audit_max_age_days.saturating_mul(86_400)),
+        max_rows: args.audit_max_rows,
+    };
+    let audit = audit.with_store(store.clone(), retention).map_err(|e| e.to_string())?;
     let access = Access::new(store, &args.region, audit);
     let config = RelayConfig {
         detach_timeout: Duration::from_secs(args.detach_timeout),
         tls,
+        limits: Limits {
+            connections_per_user: args.max_connections_per_user,
+            channels_per_user: args.max_channels_per_user,
+        },
         ..RelayConfig::new(access)
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

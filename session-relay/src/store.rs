@@ -706,6 +706,26 @@ impl Store {
         Ok(())
     }
 
+    /// Removes audit records older than `max_age`, then, past `max_rows`, the oldest; returns
+    /// how many went.
+    pub fn prune_audit(&self, max_age: Duration, max_rows: u64) -> Result<u64, StoreError> {
+        let db = self.db();
+        let cutoff = unix_now().saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
+        let aged = db.execute("DELETE FROM audit WHERE at < ?1", [cutoff])?;
+        // The seq of the newest record beyond the `max_rows` newest: it and all before it go.
+        let excess = db.execute(
+            "DELETE FROM audit WHERE seq <= (SELECT seq FROM audit ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+            [i64::try_from(max_rows).unwrap_or(i64::MAX)],
+        )?;
+        Ok((aged + excess) as u64)
+    }
+
+    /// How many audit records the store holds.
+    pub fn audit_len(&self) -> Result<u64, StoreError> {
+        let rows: i64 = self.db().query_row("SELECT COUNT(*) FROM audit", [], |row| row.get(0))?;
+        Ok(rows.unsigned_abs())
+    }
+
     /// The last `limit` records, oldest first.
     pub fn audit(&self, limit: u32) -> Result<Vec<String>, StoreError> {
         let db = self.db();
@@ -785,5 +805,21 @@ mod tests {
         let missing = Path::new("/nonexistent/dir/relay.db");
         let e = StoreError::File { path: missing.to_owned(), error: std::io::Error::other("gone") };
         assert_eq!(said(&e), "/nonexistent/dir/relay.db: gone");
+    }
+
+    /// The audit table keeps what the retention says: records past their age go, and past the
+    /// row bound the oldest go.
+    #[test]
+    fn audit_records_are_kept_for_a_bounded_age_and_number() {
+        let store = Store::in_memory().unwrap();
+        let records: Vec<serde_json::Value> = (0..10).map(|n| serde_json::json!({ "n": n })).collect();
+        store.append_audit(&records).unwrap();
+        store.db().execute("UPDATE audit SET at = 0 WHERE seq <= 2", []).unwrap();
+        assert_eq!(store.prune_audit(Duration::from_secs(86_400), 1_000).unwrap(), 2, "the two too old");
+        assert_eq!(store.prune_audit(Duration::from_secs(86_400), 5).unwrap(), 3, "the oldest past five");
+        assert_eq!(store.audit_len().unwrap(), 5);
+        let kept: Vec<String> = store.audit(100).unwrap();
+        assert_eq!(kept.first().map(String::as_str), Some(r#"{"n":5}"#), "the newest are kept");
+        assert_eq!(store.prune_audit(Duration::from_secs(86_400), 5).unwrap(), 0);
     }
 }

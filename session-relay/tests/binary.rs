@@ -163,7 +163,16 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     let code = ok(&db, &["activation", "create", "--account", "acme", "--label", "web-1"]).trim().to_owned();
     assert!(code.starts_with("sra_"), "{code}");
 
-    let served = Served::start(&db, &["--listen", "127.0.0.1:0", "--region", "eu-1"]);
+    let audit_log = dir.join("audit.jsonl");
+    let served = Served::start(
+        &db,
+        &["--listen", "127.0.0.1:0", "--region", "eu-1", "--audit-log", audit_log.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::metadata(&audit_log).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the audit log is its owner's alone, as the store is"
+    );
     let url = format!("ws://127.0.0.1:{}", served.port);
     let alice = Relay::new(&url, &token);
     let agent = agent(&url, "i-0017", &code, Trust::system(), &alice).await;

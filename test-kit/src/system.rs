@@ -9,6 +9,7 @@ use std::time::Duration;
 use session_agent::{AgentConfig, AgentKey, LoginUser};
 use session_client::Connection;
 use session_link::dial::Trust;
+use session_relay::audit::Retention;
 use session_relay::store::{ActivationTerms, Store};
 use session_relay::{Access, Audit, Relay, RelayConfig, dev};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,7 +48,11 @@ impl System {
         adjust: impl FnOnce(&mut RelayConfig),
     ) -> System {
         let audit = audit.map_or_else(Audit::log_only, |path| Audit::to_file(path).expect("audit file"));
-        let access = Access::new(store.clone(), "test", audit.with_store(store.clone()).expect("audit"));
+        let access = Access::new(
+            store.clone(),
+            "test",
+            audit.with_store(store.clone(), Retention::default()).expect("audit"),
+        );
         let mut config = RelayConfig::new(access);
         adjust(&mut config);
         let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], 0)), config).await.expect("relay");
@@ -150,7 +155,11 @@ pub fn agent_config(url: &str, name: &str, code: &str) -> AgentConfig {
 /// A relay over `store` on `addr`, as a restarted relay comes back on its port: while the
 /// previous one's listener is still closing, binding is tried again (for up to five seconds).
 pub async fn relay_on(addr: SocketAddr, store: Store) -> Relay {
-    let access = Access::new(store.clone(), "test", Audit::log_only().with_store(store).expect("audit"));
+    let access = Access::new(
+        store.clone(),
+        "test",
+        Audit::log_only().with_store(store, Retention::default()).expect("audit"),
+    );
     for _ in 0..500 {
         if let Ok(relay) = Relay::start(addr, RelayConfig::new(access.clone())).await {
             return relay;

@@ -210,10 +210,12 @@ async fn many_sessions_share_one_agent_and_a_flood_does_not_delay_keystrokes() {
         }
     });
 
-    // Twenty more sessions at once over the same agent connection.
+    // Twenty more sessions at once over the same agent connection (and one client connection:
+    // a user holds at most 8 to one instance).
+    let shared = system.connect("i-001").await;
     let mut runs = Vec::new();
     for i in 0..20 {
-        let connection = system.connect("i-001").await;
+        let connection = shared.clone();
         runs.push(tokio::spawn(async move {
             let (mut io, _keep, mut out, _) = pipes();
             io.input = input_from(bytes::Bytes::new());

@@ -45,7 +45,7 @@ fn ran(stdout: &str) -> Ran {
 
 /// Whether `error` is the refusal of an Open its owner terminated before the agent accepted it.
 fn terminated(error: &Error) -> bool {
-    matches!(error, Error::OpenRefused { message, .. } if message == "the session was terminated")
+    matches!(error, Error::OpenRefused { message, .. } if message.starts_with("the session was terminated by "))
 }
 
 fn terms(uses: u32, ttl: Duration) -> ActivationTerms {

@@ -109,7 +109,8 @@ fn agent_config_debug_shows_no_activation_code() {
 /// channels already open: each refusal committed, with a sync, under the store's lock on a
 /// runtime worker, and 100 keystrokes took 2.9 to 3.4 s here; with the audit's own writer
 /// thread they took 0.8 to 1.0 s, what 64 flooding tasks on two cores leave. The keystrokes
-/// still all go through during the flood; their time is printed, for the benchmark.
+/// still all go through during the flood; their time is printed, for the benchmark. The
+/// refusals of peers that proved nothing are sampled: the flood leaves a record, not 20,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_refused_handshakes_leaves_open_channels_responsive() {
     use tokio::io::AsyncWriteExt;
@@ -155,7 +156,15 @@ async fn a_flood_of_refused_handshakes_leaves_open_channels_responsive() {
     let rows = system.store.audit(u32::MAX).unwrap().len();
     eprintln!("100 keystrokes: quiet {quiet:?}, during the flood {flooded:?}; {rows} audit rows");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(rows > 1000, "the flood was refused and audited: {rows} rows");
+    // Thousands of refusals from one source in a minute leave one record (and, once the
+    // minute is over, one that counts the rest): the disk a peer with no credential can fill
+    // is bounded (the count itself is tested where the sampling is, in session-relay's audit).
+    let audit = system.store.audit(u32::MAX).unwrap().join("\n");
+    assert!(
+        audit.contains("unknown token") || audit.contains("malformed token"),
+        "the flood was audited: {audit}"
+    );
+    assert!(rows < 10, "the flood was sampled, not written refusal by refusal: {rows} rows");
     // How long the keystrokes took is a figure, not a bound (it depends on the machine's load):
     // every one of them made its round trip while the flood ran.
 }
@@ -169,9 +178,6 @@ async fn a_handshake_refused_with_404_is_audited() {
     let audit = system.audit_until(|a| a.contains(r#""path":"/v1/sessions/x/terminate""#)).await;
     let record = audit.lines().find(|r| r.contains("/v1/sessions/x/terminate")).unwrap();
     let record: serde_json::Value = serde_json::from_str(record).unwrap();
-    assert_eq!(
-        (record["reason"].as_str(), record["status"].as_u64()),
-        (Some("unknown path"), Some(404)),
-        "{record}"
-    );
+    assert!(record["reason"].as_str().is_some_and(|r| r.starts_with("unknown path")), "{record}");
+    assert_eq!(record["status"], 404, "{record}");
 }

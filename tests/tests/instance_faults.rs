@@ -10,22 +10,23 @@ use session_proto::EndReason;
 use session_relay::Store;
 use session_test_kit::{Proxy, System, agent_config, exec, pipes};
 
-/// Runs `sleep 60` on `instance` in the background; its outcome when it ends.
-fn sleeping(system: &System, instance: &str) -> tokio::task::JoinHandle<Result<Outcome, Error>> {
+/// Runs a `sleep` of its own on `instance` in the background, and waits until it runs (the
+/// agent accepted the session); its outcome when it ends.
+async fn sleeping(system: &System, instance: &str) -> tokio::task::JoinHandle<Result<Outcome, Error>> {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let marker =
+        format!("sleep {}", 60_000 + std::process::id() % 10_000 * 10 + NEXT.fetch_add(1, Ordering::Relaxed));
     let client = system.client.clone();
-    let instance = instance.to_owned();
-    tokio::spawn(async move {
+    let (instance, command) = (instance.to_owned(), marker.clone());
+    let running = tokio::spawn(async move {
         let connection = session_client::Connection::connect(&client, &instance).await?;
         let (io, _input, _out, _err) = pipes();
-        connection.open(exec("sleep 60"), io).await
-    })
-}
-
-/// Waits until `instance` has a session in progress.
-async fn started(system: &System) {
-    for _ in 0..200 {
-        if system.client.sessions().await.unwrap()["sessions"][0]["id"].is_string() {
-            return;
+        connection.open(exec(&command), io).await
+    });
+    for _ in 0..300 {
+        if session_test_kit::raw::running(&marker) {
+            return running;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -49,8 +50,7 @@ async fn an_agent_killed_and_started_again_ends_its_old_sessions_with_a_reason()
     let config = agent_config(&system.url, "i-restart", &system.activation("test"));
     let first = tokio::spawn(session_agent::run(config.clone()));
     system.wait_online("i-restart").await;
-    let running = sleeping(&system, "i-restart");
-    started(&system).await;
+    let running = sleeping(&system, "i-restart").await;
 
     // kill -9: the agent's process and its connection vanish at once.
     first.abort();
@@ -74,8 +74,7 @@ async fn an_agent_that_does_not_come_back_ends_its_sessions_after_the_detach_tim
     let config = agent_config(&system.url, "i-gone", &system.activation("test"));
     let agent = tokio::spawn(session_agent::run(config));
     system.wait_online("i-gone").await;
-    let running = sleeping(&system, "i-gone");
-    started(&system).await;
+    let running = sleeping(&system, "i-gone").await;
 
     agent.abort();
     let (code, message) = reason(running).await;
@@ -87,12 +86,22 @@ async fn an_agent_that_does_not_come_back_ends_its_sessions_after_the_detach_tim
 async fn a_terminated_session_says_who_ended_it() {
     let mut system = System::start(None).await;
     system.agent("i-term").await;
-    let running = sleeping(&system, "i-term");
-    started(&system).await;
+    let running = sleeping(&system, "i-term").await;
     let id = system.client.sessions().await.unwrap()["sessions"][0]["id"].as_str().unwrap().to_owned();
     system.client.terminate(&id).await.unwrap();
-    let (code, message) = reason(running).await;
-    assert_eq!(code, EndReason::TERMINATED);
+    // Ended after its agent accepted it (a Reason, then Close), or before (a Refuse): either
+    // way the client is told who ended it.
+    let ended =
+        tokio::time::timeout(Duration::from_secs(30), running).await.expect("the client is told").unwrap();
+    let message = match ended {
+        Ok(outcome) => {
+            let (code, message) = outcome.reason.expect("a reason came");
+            assert_eq!(code, EndReason::TERMINATED);
+            message
+        }
+        Err(Error::OpenRefused { message, .. }) => message,
+        Err(other) => panic!("{other}"),
+    };
     assert_eq!(message, "the session was terminated by tester");
 }
 
