@@ -25,6 +25,7 @@ use crate::access::{
 };
 use crate::answers::{Answer, InstanceStatus, Instances, Labels, Switched, Terminated};
 use crate::audit::{Kind, Outcome, Record};
+use crate::handshakes::off_workers;
 use crate::registry::Registry;
 use crate::secret::{self, constant_time_eq};
 use crate::sessions::Sessions;
@@ -330,26 +331,7 @@ where
         Ok(Some(Ok(WsMessage::Text(text)))) => hex::decode(text.as_str()).ok(),
         _ => None,
     };
-    let message = agent_proof_message(&claim.instance, &claim.challenge);
-    let key = UnparsedPublicKey::new(&ED25519, &claim.key);
-    let mut outcome = match proof {
-        Some(signature) if key.verify(&message, &signature).is_ok() => Ok(()),
-        _ => Err("the agent's proof of its key is wrong".to_owned()),
-    };
-    if let (Ok(()), Some(code)) = (&outcome, &claim.activation) {
-        outcome = match access.store.register(&claim.instance, &claim.key, code) {
-            Ok(registered) => {
-                info!(instance = %claim.instance, account = %registered.account, "agent registered its key");
-                Ok(())
-            }
-            Err(refusal) => Err(refusal.to_string()),
-        };
-    }
-    if outcome.is_ok() {
-        if let Err(e) = access.store.seen(&claim.instance, &claim.version) {
-            outcome = Err(e.to_string());
-        }
-    }
+    let outcome = off_workers(|| check_proof(proof.as_deref(), claim, access));
     match outcome {
         Ok(()) => ws.send(WsMessage::text(ADMITTED)).await.map_err(|e| e.to_string()),
         Err(reason) => {
@@ -375,6 +357,22 @@ where
 fn offers_subprotocol(request: &Request) -> bool {
     let offered = request.headers().get_all("sec-websocket-protocol");
     offered.iter().any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|p| p.trim() == SUBPROTOCOL)))
+}
+
+/// The signature check, and the store's registration of a new key and its last sighting.
+fn check_proof(proof: Option<&[u8]>, claim: &AgentClaim, access: &Access) -> Result<(), String> {
+    let message = agent_proof_message(&claim.instance, &claim.challenge);
+    let key = UnparsedPublicKey::new(&ED25519, &claim.key);
+    match proof {
+        Some(signature) if key.verify(&message, signature).is_ok() => {}
+        _ => return Err("the agent's proof of its key is wrong".to_owned()),
+    }
+    if let Some(code) = &claim.activation {
+        let registered =
+            access.store.register(&claim.instance, &claim.key, code).map_err(|e| e.to_string())?;
+        info!(instance = %claim.instance, account = %registered.account, "agent registered its key");
+    }
+    access.store.seen(&claim.instance, &claim.version).map_err(|e| e.to_string())
 }
 
 fn parse_target(request: &Request) -> Option<Target> {

@@ -35,6 +35,7 @@ mod answers;
 pub mod audit;
 mod client;
 pub mod dev;
+mod handshakes;
 mod listener;
 pub mod policy;
 mod registry;
@@ -50,6 +51,7 @@ use std::time::Duration;
 
 pub use access::Access;
 pub use audit::Audit;
+pub use handshakes::HandshakeLimits;
 pub use listener::serve;
 pub use registry::Registry;
 pub use store::Store;
@@ -84,6 +86,8 @@ pub struct RelayConfig {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// How much of one instance one user may hold.
     pub limits: Limits,
+    /// How many connections may be in their handshake at once.
+    pub handshakes: HandshakeLimits,
 }
 
 impl core::fmt::Debug for RelayConfig {
@@ -94,6 +98,7 @@ impl core::fmt::Debug for RelayConfig {
             .field("access", &self.access)
             .field("tls", &self.tls.is_some())
             .field("limits", &self.limits)
+            .field("handshakes", &self.handshakes)
             .finish()
     }
 }
@@ -107,6 +112,7 @@ impl RelayConfig {
             access,
             tls: None,
             limits: Limits::default(),
+            handshakes: HandshakeLimits::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
 use tracing::{debug, info, warn};
 
 use crate::admission::{self, Admitted, ClientClaim, Gate};
+use crate::handshakes::{Handshakes, Slot, off_workers};
 use crate::registry::Registry;
 use crate::sessions::Sessions;
 use crate::usage::Usage;
@@ -34,14 +35,29 @@ struct Shared {
 
 /// Accepts connections on `listener` for ever: through TLS when the config has it.
 pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfig) {
+    let handshakes = Handshakes::new(config.handshakes);
     let shared = Shared { registry, sessions: Sessions::default(), usage: Usage::default(), config };
+    let mut quiet = Quiet::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, say: the listener itself is fine; wait a little.
-                warn!(error = %e, "accept failed");
+                if let Some(also) = quiet.say() {
+                    warn!(error = %e, also, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = match handshakes.enter(peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                // Closed at once: its descriptor goes back before it can be held.
+                drop(stream);
+                if let Some(also) = quiet.say() {
+                    warn!(%peer, limit = ?full, also, "too many connections in their handshake: refused");
+                }
                 continue;
             }
         };
@@ -53,11 +69,11 @@ pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfi
             }
             let result = match shared.config.tls.clone() {
                 Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => connection(stream, peer, shared).await,
+                    Ok(Ok(stream)) => connection(stream, peer, shared, slot).await,
                     Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
                     Err(_) => Err("TLS handshake timed out".to_owned()),
                 },
-                None => connection(stream, peer, shared).await,
+                None => connection(stream, peer, shared, slot).await,
             };
             if let Err(e) = result {
                 // Any peer can cause these at will: what matters of them is audited (sampled)
@@ -70,7 +86,7 @@ pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfi
 
 /// One accepted connection: its WebSocket handshake, admitted or refused, and then the task of
 /// what it was admitted as.
-async fn connection<S>(stream: S, peer: SocketAddr, shared: Shared) -> Result<(), String>
+async fn connection<S>(stream: S, peer: SocketAddr, shared: Shared, slot: Slot) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -84,8 +100,8 @@ where
     let mut admitted = None;
     #[allow(clippy::result_large_err, reason = "the callback type is tungstenite's")]
     let callback = |request: &Request, mut response: Response| {
-        let admission =
-            gate.admit(request, peer).map_err(|refused| refusal(refused.status, &refused.reason))?;
+        let admission = off_workers(|| gate.admit(request, peer))
+            .map_err(|refused| refusal(refused.status, &refused.reason))?;
         if let Admitted::Agent(claim) = &admission {
             let challenge = HeaderValue::from_str(&hex::encode(claim.challenge))
                 .map_err(|_| refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
@@ -102,7 +118,16 @@ where
         .await
         .map_err(|_| "handshake timed out".to_owned())?
         .map_err(|e| e.to_string())?;
-    match admitted.ok_or("no target")? {
+    let admitted = admitted.ok_or("no target")?;
+    // A client has proved who it is; an agent has yet to sign its challenge.
+    let slot = match admitted {
+        Admitted::Agent(_) => Some(slot),
+        _ => {
+            drop(slot);
+            None
+        }
+    };
+    match admitted {
         Admitted::Answer(answer) => {
             ws.send(WsMessage::text(answer.0)).await.map_err(|e| e.to_string())?;
             let _ = ws.close(None).await;
@@ -122,6 +147,7 @@ where
         }
         Admitted::Agent(claim) => {
             admission::prove(&mut ws, &claim, &shared.config.access, peer).await?;
+            drop(slot);
             let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
             agent::serve(transport, peer, claim.instance, claim.key, shared.registry, &shared.config).await
         }
@@ -132,4 +158,25 @@ fn refusal(status: StatusCode, reason: &str) -> ErrorResponse {
     let mut response = ErrorResponse::new(Some(reason.to_owned()));
     *response.status_mut() = status;
     response
+}
+
+/// Says a recurring warning at most once a second, with how many were not said meanwhile: a
+/// flood must not become a flood of log lines.
+#[derive(Debug, Default)]
+struct Quiet {
+    last: Option<std::time::Instant>,
+    held: u64,
+}
+
+impl Quiet {
+    /// `Some(held back since the last)` when the warning is to be said now.
+    fn say(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(core::mem::take(&mut self.held))
+    }
 }

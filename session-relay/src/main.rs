@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use session_relay::audit::Retention;
-use session_relay::{Access, Audit, Limits, Registry, RelayConfig, Store, serve, tls};
+use session_relay::{Access, Audit, HandshakeLimits, Limits, Registry, RelayConfig, Store, serve, tls};
 
 /// The relay: agents dial in over WebSocket and keep the connection; clients reach their shells
 /// through it.
@@ -54,6 +54,12 @@ struct ServeArgs {
     /// Audit records the store keeps at most; past it, the oldest go.
     #[arg(long, default_value_t = Retention::default().max_rows)]
     audit_max_rows: u64,
+    /// Connections in their handshake at once, in all (at most half the open files allowed).
+    #[arg(long, default_value_t = HandshakeLimits::default().total)]
+    max_handshakes: usize,
+    /// Connections in their handshake at once from one address.
+    #[arg(long, default_value_t = HandshakeLimits::default().per_source)]
+    max_handshakes_per_source: usize,
     /// Client connections one user may hold to one instance at once.
     #[arg(long, default_value_t = Limits::default().connections_per_user)]
     max_connections_per_user: usize,
@@ -101,6 +107,7 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let descriptors = raise_open_files();
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -129,6 +136,11 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
             connections_per_user: args.max_connections_per_user,
             channels_per_user: args.max_channels_per_user,
         },
+        handshakes: HandshakeLimits {
+            total: args.max_handshakes,
+            per_source: args.max_handshakes_per_source,
+        }
+        .within(descriptors),
         ..RelayConfig::new(access)
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -141,4 +153,20 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
         serve(listener, Registry::default(), config).await;
         Ok(())
     })
+}
+
+/// Raises the soft limit of open files to the hard one, so that every connection the operator
+/// allowed can be taken; returns the limit now in force.
+fn raise_open_files() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+            tracing::warn!(error = %e, "the limit of open files could not be raised");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    tracing::info!(open_files = now, "limit of open files");
+    now
 }

@@ -47,14 +47,27 @@ struct Served {
 
 impl Served {
     fn start(db: &Path, args: &[&str]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_session-relay"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_session-relay"));
+        command.arg("--db").arg(db).args(args);
+        Served::spawn(command)
+    }
+
+    /// As `start`, allowed only `files` open files (soft and hard), as under `ulimit -n`.
+    fn start_with_open_files(db: &Path, args: &[&str], files: u32) -> Served {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_session-relay"))
             .arg("--db")
             .arg(db)
-            .args(args)
-            .env("RUST_LOG", "debug")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the relay binary runs");
+            .args(args);
+        Served::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Served {
+        let mut child =
+            command.env("RUST_LOG", "debug").stderr(Stdio::piped()).spawn().expect("the relay binary runs");
         let log: Arc<Mutex<String>> = Arc::default();
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -301,5 +314,40 @@ async fn with_a_certificate_every_connection_is_tls() {
         "{unvouched}"
     );
     agent.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Idle connections that never finish their handshake cannot take the relay's descriptors:
+/// under `ulimit -n 256`, 300 of them from one address leave a user's request served (before,
+/// 1,100 idle connections under `ulimit -n 1024` made real requests fail with "accept failed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_handshakes_from_one_source_do_not_take_the_relays_descriptors() {
+    let dir = scratch("descriptors");
+    let db = dir.join("relay.db");
+    ok(&db, &["user", "add", "ops"]);
+    let everything = dir.join("all.json");
+    std::fs::write(&everything, session_relay::dev::FULL_ACCESS).unwrap();
+    ok(&db, &["policy", "put", "all", everything.to_str().unwrap()]);
+    ok(&db, &["policy", "attach", "all", "ops"]);
+    let token = ok(&db, &["token", "create", "ops"]).trim().to_owned();
+    let served = Served::start_with_open_files(&db, &["--listen", "127.0.0.1:0"], 256);
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], served.port));
+
+    // Another loopback address stands for the attacker's.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+        if let Ok(stream) = socket.connect(target).await {
+            idle.push(stream);
+        }
+    }
+    let relay = Relay::new(&format!("ws://127.0.0.1:{}", served.port), &token);
+    let listing = relay.list().await;
+    assert!(listing.is_ok(), "a user's request while 300 handshakes idle: {listing:?}");
+    let log = served.log();
+    assert!(log.contains("too many connections in their handshake"), "{log}");
+    assert!(!log.contains("accept failed"), "no descriptor ran out: {log}");
+    drop(idle);
     let _ = std::fs::remove_dir_all(&dir);
 }
