@@ -48,12 +48,13 @@ async fn one_users_connections_and_sessions_are_limited_and_another_user_still_g
     let bob = system.user("bob", session_relay::dev::FULL_ACCESS);
     assert_eq!(run(&bob, "i-shared", "echo mine").await.unwrap().stdout, "mine\n");
 
-    // A session that ends (its input closed, cat exits) gives its place back.
+    // A session that ends (its input closed, cat exits) gives its place back: on the same
+    // connection, whose frames the relay takes in order, the next Open finds it free.
     let (ended, input) = running.pop().unwrap();
     drop(input);
     assert_eq!(ended.await.unwrap().unwrap().exit_code(), 0);
-    assert_eq!(session_test_kit::run_on(&second, "echo again").await.unwrap().stdout, "again\n");
-    drop(first);
+    assert_eq!(session_test_kit::run_on(&first, "echo again").await.unwrap().stdout, "again\n");
+    drop(second);
 }
 
 /// A caller that gives up an open (drops its future: a timeout, a cancelled task) closes the
