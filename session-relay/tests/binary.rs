@@ -38,6 +38,16 @@ fn ok(db: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// User `ops`, allowed everything, made with the admin commands; their new token.
+fn full_access_user(db: &Path, dir: &Path) -> String {
+    ok(db, &["user", "add", "ops"]);
+    let everything = dir.join("all.json");
+    std::fs::write(&everything, session_relay::dev::FULL_ACCESS).unwrap();
+    ok(db, &["policy", "put", "all", everything.to_str().unwrap()]);
+    ok(db, &["policy", "attach", "all", "ops"]);
+    ok(db, &["token", "create", "ops"]).trim().to_owned()
+}
+
 /// A relay process and everything it logged so far.
 struct Served {
     child: Child,
@@ -285,12 +295,7 @@ async fn with_a_certificate_every_connection_is_tls() {
     std::fs::write(&cert, issued.cert.pem()).unwrap();
     std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
 
-    ok(&db, &["user", "add", "ops"]);
-    let everything = dir.join("all.json");
-    std::fs::write(&everything, session_relay::dev::FULL_ACCESS).unwrap();
-    ok(&db, &["policy", "put", "all", everything.to_str().unwrap()]);
-    ok(&db, &["policy", "attach", "all", "ops"]);
-    let token = ok(&db, &["token", "create", "ops"]).trim().to_owned();
+    let token = full_access_user(&db, &dir);
     let code = ok(&db, &["activation", "create"]).trim().to_owned();
 
     let served = Served::start(
@@ -324,12 +329,7 @@ async fn with_a_certificate_every_connection_is_tls() {
 async fn idle_handshakes_from_one_source_do_not_take_the_relays_descriptors() {
     let dir = scratch("descriptors");
     let db = dir.join("relay.db");
-    ok(&db, &["user", "add", "ops"]);
-    let everything = dir.join("all.json");
-    std::fs::write(&everything, session_relay::dev::FULL_ACCESS).unwrap();
-    ok(&db, &["policy", "put", "all", everything.to_str().unwrap()]);
-    ok(&db, &["policy", "attach", "all", "ops"]);
-    let token = ok(&db, &["token", "create", "ops"]).trim().to_owned();
+    let token = full_access_user(&db, &dir);
     let served = Served::start_with_open_files(&db, &["--listen", "127.0.0.1:0"], 256);
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], served.port));
 
