@@ -9,8 +9,8 @@
 use session_proto::owned::OwnedOpenKind;
 use session_proto::{OpenKind, RefuseReason};
 
-use crate::audit::{Audit, Record, SessionRecord};
-use crate::policy::{Decision, evaluate};
+use crate::audit::{Audit, Record, SessionRecord, describe};
+use crate::policy::{Context, Decision, Request, decide};
 use crate::registry::{Entry, Registry};
 use crate::secret::{self, constant_time_eq};
 use crate::store::{Principal, Store};
@@ -86,7 +86,8 @@ impl Access {
     /// Whether `who` may do `action` on `resource`, by their token's standing now and the
     /// policies attached to them now. A refusal is audited.
     pub fn check(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
-        self.decide(who, action, resource).inspect_err(|refused| {
+        let request = Request { action, resource, context: Context::Empty };
+        self.decide(who, &request).inspect_err(|refused| {
             self.audit.write(&Record {
                 actor: Some(who.user.clone()),
                 action: Some(action.to_owned()),
@@ -96,12 +97,22 @@ impl Access {
         })
     }
 
-    /// Whether `who` may do `action`, as a test of resources, without auditing a refusal: for
-    /// filtering a list. The token and policies are read once, for every resource tested; a
-    /// token that no longer stands, or a store that fails, allows nothing.
-    pub fn allowed<'a>(&self, who: &Principal, action: &'a str) -> impl Fn(&str) -> bool + 'a {
+    /// Whether `who` may do `action` in `context`, as a test of resources, without auditing a
+    /// refusal: for filtering a list, and for admitting a client's connection before its Opens
+    /// name their targets ([`Context::AnyForward`]). The token and policies are read once, for
+    /// every resource tested; a token that no longer stands, or a store that fails, allows
+    /// nothing.
+    pub fn allowed<'a>(
+        &self,
+        who: &Principal,
+        action: &'a str,
+        context: Context<'a>,
+    ) -> impl Fn(&str) -> bool + 'a {
         let policies = self.policies(who).ok();
-        move |resource| policies.as_deref().is_some_and(|p| evaluate(p, action, resource).is_allowed())
+        move |resource| {
+            let request = Request { action, resource, context };
+            policies.as_deref().is_some_and(|p| decide(p, &request).decision.is_allowed())
+        }
     }
 
     /// The policies of `who`, if their token still stands.
@@ -110,18 +121,27 @@ impl Access {
         self.store.policies_of(&who.user).map_err(|e| e.to_string())
     }
 
-    /// As [`Access::check`], leaving the audit to the caller.
-    fn decide(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
+    /// As [`Access::check`] for any request, leaving the audit to the caller. A refusal names
+    /// the forward's target, if any, and the condition that decided it, if one did.
+    fn decide(&self, who: &Principal, request: &Request<'_>) -> Result<(), String> {
         let policies = self.policies(who)?;
-        match evaluate(&policies, action, resource) {
-            Decision::Allow => Ok(()),
-            Decision::ExplicitDeny => {
-                Err(format!("{} may not {action} on {resource}: a policy denies it", who.user))
-            }
-            Decision::ImplicitDeny => {
-                Err(format!("{} may not {action} on {resource}: no policy allows it", who.user))
-            }
-        }
+        let verdict = decide(&policies, request);
+        let Request { action, resource, context } = request;
+        let target = match context {
+            // An IPv6 address in brackets, so that its port stands apart.
+            Context::Forward { host, port } if host.contains(':') => format!(" for [{host}]:{port}"),
+            Context::Forward { host, port } => format!(" for {host}:{port}"),
+            Context::Empty | Context::AnyForward => String::new(),
+        };
+        let conditions = verdict.conditions.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ");
+        let why = match verdict.decision {
+            Decision::Allow => return Ok(()),
+            Decision::ExplicitDeny if conditions.is_empty() => "a policy denies it".to_owned(),
+            Decision::ExplicitDeny => format!("a policy denies it (condition {conditions})"),
+            Decision::ImplicitDeny if conditions.is_empty() => "no policy allows it".to_owned(),
+            Decision::ImplicitDeny => format!("no policy allows it (condition {conditions} does not hold)"),
+        };
+        Err(format!("{} may not {action} on {resource}{target}: {why}", who.user))
     }
 
     /// Every check an Open from `who` on their connection to `instance` gets, in order, and the
@@ -159,12 +179,15 @@ impl Access {
         record: &mut Record,
     ) -> Result<OpenAdmitted, OpenRefused> {
         use RefuseReason as Why;
-        let action = match kind {
-            OpenKind::Shell { .. } | OpenKind::Exec { .. } => START_SESSION,
-            OpenKind::Forward { .. } => START_PORT_FORWARD,
+        // A forward's target is what its conditions (`session:ForwardHost`, `...Port`) see.
+        let (action, context) = match kind {
+            OpenKind::Shell { .. } | OpenKind::Exec { .. } => (START_SESSION, Context::Empty),
+            OpenKind::Forward { host, port } => (START_PORT_FORWARD, Context::Forward { host, port: *port }),
             _ => return Err(OpenRefused::new(Why::UNKNOWN_KIND, "")),
         };
         record.action = Some(action.to_owned());
+        // A refusal's record says what was asked for: for a forward, where to.
+        record.kind = Some(describe(kind));
         let registered = match self.store.instance(instance) {
             Ok(Some(registered)) => registered,
             Ok(None) => {
@@ -186,7 +209,8 @@ impl Access {
             }
             Err(e) => return Err(OpenRefused::new(Why::UNAVAILABLE, e.to_string())),
         }
-        self.decide(who, action, &resource).map_err(|message| OpenRefused::new(Why::PROHIBITED, message))?;
+        let request = Request { action, resource: &resource, context };
+        self.decide(who, &request).map_err(|message| OpenRefused::new(Why::PROHIBITED, message))?;
         let serving = |e: &Entry| e.online && constant_time_eq(&e.key, &registered.public_key);
         let Some(agent) = registry.get(instance).filter(serving) else {
             let message = format!("instance {instance} is not connected to the relay");

@@ -26,6 +26,7 @@ use crate::access::{
 use crate::answers::{Answer, InstanceStatus, Instances, Labels, Switched, Terminated};
 use crate::audit::{Kind, Outcome, Record};
 use crate::handshakes::off_workers;
+use crate::policy::Context;
 use crate::registry::Registry;
 use crate::secret::{self, constant_time_eq};
 use crate::sessions::Sessions;
@@ -180,9 +181,11 @@ impl Gate<'_> {
                 else {
                     return Err(Refused::new(StatusCode::NOT_FOUND, format!("unknown instance {instance}")));
                 };
-                // Holding a connection needs leave to start something; each Open is checked again.
+                // Holding a connection needs leave to start something; each Open is checked
+                // again. No forward target is named yet: a forward allowed only to some targets
+                // admits the connection, and a Deny of only some targets does not refuse it.
                 let resource = access.instance(&instance.account, &instance.id);
-                if !access.allowed(&who, START_PORT_FORWARD)(&resource) {
+                if !access.allowed(&who, START_PORT_FORWARD, Context::AnyForward)(&resource) {
                     access.check(&who, START_SESSION, &resource).map_err(Refused::forbidden)?;
                 }
                 let lease = self
@@ -239,7 +242,7 @@ impl Gate<'_> {
     /// The instances `who` may see, with their status and labels.
     fn status(&self, who: &Principal) -> Result<Instances, StoreError> {
         let access = self.access;
-        let describes = access.allowed(who, DESCRIBE_INSTANCE_STATUS);
+        let describes = access.allowed(who, DESCRIBE_INSTANCE_STATUS, Context::Empty);
         let instances = access
             .store
             .instances()?

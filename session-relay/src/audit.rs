@@ -381,6 +381,18 @@ fn store_writer(
     }
 }
 
+/// What an Open asks for, in words: `shell`, `exec: <command>`, `forward: <host>:<port>`.
+pub(crate) fn describe(kind: &OpenKind<'_>) -> String {
+    match kind {
+        OpenKind::Shell { .. } => "shell".to_owned(),
+        // The command line is what was run: it belongs in the record.
+        OpenKind::Exec { command, .. } => format!("exec: {command}"),
+        OpenKind::Forward { host, port } => format!("forward: {host}:{port}"),
+        OpenKind::Unknown { index, .. } => format!("unknown kind {index}"),
+        _ => "unknown kind".to_owned(),
+    }
+}
+
 /// A session in progress, becoming its record when it ends.
 #[derive(Debug)]
 pub(crate) struct SessionRecord {
@@ -406,21 +418,13 @@ impl SessionRecord {
         (action, resource): (&'static str, String),
         kind: &OpenKind<'_>,
     ) -> SessionRecord {
-        let kind = match kind {
-            OpenKind::Shell { .. } => "shell".to_owned(),
-            // The command line is what was run: it belongs in the record.
-            OpenKind::Exec { command, .. } => format!("exec: {command}"),
-            OpenKind::Forward { host, port } => format!("forward: {host}:{port}"),
-            OpenKind::Unknown { index, .. } => format!("unknown kind {index}"),
-            _ => "unknown kind".to_owned(),
-        };
         SessionRecord {
             id,
             user: user.to_owned(),
             instance: instance.to_owned(),
             action,
             resource,
-            kind,
+            kind: describe(kind),
             start: SystemTime::now(),
             to_instance: 0,
             from_instance: 0,

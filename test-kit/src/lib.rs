@@ -12,5 +12,7 @@ pub mod relay_by_hand;
 pub mod run;
 pub mod system;
 
-pub use run::{Ran, exec, exec_on_terminal, forward_to, nothing, pipes, read_until, run, run_on, size};
-pub use system::{Proxy, System, agent_config, relay_on};
+pub use run::{
+    Ran, exec, exec_on_terminal, forward_echo, forward_to, nothing, pipes, read_until, run, run_on, size,
+};
+pub use system::{Echo, Proxy, System, agent_config, relay_on};

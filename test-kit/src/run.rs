@@ -4,7 +4,7 @@
 use session_client::{ChannelIo, Connection, Error, Relay};
 use session_proto::WindowSize;
 use session_proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 
 /// A command run on pipes, without a terminal.
 pub fn exec(command: &str) -> OwnedOpenKind {
@@ -28,6 +28,29 @@ pub fn exec_on_terminal(command: &str, size: WindowSize) -> OwnedOpenKind {
 /// A port forward to `host:port` as the instance sees them.
 pub fn forward_to(host: &str, port: u16) -> OwnedOpenKind {
     OwnedOpenKind::Forward { host: owned_str(host).expect("a short host"), port }
+}
+
+/// Sends `payload` through a port forward to `host:port` at the connection's instance, ends
+/// its input, and returns what came back until the target closed: an echo server's answer is
+/// the payload. A refused Open is the error.
+pub async fn forward_echo(
+    connection: &Connection,
+    host: &str,
+    port: u16,
+    payload: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let (io, mut input, mut output, _errors) = pipes();
+    let send = async move {
+        // A refused Open drops its ends: what is left unwritten has nowhere to go.
+        let _ = input.write_all(payload).await;
+        let _ = input.shutdown().await;
+    };
+    let mut back = Vec::new();
+    let (outcome, (), read) =
+        tokio::join!(connection.open(forward_to(host, port), io), send, output.read_to_end(&mut back));
+    outcome?;
+    read.expect("the forward's output ends with its channel");
+    Ok(back)
 }
 
 /// A terminal of `cols` by `rows`.

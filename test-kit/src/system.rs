@@ -3,6 +3,7 @@
 //! can cut.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,6 +82,15 @@ impl System {
     pub async fn agent_as(&mut self, name: &str, relay_url: &str, user: LoginUser) {
         let mut config = agent_config(relay_url, name, &self.activation("test"));
         config.user = user;
+        self.agents.push(tokio::spawn(session_agent::run(config)));
+        self.wait_online(name).await;
+    }
+
+    /// An agent named `name` dialing the relay directly, its configuration changed by `adjust`
+    /// (its forward rules, say), waited for until it is online.
+    pub async fn agent_with(&mut self, name: &str, adjust: impl FnOnce(&mut AgentConfig)) {
+        let mut config = agent_config(&self.url, name, &self.activation("test"));
+        adjust(&mut config);
         self.agents.push(tokio::spawn(session_agent::run(config)));
         self.wait_online(name).await;
     }
@@ -223,5 +233,48 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.cut();
+    }
+}
+
+/// A TCP echo server on a loopback port of its own: each connection gets back what it sends,
+/// until it half-closes. It counts the connections it accepted, so that a test can tell that a
+/// refused forward never reached it.
+#[derive(Debug)]
+pub struct Echo {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    accepted: Arc<AtomicUsize>,
+    accept: JoinHandle<()>,
+}
+
+impl Echo {
+    /// Starts one.
+    pub async fn start() -> Echo {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("echo");
+        let port = listener.local_addr().expect("echo address").port();
+        let accepted: Arc<AtomicUsize> = Arc::default();
+        let counted = Arc::clone(&accepted);
+        let accept = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (mut read, mut write) = stream.into_split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut write).await;
+                });
+            }
+        });
+        Echo { port, accepted, accept }
+    }
+
+    /// How many connections it accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.accept.abort();
     }
 }

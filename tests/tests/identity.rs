@@ -11,9 +11,10 @@ use session_agent::{AgentConfig, AgentKey, LoginUser};
 use session_client::{Connection, Error, Relay};
 use session_link::dial::Trust;
 use session_link::identity::AGENT_KEY_HEADER;
+use session_proto::RefuseReason;
 use session_relay::store::{ActivationTerms, Store};
 use session_test_kit::agent_by_hand::{agent_handshake, answer};
-use session_test_kit::{Ran, System, exec, forward_to, nothing, pipes, run};
+use session_test_kit::{Echo, Ran, System, exec, forward_echo, forward_to, nothing, pipes, run};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -230,6 +231,91 @@ async fn a_user_allowed_on_i_001_star_reaches_i_0017_and_not_i_002() {
     let (io, _, _, _) = pipes();
     let error = connection.open(exec("true"), io).await.unwrap_err();
     assert!(error.is_refusal() && error.to_string().contains("no policy allows it"), "{error}");
+}
+
+/// Whether `error` is a Refuse PROHIBITED saying exactly `message`.
+fn prohibited(error: &Error, message: &str) -> bool {
+    matches!(error, Error::OpenRefused { reason: RefuseReason::PROHIBITED, message: m } if m == message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_condition_lets_a_user_reach_one_port_and_is_audited_when_it_refuses() {
+    let mut system = System::start(None).await;
+    system.agent("i-fwd").await;
+    let (allowed, elsewhere) = (Echo::start().await, Echo::start().await);
+    let port = allowed.port;
+    let policy = format!(
+        r#"{{"Version": "1", "Statement": {{"Effect": "Allow", "Action": "session:StartPortForward", "Resource": "*",
+            "Condition": {{"StringEquals": {{"session:ForwardHost": "127.0.0.1"}},
+                          "NumericEquals": {{"session:ForwardPort": {port}}}}}}}}}"#
+    );
+    let alice = system.user("alice", &policy);
+
+    // Admitted, though no target is named yet; then the one target the condition names works.
+    let connection = Connection::connect(&alice, "i-fwd").await.unwrap();
+    let back = forward_echo(&connection, "127.0.0.1", port, b"through the condition").await.unwrap();
+    assert_eq!(back, b"through the condition");
+
+    // Another port, another spelling of the host: refused at the relay, naming the condition.
+    let resource = "srn:session:test:test:instance/i-fwd";
+    let other = elsewhere.port;
+    let error = forward_echo(&connection, "127.0.0.1", other, b"x").await.unwrap_err();
+    let expected = format!(
+        "alice may not session:StartPortForward on {resource} for 127.0.0.1:{other}: no policy allows it \
+         (condition NumericEquals session:ForwardPort {port} does not hold)"
+    );
+    assert!(prohibited(&error, &expected), "{error:?}");
+    let error = forward_echo(&connection, "localhost", port, b"x").await.unwrap_err();
+    let expected = format!(
+        "alice may not session:StartPortForward on {resource} for localhost:{port}: no policy allows it \
+         (condition StringEquals session:ForwardHost 127.0.0.1 does not hold)"
+    );
+    assert!(prohibited(&error, &expected), "{error:?}");
+    assert_eq!(elsewhere.accepted(), 0, "a refused forward reaches nothing");
+    // A grant with a forward condition grants no shell.
+    let (io, _, _, _) = pipes();
+    let error = connection.open(exec("true"), io).await.unwrap_err();
+    let expected = format!("alice may not session:StartSession on {resource}: no policy allows it");
+    assert!(prohibited(&error, &expected), "{error:?}");
+
+    let kind = format!("forward: 127.0.0.1:{other}");
+    let audit = system.audit_until(|a| a.contains(&kind)).await;
+    let records: Vec<serde_json::Value> = audit.lines().map(|r| serde_json::from_str(r).unwrap()).collect();
+    let refusal = records.iter().find(|r| r["kind"] == kind.as_str()).expect("the refusal is audited");
+    assert_eq!(
+        (&refusal["event"], &refusal["actor"], &refusal["action"], &refusal["resource"]),
+        (
+            &serde_json::json!("refused"),
+            &serde_json::json!("alice"),
+            &serde_json::json!("session:StartPortForward"),
+            &serde_json::json!(resource)
+        ),
+        "{refusal}"
+    );
+    assert!(
+        refusal["reason"].as_str().unwrap().contains("condition NumericEquals session:ForwardPort"),
+        "{refusal}"
+    );
+
+    // A Deny with a condition: everything else, but not that port, and no connection refused.
+    let bob = system.user(
+        "bob",
+        &format!(
+            r#"{{"Version": "1", "Statement": [
+                {{"Effect": "Allow", "Action": "session:*", "Resource": "*"}},
+                {{"Effect": "Deny", "Action": "session:StartPortForward", "Resource": "*",
+                  "Condition": {{"NumericEquals": {{"session:ForwardPort": [{port}, 22]}}}}}}]}}"#
+        ),
+    );
+    let connection = Connection::connect(&bob, "i-fwd").await.unwrap();
+    let error = forward_echo(&connection, "127.0.0.1", port, b"x").await.unwrap_err();
+    let expected = format!(
+        "bob may not session:StartPortForward on {resource} for 127.0.0.1:{port}: a policy denies it \
+         (condition NumericEquals session:ForwardPort [{port}, 22])"
+    );
+    assert!(prohibited(&error, &expected), "{error:?}");
+    assert_eq!(forward_echo(&connection, "127.0.0.1", other, b"elsewhere").await.unwrap(), b"elsewhere");
+    assert_eq!(run(&bob, "i-fwd", "echo shell").await.unwrap(), ran("shell\n"), "shells are not forwards");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
