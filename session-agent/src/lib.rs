@@ -43,7 +43,7 @@ use session_link::identity::{
 use session_link::pipe::PipeEvent;
 use session_link::{Clock, Driver, End, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, MIN_REPLAY_LEN, Role};
-use session_proto::{DEFAULT_MAX_FRAME, ErrorCode, OpenKind, RefuseReason};
+use session_proto::{DEFAULT_MAX_FRAME, ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -512,7 +512,9 @@ impl Agent {
             }
             Err((reason, message)) => {
                 warn!(channel, %reason, message, "open refused");
-                let _ = conn.refuse(channel, reason, &message);
+                // A message naming a long host would not fit a Refuse, and the Open would go
+                // unanswered: cut, it still says why.
+                let _ = conn.refuse(channel, reason, session_link::clip(&message, MAX_MESSAGE_LEN));
             }
         }
     }

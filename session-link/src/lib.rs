@@ -48,3 +48,14 @@ pub use clock::Clock;
 pub use driver::{Driver, End, Wake};
 pub use outbox::{Op, Outbound};
 pub use transport::{BACKLOG_LIMIT, Closing, Transport, WRITE_TIMEOUT};
+
+/// `text` cut to at most `max` bytes, at a character boundary. A message longer than its field
+/// allows (256 bytes in a Refuse or a Reason, 123 in a WebSocket Close) would not encode, and
+/// the frame that should answer an Open would never be sent: every peer cuts its words first.
+pub fn clip(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}

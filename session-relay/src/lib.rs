@@ -63,15 +63,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a peer that sent no Hello in time is told, with GoAway PROTOCOL_ERROR.
 const NO_HELLO: &str = "no Hello within 10 s of the handshake";
 
-/// `text` cut to at most `max` bytes, at a character boundary: refusal reasons must fit their
-/// frame (256 bytes in a Refuse, 123 in a WebSocket Close) or they would not be sent at all.
-pub(crate) fn clip(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
+/// Refusal reasons must fit their frame (256 bytes in a Refuse, 123 in a WebSocket Close) or
+/// they would not be sent at all.
+pub(crate) use session_link::clip;
 
 /// How the relay runs.
 #[derive(Clone)]
