@@ -2,6 +2,8 @@
 //! (see `session_link::pipe` for their bounds), and when its end is told: Exit, Eof and Close,
 //! queued behind the last Data once the process ended and its output was read to the end.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::forward_rules::{self, ForwardRules};
 use crate::process::{self, Control, LoginUser};
 
 /// The most payload one read takes; a frame larger than the relay accepts is split.
@@ -119,24 +122,19 @@ impl Channel {
         Ok(ch)
     }
 
-    /// Connects to `host:port` in the background; [`Local::Forwarded`] tells how it went.
+    /// Connects to `host:port` in the background, if `rules` allow it; [`Local::Forwarded`]
+    /// tells how it went.
     pub(crate) fn forward(
         channel: u16,
         attempt: u64,
-        host: &str,
-        port: u16,
+        (host, port): (&str, u16),
+        rules: &Arc<ForwardRules>,
         local: &LocalTx,
     ) -> JoinHandle<()> {
-        let (host, tx) = (host.to_owned(), local.clone());
+        let (host, rules, tx) = (host.to_owned(), Arc::clone(rules), local.clone());
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                TcpStream::connect((host.as_str(), port)),
-            )
-            .await
-            {
-                Ok(Ok(stream)) => Ok(stream),
-                Ok(Err(e)) => Err((RefuseReason::CONNECT_FAILED, format!("{host}:{port}: {e}"))),
+            let result = match tokio::time::timeout(CONNECT_TIMEOUT, reach(&rules, &host, port)).await {
+                Ok(result) => result,
                 Err(_) => Err((RefuseReason::CONNECT_FAILED, format!("{host}:{port}: timed out"))),
             };
             let _ = tx.send(Local::Forwarded { channel, attempt, result });
@@ -253,6 +251,31 @@ impl Channel {
             self.close_queued = true;
         }
     }
+}
+
+/// Resolves `host`, checks every address against `rules`, and connects to the first allowed
+/// address that answers. The check comes before any connection, and what is connected to is
+/// an address that was checked, never the name again: a name cannot resolve to one address for
+/// the check and to another for the connection. A refusal by the rules is PROHIBITED, never
+/// CONNECT_FAILED: nothing was tried.
+async fn reach(rules: &ForwardRules, host: &str, port: u16) -> Result<TcpStream, (RefuseReason, String)> {
+    let prohibited = |refusal: forward_rules::Refusal| (RefuseReason::PROHIBITED, refusal.to_string());
+    let failed = |e: &dyn core::fmt::Display| (RefuseReason::CONNECT_FAILED, format!("{host}:{port}: {e}"));
+    // A name a deny rule names needs no lookup.
+    rules.check_name(host, port).map_err(prohibited)?;
+    let resolved: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.map_err(|e| failed(&e))?.collect();
+    let mut last = None;
+    for address in rules.permitted(host, &resolved).map_err(prohibited)? {
+        match TcpStream::connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => failed(&e),
+        None => failed(&"the name resolved to no address"),
+    })
 }
 
 /// Waits for a channel's process: tells its exit, and for a terminal ticks [`Local::Quiet`] after

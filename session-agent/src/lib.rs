@@ -11,7 +11,9 @@
 //! key (`identity.rs`); a new agent registers its key once with an activation code.
 //!
 //! The connection is driven by `session-link`'s driver; this crate adds what an agent does with
-//! each channel (`channel.rs`) and how it starts processes (`process.rs`).
+//! each channel (`channel.rs`), how it starts processes (`process.rs`), and which targets a port
+//! forward may reach ([`forward_rules`]): whatever the relay's policies allow, the agent refuses
+//! link-local and metadata addresses unless told otherwise, and what its own rules refuse.
 //!
 //! A process whose channel closes before it exited (the client went, the session ended, the
 //! agent stops) gets a hangup, then SIGTERM, then SIGKILL, to its whole process group, a grace
@@ -27,11 +29,13 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod channel;
+pub mod forward_rules;
 mod identity;
 mod process;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -52,6 +56,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::{error, info, warn};
 
 use crate::channel::{Channel, Local, Reaping};
+use crate::forward_rules::ForwardRules;
 pub use crate::identity::AgentKey;
 pub use crate::process::{HANGUP_GRACE, LoginUser, TERMINATE_GRACE};
 
@@ -89,6 +94,9 @@ pub struct AgentConfig {
     pub first_backoff: Duration,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// What port forwards may reach (`--forward-allow`, `--forward-deny`); by default anything
+    /// but link-local and metadata addresses.
+    pub forward: ForwardRules,
 }
 
 impl core::fmt::Debug for AgentConfig {
@@ -103,6 +111,7 @@ impl core::fmt::Debug for AgentConfig {
             .field("replay_len", &self.replay_len)
             .field("first_backoff", &self.first_backoff)
             .field("max_backoff", &self.max_backoff)
+            .field("forward", &self.forward)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +129,7 @@ impl AgentConfig {
             replay_len: 4 << 20,
             first_backoff: FIRST_BACKOFF,
             max_backoff: Duration::from_secs(30),
+            forward: ForwardRules::default(),
         }
     }
 }
@@ -236,6 +246,8 @@ pub async fn run(config: AgentConfig) {
 
 struct Agent {
     config: AgentConfig,
+    /// The config's forward rules, shared with each forward's connecting task.
+    forward: Arc<ForwardRules>,
     clock: Clock,
     driver: Driver<CHANNELS>,
     channels: HashMap<u16, Channel>,
@@ -263,6 +275,7 @@ impl Agent {
         // Nothing is ever sent: the channel only tells when its last sender is gone.
         let (reaping, reaped) = mpsc::channel(1);
         Agent {
+            forward: Arc::new(config.forward.clone()),
             config,
             clock,
             driver,
@@ -489,7 +502,8 @@ impl Agent {
             OpenKind::Forward { host, port } => {
                 // Connecting takes time: the answer comes as a local event.
                 self.attempts += 1;
-                let task = Channel::forward(channel, self.attempts, host, *port, &self.local_tx);
+                let task =
+                    Channel::forward(channel, self.attempts, (host, *port), &self.forward, &self.local_tx);
                 self.connecting.insert(channel, (self.attempts, task));
                 return;
             }

@@ -4,7 +4,8 @@
 //!
 //! - 0: stopped by SIGTERM, SIGINT, SIGHUP or SIGQUIT, after closing its sessions and telling
 //!   the relay it stops;
-//! - 2: it cannot start as configured (the key file, the login user, the CA file);
+//! - 2: it cannot start as configured (the key file, the login user, the CA file, a
+//!   `--forward-allow` or `--forward-deny` rule);
 //! - 3: the relay refused it for good (an activation code used, malformed, unknown or expired;
 //!   a key the relay does not know, or not this instance's): the reason is on stderr;
 //! - 4: another agent with the same key connected as this instance and replaced it.
@@ -33,6 +34,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use session_agent::forward_rules::{ForwardRules, Rule};
 use session_agent::{AgentConfig, AgentError, AgentKey, LoginUser, run_until};
 use session_link::dial::Trust;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -48,7 +50,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  stopped by SIGTERM, SIGINT, SIGHUP or SIGQUIT: its sessions were closed (each process gets
      SIGHUP, then SIGTERM and SIGKILL 2 s apart) and the relay was told it stops
-  2  it cannot start as configured (key file, user, CA file, ws:// off loopback)
+  2  it cannot start as configured (key file, user, CA file, ws:// off loopback, a forward rule)
   3  the relay refused it for good (activation code used, malformed, unknown or expired; key
      unknown or not this instance's): the relay's reason is on stderr
   4  another agent with the same key connected as this instance and replaced this one";
@@ -87,6 +89,17 @@ struct Args {
     /// the network in the clear (only behind a TLS-terminating proxy you trust).
     #[arg(long)]
     insecure: bool,
+    /// A port forward target this agent may reach, `host[:ports]`: a host is a range
+    /// (`10.0.0.0/8`, `[fd00::/8]`), an address or a name pattern (`*.internal`); ports are
+    /// `22`, `8000-8999` or `*` (the default). Repeatable. Given once, only what these name may
+    /// be reached; never given, anything but link-local and metadata addresses, which only a
+    /// rule naming an address in 169.254.0.0/16, fe80::/10 or fd00:ec2::254 opens.
+    #[arg(long = "forward-allow", value_name = "RULE")]
+    forward_allow: Vec<Rule>,
+    /// A port forward target this agent refuses, as `--forward-allow` writes it; wins over any
+    /// allow. Repeatable.
+    #[arg(long = "forward-deny", value_name = "RULE")]
+    forward_deny: Vec<Rule>,
 }
 
 #[tokio::main]
@@ -112,6 +125,7 @@ async fn main() {
     let mut config = AgentConfig::new(&args.relay, &name, key, user);
     config.trust = trust;
     config.activation = args.activation_code;
+    config.forward = ForwardRules::new(args.forward_allow, args.forward_deny);
     match run_until(config, stop.first()).await {
         Ok(()) => {}
         Err(e) => {

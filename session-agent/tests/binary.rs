@@ -9,10 +9,10 @@ use std::process::Stdio;
 
 use nix::sys::signal::{Signal as NixSignal, kill};
 use nix::unistd::Pid;
-use session_proto::{ErrorCode, ExitStatus, Signal};
+use session_proto::{ErrorCode, ExitStatus, RefuseReason, Signal};
 use session_test_kit::raw::running;
 use session_test_kit::relay_by_hand::RelayByHand;
-use session_test_kit::{System, exec, pipes, read_until};
+use session_test_kit::{Echo, System, exec, forward_echo, pipes, read_until};
 use tokio::process::{Child, Command};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_session-agent");
@@ -118,6 +118,52 @@ fn plain_websocket_off_loopback_is_refused_without_insecure() {
         stderr.contains("refusing plain ws:// to relay.example") && stderr.contains("--insecure"),
         "{stderr}"
     );
+}
+
+/// A forward rule the agent cannot read stops it before it dials, saying which and why.
+#[test]
+fn a_malformed_forward_rule_exits_2_naming_it() {
+    let dir = scratch("bad-rule");
+    let out = std::process::Command::new(AGENT)
+        .args(["--name", "i-rule", "--forward-allow", "127.0.0.1:22", "--forward-deny", "10.0.0.1/8"])
+        .arg("--key-file")
+        .arg(dir.join("agent.key"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--forward-deny") && stderr.contains("did you mean 10.0.0.0/8?"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--forward-allow` as an operator gives it: the port it names is reached, another loopback
+/// port is refused before any connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_allow_on_the_command_line_limits_what_a_forward_reaches() {
+    let system = System::start(None).await;
+    let dir = scratch("forward-allow");
+    let (allowed, other) = (Echo::start().await, Echo::start().await);
+    let mut command = Command::new(AGENT);
+    command.args(args(&system.url, "i-rules", &dir)).arg("--activation-code").arg(system.activation("test"));
+    command.arg("--forward-allow").arg(format!("127.0.0.1:{}", allowed.port));
+    let mut agent = start(command, &dir);
+    system.wait_online("i-rules").await;
+
+    let connection = system.connect("i-rules").await;
+    let back = forward_echo(&connection, "127.0.0.1", allowed.port, b"allowed").await.unwrap();
+    assert_eq!(back, b"allowed");
+    let refused = forward_echo(&connection, "127.0.0.1", other.port, b"x").await.unwrap_err();
+    let message =
+        format!("127.0.0.1:{} is not allowed by this agent: no --forward-allow rule names it", other.port);
+    assert!(
+        matches!(&refused, session_client::Error::OpenRefused { reason: RefuseReason::PROHIBITED, message: m } if *m == message),
+        "{refused:?}"
+    );
+    assert_eq!(other.accepted(), 0);
+
+    signal(&agent, NixSignal::SIGTERM);
+    assert_eq!(exit_code(&mut agent, &dir).await, Some(0), "{}", log(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Started by a script as a background job, the agent inherits SIGINT and SIGQUIT ignored (and
