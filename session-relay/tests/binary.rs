@@ -99,6 +99,18 @@ impl Served {
         Served { child, port, log }
     }
 
+    /// The log once `complete` says it holds what is awaited, or as it is after ten seconds.
+    fn log_once(&self, complete: impl Fn(&str) -> bool) -> String {
+        for _ in 0..1000 {
+            let log = self.log();
+            if complete(&log) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.log()
+    }
+
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -257,7 +269,8 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     {
         assert!(audit.contains(change), "{change} not in {audit}");
     }
-    let log = served.log();
+    // The log is copied in by a thread of the test's: wait for the line.
+    let log = served.log_once(|log| log.contains("handshake refused"));
     assert!(log.contains("handshake refused"), "refusals are logged: {log}");
     for secret in [&token[21..], &code[21..]] {
         assert!(!log.contains(secret), "a secret reached the relay's log");
@@ -345,7 +358,7 @@ async fn idle_handshakes_from_one_source_do_not_take_the_relays_descriptors() {
     let relay = Relay::new(&format!("ws://127.0.0.1:{}", served.port), &token);
     let listing = relay.list().await;
     assert!(listing.is_ok(), "a user's request while 300 handshakes idle: {listing:?}");
-    let log = served.log();
+    let log = served.log_once(|log| log.contains("too many connections in their handshake"));
     assert!(log.contains("too many connections in their handshake"), "{log}");
     assert!(!log.contains("accept failed"), "no descriptor ran out: {log}");
     drop(idle);
