@@ -216,6 +216,33 @@ fn rule_breaking_frames_end_the_connection_with_the_right_code() {
 }
 
 #[test]
+fn an_empty_data_frame_ends_the_connection_even_on_a_closing_channel() {
+    let empty = |channel| raw(&Message::Data { channel, stream: Stream::Stdout, payload: b"" });
+    let mut pair = Pair::connected();
+    let open = pair.open_shell();
+    let error = pair.client.conn.handle(&empty(open), pair.now).unwrap_err();
+    assert_eq!((error.code, error.reason), (ErrorCode::PROTOCOL_ERROR, "empty Data"));
+    pair.drive();
+    assert!(pair.server.saw(&Seen::GoAway(ErrorCode::PROTOCOL_ERROR)));
+
+    // Where other frames are discarded as in flight, this one is still an error: it cost the
+    // sender nothing, so nothing else bounds how many come.
+    let mut pair = Pair::connected();
+    let closing = pair.open_shell();
+    pair.client.conn.close(closing).unwrap();
+    let error = pair.client.conn.handle(&empty(closing), pair.now).unwrap_err();
+    assert_eq!(error.code, ErrorCode::PROTOCOL_ERROR);
+
+    // And a connection never sends one, whatever it is asked to forward.
+    let mut pair = Pair::connected();
+    let ch = pair.open_shell();
+    let mut frame = empty(ch);
+    assert!(pair.server.conn.send_frame(ch, &mut frame).is_err());
+    let mut out = [0u8; 64];
+    assert_eq!(pair.server.conn.send(ch, Stream::Stdout, b"", &mut out), Ok(Sent::default()));
+}
+
+#[test]
 fn closes_that_cross_and_abandoned_opens_both_end_cleanly() {
     let mut pair = Pair::connected();
     let ch = pair.open_shell();

@@ -193,7 +193,8 @@ const SESSION_CHANNELS: usize = 4;
 
 /// A connection, resumable or not, facing a hostile peer: arbitrary received bytes and frames,
 /// application commands, passing time, transport drops and re-attaches, in any order. It never
-/// panics, every frame it transmits decodes (it never breaks the format it enforces), it never
+/// panics, every frame it transmits decodes and carries payload if it is Data (it never breaks the
+/// rules it enforces), an empty Data frame from the peer ends it, it never
 /// holds more channels than its slots, once it has ended it transmits nothing, and an
 /// application that reads the notices after each call never loses one to a full queue.
 pub fn session(data: &[u8]) {
@@ -221,7 +222,7 @@ pub fn session(data: &[u8]) {
     }
     let mut out = vec![0u8; 1 << 15];
     while !u.is_empty() {
-        let Ok(op) = u.int_in_range(0..=18u8) else { break };
+        let Ok(op) = u.int_in_range(0..=19u8) else { break };
         let channel = u.int_in_range(1..=8u16).unwrap_or(1);
         match op {
             0 => {
@@ -282,6 +283,11 @@ pub fn session(data: &[u8]) {
                     assert!(before.is_some_and(|w| payload <= w as usize), "forwarded beyond credit");
                 }
             }
+            16 => {
+                // An empty Data frame on a channel in any state: it must end the connection.
+                let stream = [Stream::Stdin, Stream::Stdout, Stream::Stderr][usize::from(channel) % 3];
+                handle(&mut conn, &encode(&Message::Data { channel, stream, payload: b"" }), now);
+            }
             18 => {
                 // Unknown codes (5) are valid to send too.
                 let code = EndReason(u.int_in_range(0..=5u32).unwrap_or(0));
@@ -301,9 +307,13 @@ pub fn session(data: &[u8]) {
 
 /// Hands `frame` to `conn` and then reads its notices, as an application must: a frame frees at
 /// most one channel id, so the notice queue always has room and no frame is refused for it.
+/// An empty Data frame, which costs no credit, always ends an established connection (spec 8.3).
 fn handle<const C: usize>(conn: &mut Connection<'_, C>, frame: &[u8], now: Instant) {
-    if let Err(e) = conn.handle(frame, now) {
-        assert_ne!((e.code, e.reason), (ErrorCode::INTERNAL_ERROR, "events not polled"));
+    let established = conn.is_established();
+    let empty_data = matches!(Message::decode(frame, MAX_BODY_LEN), Ok(Message::Data { payload: [], .. }));
+    match conn.handle(frame, now) {
+        Err(e) => assert_ne!((e.code, e.reason), (ErrorCode::INTERNAL_ERROR, "events not polled")),
+        Ok(_) => assert!(!(established && empty_data), "an empty Data frame was accepted"),
     }
     while conn.poll_event().is_some() {}
 }
@@ -319,8 +329,10 @@ fn check_frames(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         let len = frame::peek_len(bytes, MAX_BODY_LEN).expect("a valid header").expect("a whole header");
         let (whole, rest) = bytes.split_at(len);
-        if let Err(e) = Message::decode(whole, MAX_BODY_LEN) {
-            panic!("the connection transmitted an invalid frame ({e}): {whole:02x?}");
+        match Message::decode(whole, MAX_BODY_LEN) {
+            Err(e) => panic!("the connection transmitted an invalid frame ({e}): {whole:02x?}"),
+            Ok(Message::Data { payload: [], .. }) => panic!("the connection transmitted an empty Data frame"),
+            Ok(_) => {}
         }
         bytes = rest;
     }

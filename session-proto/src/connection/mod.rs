@@ -524,6 +524,9 @@ impl<'r, const C: usize> Connection<'r, C> {
         if peek_len(frame, crate::MAX_BODY_LEN) != Ok(Some(frame.len())) {
             return Err(CommandError::Invalid(crate::Error::Truncated));
         }
+        if frame.len() == DATA_PREFIX_LEN {
+            return Err(CommandError::Invalid(crate::Error::InvalidValue));
+        }
         if frame.len() - DATA_PREFIX_LEN > self.data_room(channel, stream)? {
             return Ok(false);
         }

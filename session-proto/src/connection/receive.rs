@@ -166,6 +166,11 @@ impl<const C: usize> Connection<'_, C> {
     }
 
     fn on_channel<'a>(&mut self, message: Message<'a>) -> Result<Option<Event<'a>>, ConnectionError> {
+        if matches!(message, Message::Data { payload: [], .. }) {
+            // It would cost no credit, so nothing else would bound how many a peer sends: it is
+            // an error in every state, even where other frames are discarded (spec 8.3).
+            return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "empty Data"));
+        }
         let channel = message.channel();
         let Some(index) = self.index_of(channel) else {
             return match message {
