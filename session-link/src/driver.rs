@@ -130,7 +130,12 @@ pub struct Driver<const C: usize> {
     over: bool,
     /// The transport of a connection that ended, while its writer sends the last frames.
     closing: Option<Closing>,
+    /// Inputs handed out since the outboxes were last pumped.
+    burst: usize,
 }
+
+/// Inputs already waiting that [`Driver::next`] hands out before it pumps the outboxes again.
+const INPUT_BURST: usize = 256;
 
 impl<const C: usize> Driver<C> {
     /// Drives `conn`, made at an instant of `clock`. It has no transport until
@@ -148,6 +153,7 @@ impl<const C: usize> Driver<C> {
             attached: false,
             over: false,
             closing: None,
+            burst: 0,
         }
     }
 
@@ -269,6 +275,16 @@ impl<const C: usize> Driver<C> {
     pub async fn next<I>(&mut self, inputs: &mut mpsc::UnboundedReceiver<I>) -> Wake<I> {
         loop {
             if self.due.is_empty() {
+                // Inputs already waiting go first, a burst at a time: Data from a busy producer
+                // is gathered in its outbox and pumped once rather than frame by frame, and the
+                // queue that feeds this driver does not grow while it pumps.
+                if self.burst < INPUT_BURST {
+                    if let Ok(input) = inputs.try_recv() {
+                        self.burst += 1;
+                        return Wake::Input(input);
+                    }
+                }
+                self.burst = 0;
                 self.pump();
             }
             if let Some(due) = self.due.pop_front() {

@@ -7,7 +7,8 @@
 //! 1. A [`Transport`] owns one WebSocket. Its read half yields validated
 //!    [`Frame`](session_codec::Frame)s (`session-codec`'s mapping, one or more whole frames per
 //!    binary message, payloads never copied); its write half is a task of its own behind a
-//!    bounded backlog ([`BACKLOG_LIMIT`]), so writing never blocks reading.
+//!    bounded backlog ([`BACKLOG_LIMIT`]), so writing never blocks reading, and joins small
+//!    frames queued together into one message.
 //! 2. The [`Driver`] owns the sans-IO [`Connection`](session_proto::connection::Connection), a
 //!    [`Clock`], the transmit buffer and the transport. [`Driver::next`] waits for one thing at
 //!    a time (a frame, an input of the embedding program, a keepalive or alarm, room in the
@@ -15,8 +16,10 @@
 //!    what the peer did as an `Event` borrowing from the frame.
 //! 3. The embedding program acts on events with the connection's commands and queues what goes
 //!    out on a channel as [`Op`]s in the channel's [`Outbox`](outbox): Data, then Exit, Eof and
-//!    Close, never out of that order. Before each wait the driver moves what credit, the replay
-//!    buffer and the backlog allow from every outbox onto the transport, control frames first.
+//!    Close, never out of that order; small Data is gathered there, so that what waits costs
+//!    about its bytes however small the peer's frames. Before each wait (after at most a burst
+//!    of inputs already queued) the driver moves what credit, the replay buffer and the backlog
+//!    allow from every outbox onto the transport, control frames first.
 //! 4. At a channel's far end, [`pipe`] tasks move bytes to and from a process, a terminal or a
 //!    socket: a reader holds one of [`pipe::CHUNKS_IN_FLIGHT`] permits per frame until the frame
 //!    was sent, so a producer that outruns the peer's credit blocks in its `write`; a writer

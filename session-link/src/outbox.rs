@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use session_codec::Frame;
 use session_proto::Stream;
 use session_proto::connection::{CommandError, Connection};
@@ -15,23 +15,22 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::Transport;
 use crate::transmit::Transmit;
 
-/// Frames and payloads shorter than this are copied before they are queued.
+/// Frames and payloads shorter than this are copied, gathered with the small ones queued before
+/// them, rather than kept where they arrived. A slice of a received WebSocket message or of a
+/// read buffer keeps the whole allocation alive, and each queued frame costs a queue entry: a
+/// queue of tiny frames (which a hostile peer can send within its credit) would hold many times
+/// the memory of the credit it stands for. Gathered, a byte of credit costs about a byte, for
+/// the price of copying small payloads once.
 pub const COMPACT_BELOW: usize = 16 * 1024;
 
-/// `bytes`, copied into an allocation of its own when shorter than [`COMPACT_BELOW`]. A slice
-/// of a received WebSocket message or of a read buffer keeps the whole allocation alive; a
-/// queue of tiny slices (which a hostile peer can send, each padded in its message) would hold
-/// far more memory than the credit it stands for. Copying small ones bounds that to a small
-/// factor of the credit, for the price of copying a few KiB.
-pub fn compact(bytes: Bytes) -> Bytes {
-    if bytes.len() < COMPACT_BELOW { Bytes::copy_from_slice(&bytes) } else { bytes }
-}
+/// The bytes one gathered buffer takes before the next small payload starts another, so that a
+/// buffer being sent from its front is not grown for ever.
+pub(crate) const GATHER_UP_TO: usize = 64 * 1024;
 
 /// Data on its way out of a connection, and the permit of the reader that produced it, which
 /// goes back once the data was sent.
 #[derive(Debug)]
 pub struct Outbound {
-    stream: Stream,
     bytes: Held,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -39,26 +38,43 @@ pub struct Outbound {
 /// How the bytes are held.
 #[derive(Debug)]
 enum Held {
-    /// A whole Data frame (read from a process, or received on another connection), whatever
-    /// its channel id: sent as it is, relabelled in place, when it fits.
-    Frame(Bytes),
-    /// Payload bytes without a frame around them: what is left of a frame whose first part
-    /// went.
-    Payload(Bytes),
+    /// A whole Data frame of [`COMPACT_BELOW`] bytes or more (read from a process, or received
+    /// on another connection), whatever its channel id: sent as it is, relabelled in place,
+    /// when it fits.
+    Frame(Stream, Bytes),
+    /// What is left of such a frame once its first part went: payload bytes of one stream.
+    Rest(Stream, Bytes),
+    /// The payloads of small frames, copied end to end, and the streams they belong to in
+    /// order. A frame costs its payload and, where the stream changes, one [`Run`]: so a peer
+    /// sending one-byte frames within its credit makes a relay hold about a byte each, not a
+    /// queue entry each.
+    Gathered { payload: BytesMut, runs: VecDeque<Run> },
+}
+
+/// Consecutive gathered payload bytes of one stream.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    stream: Stream,
+    /// At most [`GATHER_UP_TO`].
+    len: u32,
 }
 
 impl Outbound {
-    /// A whole Data frame, whatever its channel id: it is relabelled when sent. A frame below
-    /// [`COMPACT_BELOW`] bytes is copied into an allocation of its own (see [`compact`]).
-    /// `None` for a frame that is not Data.
+    /// A whole Data frame, whatever its channel id: it is relabelled when sent. The payload of
+    /// a frame below [`COMPACT_BELOW`] bytes is copied, to be gathered with the next ones.
+    /// `None` for a frame that is not Data, or an empty one.
     pub fn frame(frame: Frame) -> Option<Outbound> {
         let stream = frame.stream()?;
-        Some(Outbound { stream, bytes: Held::Frame(compact(frame.into_bytes())), _permit: None })
-    }
-
-    /// Payload bytes on `stream`, framed when sent.
-    pub fn payload(stream: Stream, bytes: Bytes) -> Outbound {
-        Outbound { stream, bytes: Held::Payload(bytes), _permit: None }
+        let bytes = frame.into_bytes();
+        let held = match bytes.get(DATA_PREFIX_LEN..) {
+            None | Some([]) => return None,
+            Some(payload) if bytes.len() < COMPACT_BELOW => Held::Gathered {
+                payload: BytesMut::from(payload),
+                runs: VecDeque::from([Run { stream, len: payload.len() as u32 }]),
+            },
+            Some(_) => Held::Frame(stream, bytes),
+        };
+        Some(Outbound { bytes: held, _permit: None })
     }
 
     /// The same data, holding `permit` until it is sent or dropped.
@@ -67,14 +83,21 @@ impl Outbound {
         self
     }
 
-    /// Its stream.
-    pub fn stream(&self) -> Stream {
-        self.stream
+    /// The stream of the bytes that go next; `None` once everything went.
+    pub(crate) fn stream(&self) -> Option<Stream> {
+        match &self.bytes {
+            Held::Frame(stream, _) | Held::Rest(stream, _) => Some(*stream),
+            Held::Gathered { runs, .. } => runs.front().map(|run| run.stream),
+        }
     }
 
     /// Payload bytes not yet sent.
     pub fn len(&self) -> usize {
-        self.payload_bytes().len()
+        match &self.bytes {
+            Held::Frame(_, frame) => frame.len().saturating_sub(DATA_PREFIX_LEN),
+            Held::Rest(_, payload) => payload.len(),
+            Held::Gathered { payload, .. } => payload.len(),
+        }
     }
 
     /// Whether everything went.
@@ -82,33 +105,73 @@ impl Outbound {
         self.len() == 0
     }
 
-    pub(crate) fn payload_bytes(&self) -> &[u8] {
+    /// Takes `next`'s bytes into this one's when both are small frames, copying them, and says
+    /// whether it did: then drop `next`. `next` goes after this data, so the order of the bytes
+    /// is kept; its permit returns, as its bytes no longer wait in the reader's read buffer.
+    pub fn gather(&mut self, next: &Outbound) -> bool {
+        let (Held::Gathered { payload, runs }, Held::Gathered { payload: more, runs: more_runs }) =
+            (&mut self.bytes, &next.bytes)
+        else {
+            return false;
+        };
+        if payload.len() + more.len() > GATHER_UP_TO {
+            return false;
+        }
+        payload.extend_from_slice(more);
+        for run in more_runs {
+            match runs.back_mut() {
+                Some(last) if last.stream == run.stream => last.len += run.len,
+                _ => runs.push_back(*run),
+            }
+        }
+        true
+    }
+
+    /// The bytes of one stream that go next (all of them, or the first run).
+    pub(crate) fn next_bytes(&self) -> &[u8] {
         match &self.bytes {
-            Held::Frame(frame) => frame.get(DATA_PREFIX_LEN..).unwrap_or_default(),
-            Held::Payload(payload) => payload,
+            Held::Frame(_, frame) => frame.get(DATA_PREFIX_LEN..).unwrap_or_default(),
+            Held::Rest(_, payload) => payload,
+            Held::Gathered { payload, runs } => {
+                let run = runs.front().map_or(0, |run| run.len as usize);
+                payload.get(..run).unwrap_or_default()
+            }
         }
     }
 
-    /// The whole frame, taken out to be relabelled and sent; `None` once it went in part.
+    /// The whole frame, taken out to be relabelled and sent; `None` unless it is held whole.
     pub(crate) fn take_frame(&mut self) -> Option<Bytes> {
         match &mut self.bytes {
-            Held::Frame(frame) => Some(core::mem::take(frame)),
-            Held::Payload(_) => None,
+            Held::Frame(_, frame) => Some(core::mem::take(frame)),
+            Held::Rest(..) | Held::Gathered { .. } => None,
         }
     }
 
     /// Puts back a frame that [`Outbound::take_frame`] took and that could not go whole.
     pub(crate) fn restore_frame(&mut self, frame: Bytes) {
-        self.bytes = Held::Frame(frame);
+        if let Held::Frame(_, taken) = &mut self.bytes {
+            *taken = frame;
+        }
     }
 
-    /// The first `n` payload bytes went.
+    /// The first `n` bytes of [`Outbound::next_bytes`] went.
     pub(crate) fn advance(&mut self, n: usize) {
-        let rest = match &self.bytes {
-            Held::Frame(frame) => frame.slice((DATA_PREFIX_LEN + n).min(frame.len())..),
-            Held::Payload(payload) => payload.slice(n.min(payload.len())..),
-        };
-        self.bytes = Held::Payload(rest);
+        match &mut self.bytes {
+            Held::Frame(stream, frame) => {
+                let rest = frame.slice((DATA_PREFIX_LEN + n).min(frame.len())..);
+                self.bytes = Held::Rest(*stream, rest);
+            }
+            Held::Rest(_, payload) => payload.advance(n.min(payload.len())),
+            Held::Gathered { payload, runs } => {
+                let Some(run) = runs.front_mut() else { return };
+                let n = n.min(run.len as usize);
+                payload.advance(n);
+                run.len -= n as u32;
+                if run.len == 0 {
+                    runs.pop_front();
+                }
+            }
+        }
     }
 }
 
@@ -132,7 +195,13 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// Queues `op`; Data right behind other Data is gathered into it where both are small.
     pub(crate) fn push(&mut self, op: Op) {
+        if let (Some(Op::Data(last)), Op::Data(next)) = (self.ops.back_mut(), &op) {
+            if last.gather(next) {
+                return;
+            }
+        }
         self.ops.push_back(op);
     }
 
@@ -187,5 +256,76 @@ impl Outbox {
             }
         }
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use session_proto::Message;
+
+    use super::*;
+
+    fn data(stream: Stream, payload: &[u8]) -> Op {
+        let frame = Frame::new(&Message::Data { channel: 1, stream, payload }).unwrap();
+        Op::Data(Outbound::frame(frame).unwrap())
+    }
+
+    /// What goes out of `outbox`, stream by stream, as the transmit loop takes it.
+    fn drain(outbox: &mut Outbox) -> Vec<(Stream, Vec<u8>)> {
+        let mut out: Vec<(Stream, Vec<u8>)> = Vec::new();
+        while let Some(Op::Data(data)) = outbox.ops.front_mut() {
+            while let Some(stream) = data.stream() {
+                // In pieces of at most 3 bytes, as credit might allow.
+                let piece = &data.next_bytes()[..data.next_bytes().len().min(3)];
+                match out.last_mut() {
+                    Some((last, bytes)) if *last == stream => bytes.extend_from_slice(piece),
+                    _ => out.push((stream, piece.to_vec())),
+                }
+                let n = piece.len();
+                data.advance(n);
+            }
+            outbox.ops.pop_front();
+        }
+        out
+    }
+
+    #[test]
+    fn small_frames_gather_into_one_entry_and_keep_their_order_and_streams() {
+        let mut outbox = Outbox::default();
+        for byte in b"abcdefgh" {
+            let stream = if byte % 3 == 0 { Stream::Stderr } else { Stream::Stdout };
+            outbox.push(data(stream, &[*byte]));
+        }
+        assert_eq!(outbox.ops.len(), 1, "gathered");
+        let Some(Op::Data(Outbound { bytes: Held::Gathered { runs, .. }, .. })) = outbox.ops.front() else {
+            panic!("not gathered")
+        };
+        assert_eq!(runs.len(), 5, "one run per change of stream: ab c def g h");
+        let expected = [
+            (Stream::Stdout, b"ab".to_vec()),
+            (Stream::Stderr, b"c".to_vec()),
+            (Stream::Stdout, b"de".to_vec()),
+            (Stream::Stderr, b"f".to_vec()),
+            (Stream::Stdout, b"gh".to_vec()),
+        ];
+        assert_eq!(drain(&mut outbox), expected);
+    }
+
+    #[test]
+    fn large_frames_stay_whole_and_a_full_gathering_starts_another() {
+        let mut outbox = Outbox::default();
+        let big = vec![7u8; COMPACT_BELOW];
+        outbox.push(data(Stream::Stdout, b"x"));
+        outbox.push(data(Stream::Stdout, &big));
+        outbox.push(data(Stream::Stdout, b"y"));
+        assert_eq!(outbox.ops.len(), 3, "a large frame is neither gathered nor gathers");
+        let small = vec![1u8; COMPACT_BELOW - DATA_PREFIX_LEN - 1];
+        for _ in 0..5 {
+            outbox.push(data(Stream::Stdout, &small));
+        }
+        assert_eq!(outbox.ops.len(), 4, "64 KiB gathered, then another entry");
+        outbox.push(Op::Eof);
+        outbox.push(data(Stream::Stdout, b"z"));
+        assert_eq!(outbox.ops.len(), 6, "nothing gathers across an Exit, Eof or Close");
     }
 }

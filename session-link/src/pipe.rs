@@ -3,25 +3,28 @@
 //! flow control reach that end.
 //!
 //! - A reader task reads the far end into Data frames, each holding one of
-//!   [`CHUNKS_IN_FLIGHT`] permits until it was sent ([`Outbound::holding`]); so a producer that
-//!   outruns the peer's credit blocks in its `write`, and at most
-//!   `CHUNKS_IN_FLIGHT * max_payload` bytes per stream wait here.
+//!   [`CHUNKS_IN_FLIGHT`] permits until it was sent ([`Outbound::holding`]), or until it was
+//!   gathered into the small frame queued before it; so a producer that outruns the peer's
+//!   credit blocks in its `write`, and at most `CHUNKS_IN_FLIGHT` read buffers of
+//!   `max_payload` bytes (or of gathered small reads, up to 64 KiB) per stream wait here.
 //! - A writer task writes what the peer sent to the far end and reports each write as
 //!   [`PipeEvent::Written`], for `Connection::consume`: credit returns only once the bytes
-//!   reached their consumer, so the writer's queue never holds more than the credit granted.
+//!   reached their consumer, so the writer's queue never holds more than the credit granted,
+//!   small payloads gathered end to end so that its memory is about that many bytes.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use session_codec::Frame;
 use session_proto::frame::{DATA_PREFIX_LEN, data_prefix};
 use session_proto::{MAX_BODY_LEN, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::Outbound;
-use crate::outbox::compact;
+use crate::outbox::{COMPACT_BELOW, GATHER_UP_TO};
 
 /// Frames read and not yet sent, per reader.
 pub const CHUNKS_IN_FLIGHT: usize = 4;
@@ -139,21 +142,98 @@ pub enum EndOfInput {
 /// The sending end of a writer task: what the peer sent, on its way to the far end.
 #[derive(Debug)]
 pub struct Writer {
-    tx: mpsc::UnboundedSender<Option<Bytes>>,
+    shared: Arc<Shared>,
+}
+
+/// What a [`Writer`] and its task share.
+#[derive(Debug, Default)]
+struct Shared {
+    inbox: Mutex<Inbox>,
+    /// Wakes the task when the inbox changes.
+    changed: Notify,
+}
+
+/// What waits for the writer task.
+#[derive(Debug, Default)]
+struct Inbox {
+    chunks: VecDeque<Chunk>,
+    /// How many times the end of input was told and not yet acted on.
+    ends: usize,
+    /// The [`Writer`] is gone: the task ends once the chunks are written.
+    dropped: bool,
+}
+
+/// Bytes the peer sent, as held until written.
+#[derive(Debug)]
+enum Chunk {
+    /// A payload of [`COMPACT_BELOW`] bytes or more, sharing the frame it came in.
+    Whole(Bytes),
+    /// Small payloads copied end to end: a peer sending one-byte frames within its credit makes
+    /// the queue hold about a byte each, not a queue entry each.
+    Gathered(BytesMut),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Whole(bytes) => bytes,
+            Chunk::Gathered(bytes) => bytes,
+        }
+    }
+}
+
+impl Inbox {
+    fn push(&mut self, bytes: Bytes) {
+        if bytes.len() >= COMPACT_BELOW {
+            self.chunks.push_back(Chunk::Whole(bytes));
+            return;
+        }
+        if let Some(Chunk::Gathered(last)) = self.chunks.back_mut()
+            && last.len() + bytes.len() <= GATHER_UP_TO
+        {
+            last.extend_from_slice(&bytes);
+            return;
+        }
+        self.chunks.push_back(Chunk::Gathered(BytesMut::from(&bytes[..])));
+    }
+}
+
+impl Shared {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        // The lock is held for a queue operation only; a panic elsewhere leaves it consistent.
+        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Writer {
-    /// Queues bytes the peer sent. Small ones are copied (see
-    /// [`compact`]), so that the queue holds about what the credit
-    /// allows, not the messages they came in.
+    /// Queues bytes the peer sent. Small ones are copied, gathered with the small ones before
+    /// them, so that the queue holds about what the credit allows, not the messages (nor the
+    /// frames) they came in.
     pub fn write(&self, bytes: Bytes) {
-        let _ = self.tx.send(Some(compact(bytes)));
+        self.shared.inbox().push(bytes);
+        self.shared.changed.notify_one();
     }
 
     /// No more data comes.
     pub fn end(&self) {
-        let _ = self.tx.send(None);
+        self.shared.inbox().ends += 1;
+        self.shared.changed.notify_one();
     }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.inbox().dropped = true;
+        self.shared.changed.notify_one();
+    }
+}
+
+/// What the writer task does next.
+enum Next {
+    Write(Chunk),
+    End,
+    Wait,
+    Stop,
 }
 
 /// Starts a task writing what its [`Writer`] is given to `writer`, the far end of `stream`,
@@ -168,15 +248,32 @@ pub fn spawn_writer<T>(
 where
     T: From<PipeEvent> + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Bytes>>();
+    let shared = Arc::new(Shared::default());
+    let inbox = Arc::clone(&shared);
     let task = tokio::spawn(async move {
         let mut writer = Some(writer);
-        while let Some(input) = rx.recv().await {
-            match input {
-                Some(bytes) => {
+        loop {
+            let next = {
+                let mut inbox = inbox.inbox();
+                match inbox.chunks.pop_front() {
+                    Some(chunk) => Next::Write(chunk),
+                    None if inbox.ends > 0 => {
+                        inbox.ends -= 1;
+                        Next::End
+                    }
+                    None if inbox.dropped => Next::Stop,
+                    None => Next::Wait,
+                }
+            };
+            match next {
+                // A notification that came after the inbox was read is kept for this wait.
+                Next::Wait => inbox.changed.notified().await,
+                Next::Stop => return,
+                Next::Write(chunk) => {
+                    let bytes = chunk.bytes();
                     if let Some(w) = writer.as_mut() {
                         let written = async {
-                            w.write_all(&bytes).await?;
+                            w.write_all(bytes).await?;
                             w.flush().await
                         };
                         if let Err(e) = written.await {
@@ -188,7 +285,7 @@ where
                     }
                     let _ = events.send(PipeEvent::Written { channel, len: bytes.len() }.into());
                 }
-                None => match (end, writer.as_mut()) {
+                Next::End => match (end, writer.as_mut()) {
                     (EndOfInput::Byte(byte), Some(w)) => {
                         let _ = w.write_all(&[byte]).await;
                         let _ = w.flush().await;
@@ -202,5 +299,5 @@ where
             }
         }
     });
-    (Writer { tx }, task)
+    (Writer { shared }, task)
 }

@@ -56,8 +56,10 @@ impl Transmit {
                 data.restore_frame(frame);
                 fits?;
             }
-            let room = self.room(DATA_PREFIX_LEN + data.len().min(conn.transmit_buffer_len()));
-            let went = conn.send(channel, data.stream(), data.payload_bytes(), room)?;
+            let Some(stream) = data.stream() else { break };
+            let next = data.next_bytes().len();
+            let room = self.room(DATA_PREFIX_LEN + next.min(conn.transmit_buffer_len()));
+            let went = conn.send(channel, stream, data.next_bytes(), room)?;
             if went.payload == 0 {
                 break;
             }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, Stream, StreamExt};
 use session_codec::websocket::WsFrames;
 use session_codec::{CodecError, Frame};
@@ -23,6 +24,14 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 /// Bytes handed to a transport's writer and not yet written to its socket, past which drivers
 /// stop producing: the bound on what a peer that does not read can make this side hold.
 pub const BACKLOG_LIMIT: usize = 1 << 20;
+
+/// What a frame in the backlog costs beyond its bytes (its queue entry and handle), counted
+/// against [`BACKLOG_LIMIT`] so that a backlog of tiny frames is bounded in memory too.
+const QUEUED_FRAME_COST: usize = 64;
+
+/// The longest message the writer makes by joining frames: `MIN_MAX_FRAME` + `HEADER_LEN`,
+/// which every receiver accepts (spec 2.4), whatever its Hello said. A longer frame goes alone.
+const BATCH_LIMIT: usize = session_proto::MIN_MAX_FRAME + session_proto::HEADER_LEN;
 
 /// How long one write to the socket may block before the transport is given up: a peer that
 /// stops reading (a zero TCP window) must not hold a connection, and what waits on it, forever.
@@ -79,7 +88,15 @@ impl Transport {
         let counts = Arc::clone(&backlog);
         tokio::spawn(async move {
             let mut status = None;
-            while let Some(out) = queue.recv().await {
+            let mut held = None;
+            loop {
+                let out = match held.take() {
+                    Some(out) => out,
+                    None => match queue.recv().await {
+                        Some(out) => out,
+                        None => break,
+                    },
+                };
                 let frame = match out {
                     Outgoing::Frame(frame) => frame,
                     Outgoing::Close(code) => {
@@ -87,14 +104,14 @@ impl Transport {
                         break;
                     }
                 };
-                let len = frame.as_bytes().len();
+                let (message, cost) = batch(frame, &mut queue, &mut held);
                 let write = async {
-                    sink.feed(WsMessage::Binary(frame.into_bytes())).await?;
+                    sink.feed(WsMessage::Binary(message)).await?;
                     // Flush once the queue is empty, so that a burst goes out in few writes.
-                    if queue.is_empty() { sink.flush().await } else { Ok(()) }
+                    if queue.is_empty() && held.is_none() { sink.flush().await } else { Ok(()) }
                 };
                 let written = tokio::time::timeout(WRITE_TIMEOUT, write).await;
-                counts.bytes.fetch_sub(len, Ordering::AcqRel);
+                counts.bytes.fetch_sub(cost, Ordering::AcqRel);
                 counts.drained.notify_waiters();
                 if !matches!(written, Ok(Ok(()))) {
                     break;
@@ -134,7 +151,7 @@ impl Transport {
 
     /// Queues `frame` for the writer.
     pub fn send(&self, frame: Frame) {
-        self.backlog.bytes.fetch_add(frame.as_bytes().len(), Ordering::AcqRel);
+        self.backlog.bytes.fetch_add(cost(&frame), Ordering::AcqRel);
         // A stopped writer means a dead transport, which `next` reports.
         let _ = self.outgoing.send(Outgoing::Frame(frame));
     }
@@ -173,6 +190,49 @@ impl Transport {
         drop(outgoing);
         Closing { writer_done }
     }
+}
+
+/// What `frame` counts against the backlog.
+fn cost(frame: &Frame) -> usize {
+    frame.as_bytes().len() + QUEUED_FRAME_COST
+}
+
+/// One message: `first`, and the small frames queued behind it while they fit in
+/// [`BATCH_LIMIT`] (one message per frame would cost a burst of keystrokes or credits a
+/// WebSocket header, a mask and a read each). The first that does not fit is `held` for the next
+/// message. Returns the message and what its frames counted against the backlog.
+fn batch(
+    first: Frame,
+    queue: &mut mpsc::UnboundedReceiver<Outgoing>,
+    held: &mut Option<Outgoing>,
+) -> (Bytes, usize) {
+    let mut cost = cost(&first);
+    let first = first.into_bytes();
+    if first.len() >= BATCH_LIMIT {
+        return (first, cost);
+    }
+    let mut joined: Option<BytesMut> = None;
+    while let Ok(next) = queue.try_recv() {
+        let len = joined.as_ref().map_or(first.len(), BytesMut::len);
+        match next {
+            Outgoing::Frame(frame) if len + frame.as_bytes().len() <= BATCH_LIMIT => {
+                cost += self::cost(&frame);
+                joined.get_or_insert_with(|| start(&first)).extend_from_slice(frame.as_bytes());
+            }
+            other => {
+                *held = Some(other);
+                break;
+            }
+        }
+    }
+    (joined.map_or(first, BytesMut::freeze), cost)
+}
+
+/// A message of joined frames, starting with `first`.
+fn start(first: &[u8]) -> BytesMut {
+    let mut joined = BytesMut::with_capacity(BATCH_LIMIT);
+    joined.extend_from_slice(first);
+    joined
 }
 
 /// A transport being closed: its writer sends what was queued, then the Close.

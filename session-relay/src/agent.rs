@@ -3,18 +3,19 @@
 //! the re-attach of a new transport.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use session_codec::Frame;
-use session_link::{Clock, Driver, End, Op, Outbound, Transport, Wake};
+use session_link::{Clock, Driver, End, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
 use session_proto::{EndReason, ErrorCode, Message, RefuseReason};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::registry::{Entry, Registry};
-use crate::route::{ClientTx, Couplings, RouteId, ToAgent, ToClient, Why};
+use crate::route::{ClientTx, Couplings, Inflow, RouteId, ToAgent, ToClient, Why};
 use crate::secret::constant_time_eq;
 use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, RelayConfig};
 
@@ -110,7 +111,15 @@ struct AgentTask {
     /// How long a detached session waits for its agent.
     detach_timeout: Duration,
     /// The agent's channels, each with the client's task it is coupled to.
-    couplings: Couplings<ClientTx>,
+    couplings: Couplings<Client>,
+}
+
+/// What an agent's channel keeps of the client's channel it is coupled to.
+#[derive(Debug)]
+struct Client {
+    tx: ClientTx,
+    /// Data from the agent, on its way to the client's task.
+    inflow: Arc<Inflow>,
 }
 
 type AgentDriver = Driver<AGENT_CHANNELS>;
@@ -202,8 +211,10 @@ impl AgentTask {
         let Some(event) = driver.handle(&frame) else { return };
         if let Event::Data { channel, .. } = event {
             if let Some((route, client)) = self.couplings.get(channel) {
-                // The frame itself goes to the client's task: its payload is never copied.
-                let _ = client.send(ToClient::Data { route, frame });
+                if client.inflow.push(frame) {
+                    let inflow = Arc::clone(&client.inflow);
+                    let _ = client.tx.send(ToClient::Data { route, inflow });
+                }
             }
             return;
         }
@@ -238,7 +249,7 @@ impl AgentTask {
 
     fn tell(&self, channel: u16, message: impl FnOnce(RouteId) -> ToClient) {
         if let Some((route, client)) = self.couplings.get(channel) {
-            let _ = client.send(message(route));
+            let _ = client.tx.send(message(route));
         }
     }
 
@@ -258,7 +269,9 @@ impl AgentTask {
                         .map_err(|e| format!("instance {} cannot open a channel now: {e}", self.name))
                 };
                 match opened {
-                    Ok(channel) => self.couplings.insert(channel, route, reply),
+                    Ok(channel) => {
+                        self.couplings.insert(channel, route, Client { tx: reply, inflow: Arc::default() });
+                    }
                     Err(message) => {
                         let _ = reply.send(ToClient::Refused {
                             route,
@@ -268,9 +281,12 @@ impl AgentTask {
                     }
                 }
             }
-            ToAgent::Data { route, frame } => {
-                if let (Some(channel), Some(data)) = (channel_of(route), Outbound::frame(frame)) {
-                    driver.queue(channel, Op::Data(data));
+            ToAgent::Data { route, inflow } => {
+                let data = inflow.take();
+                if let Some(channel) = channel_of(route) {
+                    for data in data {
+                        driver.queue(channel, Op::Data(data));
+                    }
                 }
             }
             ToAgent::Consumed { route, len } => {
@@ -314,7 +330,7 @@ impl AgentTask {
     /// queued are refused.
     fn end(&mut self, inputs: &mut mpsc::UnboundedReceiver<ToAgent>, why: &Why) {
         for (_, route, client) in self.couplings.iter() {
-            let _ = client.send(ToClient::Close { route, why: Some(why.clone()) });
+            let _ = client.tx.send(ToClient::Close { route, why: Some(why.clone()) });
         }
         inputs.close();
         while let Ok(request) = inputs.try_recv() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use session_codec::Frame;
-use session_link::{Clock, Driver, Op, Outbound, Transport, Wake};
+use session_link::{Clock, Driver, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
 use session_proto::{EndReason, ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
@@ -14,7 +14,7 @@ use tracing::info;
 use crate::access::Access;
 use crate::audit::SessionRecord;
 use crate::registry::Registry;
-use crate::route::{AgentTx, ClientTx, Controls, Couplings, RouteId, ToAgent, ToClient};
+use crate::route::{AgentTx, ClientTx, Controls, Couplings, Inflow, RouteId, ToAgent, ToClient};
 use crate::sessions::{Active, Sessions};
 use crate::store::{Principal, unix_now};
 use crate::usage::{Lease, Limits, Usage};
@@ -33,6 +33,8 @@ type ClientDriver = Driver<CLIENT_CHANNELS>;
 struct Coupling {
     agent: AgentTx,
     controls: Arc<Controls>,
+    /// Data from the client, on its way to the agent's task.
+    inflow: Arc<Inflow>,
     record: SessionRecord,
     /// The agent accepted the channel, and so did this side: it ends with Close, not Refuse.
     accepted: bool,
@@ -113,8 +115,10 @@ impl ClientTask {
         if let Event::Data { channel, payload, .. } = event {
             if let Some((route, coupling)) = self.couplings.get_mut(channel) {
                 coupling.record.to_instance += payload.len() as u64;
-                // The frame itself goes to the agent's task: its payload is not copied here.
-                let _ = coupling.agent.send(ToAgent::Data { route, frame });
+                if coupling.inflow.push(frame) {
+                    let inflow = Arc::clone(&coupling.inflow);
+                    let _ = coupling.agent.send(ToAgent::Data { route, inflow });
+                }
             }
             return;
         }
@@ -184,6 +188,7 @@ impl ClientTask {
         let coupling = Coupling {
             agent: admitted.agent.to_agent,
             controls: Arc::default(),
+            inflow: Arc::default(),
             record,
             accepted: false,
             _lease: lease,
@@ -248,10 +253,15 @@ impl ClientTask {
                 }
                 return;
             }
-            ToClient::Data { route, frame } => match Outbound::frame(frame) {
-                Some(data) => (route, Op::Data(data)),
-                None => return,
-            },
+            ToClient::Data { route, inflow } => {
+                let data = inflow.take();
+                if let Some(channel) = self.couplings.channel(route) {
+                    for data in data {
+                        driver.queue(channel, Op::Data(data));
+                    }
+                }
+                return;
+            }
             ToClient::Exit { route, status } => {
                 if let Some((_, coupling)) =
                     self.couplings.channel(route).and_then(|c| self.couplings.get_mut(c))

@@ -1,11 +1,11 @@
 //! What the task of a client's connection and the task of an agent's connection tell each other
 //! about the channels they couple.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use session_codec::Frame;
-use session_link::Transport;
+use session_link::{Outbound, Transport};
 use session_proto::owned::OwnedOpenKind;
 use session_proto::{EndReason, ExitStatus, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
@@ -22,9 +22,10 @@ pub(crate) type AgentTx = mpsc::UnboundedSender<ToAgent>;
 /// To an agent's task: from a client's task about a coupled channel, or from the listener with
 /// a new transport for the agent's detached session.
 ///
-/// The queue is bounded though unbounded in type: Data by the credit the client's connection
-/// grants per channel (it is consumed there only once the agent's connection took it), Resize
-/// and Signal by [`Controls`] (at most one message in flight per channel), the rest of a
+/// The queue is bounded though unbounded in type: Data and Resize and Signal by [`Inflow`] and
+/// [`Controls`] (at most one message in flight per channel each; what waits in an inflow, by
+/// the credit the client's connection grants per channel, consumed there only once the agent's
+/// connection took it), the rest of a
 /// channel's by its lifecycle (one Open, Eof and Close each), and re-attaches by the agent's
 /// handshakes, each of which proved its key.
 #[derive(Debug)]
@@ -42,9 +43,10 @@ pub(crate) enum ToAgent {
         kind: Box<OwnedOpenKind>,
         reply: ClientTx,
     },
+    /// The route's [`Inflow`] holds Data.
     Data {
         route: RouteId,
-        frame: Frame,
+        inflow: Arc<Inflow>,
     },
     /// The client's connection took this many bytes of the route's output: the agent may send more.
     Consumed {
@@ -108,6 +110,45 @@ impl Controls {
     }
 }
 
+/// Data one task of a coupling hands the other, waiting for that task: small frames are
+/// gathered as they wait (see [`Outbound::gather`]), so that what waits costs about its bytes,
+/// which the credit the sending side's connection grants bounds, however small the frames a
+/// peer sends. One message at a time announces it, as for [`Controls`].
+#[derive(Debug, Default)]
+pub(crate) struct Inflow {
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    data: VecDeque<Outbound>,
+    /// A [`ToAgent::Data`] or [`ToClient::Data`] is on its way.
+    announced: bool,
+}
+
+impl Inflow {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a Data frame; true when the other task must be told.
+    pub(crate) fn push(&self, frame: Frame) -> bool {
+        let Some(data) = Outbound::frame(frame) else { return false };
+        let mut waiting = self.lock();
+        if !waiting.data.back_mut().is_some_and(|last| last.gather(&data)) {
+            waiting.data.push_back(data);
+        }
+        !core::mem::replace(&mut waiting.announced, true)
+    }
+
+    /// Takes what is waiting, in order.
+    pub(crate) fn take(&self) -> VecDeque<Outbound> {
+        let mut waiting = self.lock();
+        waiting.announced = false;
+        core::mem::take(&mut waiting.data)
+    }
+}
+
 /// From the agent's task to a client's; bounded as [`ToAgent`] is, by the agent connection's
 /// credit.
 #[derive(Debug)]
@@ -120,9 +161,10 @@ pub(crate) enum ToClient {
         reason: RefuseReason,
         message: String,
     },
+    /// The route's [`Inflow`] holds Data.
     Data {
         route: RouteId,
-        frame: Frame,
+        inflow: Arc<Inflow>,
     },
     Consumed {
         route: RouteId,

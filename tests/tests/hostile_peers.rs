@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use session_proto::connection::{Config, Role, Sent};
-use session_proto::{Env, ErrorCode, Message, OpenKind, Stream};
+use session_proto::{DEFAULT_INITIAL_WINDOW, Env, ErrorCode, Message, OpenKind, Stream};
 use session_test_kit::System;
 use session_test_kit::measure::peak_rss;
 use session_test_kit::raw::{Raw, running};
@@ -186,6 +186,69 @@ async fn tiny_frames(padded: bool, marker: &str) {
         grown >> 20
     );
     assert!(grown < 64 << 20, "{count} bytes of credit pinned {} MiB at the relay", grown >> 20);
+}
+
+// ---- 4b. One-byte frames within credit: each queued frame cost a queue entry, not a byte ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_byte_frames_within_credit_cost_the_relay_and_agent_about_a_byte_each() {
+    const MORE: usize = 3;
+    let mut system = System::start(None).await;
+    system.agent("i-tiny").await;
+    let mut raw = Raw::connect(&system.url, system.token(), "i-tiny", Config::new(Role::Initiator)).await;
+    // The process never reads its stdin: what the client sends waits at the agent (up to its
+    // window, past the pipe's buffer) and at the relay (up to the relay's window). One channel
+    // first, so that what every connection costs once (replay buffers, read buffers, the
+    // allocator's arenas) is paid before the measure.
+    let first = open(&mut raw, "sleep 987607").await;
+    fill_with_one_byte_frames(&mut raw, &[first]).await;
+    let before = peak_rss();
+    let mut channels = Vec::new();
+    for _ in 0..MORE {
+        channels.push(open(&mut raw, "sleep 987607").await);
+    }
+    let frames = fill_with_one_byte_frames(&mut raw, &channels).await;
+    let per_channel = peak_rss().saturating_sub(before) / MORE as u64;
+    eprintln!(
+        "{frames} one-byte frames ({:.1} MiB on the wire) on {MORE} blocked channels; relay and agent \
+         grew by {} KiB per channel",
+        frames as f64 * 8.0 / f64::from(1 << 20),
+        per_channel >> 10
+    );
+    // A blocked channel holds the two windows (512 KiB) of one-byte frames. Held one by one, a
+    // frame cost 70-100 bytes: about 45 MiB a channel; gathered, about its byte.
+    assert!(per_channel < 8 << 20, "one-byte frames pinned {} MiB per channel", per_channel >> 20);
+}
+
+/// Sends one-byte frames on `channels`, packed in messages, within the credit the relay grants:
+/// two windows' worth on each, which the relay (its window) and the agent (its own, the pipe's
+/// buffer past it) take whatever the machine's speed. Returns how many went.
+async fn fill_with_one_byte_frames(raw: &mut Raw, channels: &[u16]) -> usize {
+    let target = 2 * DEFAULT_INITIAL_WINDOW as usize;
+    let mut left: Vec<usize> = channels.iter().map(|_| target).collect();
+    let mut message = vec![0u8; 131_072];
+    while left.iter().any(|&n| n > 0) {
+        let mut at = 0;
+        for (&channel, left) in channels.iter().zip(left.iter_mut()) {
+            while *left > 0 && at + 8 <= message.len() {
+                let Sent { written, .. } =
+                    raw.conn.send(channel, Stream::Stdin, b"y", &mut message[at..]).unwrap();
+                if written == 0 {
+                    break;
+                }
+                at += written;
+                *left -= 1;
+            }
+        }
+        if at > 0 {
+            raw.ws.send(WsMessage::binary(message[..at].to_vec())).await.unwrap();
+        } else {
+            // Every window is spent: wait for the credit the relay returns as it forwards.
+            let waited = tokio::time::timeout(Duration::from_secs(120), raw.step()).await;
+            assert!(waited.is_ok(), "no credit came back with {left:?} frames left to send");
+        }
+    }
+    target * channels.len()
 }
 
 // ---- 5. Control frames from a client outrun the agent task: the unbounded queue grows ----
