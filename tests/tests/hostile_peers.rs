@@ -188,6 +188,27 @@ async fn tiny_frames(padded: bool, marker: &str) {
     assert!(grown < 64 << 20, "{count} bytes of credit pinned {} MiB at the relay", grown >> 20);
 }
 
+// ---- 4a. Empty Data frames cost no credit: a flood of them grew the relay without bound ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_data_frame_ends_the_clients_connection_at_once() {
+    let mut system = System::start(None).await;
+    system.agent("i-empty").await;
+    let mut raw = Raw::connect(&system.url, system.token(), "i-empty", Config::new(Role::Initiator)).await;
+    let channel = open(&mut raw, "sleep 987608").await;
+    // A message of empty Data frames, each spending no credit.
+    let empty = Message::Data { channel, stream: Stream::Stdin, payload: b"" };
+    let mut flood = Vec::new();
+    for _ in 0..10_000 {
+        let at = flood.len();
+        flood.resize(at + empty.encoded_len(), 0);
+        empty.encode(&mut flood[at..]).unwrap();
+    }
+    raw.ws.send(WsMessage::binary(flood)).await.unwrap();
+    let said = raw.until(|e| e.starts_with("GoAway"), 10).await;
+    assert!(said.contains("PROTOCOL_ERROR") && said.contains("empty Data"), "{said}");
+}
+
 // ---- 4b. One-byte frames within credit: each queued frame cost a queue entry, not a byte ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
