@@ -3,16 +3,21 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use session_codec::websocket::ws_config;
 use session_link::dial::{Dialed, Trust};
 use session_proto::DEFAULT_MAX_FRAME;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::Error;
 
 /// How long a dial may take, handshake included.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest JSON answer read (spec 11.4): a listing of some 400,000 instances.
+const MAX_ANSWER_LEN: usize = 64 << 20;
 
 /// How to reach the relay, and as whom.
 #[derive(Clone)]
@@ -38,8 +43,13 @@ impl Relay {
         Relay { url: url.trim_end_matches('/').to_owned(), trust: Trust::system(), token: token.to_owned() }
     }
 
-    /// Dials `path` with the token, within [`DIAL_TIMEOUT`].
+    /// Dials `path` with the token, within [`DIAL_TIMEOUT`], for frames.
     pub(crate) async fn dial(&self, path: &str) -> Result<Dialed, Error> {
+        self.dial_with(path, ws_config(DEFAULT_MAX_FRAME)).await
+    }
+
+    /// Dials `path` with the token and the WebSocket limits of `config`.
+    async fn dial_with(&self, path: &str, config: WebSocketConfig) -> Result<Dialed, Error> {
         let invalid = |e: &dyn core::fmt::Display| Error::Invalid(format!("{}{path}: {e}", self.url));
         let mut request: Request =
             format!("{}{path}", self.url).into_client_request().map_err(|e| invalid(&e))?;
@@ -48,7 +58,7 @@ impl Relay {
                 .map_err(|_| Error::Invalid("the token is not a valid header value".into()))?;
             request.headers_mut().insert("authorization", bearer);
         }
-        match tokio::time::timeout(DIAL_TIMEOUT, self.trust.dial(request, DEFAULT_MAX_FRAME)).await {
+        match tokio::time::timeout(DIAL_TIMEOUT, self.trust.dial_with(request, config)).await {
             Ok(Ok((ws, _))) => Ok(ws),
             Ok(Err(e)) => Err(Error::dial(&self.url, e)),
             Err(_) => Err(Error::Unreachable { url: self.url.clone(), cause: None }),
@@ -57,7 +67,10 @@ impl Relay {
 
     /// Asks `path` and returns the relay's one JSON answer.
     async fn ask(&self, path: &str) -> Result<serde_json::Value, Error> {
-        let mut ws = self.dial(path).await?;
+        // An answer is not a frame: a fleet's listing is longer than any frame may be.
+        let limit = Some(MAX_ANSWER_LEN);
+        let config = WebSocketConfig::default().max_message_size(limit).max_frame_size(limit);
+        let mut ws = self.dial_with(path, config).await?;
         let lost = |e: &dyn core::fmt::Display| Error::BadAnswer(format!("{}{path}: {e}", self.url));
         while let Some(message) = ws.next().await {
             if let Ok(text) = message.map_err(|e| lost(&e))?.into_text() {

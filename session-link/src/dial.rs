@@ -11,6 +11,7 @@ use session_codec::websocket::{SUBPROTOCOL, ws_config};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 /// A dialed WebSocket, plain or TLS.
@@ -164,20 +165,21 @@ impl Trust {
     /// Opens the WebSocket of `request`, with frames up to `max_frame` bytes of body, offering
     /// the subprotocol `session-proto.v1`; a relay that does not select it fails the dial (spec
     /// section 2.4).
-    pub async fn dial(
+    pub async fn dial(&self, request: Request, max_frame: usize) -> Result<(Dialed, Response), DialError> {
+        self.dial_with(request, ws_config(max_frame)).await
+    }
+
+    /// As [`Trust::dial`], with the WebSocket's own limits: for an endpoint that answers in one
+    /// JSON text message rather than frames (spec section 11.4), which may be longer than any
+    /// frame.
+    pub async fn dial_with(
         &self,
         mut request: Request,
-        max_frame: usize,
+        config: WebSocketConfig,
     ) -> Result<(Dialed, Response), DialError> {
         request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
         let connector = self.config.clone().map(Connector::Rustls);
-        Ok(tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(ws_config(max_frame)),
-            true,
-            connector,
-        )
-        .await?)
+        Ok(tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector).await?)
     }
 }
 

@@ -319,6 +319,27 @@ async fn a_forward_condition_lets_a_user_reach_one_port_and_is_audited_when_it_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleets_listing_arrives_whole_though_longer_than_any_frame() {
+    let system = System::start(None).await;
+    let terms =
+        ActivationTerms { account: "test".into(), label: None, ttl: Duration::from_secs(600), uses: 2000 };
+    let code = system.store.create_activation(&terms).unwrap().0;
+    for i in 0..2000u32 {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        system.store.register(&format!("web-{i:04}"), &key, &code).unwrap();
+    }
+    // About 300 KB of JSON: more than the 131,078 bytes a message of frames may take.
+    let listing = system.client.list().await.unwrap();
+    let instances = listing["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2000);
+    assert_eq!(
+        (instances[0]["name"].as_str(), instances[1999]["status"].as_str()),
+        (Some("web-0000"), Some("offline"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_only_what_a_policy_lets_a_user_describe() {
     let mut system = System::start(None).await;
     for instance in ["i-0017", "i-002"] {
