@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Relay memory and CPU per idle agent, with N real agents connected at once.
+
+Builds the release binaries, starts a relay on a fresh store, and `session-loadgen agents`
+(separate processes). Waits until the relay lists every agent online, then lets them idle and
+reads the relay's resident memory and CPU time from /proc. Prints one line per figure.
+
+    python3 scripts/idle_agents.py [--agents 10000] [--rate 500] [--idle 30]
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def online(port, env):
+    """How many instances the relay lists online, asked as a user would (`session-client list`);
+    None when it did not answer (admission control may refuse while the agents' handshakes fill
+    it)."""
+    listing = subprocess.run([f"{BIN}/session-client", "--relay", f"ws://127.0.0.1:{port}", "list"],
+                             env=env, capture_output=True, text=True)
+    if listing.returncode != 0:
+        return None
+    return sum(1 for line in listing.stdout.splitlines()[1:] if line.split()[1:2] == ["online"])
+
+
+def main():
+    args = argparse.ArgumentParser()
+    args.add_argument("--agents", type=int, default=10000)
+    args.add_argument("--rate", type=int, default=500, help="new agents per second")
+    args.add_argument("--idle", type=int, default=30, help="seconds of idling measured")
+    opts = args.parse_args()
+
+    # Every agent is a socket at each end: both processes need the descriptors.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < 2 * opts.agents + 100:
+        sys.exit(f"{opts.agents} agents need {2 * opts.agents + 100} open files; the hard limit is {hard}")
+
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "session-relay", "-p", "session-client",
+                    "-p", "session-bench"],
+                   cwd=ROOT, check=True)
+    port = free_port()
+    state = tempfile.mkdtemp(prefix="idle-agents-")
+    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), SESSION_RELAY_DB=os.path.join(state, "relay.db"))
+
+    def admin(*args):
+        return subprocess.run([f"{BIN}/session-relay", "admin", *args], env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    admin("user", "add", "bench")
+    policy = os.path.join(state, "all.json")
+    with open(policy, "w") as f:
+        f.write('{"Version": "1", "Statement": {"Effect": "Allow", "Action": "session:*", "Resource": "*"}}')
+    admin("policy", "put", "all", policy)
+    admin("policy", "attach", "all", "bench")
+    env["SESSION_TOKEN"] = admin("token", "create", "bench", "--expires-in", "1h")
+    code = admin("activation", "create", "--uses", str(opts.agents), "--expires-in", "1h")
+    procs = []
+    try:
+        # Every agent dials from 127.0.0.1 here: the per-source handshake cap is the total one.
+        relay = subprocess.Popen([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{port}",
+                                  "--max-handshakes-per-source", "512"], env=env)
+        procs.append(relay)
+        wait_for_port(port)
+        time.sleep(0.5)
+        empty = rss_kib(relay.pid)
+        started = time.perf_counter()
+        procs.append(subprocess.Popen([f"{BIN}/session-loadgen", "agents", "--relay", f"ws://127.0.0.1:{port}",
+                                       "--count", str(opts.agents), "--rate", str(opts.rate)],
+                                      env=dict(env, SESSION_ACTIVATION_CODE=code)))
+        count = 0
+        while count < opts.agents:
+            time.sleep(1)
+            count = online(port, env) or count
+            if time.perf_counter() - started > 120 + opts.agents / opts.rate * 3:
+                sys.exit(f"only {count} of {opts.agents} agents online")
+        up = time.perf_counter() - started
+        time.sleep(5)
+        cpu = cpu_seconds(relay.pid)
+        time.sleep(opts.idle)
+        cpu = cpu_seconds(relay.pid) - cpu
+        held = rss_kib(relay.pid)
+        print(f"agents online                  {opts.agents} in {up:.1f} s (dialing at {opts.rate}/s)")
+        print(f"relay RSS empty                {empty} KiB")
+        print(f"relay RSS with the agents      {held} KiB")
+        print(f"relay memory per idle agent    {(held - empty) / opts.agents:.1f} KiB")
+        print(f"relay CPU while they idle      {100 * cpu / opts.idle:.2f} % of one core over {opts.idle} s")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
