@@ -71,11 +71,11 @@ def main():
     args.add_argument("--idle", type=int, default=30, help="seconds of idling measured")
     opts = args.parse_args()
 
-    # Every agent is a socket at each end: both processes need the descriptors.
+    # Every agent is a socket in the relay and one in the load generator.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard < 2 * opts.agents + 100:
-        sys.exit(f"{opts.agents} agents need {2 * opts.agents + 100} open files; the hard limit is {hard}")
+    if hard < opts.agents + 100:
+        sys.exit(f"{opts.agents} agents need {opts.agents + 100} open files per process; the hard limit is {hard}")
 
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "session-relay", "-p", "session-client",
                     "-p", "session-bench"],

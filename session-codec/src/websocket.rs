@@ -30,8 +30,14 @@ pub const SUBPROTOCOL: &str = "session-proto.v1";
 /// its defaults would let a peer make it reserve 16 MiB per frame and 64 MiB per message.
 pub fn ws_config(max_frame: usize) -> WebSocketConfig {
     let limit = Some(max_frame.clamp(MIN_MAX_FRAME, MAX_BODY_LEN) + HEADER_LEN);
-    WebSocketConfig::default().max_message_size(limit).max_frame_size(limit)
+    WebSocketConfig::default().max_message_size(limit).max_frame_size(limit).read_buffer_size(READ_CHUNK)
 }
+
+/// What one read from the socket takes at most. tungstenite zeroes this much of its read buffer
+/// before every read, so it is what an idle connection keeps resident (its default, 128 KiB,
+/// cost a relay 128 KiB per idle agent); a message longer than it is still read whole, into a
+/// buffer reserved for it, in reads of this size.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Frames over a WebSocket: a [`Stream`] of received [`Frame`]s and a [`Sink`] of frames to
 /// send, one per binary message, their bytes handed to the WebSocket without a copy.

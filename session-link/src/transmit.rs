@@ -11,7 +11,7 @@ use crate::{Outbound, Transport};
 
 #[derive(Debug, Default)]
 pub(crate) struct Transmit {
-    buf: BytesMut,
+    buf: Vec<u8>,
 }
 
 impl Transmit {
@@ -71,10 +71,12 @@ impl Transmit {
     }
 
     /// The first `len` bytes of the transmit buffer. It only ever grows, so that it is zeroed
-    /// once, not at every call.
+    /// once, not at every call; and it is made zeroed by the allocator rather than written, so
+    /// that of its size (the largest frame the peer takes, 128 KiB by default) an idle
+    /// connection keeps resident only the pages its control frames touched.
     fn room(&mut self, len: usize) -> &mut [u8] {
         if self.buf.len() < len {
-            self.buf.resize(len, 0);
+            self.buf = vec![0; len];
         }
         self.buf.get_mut(..len).unwrap_or_default()
     }

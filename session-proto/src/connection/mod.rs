@@ -105,6 +105,7 @@ mod channel;
 mod event;
 mod receive;
 mod replay;
+mod slots;
 mod time;
 mod transmit;
 
@@ -113,6 +114,7 @@ use heapless::{Deque, Vec};
 use self::channel::{Channel, Kind, State};
 pub use self::event::{CommandError, ConnectionError, Event, Notice};
 use self::replay::{Replay, Storage};
+use self::slots::Slots;
 pub use self::time::Instant;
 use crate::frame::{DATA_PREFIX_LEN, data_prefix, frame_type, peek_len, set_channel};
 use crate::{
@@ -228,14 +230,16 @@ struct Resumption<'r> {
 }
 
 /// One connection's protocol state, with room for `C` channels at once; `'r` is the lifetime of
-/// the replay buffer lent to [`Connection::with_resume`].
+/// the replay buffer lent to [`Connection::with_resume`]. Without the `alloc` feature the `C`
+/// channel slots are inline; with it, only as many as were open at once are allocated, and
+/// none once all are closed.
 #[derive(Debug)]
 pub struct Connection<'r, const C: usize> {
     config: Config,
     phase: Phase,
     /// Apart from the phase: the acceptor is established before its own Hello goes out.
     hello_sent: bool,
-    channels: [Option<Channel>; C],
+    channels: Slots<C>,
     next_id: u16,
     /// Encoded control frames that carry strings (Open, Refuse, Signal, Reason), in order.
     outbox: Vec<u8, OUTBOX_LEN>,
@@ -267,7 +271,7 @@ impl<'r, const C: usize> Connection<'r, C> {
             config,
             phase: Phase::Handshake,
             hello_sent: false,
-            channels: [const { None }; C],
+            channels: Slots::new(),
             next_id,
             outbox: Vec::new(),
             pong: None,
@@ -446,7 +450,7 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// Opens a channel and returns its id; the Open waits in the outbox.
     pub fn open(&mut self, kind: &OpenKind<'_>) -> Result<u16, CommandError> {
         self.check_established()?;
-        if self.free_slot().is_none() {
+        if !self.channels.has_room() {
             return Err(CommandError::TooManyChannels);
         }
         let channel = self.allocate_id().ok_or(CommandError::TooManyChannels)?;
@@ -797,14 +801,9 @@ impl<'r, const C: usize> Connection<'r, C> {
         self.channels.iter_mut().flatten().find(|slot| slot.id == channel).ok_or(CommandError::UnknownChannel)
     }
 
-    fn free_slot(&self) -> Option<usize> {
-        self.channels.iter().position(Option::is_none)
-    }
-
     fn insert(&mut self, channel: Channel) {
-        if let Some(slot) = self.free_slot().and_then(|i| self.channels.get_mut(i)) {
-            *slot = Some(channel);
-        }
+        // Callers checked that there is room.
+        let _ = self.channels.insert(channel);
     }
 
     fn remove(&mut self, channel: u16) {
@@ -814,9 +813,7 @@ impl<'r, const C: usize> Connection<'r, C> {
     }
 
     fn clear_slot(&mut self, index: usize) {
-        if let Some(slot) = self.channels.get_mut(index) {
-            *slot = None;
-        }
+        self.channels.clear(index);
     }
 
     /// Encodes a control frame into the outbox, or fails with [`CommandError::Busy`].

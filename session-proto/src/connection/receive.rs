@@ -149,7 +149,7 @@ impl<const C: usize> Connection<'_, C> {
         }
         let reason = match kind {
             OpenKind::Unknown { .. } => Some(RefuseReason::UNKNOWN_KIND),
-            _ if self.free_slot().is_none() => Some(RefuseReason::RESOURCE_SHORTAGE),
+            _ if !self.channels.has_room() => Some(RefuseReason::RESOURCE_SHORTAGE),
             _ => None,
         };
         if let Some(reason) = reason {

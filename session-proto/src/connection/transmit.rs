@@ -66,7 +66,7 @@ impl<const C: usize> Connection<'_, C> {
             // Channel frames wait: an Open in the outbox must precede its channel's frames.
             return w.len;
         }
-        for index in 0..C {
+        for index in 0..self.channels.len() {
             if !self.transmit_channel(index, &mut w) {
                 return w.len;
             }
