@@ -11,32 +11,11 @@ reads the relay's resident memory and CPU time from /proc. Prints one line per f
 import argparse
 import os
 import resource
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
+from relay_fixture import BIN, Store, build, free_port, wait_for_port
 
 
 def rss_kib(pid):
@@ -77,42 +56,23 @@ def main():
     if hard < opts.agents + 100:
         sys.exit(f"{opts.agents} agents need {opts.agents + 100} open files per process; the hard limit is {hard}")
 
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "session-relay", "-p", "session-client",
-                    "-p", "session-bench"],
-                   cwd=ROOT, check=True)
+    build("session-relay", "session-client", "session-bench")
     port = free_port()
-    state = tempfile.mkdtemp(prefix="idle-agents-")
-    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), SESSION_RELAY_DB=os.path.join(state, "relay.db"))
-
-    def admin(*args):
-        return subprocess.run([f"{BIN}/session-relay", "admin", *args], env=env, check=True,
-                              capture_output=True, text=True).stdout.strip()
-
-    admin("user", "add", "bench")
-    policy = os.path.join(state, "all.json")
-    with open(policy, "w") as f:
-        f.write('{"Version": "1", "Statement": {"Effect": "Allow", "Action": "session:*", "Resource": "*"}}')
-    admin("policy", "put", "all", policy)
-    admin("policy", "attach", "all", "bench")
-    env["SESSION_TOKEN"] = admin("token", "create", "bench", "--expires-in", "1h")
-    code = admin("activation", "create", "--uses", str(opts.agents), "--expires-in", "1h")
-    procs = []
-    try:
+    with Store("idle-agents-") as store:
+        code = store.admin("activation", "create", "--uses", str(opts.agents), "--expires-in", "1h")
         # Every agent dials from 127.0.0.1 here: the per-source handshake cap is the total one.
-        relay = subprocess.Popen([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{port}",
-                                  "--max-handshakes-per-source", "512"], env=env)
-        procs.append(relay)
+        relay = store.spawn([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{port}",
+                             "--max-handshakes-per-source", "512"])
         wait_for_port(port)
         time.sleep(0.5)
         empty = rss_kib(relay.pid)
         started = time.perf_counter()
-        procs.append(subprocess.Popen([f"{BIN}/session-loadgen", "agents", "--relay", f"ws://127.0.0.1:{port}",
-                                       "--count", str(opts.agents), "--rate", str(opts.rate)],
-                                      env=dict(env, SESSION_ACTIVATION_CODE=code)))
+        store.spawn([f"{BIN}/session-loadgen", "agents", "--relay", f"ws://127.0.0.1:{port}",
+                     "--count", str(opts.agents), "--rate", str(opts.rate)], SESSION_ACTIVATION_CODE=code)
         count = 0
         while count < opts.agents:
             time.sleep(1)
-            count = online(port, env) or count
+            count = online(port, store.env) or count
             if time.perf_counter() - started > 120 + opts.agents / opts.rate * 3:
                 sys.exit(f"only {count} of {opts.agents} agents online")
         up = time.perf_counter() - started
@@ -121,17 +81,11 @@ def main():
         time.sleep(opts.idle)
         cpu = cpu_seconds(relay.pid) - cpu
         held = rss_kib(relay.pid)
-        print(f"agents online                  {opts.agents} in {up:.1f} s (dialing at {opts.rate}/s)")
-        print(f"relay RSS empty                {empty} KiB")
-        print(f"relay RSS with the agents      {held} KiB")
-        print(f"relay memory per idle agent    {(held - empty) / opts.agents:.1f} KiB")
-        print(f"relay CPU while they idle      {100 * cpu / opts.idle:.2f} % of one core over {opts.idle} s")
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait()
-        shutil.rmtree(state, ignore_errors=True)
-
+    print(f"agents online                  {opts.agents} in {up:.1f} s (dialing at {opts.rate}/s)")
+    print(f"relay RSS empty                {empty} KiB")
+    print(f"relay RSS with the agents      {held} KiB")
+    print(f"relay memory per idle agent    {(held - empty) / opts.agents:.1f} KiB")
+    print(f"relay CPU while they idle      {100 * cpu / opts.idle:.2f} % of one core over {opts.idle} s")
 
 if __name__ == "__main__":
     main()
