@@ -103,16 +103,18 @@
 
 mod channel;
 mod event;
+mod queues;
 mod receive;
 mod replay;
 mod slots;
 mod time;
 mod transmit;
 
-use heapless::{Deque, Vec};
+use heapless::Vec;
 
 use self::channel::{Channel, Kind, State};
 pub use self::event::{CommandError, ConnectionError, Event, Notice};
+use self::queues::{Frames, Ids};
 use self::replay::{Replay, Storage};
 use self::slots::Slots;
 pub use self::time::Instant;
@@ -242,7 +244,7 @@ pub struct Connection<'r, const C: usize> {
     channels: Slots<C>,
     next_id: u16,
     /// Encoded control frames that carry strings (Open, Refuse, Signal, Reason), in order.
-    outbox: Vec<u8, OUTBOX_LEN>,
+    outbox: Frames<OUTBOX_LEN>,
     pong: Option<u64>,
     nonce: u64,
     ping_due: bool,
@@ -251,7 +253,7 @@ pub struct Connection<'r, const C: usize> {
     /// Channels whose ids are free, for [`Notice::Closed`], oldest first: freed by the peer's
     /// Close or Refuse in `handle`, or by our echo of its Close in `poll_transmit`. One slot
     /// each, so `C` hold all that one call frees if the application drains them after each call.
-    freed: Deque<u16, C>,
+    freed: Ids<C>,
     /// Opens refused without the application (unknown kind, no free slot), still to answer.
     refusals: Vec<(u16, RefuseReason), MAX_QUEUED_REFUSALS>,
     lost: bool,
@@ -273,13 +275,13 @@ impl<'r, const C: usize> Connection<'r, C> {
             hello_sent: false,
             channels: Slots::new(),
             next_id,
-            outbox: Vec::new(),
+            outbox: Frames::new(),
             pong: None,
             nonce: 0,
             ping_due: false,
             last_heard: now,
             last_ping: None,
-            freed: Deque::new(),
+            freed: Ids::new(),
             refusals: Vec::new(),
             lost: false,
             resumption: None,
@@ -823,18 +825,12 @@ impl<'r, const C: usize> Connection<'r, C> {
             return Err(CommandError::Invalid(crate::Error::FrameTooLarge));
         }
         let start = self.outbox.len();
-        self.outbox.resize(start + message.encoded_len(), 0).map_err(|_| CommandError::Busy)?;
-        let written = self.outbox.get_mut(start..).map(|room| message.encode(room));
-        match written {
-            Some(Ok(_)) => Ok(()),
-            other => {
-                self.outbox.truncate(start);
-                Err(CommandError::Invalid(match other {
-                    Some(Err(e)) => e,
-                    _ => crate::Error::BufferTooSmall,
-                }))
-            }
+        let room = self.outbox.grow(message.encoded_len()).ok_or(CommandError::Busy)?;
+        if let Err(e) = message.encode(room) {
+            self.outbox.truncate(start);
+            return Err(CommandError::Invalid(e));
         }
+        Ok(())
     }
 }
 

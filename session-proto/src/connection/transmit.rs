@@ -126,9 +126,7 @@ impl<const C: usize> Connection<'_, C> {
             }
             taken += len;
         }
-        let remaining = self.outbox.len() - taken;
-        self.outbox.copy_within(taken.., 0);
-        self.outbox.truncate(remaining);
+        self.outbox.consume(taken);
         self.outbox.is_empty()
     }
 
