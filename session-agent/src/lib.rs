@@ -590,13 +590,8 @@ impl Agent {
 }
 
 fn fresh_connection(config: &AgentConfig, clock: &Clock) -> Box<Connection<'static, CHANNELS>> {
-    let replay = vec![0u8; config.replay_len.max(MIN_REPLAY_LEN)];
-    match Connection::with_owned_resume(
-        Config::new(Role::Initiator),
-        replay.into_boxed_slice(),
-        &[],
-        clock.now(),
-    ) {
+    let replay_len = config.replay_len.max(MIN_REPLAY_LEN);
+    match Connection::with_owned_resume(Config::new(Role::Initiator), replay_len, &[], clock.now()) {
         Ok(conn) => Box::new(conn),
         // Only a replay buffer below the minimum fails, and it was raised to it.
         Err(_) => Box::new(Connection::new(Config::new(Role::Initiator), clock.now())),

@@ -40,11 +40,9 @@ fn pump(from: &mut C, to: &mut C) -> Vec<String> {
 async fn output_of_a_channel_whose_accept_waits_for_replay_room_is_kept() {
     let now = Instant::from_millis(0);
     let mut agent: C =
-        Connection::with_owned_resume(Config::new(Role::Initiator), vec![0; MIN_REPLAY_LEN].into(), &[], now)
-            .unwrap();
+        Connection::with_owned_resume(Config::new(Role::Initiator), MIN_REPLAY_LEN, &[], now).unwrap();
     let mut relay: C =
-        Connection::with_owned_resume(Config::new(Role::Acceptor), vec![0; 1 << 20].into(), &[7; 16], now)
-            .unwrap();
+        Connection::with_owned_resume(Config::new(Role::Acceptor), 1 << 20, &[7; 16], now).unwrap();
     pump(&mut agent, &mut relay);
     pump(&mut relay, &mut agent);
     let kind = OpenKind::Exec { command: "x", pty: None, env: Env::EMPTY };

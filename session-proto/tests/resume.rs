@@ -231,13 +231,8 @@ fn a_connection_can_own_its_replay_buffer() {
     // What a std relay keeps in a map: no borrowed storage to tie it down.
     let (client, _) = configs();
     let owned: session_proto::connection::Connection<'static, 4> =
-        session_proto::connection::Connection::with_owned_resume(
-            client,
-            vec![0u8; MIN_REPLAY_LEN].into_boxed_slice(),
-            &[],
-            pair_now(),
-        )
-        .expect("a valid setup");
+        session_proto::connection::Connection::with_owned_resume(client, MIN_REPLAY_LEN, &[], pair_now())
+            .expect("a valid setup");
     assert!(!owned.is_resumable(), "resumable once both Hellos say so");
 }
 

@@ -90,8 +90,7 @@ fn new_connection(
 ) -> std::io::Result<(Box<Connection<'static, AGENT_CHANNELS>>, Vec<u8>)> {
     let mut token = vec![0u8; 32];
     getrandom::fill(&mut token).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let replay = vec![0u8; replay_len].into_boxed_slice();
-    let conn = Connection::with_owned_resume(Config::new(Role::Acceptor), replay, &token, clock.now())
+    let conn = Connection::with_owned_resume(Config::new(Role::Acceptor), replay_len, &token, clock.now())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok((Box::new(conn), token))
 }

@@ -72,7 +72,8 @@ pub(crate) use session_link::clip;
 pub struct RelayConfig {
     /// How long a detached agent session waits for its agent to re-attach.
     pub detach_timeout: Duration,
-    /// Bytes of replay buffer per agent session: what may be in flight towards an agent.
+    /// Bytes of replay buffer per agent session, at most: what may be in flight towards an
+    /// agent. It is allocated as frames wait for the agent's Ack and released once all are.
     pub replay_len: usize,
     /// The gate: the store, the region, and where audit records go.
     pub access: Access,

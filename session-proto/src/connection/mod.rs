@@ -303,15 +303,18 @@ impl<'r, const C: usize> Connection<'r, C> {
     }
 
     /// [`Connection::with_resume`] with a replay buffer the connection owns, so that it can be
-    /// kept (a detached session in a relay's map) without borrowing.
+    /// kept (a detached session in a relay's map) without borrowing. It holds at most
+    /// `replay_len` bytes, and only what waits for the peer's Ack: it grows as frames wait, and
+    /// is released once all are acknowledged.
     #[cfg(feature = "alloc")]
     pub fn with_owned_resume(
         config: Config,
-        replay: alloc::boxed::Box<[u8]>,
+        replay_len: usize,
         token: &[u8],
         now: Instant,
     ) -> Result<Connection<'static, C>, CommandError> {
-        Connection::resumable(config, Storage::Owned(replay), token, now)
+        let replay = Storage::Owned { buf: alloc::vec::Vec::new(), bound: replay_len };
+        Connection::resumable(config, replay, token, now)
     }
 
     fn resumable(
@@ -320,7 +323,7 @@ impl<'r, const C: usize> Connection<'r, C> {
         token: &[u8],
         now: Instant,
     ) -> Result<Self, CommandError> {
-        if replay.len() < MIN_REPLAY_LEN {
+        if replay.bound() < MIN_REPLAY_LEN {
             return Err(CommandError::Invalid(crate::Error::BufferTooSmall));
         }
         let token = Vec::from_slice(token).map_err(|_| CommandError::Invalid(crate::Error::TooLong))?;

@@ -2,12 +2,32 @@
 //! that a re-attach can retransmit exactly what the peer missed (spec 7.4).
 
 /// Where the replay buffer lives: lent by the caller, or (with `alloc`) owned, so that a std
-/// relay can keep detached sessions without borrowing their buffers from somewhere.
+/// relay can keep detached sessions without borrowing their buffers from somewhere. An owned
+/// one grows as frames wait for their Ack, up to its bound, and is released once all are
+/// acknowledged: a connection that sends little holds little, and an idle one nothing.
 #[derive(Debug)]
 pub(super) enum Storage<'r> {
     Borrowed(&'r mut [u8]),
     #[cfg(feature = "alloc")]
-    Owned(alloc::boxed::Box<[u8]>),
+    Owned {
+        buf: alloc::vec::Vec<u8>,
+        bound: usize,
+    },
+}
+
+/// The first size of an owned buffer, and the size below which an empty one is kept.
+#[cfg(feature = "alloc")]
+const FIRST_OWNED: usize = 16 * 1024;
+
+impl Storage<'_> {
+    /// The most it may hold.
+    pub(super) fn bound(&self) -> usize {
+        match self {
+            Storage::Borrowed(buf) => buf.len(),
+            #[cfg(feature = "alloc")]
+            Storage::Owned { bound, .. } => *bound,
+        }
+    }
 }
 
 impl core::ops::Deref for Storage<'_> {
@@ -17,7 +37,7 @@ impl core::ops::Deref for Storage<'_> {
         match self {
             Storage::Borrowed(buf) => buf,
             #[cfg(feature = "alloc")]
-            Storage::Owned(buf) => buf,
+            Storage::Owned { buf, .. } => buf,
         }
     }
 }
@@ -27,7 +47,7 @@ impl core::ops::DerefMut for Storage<'_> {
         match self {
             Storage::Borrowed(buf) => buf,
             #[cfg(feature = "alloc")]
-            Storage::Owned(buf) => buf,
+            Storage::Owned { buf, .. } => buf,
         }
     }
 }
@@ -59,7 +79,7 @@ impl<'r> Replay<'r> {
     }
 
     pub(super) fn room(&self) -> usize {
-        self.buf.len() - self.len
+        self.buf.bound() - self.len
     }
 
     /// Appends `bytes`, which the caller checked fit in [`Replay::room`].
@@ -67,6 +87,8 @@ impl<'r> Replay<'r> {
         if bytes.len() > self.room() {
             return false;
         }
+        #[cfg(feature = "alloc")]
+        self.grow_for(bytes.len());
         let cap = self.buf.len();
         let tail = (self.head + self.len) % cap.max(1);
         let first = bytes.len().min(cap - tail);
@@ -81,13 +103,39 @@ impl<'r> Replay<'r> {
         true
     }
 
+    /// Makes an owned buffer large enough for `more` bytes, keeping what it holds; within the
+    /// bound, which [`Replay::push`] checked.
+    #[cfg(feature = "alloc")]
+    fn grow_for(&mut self, more: usize) {
+        let cap = self.buf.len();
+        let Storage::Owned { bound, .. } = self.buf else { return };
+        if self.len + more <= cap {
+            return;
+        }
+        let size = (self.len + more).max(cap * 2).max(FIRST_OWNED).min(bound);
+        // Made zeroed by the allocator: of a large buffer only the pages written are resident.
+        let mut grown = alloc::vec![0; size];
+        let kept = self.copy_from(self.start, grown.get_mut(..self.len).unwrap_or_default());
+        debug_assert_eq!(kept, self.len);
+        self.buf = Storage::Owned { buf: grown, bound };
+        self.head = 0;
+    }
+
     /// Forgets everything before stream offset `offset` (the peer acknowledged it).
     pub(super) fn release_to(&mut self, offset: u64) {
         let drop = offset.saturating_sub(self.start).min(self.len as u64) as usize;
         if drop > 0 {
-            self.head = (self.head + drop) % self.buf.len();
+            self.head = (self.head + drop) % self.buf.len().max(1);
             self.len -= drop;
             self.start += drop as u64;
+        }
+        #[cfg(feature = "alloc")]
+        if let Storage::Owned { buf, .. } = &mut self.buf {
+            if self.len == 0 && buf.len() > FIRST_OWNED {
+                // Everything is acknowledged: the room goes back until it is needed.
+                *buf = alloc::vec::Vec::new();
+                self.head = 0;
+            }
         }
     }
 
@@ -112,7 +160,7 @@ impl<'r> Replay<'r> {
     /// The byte at stream offset `at`, if kept.
     fn byte_at(&self, at: u64) -> Option<u8> {
         let skip = usize::try_from(at.checked_sub(self.start)?).ok().filter(|&s| s < self.len)?;
-        self.buf.get((self.head + skip) % self.buf.len()).copied()
+        self.buf.get((self.head + skip) % self.buf.len().max(1)).copied()
     }
 
     /// Length of the whole frame that starts at stream offset `at`, if kept whole.
@@ -181,6 +229,26 @@ mod tests {
         assert_eq!(&out[..3], b"jkl");
         assert_eq!(ring.copy_from(3, &mut out), 0, "released");
         assert_eq!(ring.copy_from(13, &mut out), 0, "never sent");
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn an_owned_buffer_grows_to_its_bound_keeps_its_bytes_and_goes_once_acknowledged() {
+        let bound = 4 * FIRST_OWNED;
+        let mut ring = Replay::new(Storage::Owned { buf: alloc::vec::Vec::new(), bound });
+        assert_eq!((ring.buf.len(), ring.room()), (0, bound), "nothing held before anything is sent");
+        let chunk: alloc::vec::Vec<u8> = (0..FIRST_OWNED).map(|i| (i % 251) as u8).collect();
+        assert!(ring.push(&chunk) && ring.push(&chunk));
+        ring.release_to(FIRST_OWNED as u64 / 2);
+        assert!(ring.push(&chunk) && ring.push(&chunk));
+        assert_eq!(ring.buf.len(), bound, "grown to the bound, no further");
+        assert!(!ring.push(&chunk[..FIRST_OWNED / 2 + 1]), "full at the bound");
+        let mut out = alloc::vec![0; FIRST_OWNED];
+        assert_eq!(ring.copy_from(FIRST_OWNED as u64, &mut out), FIRST_OWNED);
+        assert_eq!(out, chunk, "the bytes survive each growth, in order");
+        ring.release_to(ring.end());
+        assert_eq!((ring.buf.len(), ring.room()), (0, bound), "released once all are acknowledged");
+        assert!(ring.push(b"again") && ring.copy_from(ring.start(), &mut out) == 5);
     }
 
     #[test]
