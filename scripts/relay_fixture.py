@@ -57,9 +57,11 @@ class Store:
         return subprocess.run([f"{BIN}/session-relay", "admin", *args], env=self.env, check=True,
                               capture_output=True, text=True).stdout.strip()
 
-    def spawn(self, argv, **env):
-        """Starts a process with the store's environment and `env` on top."""
-        proc = subprocess.Popen(argv, env=dict(self.env, **env))
+    def spawn(self, argv, quiet=False, **env):
+        """Starts a process with the store's environment and `env` on top; `quiet`: its output
+        goes nowhere."""
+        output = subprocess.DEVNULL if quiet else None
+        proc = subprocess.Popen(argv, env=dict(self.env, **env), stdout=output, stderr=output)
         self.procs.append(proc)
         return proc
 
