@@ -48,6 +48,8 @@ def main():
     args.add_argument("--agents", type=int, default=10000)
     args.add_argument("--rate", type=int, default=500, help="new agents per second")
     args.add_argument("--idle", type=int, default=30, help="seconds of idling measured")
+    args.add_argument("--restart", action="store_true",
+                      help="then restart the relay and time the reconnect storm")
     opts = args.parse_args()
 
     # Every agent is a socket in the relay and one in the load generator.
@@ -69,23 +71,38 @@ def main():
         started = time.perf_counter()
         store.spawn([f"{BIN}/session-loadgen", "agents", "--relay", f"ws://127.0.0.1:{port}",
                      "--count", str(opts.agents), "--rate", str(opts.rate)], SESSION_ACTIVATION_CODE=code)
-        count = 0
-        while count < opts.agents:
-            time.sleep(1)
-            count = online(port, store.env) or count
-            if time.perf_counter() - started > 120 + opts.agents / opts.rate * 3:
-                sys.exit(f"only {count} of {opts.agents} agents online")
-        up = time.perf_counter() - started
+        up = all_online(port, store.env, opts.agents, started, 120 + opts.agents / opts.rate * 3)
         time.sleep(5)
         cpu = cpu_seconds(relay.pid)
         time.sleep(opts.idle)
         cpu = cpu_seconds(relay.pid) - cpu
         held = rss_kib(relay.pid)
+        if opts.restart:
+            # Every agent finds its relay gone at once, and a new one that knows no session.
+            relay.terminate()
+            relay.wait()
+            started = time.perf_counter()
+            store.spawn([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{port}",
+                         "--max-handshakes-per-source", "512"])
+            back = all_online(port, store.env, opts.agents, started, 300)
     print(f"agents online                  {opts.agents} in {up:.1f} s (dialing at {opts.rate}/s)")
     print(f"relay RSS empty                {empty} KiB")
     print(f"relay RSS with the agents      {held} KiB")
     print(f"relay memory per idle agent    {(held - empty) / opts.agents:.1f} KiB")
     print(f"relay CPU while they idle      {100 * cpu / opts.idle:.2f} % of one core over {opts.idle} s")
+    if opts.restart:
+        print(f"online again after a restart   {opts.agents} in {back:.1f} s")
+
+
+def all_online(port, env, agents, started, limit):
+    """Seconds from `started` until the relay lists `agents` online; gives up after `limit`."""
+    count = 0
+    while count < agents:
+        time.sleep(1)
+        count = online(port, env) or count
+        if time.perf_counter() - started > limit:
+            sys.exit(f"only {count} of {agents} agents online")
+    return time.perf_counter() - started
 
 if __name__ == "__main__":
     main()
