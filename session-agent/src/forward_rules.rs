@@ -28,6 +28,8 @@ use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::str::FromStr;
 
+use session_link::pattern::glob;
+
 /// The longest name pattern: a DNS name is at most 253 characters.
 const MAX_NAME_LEN: usize = 253;
 
@@ -430,36 +432,6 @@ fn target(host: &str, address: Option<IpAddr>, port: u16) -> String {
         (None, Some(address)) => format!("{host}:{port} ({address})"),
         (None, None) => format!("{host}:{port}"),
     }
-}
-
-/// Whether `name` matches `pattern`, where `*` stands for any run of characters (the relay's
-/// policy patterns work the same way). Linear in practice: on a mismatch only the most recent
-/// `*` is retried.
-fn glob(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ni));
-                pi += 1;
-            }
-            Some(&c) if c == n[ni] => {
-                pi += 1;
-                ni += 1;
-            }
-            _ => match star {
-                Some((sp, sn)) => {
-                    pi = sp + 1;
-                    ni = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]

@@ -26,8 +26,9 @@
 //!    reports each write, and only then is the credit returned with `Connection::consume`. Flow
 //!    control thus ends at the consumer, and every queue on the way is bounded by credit.
 //!
-//! [`dial`] opens a relay's WebSocket over `ws://` or `wss://` (rustls), and [`identity`] holds
-//! the words of the handshake that prove who a peer is (spec section 11).
+//! [`dial`] opens a relay's WebSocket over `ws://` or `wss://` (rustls), [`identity`] holds
+//! the words of the handshake that prove who a peer is (spec section 11), and [`pattern`] the
+//! one pattern language of the relay's policies and the agent's forward rules.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -43,6 +44,7 @@ pub mod dial;
 mod driver;
 pub mod identity;
 pub mod outbox;
+pub mod pattern;
 pub mod pipe;
 mod transmit;
 mod transport;

@@ -35,6 +35,7 @@
 use core::fmt;
 
 use serde_json::{Map, Value};
+use session_link::pattern::glob;
 
 /// The longest action or resource pattern or name accepted, and the longest condition value.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -522,33 +523,4 @@ pub fn decide(policies: &[Policy], request: &Request<'_>) -> Verdict {
     } else {
         Verdict { decision: Decision::ImplicitDeny, conditions: unmet.into_iter().cloned().collect() }
     }
-}
-
-/// Whether `name` matches `pattern`, where `*` stands for any run of characters. Linear in
-/// practice: on a mismatch only the most recent `*` is retried.
-fn glob(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ni));
-                pi += 1;
-            }
-            Some(&c) if c == n[ni] => {
-                pi += 1;
-                ni += 1;
-            }
-            _ => match star {
-                Some((sp, sn)) => {
-                    pi = sp + 1;
-                    ni = sn + 1;
-                    star = Some((sp, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
