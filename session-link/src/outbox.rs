@@ -48,7 +48,57 @@ enum Held {
     /// order. A frame costs its payload and, where the stream changes, one [`Run`]: so a peer
     /// sending one-byte frames within its credit makes a relay hold about a byte each, not a
     /// queue entry each.
-    Gathered { payload: BytesMut, runs: VecDeque<Run> },
+    Gathered { payload: BytesMut, runs: Runs },
+}
+
+/// The streams of gathered bytes, in order. The first run is inline, so that a small frame
+/// alone costs no allocation for it; the others, one per change of stream, are queued.
+#[derive(Debug)]
+struct Runs {
+    /// The run that goes next; empty once everything went.
+    first: Run,
+    rest: VecDeque<Run>,
+}
+
+impl Runs {
+    fn new(first: Run) -> Runs {
+        Runs { first, rest: VecDeque::new() }
+    }
+
+    fn front(&self) -> Option<Run> {
+        (self.first.len > 0).then_some(self.first)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Run> {
+        self.front().is_some().then_some(&self.first).into_iter().chain(&self.rest)
+    }
+
+    /// Adds `run` after the others, merged with the last if it is of the same stream.
+    fn push(&mut self, run: Run) {
+        let last = match self.rest.back_mut() {
+            Some(last) => last,
+            None if self.first.len == 0 => {
+                self.first = run;
+                return;
+            }
+            None => &mut self.first,
+        };
+        if last.stream == run.stream {
+            last.len += run.len;
+        } else {
+            self.rest.push_back(run);
+        }
+    }
+
+    /// The first `n` bytes of the front run went.
+    fn advance(&mut self, n: u32) {
+        self.first.len -= n.min(self.first.len);
+        if self.first.len == 0 {
+            if let Some(next) = self.rest.pop_front() {
+                self.first = next;
+            }
+        }
+    }
 }
 
 /// Consecutive gathered payload bytes of one stream.
@@ -70,7 +120,7 @@ impl Outbound {
             None | Some([]) => return None,
             Some(payload) if bytes.len() < COMPACT_BELOW => Held::Gathered {
                 payload: BytesMut::from(payload),
-                runs: VecDeque::from([Run { stream, len: payload.len() as u32 }]),
+                runs: Runs::new(Run { stream, len: payload.len() as u32 }),
             },
             Some(_) => Held::Frame(stream, bytes),
         };
@@ -118,11 +168,8 @@ impl Outbound {
             return false;
         }
         payload.extend_from_slice(more);
-        for run in more_runs {
-            match runs.back_mut() {
-                Some(last) if last.stream == run.stream => last.len += run.len,
-                _ => runs.push_back(*run),
-            }
+        for run in more_runs.iter() {
+            runs.push(*run);
         }
         true
     }
@@ -163,13 +210,10 @@ impl Outbound {
             }
             Held::Rest(_, payload) => payload.advance(n.min(payload.len())),
             Held::Gathered { payload, runs } => {
-                let Some(run) = runs.front_mut() else { return };
+                let Some(run) = runs.front() else { return };
                 let n = n.min(run.len as usize);
                 payload.advance(n);
-                run.len -= n as u32;
-                if run.len == 0 {
-                    runs.pop_front();
-                }
+                runs.advance(n as u32);
             }
         }
     }
@@ -300,7 +344,7 @@ mod tests {
         let Some(Op::Data(Outbound { bytes: Held::Gathered { runs, .. }, .. })) = outbox.ops.front() else {
             panic!("not gathered")
         };
-        assert_eq!(runs.len(), 5, "one run per change of stream: ab c def g h");
+        assert_eq!(runs.iter().count(), 5, "one run per change of stream: ab c de f gh");
         let expected = [
             (Stream::Stdout, b"ab".to_vec()),
             (Stream::Stderr, b"c".to_vec()),
