@@ -1,10 +1,12 @@
 //! A connection to the relay for one instance, and the task that drives it: each channel opened
 //! on it is wired to local streams, the remote's output written out as fast as they take it,
-//! local input sent as fast as the remote's credit allows.
+//! local input sent as fast as the remote's credit allows. The session outlives a lost
+//! connection: the task dials again and re-attaches (spec 7.4, 12.9), and no byte is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use session_codec::Frame;
@@ -18,6 +20,7 @@ use session_proto::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
 use crate::{Error, Relay};
 
@@ -26,6 +29,18 @@ const CHANNELS: usize = 64;
 
 /// The most payload one read of local input takes.
 const CHUNK: usize = 64 * 1024;
+
+/// What may be in flight to the relay, unacknowledged, at most: kept for a re-attach.
+const REPLAY_LEN: usize = 1 << 20;
+
+/// Waits between the dials of a re-attach: quick at first, then every few seconds.
+const REDIAL_BACKOFF: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
 
 /// The local ends of a channel.
 pub struct ChannelIo {
@@ -94,6 +109,9 @@ enum Input {
     Pipe(PipeEvent),
     /// The last handle is gone: once no channel is left, the connection ends.
     Released,
+    /// A new connection to the relay for the detached session, or `None`: none could be made
+    /// in [`Relay::reattach_for`].
+    Redialed(Option<Transport>),
 }
 
 impl From<PipeEvent> for Input {
@@ -133,6 +151,7 @@ impl core::fmt::Debug for Input {
             Input::Signal(_) => "Signal",
             Input::Pipe(_) => "Pipe",
             Input::Released => "Released",
+            Input::Redialed(_) => "Redialed",
         })
     }
 }
@@ -140,16 +159,23 @@ impl core::fmt::Debug for Input {
 impl Connection {
     /// Connects to `relay` for `instance` and waits until the connection is established.
     pub async fn connect(relay: &Relay, instance: &str) -> Result<Connection, Error> {
-        let ws = relay.dial(&format!("/v1/client/{instance}")).await?;
+        let path = format!("/v1/client/{instance}");
+        let ws = relay.dial(&path).await?;
         let clock = Clock::default();
-        let mut driver =
-            Driver::new(Box::new(Protocol::new(Config::new(Role::Initiator), clock.now())), clock);
+        let protocol =
+            Protocol::with_owned_resume(Config::new(Role::Initiator), REPLAY_LEN, &[], clock.now())
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut driver = Driver::new(Box::new(protocol), clock);
         driver.attach(Transport::new(ws, DEFAULT_MAX_FRAME));
         let (inputs, received) = mpsc::unbounded_channel();
         let (ready, connected) = oneshot::channel();
         let (ending, ended) = watch::channel(None);
         let task = Client {
             driver,
+            relay: relay.clone(),
+            path,
+            redialing: None,
+            waiting_opens: Vec::new(),
             pipes: inputs.clone(),
             channels: HashMap::new(),
             released: false,
@@ -271,6 +297,13 @@ impl Channel {
 /// The task that owns the connection.
 struct Client {
     driver: Driver<CHANNELS>,
+    /// Where to dial again when the connection is lost.
+    relay: Relay,
+    path: String,
+    /// Dials for a re-attach, while they go on.
+    redialing: Option<JoinHandle<()>>,
+    /// Opens asked for while the session was detached, in order: each an [`Input::Open`].
+    waiting_opens: Vec<Input>,
     /// For the pipes of channels yet to start.
     pipes: mpsc::UnboundedSender<Input>,
     channels: HashMap<u16, Channel>,
@@ -299,18 +332,39 @@ impl Client {
                         self.on_event(&frame, event, &mut ready);
                     }
                 }
+                Wake::Input(Input::Redialed(Some(transport))) => {
+                    self.redialing = None;
+                    if self.driver.attach(transport) {
+                        info!("re-attached the session over a new connection to the relay");
+                    }
+                }
+                Wake::Input(Input::Redialed(None)) => {
+                    break Arc::new(End::Local {
+                        code: ErrorCode::NO_ERROR,
+                        reason: "the connection to the relay was lost, and no new one re-attached in time \
+                                 (--reattach-for)",
+                    });
+                }
                 Wake::Input(input) => self.on_input(input),
                 Wake::Closed { channel } => self.closed(channel),
-                // Client connections are not resumable: a lost transport ends them.
-                Wake::Sent { .. } | Wake::Alarm | Wake::Detached => {}
+                Wake::Detached => self.redial(),
+                Wake::Sent { .. } | Wake::Alarm => {}
                 Wake::Ended(end) => break Arc::new(end),
             }
         };
+        if let Some(redialing) = self.redialing.take() {
+            redialing.abort();
+        }
 
         ending.send_replace(Some(Arc::clone(&end)));
         let failure = || if self.released { Error::Closed } else { Error::ConnectionLost(Arc::clone(&end)) };
         if let Some(ready) = ready.take() {
             let _ = ready.send(Err(failure()));
+        }
+        for open in self.waiting_opens.drain(..) {
+            if let Input::Open { done, .. } = open {
+                let _ = done.send(Err(failure()));
+            }
         }
         for (_, mut channel) in self.channels.drain() {
             if let Some(done) = channel.done.take() {
@@ -379,17 +433,24 @@ impl Client {
                     ch.reason = Some((code, message.to_owned()));
                 }
             }
+            // Opens asked for while the connection was away go now.
+            Event::Resumed => {
+                for open in core::mem::take(&mut self.waiting_opens) {
+                    self.on_input(open);
+                }
+            }
             // The driver keeps the GoAway as the reason the connection ends.
-            Event::GoAway { .. }
-            | Event::Resumed
-            | Event::Credit { .. }
-            | Event::Resized { .. }
-            | Event::Signal { .. } => {}
+            Event::GoAway { .. } | Event::Credit { .. } | Event::Resized { .. } | Event::Signal { .. } => {}
         }
     }
 
     fn on_input(&mut self, input: Input) {
         match input {
+            // A channel cannot be opened on a session without a connection: it waits for the
+            // re-attach (and fails with the session if none comes).
+            open @ Input::Open { .. } if self.driver.connection().is_detached() => {
+                self.waiting_opens.push(open)
+            }
             Input::Open { id, kind, io, done } => match self.driver.open(&kind.as_open_kind()) {
                 Ok(channel) => {
                     let ch = Channel {
@@ -464,7 +525,34 @@ impl Client {
                 }
             }
             Input::Released => self.released = true,
+            // Handled where the driver is.
+            Input::Redialed(_) => {}
         }
+    }
+
+    /// The connection was lost with the session kept: dial again, in the background, until a
+    /// new connection is made or [`Relay::reattach_for`] has passed. Channels and their local ends go
+    /// on meanwhile; what they send waits within their credit.
+    fn redial(&mut self) {
+        warn!("the connection to the relay was lost; dialing again to re-attach the session");
+        let (relay, path, inputs) = (self.relay.clone(), self.path.clone(), self.pipes.clone());
+        self.redialing = Some(tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + relay.reattach_for;
+            let mut attempt = 0;
+            while tokio::time::Instant::now() < deadline {
+                match relay.dial(&path).await {
+                    Ok(ws) => {
+                        let _ = inputs.send(Input::Redialed(Some(Transport::new(ws, DEFAULT_MAX_FRAME))));
+                        return;
+                    }
+                    Err(e) => info!(error = %e, "the relay is not reachable yet"),
+                }
+                let wait = REDIAL_BACKOFF.get(attempt).or(REDIAL_BACKOFF.last()).copied().unwrap_or_default();
+                attempt += 1;
+                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + wait)).await;
+            }
+            let _ = inputs.send(Input::Redialed(None));
+        }));
     }
 
     /// The channel is accepted: its local ends start moving bytes.

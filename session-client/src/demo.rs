@@ -19,6 +19,8 @@ use session_relay::{Access, Audit, RelayConfig, dev};
 const INSTANCE: &str = "demo";
 /// The development account's user.
 const USER: &str = "dev";
+/// Where the demo keeps the development account's token, readable by its owner only.
+const TOKEN_FILE: &str = "dev.token";
 
 /// Where the demo keeps its state: `$SESSION_DEMO_DIR`, else `~/.local/share/session-demo`.
 fn state_dir() -> PathBuf {
@@ -42,7 +44,7 @@ fn error(e: impl core::fmt::Display) -> Error {
 /// The development account's token: the one kept from an earlier run while it still works, or
 /// a new one (after provisioning the account, the first time).
 fn dev_token(store: &Store, dir: &Path) -> Result<String, Error> {
-    let path = dir.join("dev.token");
+    let path = dir.join(TOKEN_FILE);
     if let Ok(token) = std::fs::read_to_string(&path) {
         if store.authenticate(token.trim()).is_ok() {
             return Ok(token.trim().to_owned());
@@ -105,6 +107,11 @@ pub(crate) async fn run(command: &str) -> Result<i32, Error> {
     config.activation = activation;
     tokio::spawn(session_agent::run(config));
     eprintln!("demo: relay on {url}, agent \"{INSTANCE}\" connected to it, state in {}", dir.display());
+    eprintln!(
+        "demo: browser console at http://{}/ while this runs; log in with the token in {}",
+        relay.addr,
+        dir.join(TOKEN_FILE).display()
+    );
     for _ in 0..250 {
         if relay.registry.is_online(INSTANCE) {
             break;

@@ -20,4 +20,4 @@ mod relay;
 pub use connection::{ChannelIo, Connection, OUTPUT_CLOSED_EXIT, Outcome, input_from};
 pub use error::Error;
 pub use forward::{Failures, forward};
-pub use relay::Relay;
+pub use relay::{DEFAULT_REATTACH_FOR, Relay};

@@ -9,11 +9,12 @@ mod terminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use session_client::{ChannelIo, Connection, Error, Failures, Outcome, Relay};
+use session_client::{ChannelIo, Connection, DEFAULT_REATTACH_FOR, Error, Failures, Outcome, Relay};
 use session_link::dial::Trust;
 use session_proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
 use session_proto::{Env, Signal, WindowSize};
@@ -27,9 +28,10 @@ Exit status:
                   killed by SIGPIPE: `exec ... | head`); the session is closed
   128 + N         connect was ended by signal N (HUP, TERM, QUIT) after restoring the terminal
   255             no session, or one that ended without an exit status: refused, the relay
-                  unreachable or gone, the session terminated, its instance lost; stderr says why
+                  unreachable or gone (and not back within --reattach-for), the session
+                  terminated, its instance lost; stderr says why
   0               list, sessions, terminate, switch: done; forward: never (it runs until the
-                  connection to the relay is lost, then exits 255 saying why)";
+                  connection to the relay is lost for good, then exits 255 saying why)";
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Shells, commands and port forwards on instances, through the relay", after_help = EXIT_STATUS)]
@@ -49,6 +51,10 @@ struct Args {
     /// environment, where other users' `ps` cannot see it.
     #[arg(long, global = true, env = "SESSION_TOKEN", hide_env_values = true, default_value = "")]
     token: String,
+    /// Seconds to keep dialing the relay when the connection is lost, re-attaching the session
+    /// with no output lost; 0 ends the session with the connection.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_REATTACH_FOR.as_secs())]
+    reattach_for: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -127,6 +133,7 @@ fn fail(e: &Error) -> ExitCode {
 
 async fn run(args: Args) -> Result<i32, Error> {
     let mut relay = Relay::new(&args.relay, &args.token);
+    relay.reattach_for = Duration::from_secs(args.reattach_for);
     if let Some(path) = &args.ca_file {
         relay.trust = Trust::ca_file(path).map_err(|e| Error::Invalid(e.to_string()))?;
     }

@@ -19,6 +19,10 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest JSON answer read (spec 11.4): a listing of some 400,000 instances.
 const MAX_ANSWER_LEN: usize = 64 << 20;
 
+/// How long a lost connection is dialed again, by default: the relay's default detach timeout,
+/// after which it has given the session up too.
+pub const DEFAULT_REATTACH_FOR: Duration = Duration::from_secs(60);
+
 /// How to reach the relay, and as whom.
 #[derive(Clone)]
 pub struct Relay {
@@ -28,6 +32,9 @@ pub struct Relay {
     pub trust: Trust,
     /// The user's bearer token (`session-relay admin token create`).
     pub token: String,
+    /// How long a connection that was lost is dialed again to re-attach its session before
+    /// the session is given up (spec 12.9); zero gives it up at once.
+    pub reattach_for: Duration,
 }
 
 impl core::fmt::Debug for Relay {
@@ -40,7 +47,12 @@ impl core::fmt::Debug for Relay {
 impl Relay {
     /// The relay at `url`, trusting the system's roots, for the holder of `token`.
     pub fn new(url: &str, token: &str) -> Relay {
-        Relay { url: url.trim_end_matches('/').to_owned(), trust: Trust::system(), token: token.to_owned() }
+        Relay {
+            url: url.trim_end_matches('/').to_owned(),
+            trust: Trust::system(),
+            token: token.to_owned(),
+            reattach_for: DEFAULT_REATTACH_FOR,
+        }
     }
 
     /// Dials `path` with the token, within [`DIAL_TIMEOUT`], for frames.

@@ -173,7 +173,15 @@ async fn forward_reports_each_failure_and_ends_with_its_relay_connection() {
     let target = closed.local_addr().unwrap().port();
     drop(closed);
     let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
-        .args(["--relay", &url, "forward", "cli-fwd", &format!("0:127.0.0.1:{target}")])
+        .args([
+            "--relay",
+            &url,
+            "--reattach-for",
+            "0",
+            "forward",
+            "cli-fwd",
+            &format!("0:127.0.0.1:{target}"),
+        ])
         .env("SESSION_TOKEN", &token)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -202,6 +210,57 @@ async fn forward_reports_each_failure_and_ends_with_its_relay_connection() {
         tokio::time::timeout(core::time::Duration::from_secs(20), ended).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(255), "{rest}");
     assert!(rest.contains("relay"), "says why: {rest}");
+}
+
+/// By default a forward outlives a cut connection to the relay: it dials again and re-attaches
+/// its session (spec 12.9), and goes on forwarding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_reattaches_after_its_relay_connection_is_cut() {
+    use std::io::{BufRead, BufReader, Read};
+    let (system, _, token) = relay_and_agent("cli-fwd-resume").await;
+    let proxy = session_test_kit::Proxy::start(system.relay.addr).await;
+    let url = format!("ws://{}", proxy.addr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
+        .args(["--relay", &url, "forward", "cli-fwd-resume", &format!("0:127.0.0.1:{target}")])
+        .env("SESSION_TOKEN", &token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client binary runs");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let local: core::net::SocketAddr =
+        line.split_whitespace().nth(1).and_then(|a| a.parse().ok()).expect(&line);
+    assert_eq!(proxy.cut(), 1, "the forward's one connection to the relay");
+    // Each attempt is carried by the session, once it is re-attached; until then, the local
+    // connection waits for the channel's answer.
+    let mut nothing = Vec::new();
+    std::net::TcpStream::connect(local).unwrap().read_to_end(&mut nothing).unwrap();
+    let answered = tokio::task::spawn_blocking(move || {
+        let mut said = String::new();
+        loop {
+            let mut line = String::new();
+            stderr.read_line(&mut line).unwrap();
+            said.push_str(&line);
+            if line.contains("CONNECT_FAILED") || line.is_empty() {
+                return said;
+            }
+        }
+    });
+    let answered = tokio::time::timeout(core::time::Duration::from_secs(20), answered).await;
+    let answered = answered.expect("a line saying how the attempt failed").unwrap();
+    assert!(
+        answered.contains("forward from 127.0.0.1:") && answered.contains("CONNECT_FAILED"),
+        "{answered}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "the forward still runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// A bearer token is not sent over plain WebSocket off loopback unless asked.

@@ -25,6 +25,7 @@ use crate::access::{
 };
 use crate::answers::{Answer, InstanceStatus, Instances, Labels, Switched, Terminated};
 use crate::audit::{Kind, Outcome, Record};
+use crate::console::Console;
 use crate::handshakes::off_workers;
 use crate::policy::Context;
 use crate::registry::Registry;
@@ -124,6 +125,7 @@ pub(crate) struct Gate<'a> {
     pub(crate) sessions: &'a Sessions,
     pub(crate) usage: &'a Usage,
     pub(crate) limits: &'a Limits,
+    pub(crate) console: &'a Console,
 }
 
 const NOT_FOUND: &str = "unknown path: use /v1/agent/<id>, /v1/client/<instance>, /v1/instances, \
@@ -165,6 +167,14 @@ impl Gate<'_> {
             let reason = format!("the handshake must offer the WebSocket subprotocol {SUBPROTOCOL}");
             return Err(Refused::unproven(StatusCode::BAD_REQUEST, reason));
         }
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        if let Some(origin) = header("origin") {
+            // A page from elsewhere must not use the browser's login here (spec 11.10).
+            if !self.console.origin_allowed(origin, header("host")) {
+                let reason = format!("origin {origin} may not open WebSockets here");
+                return Err(Refused::unproven(StatusCode::FORBIDDEN, reason));
+            }
+        }
         let Some(target) = parse_target(request) else {
             return Err(Refused::unproven(StatusCode::NOT_FOUND, NOT_FOUND));
         };
@@ -172,7 +182,7 @@ impl Gate<'_> {
         if let Target::Agent { instance, version } = target {
             return admit_agent(access, request, instance, version);
         }
-        let who = authenticate(access, request)?;
+        let who = authenticate(access, self.console, request)?;
         match target {
             Target::Agent { .. } => Err(Refused::new(StatusCode::NOT_FOUND, NOT_FOUND)),
             Target::Client { instance } => {
@@ -269,11 +279,18 @@ impl Gate<'_> {
     }
 }
 
-/// The user a bearer token names.
-fn authenticate(access: &Access, request: &Request) -> Result<Principal, Refused> {
-    let token = request
-        .headers()
-        .get("authorization")
+/// The user a bearer token names, or else a console login's cookie.
+fn authenticate(access: &Access, console: &Console, request: &Request) -> Result<Principal, Refused> {
+    let authorization = request.headers().get("authorization");
+    if authorization.is_none() {
+        let cookies = request.headers().get("cookie").and_then(|v| v.to_str().ok());
+        if let Some(who) = console.who(cookies) {
+            // The token the login was made with may have been revoked or have expired since.
+            access.store.token_valid(&who.token).map_err(|e| Refused::unauthorized(&e))?;
+            return Ok(who);
+        }
+    }
+    let token = authorization
         .and_then(|v| v.to_str().ok())
         // The scheme's name is case-insensitive (RFC 9110, 11.1).
         .and_then(|v| {

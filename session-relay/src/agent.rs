@@ -10,14 +10,14 @@ use std::time::{Duration, SystemTime};
 use session_codec::Frame;
 use session_link::{Clock, Driver, End, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
-use session_proto::{EndReason, ErrorCode, Message, RefuseReason};
+use session_proto::{EndReason, ErrorCode, RefuseReason};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::registry::{Entry, Registry};
 use crate::route::{ClientTx, Couplings, Inflow, RouteId, ToAgent, ToClient, Why};
 use crate::secret::constant_time_eq;
-use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, RelayConfig};
+use crate::{RelayConfig, first_hello, go_away};
 
 /// Channels at once on one agent connection.
 const AGENT_CHANNELS: usize = 1024;
@@ -28,22 +28,14 @@ static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 /// A proven agent's new transport: a fresh session, or a re-attach of its detached one, which
 /// its first frame (a Hello with a resume token) asks for.
 pub(crate) async fn serve(
-    mut transport: Transport,
+    transport: Transport,
     peer: SocketAddr,
     name: String,
     key: Vec<u8>,
     registry: Registry,
     config: &RelayConfig,
 ) -> Result<(), String> {
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, transport.next()).await {
-        Ok(Some(Ok(frame))) => frame,
-        Ok(_) => return Err("the connection ended before its Hello".to_owned()),
-        Err(_) => return refuse(transport, ErrorCode::PROTOCOL_ERROR, NO_HELLO).await,
-    };
-    let resume_token = match hello.message() {
-        Ok(Message::Hello(h)) => h.resume.map(|r| r.token.to_vec()),
-        _ => None,
-    };
+    let (transport, hello, resume_token) = first_hello(transport).await?;
     if let Some(token) = resume_token {
         // The session must be this instance's, and held by the key just proven.
         let entry = registry
@@ -51,7 +43,7 @@ pub(crate) async fn serve(
             .filter(|e| constant_time_eq(&e.token, &token) && constant_time_eq(&e.key, &key));
         let Some(entry) = entry else {
             info!(%peer, instance = %name, "resume refused: no such session");
-            return refuse(transport, ErrorCode::RESUME_REJECTED, "no session for this token").await;
+            return go_away(transport, ErrorCode::RESUME_REJECTED, "no session for this token").await;
         };
         info!(%peer, instance = %name, "agent re-attaching");
         return entry
@@ -93,14 +85,6 @@ fn new_connection(
     let conn = Connection::with_owned_resume(Config::new(Role::Acceptor), replay_len, &token, clock.now())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok((Box::new(conn), token))
-}
-
-/// Answers a transport with GoAway and closes it.
-async fn refuse(transport: Transport, code: ErrorCode, message: &'static str) -> Result<(), String> {
-    let frame = Frame::new(&Message::GoAway { code, message }).map_err(|e| e.to_string())?;
-    transport.send(frame);
-    transport.close(Some(code)).wait().await;
-    Err(message.to_owned())
 }
 
 struct AgentTask {

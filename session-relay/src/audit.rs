@@ -51,6 +51,8 @@ pub enum Kind {
     Settings,
     /// An operator changed the store with `session-relay admin`.
     Admin,
+    /// A user logged in to the browser console, or out.
+    Login,
     /// Records were lost to a full queue.
     AuditDropped,
 }

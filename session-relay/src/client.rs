@@ -1,8 +1,10 @@
-//! The relay's task for one client connection: each channel the client opens, once the gate
-//! admits it, is coupled to a channel on the connection of the instance the client named.
+//! The relay's task for one client's session: each channel the client opens, once the gate
+//! admits it, is coupled to a channel on the connection of the instance the client named. A
+//! client that offers RESUME keeps its session across a lost connection, as an agent does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use session_codec::Frame;
 use session_link::{Clock, Driver, Op, Transport, Wake};
@@ -13,18 +15,22 @@ use tracing::info;
 
 use crate::access::Access;
 use crate::audit::SessionRecord;
+use crate::clients::{self, Clients};
 use crate::registry::Registry;
 use crate::route::{AgentTx, ClientTx, Controls, Couplings, Inflow, RouteId, ToAgent, ToClient};
 use crate::sessions::{Active, Sessions};
 use crate::store::{Principal, unix_now};
 use crate::usage::{Lease, Limits, Usage};
-use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, clip};
+use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, clip, first_hello, go_away};
 
 /// Channels at once on one client connection.
 const CLIENT_CHANNELS: usize = 64;
 
 /// Route ids are unique across the relay.
 static NEXT_ROUTE: AtomicU64 = AtomicU64::new(1);
+
+/// Client sessions are numbered so that an ended one cannot unregister another.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 type ClientDriver = Driver<CLIENT_CHANNELS>;
 
@@ -50,18 +56,60 @@ pub(crate) struct Place {
     pub(crate) sessions: Sessions,
     pub(crate) usage: Usage,
     pub(crate) limits: Limits,
+    pub(crate) clients: Clients,
+    /// How long a detached session waits for its client.
+    pub(crate) detach_timeout: Duration,
+    /// Bytes in flight towards the client, at most, while it may re-attach.
+    pub(crate) replay_len: usize,
 }
 
-/// Serves a client's connection to `instance` until it ends.
+/// Serves a client's new connection to `instance`: a fresh session until it ends, or a
+/// re-attach of `who`'s detached session on `instance`, which its Hello asks for.
 pub(crate) async fn serve(transport: Transport, who: Principal, instance: String, place: Place) {
-    let Place { registry, access, sessions, usage, limits } = place;
+    let Ok((transport, hello, resume_token)) = first_hello(transport).await else { return };
+    if let Some(token) = resume_token {
+        let Some(to_client) = place.clients.get(&token, &who.user, &instance) else {
+            info!(user = %who.user, %instance, "client resume refused: no such session");
+            let _ = go_away::<()>(transport, ErrorCode::RESUME_REJECTED, "no session for this token").await;
+            return;
+        };
+        info!(user = %who.user, %instance, "client re-attaching");
+        if let Err(mpsc::error::SendError(ToClient::Reattach { transport, .. })) =
+            to_client.send(ToClient::Reattach { transport, hello })
+        {
+            let _ = go_away::<()>(transport, ErrorCode::RESUME_REJECTED, "the session just ended").await;
+        }
+        return;
+    }
+    let Place { registry, access, sessions, usage, limits, clients, detach_timeout, replay_len } = place;
     let clock = Clock::default();
-    let conn = Box::new(Connection::<CLIENT_CHANNELS>::new(Config::new(Role::Acceptor), clock.now()));
-    let mut driver = Driver::new(conn, clock);
+    let mut token = [0u8; 32];
+    if getrandom::fill(&mut token).is_err() {
+        let _ =
+            go_away::<()>(transport, ErrorCode::INTERNAL_ERROR, "the relay's random generator failed").await;
+        return;
+    }
+    let Ok(conn) = Connection::<CLIENT_CHANNELS>::with_owned_resume(
+        Config::new(Role::Acceptor),
+        replay_len,
+        &token,
+        clock.now(),
+    ) else {
+        let _ = go_away::<()>(transport, ErrorCode::INTERNAL_ERROR, "the relay's replay buffer is too small")
+            .await;
+        return;
+    };
+    let mut driver = Driver::new(Box::new(conn), clock);
     driver.attach(transport);
-    // A client that says no Hello is told so, in bounded time.
-    driver.wake_at(Some(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT));
     let (reply, mut replies) = mpsc::unbounded_channel();
+    let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+    let entry = clients::Entry {
+        serial,
+        user: who.user.clone(),
+        instance: instance.clone(),
+        to_client: reply.clone(),
+    };
+    clients.insert(&token, entry);
     let mut task = ClientTask {
         who,
         instance,
@@ -73,25 +121,43 @@ pub(crate) async fn serve(transport: Transport, who: Principal, instance: String
         reply,
         couplings: Couplings::default(),
     };
+    task.on_frame(&mut driver, hello);
+    // A client whose Hello was not one is told so in bounded time.
+    driver.wake_at(Some(tokio::time::Instant::now() + HANDSHAKE_TIMEOUT));
     loop {
         match driver.next(&mut replies).await {
             Wake::Frame(frame) => task.on_frame(&mut driver, frame),
+            Wake::Input(ToClient::Reattach { transport, hello }) => {
+                if driver.attach(transport) {
+                    info!(user = %task.who.user, instance = %task.instance, "client re-attached");
+                    driver.wake_at(None);
+                    task.on_frame(&mut driver, hello);
+                }
+            }
             Wake::Input(reply) => task.on_reply(&mut driver, reply),
             Wake::Sent { channel, len } => task.sent(channel, len),
             Wake::Closed { channel } => task.finish(channel),
+            Wake::Alarm if driver.connection().is_detached() => {
+                info!(user = %task.who.user, instance = %task.instance, "detached client session expired");
+                break;
+            }
             Wake::Alarm => {
                 if !driver.connection().is_established() {
                     driver.go_away(ErrorCode::PROTOCOL_ERROR, NO_HELLO);
                 }
             }
-            // Client connections are not resumable.
-            Wake::Detached => {}
+            // Only a client that offered RESUME is kept: it may come back (spec 12.9).
+            Wake::Detached => {
+                info!(user = %task.who.user, instance = %task.instance, "client connection lost; session kept");
+                driver.wake_at(Some(tokio::time::Instant::now() + detach_timeout));
+            }
             Wake::Ended(end) => {
                 info!(user = %task.who.user, reason = %end, "client connection ended");
                 break;
             }
         }
     }
+    clients.remove(&token, serial);
     task.end();
 }
 
@@ -271,6 +337,8 @@ impl ClientTask {
                 (route, Op::Exit(status))
             }
             ToClient::Eof { route } => (route, Op::Eof),
+            // Handled where the driver is attached.
+            ToClient::Reattach { .. } => return,
             ToClient::Close { route, why } => {
                 let unanswered = self.couplings.channel(route).filter(|&channel| {
                     self.couplings.get(channel).is_some_and(|(_, coupling)| !coupling.accepted)

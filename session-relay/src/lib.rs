@@ -34,8 +34,11 @@ mod agent;
 mod answers;
 pub mod audit;
 mod client;
+mod clients;
+mod console;
 pub mod dev;
 mod handshakes;
+mod http;
 mod listener;
 pub mod policy;
 mod registry;
@@ -48,6 +51,10 @@ mod usage;
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use session_codec::Frame;
+use session_link::Transport;
+use session_proto::{ErrorCode, Message};
 
 pub use access::Access;
 pub use audit::Audit;
@@ -62,6 +69,29 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a peer that sent no Hello in time is told, with GoAway PROTOCOL_ERROR.
 const NO_HELLO: &str = "no Hello within 10 s of the handshake";
+
+/// A new transport's first frame, its Hello, with the resume token it presents if any. A peer
+/// that sends nothing in time is told so with GoAway PROTOCOL_ERROR.
+async fn first_hello(mut transport: Transport) -> Result<(Transport, Frame, Option<Vec<u8>>), String> {
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, transport.next()).await {
+        Ok(Some(Ok(frame))) => frame,
+        Ok(_) => return Err("the connection ended before its Hello".to_owned()),
+        Err(_) => return go_away(transport, ErrorCode::PROTOCOL_ERROR, NO_HELLO).await,
+    };
+    let token = match hello.message() {
+        Ok(Message::Hello(h)) => h.resume.map(|r| r.token.to_vec()),
+        _ => None,
+    };
+    Ok((transport, hello, token))
+}
+
+/// Answers a transport with GoAway and closes it; `message` is the error returned.
+async fn go_away<T>(transport: Transport, code: ErrorCode, message: &'static str) -> Result<T, String> {
+    let frame = Frame::new(&Message::GoAway { code, message }).map_err(|e| e.to_string())?;
+    transport.send(frame);
+    transport.close(Some(code)).wait().await;
+    Err(message.to_owned())
+}
 
 /// Refusal reasons must fit their frame (256 bytes in a Refuse, 123 in a WebSocket Close) or
 /// they would not be sent at all.
@@ -83,6 +113,9 @@ pub struct RelayConfig {
     pub limits: Limits,
     /// How many connections may be in their handshake at once.
     pub handshakes: HandshakeLimits,
+    /// Origins (`https://ops.example`) whose pages may use the relay besides its own: the
+    /// browser console's WebSockets and logins from anywhere else are refused (spec 11.10).
+    pub console_origins: Vec<String>,
 }
 
 impl core::fmt::Debug for RelayConfig {
@@ -94,6 +127,7 @@ impl core::fmt::Debug for RelayConfig {
             .field("tls", &self.tls.is_some())
             .field("limits", &self.limits)
             .field("handshakes", &self.handshakes)
+            .field("console_origins", &self.console_origins)
             .finish()
     }
 }
@@ -108,6 +142,7 @@ impl RelayConfig {
             tls: None,
             limits: Limits::default(),
             handshakes: HandshakeLimits::default(),
+            console_origins: Vec::new(),
         }
     }
 }

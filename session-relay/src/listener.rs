@@ -18,7 +18,10 @@ use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
 use tracing::{debug, info, warn};
 
 use crate::admission::{self, Admitted, ClientClaim, Gate};
+use crate::clients::Clients;
+use crate::console::{self, Console};
 use crate::handshakes::{Handshakes, Slot, off_workers};
+use crate::http::{Prefixed, read_head};
 use crate::registry::Registry;
 use crate::sessions::Sessions;
 use crate::usage::Usage;
@@ -30,13 +33,23 @@ struct Shared {
     registry: Registry,
     sessions: Sessions,
     usage: Usage,
+    clients: Clients,
+    console: Console,
     config: RelayConfig,
 }
 
 /// Accepts connections on `listener` for ever: through TLS when the config has it.
 pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfig) {
     let handshakes = Handshakes::new(config.handshakes);
-    let shared = Shared { registry, sessions: Sessions::default(), usage: Usage::default(), config };
+    let console = Console::new(&config.console_origins, config.tls.is_some());
+    let shared = Shared {
+        registry,
+        sessions: Sessions::default(),
+        usage: Usage::default(),
+        clients: Clients::default(),
+        console,
+        config,
+    };
     let mut quiet = Quiet::default();
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -86,18 +99,39 @@ pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfi
     }
 }
 
-/// One accepted connection: its WebSocket handshake, admitted or refused, and then the task of
-/// what it was admitted as.
-async fn connection<S>(stream: S, peer: SocketAddr, shared: Shared, slot: Slot) -> Result<(), String>
+/// One accepted connection: a WebSocket handshake, admitted or refused, and then the task of
+/// what it was admitted as; or the console's plain HTTP requests.
+async fn connection<S>(mut stream: S, peer: SocketAddr, shared: Shared, slot: Slot) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut head_bytes = Vec::new();
+    let head = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_head(&mut stream, &mut head_bytes)).await {
+        Ok(Ok(Some(head))) => head,
+        Ok(Ok(None)) => return Err("closed before a request".to_owned()),
+        Ok(Err(e)) => {
+            console::refuse_head(&mut stream, &e).await;
+            return Err(e.to_string());
+        }
+        Err(_) => return Err("handshake timed out".to_owned()),
+    };
+    if !head.is_upgrade() {
+        // The console's requests hold the handshake slot: whoever sends them has proved nothing.
+        let place = console::Place { console: &shared.console, access: &shared.config.access, peer };
+        let served = Box::pin(console::serve(stream, head_bytes, head, place)).await;
+        drop(slot);
+        return served;
+    }
+    drop(head);
+    // The WebSocket handshake reads the request again.
+    let stream = Prefixed::new(head_bytes, stream);
     let gate = Gate {
         access: &shared.config.access,
         registry: &shared.registry,
         sessions: &shared.sessions,
         usage: &shared.usage,
         limits: &shared.config.limits,
+        console: &shared.console,
     };
     let mut admitted = None;
     #[allow(clippy::result_large_err, reason = "the callback type is tungstenite's")]
@@ -144,9 +178,17 @@ where
             let ClientClaim { who, instance, lease } = *claim;
             info!(%peer, user = %who.user, instance = %instance.id, "client connected");
             let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
-            let Shared { registry, sessions, usage, config } = shared;
-            let place =
-                client::Place { registry, access: config.access, sessions, usage, limits: config.limits };
+            let Shared { registry, sessions, usage, clients, config, .. } = shared;
+            let place = client::Place {
+                registry,
+                access: config.access,
+                sessions,
+                usage,
+                limits: config.limits,
+                clients,
+                detach_timeout: config.detach_timeout,
+                replay_len: config.replay_len,
+            };
             Box::pin(client::serve(transport, who, instance.id, place)).await;
             drop(lease);
             info!(%peer, "client disconnected");

@@ -70,6 +70,10 @@ struct ServeArgs {
     /// their clients are told (spec 12.5).
     #[arg(long, default_value_t = 60)]
     detach_timeout: u64,
+    /// An origin (`https://ops.example.com`) whose pages may use the relay's console besides
+    /// the relay's own; repeat for several. WebSockets and logins from any other are refused.
+    #[arg(long = "console-origin", value_name = "ORIGIN")]
+    console_origins: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +145,7 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
             per_source: args.max_handshakes_per_source,
         }
         .within(descriptors),
+        console_origins: args.console_origins,
         ..RelayConfig::new(access)
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

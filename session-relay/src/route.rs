@@ -189,6 +189,11 @@ pub(crate) enum ToClient {
         /// Who ended it.
         by: String,
     },
+    /// The client's new transport, whose first frame, `hello`, asks to resume this session.
+    Reattach {
+        transport: Transport,
+        hello: Frame,
+    },
 }
 
 /// Why a channel ends when its process's Exit does not say: what a Reason frame carries.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use session_codec::websocket::{SUBPROTOCOL, ws_config};
 use session_proto::DEFAULT_MAX_FRAME;
-use session_proto::connection::{Config, Connection, Event, Instant};
+use session_proto::connection::{Config, Connection, Event, Instant, Role};
 use session_proto::frame::peek_len;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -22,6 +22,8 @@ pub struct Raw {
     pub ws: Ws,
     pub conn: Box<Connection<'static, 64>>,
     pub start: std::time::Instant,
+    /// Every Data payload received, of every channel, in order.
+    pub output: Vec<u8>,
 }
 
 /// The handshake of a client connection to `instance` with `token`.
@@ -64,13 +66,40 @@ impl Raw {
         Raw::hello(ws, config).await
     }
 
+    /// As `connect`, offering RESUME: the relay keeps the session when the WebSocket drops.
+    pub async fn connect_resumable(url: &str, token: &str, instance: &str) -> Raw {
+        let conn = Connection::with_owned_resume(
+            Config::new(Role::Initiator),
+            1 << 20,
+            &[],
+            Instant::from_millis(0),
+        )
+        .unwrap();
+        Raw::start(Raw::dial(url, token, instance).await, Box::new(conn)).await
+    }
+
+    /// Drops the WebSocket, dials again, and re-attaches the session over the new one.
+    pub async fn reattach(&mut self, url: &str, token: &str, instance: &str) -> Vec<String> {
+        self.ws = Raw::dial(url, token, instance).await;
+        self.conn.detach();
+        let now = self.now();
+        self.conn.reattach(now).unwrap();
+        self.flush().await
+    }
+
+    async fn dial(url: &str, token: &str, instance: &str) -> Ws {
+        let request = request(url, token, instance);
+        let config = Some(ws_config(DEFAULT_MAX_FRAME));
+        tokio_tungstenite::connect_async_with_config(request, config, true).await.unwrap().0
+    }
+
     /// Starts a connection of `config` over `ws` and waits until it is established.
     async fn hello(ws: Ws, config: Config) -> Raw {
-        let mut raw = Raw {
-            ws,
-            conn: Box::new(Connection::new(config, Instant::from_millis(0))),
-            start: std::time::Instant::now(),
-        };
+        Raw::start(ws, Box::new(Connection::new(config, Instant::from_millis(0)))).await
+    }
+
+    async fn start(ws: Ws, conn: Box<Connection<'static, 64>>) -> Raw {
+        let mut raw = Raw { ws, conn, start: std::time::Instant::now(), output: Vec::new() };
         raw.flush().await;
         raw.until(|e| e.starts_with("Connected"), 5).await;
         raw
@@ -112,6 +141,7 @@ impl Raw {
                 Ok(Some(event)) => {
                     if let Event::Data { channel, payload, .. } = event {
                         let n = payload.len();
+                        self.output.extend_from_slice(payload);
                         events.push(format!("Data {channel} {n}"));
                         let _ = self.conn.consume(channel, n);
                     } else {

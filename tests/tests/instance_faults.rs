@@ -112,7 +112,9 @@ async fn an_open_after_the_connection_was_lost_says_it_was_lost() {
     let mut system = System::start(None).await;
     system.agent("i-lost").await;
     let proxy = Proxy::start(system.relay.addr).await;
-    let relay = session_client::Relay::new(&format!("ws://{}", proxy.addr), system.token());
+    let mut relay = session_client::Relay::new(&format!("ws://{}", proxy.addr), system.token());
+    // A client that does not re-attach (a re-attaching one is in client_resume.rs).
+    relay.reattach_for = Duration::ZERO;
     let connection = Connection::connect(&relay, "i-lost").await.unwrap();
     // The network between the client and the relay fails.
     assert_eq!(proxy.cut(), 1);
