@@ -228,6 +228,7 @@ class TerminalTab {
     this.ended = false;
     this.pendingBytes = 0; // handed to xterm.js, not yet parsed by it
     this.maxPending = 0;
+    this.rendered = 0; // output bytes xterm.js has parsed
     this.timings = { clicked: clickedAt };
     this.timer = null;
 
@@ -431,6 +432,7 @@ class TerminalTab {
         // Raw bytes: xterm.js decodes UTF-8 itself, across message boundaries.
         this.term.write(bytes, () => {
           this.pendingBytes -= bytes.length;
+          this.rendered += bytes.length;
           if (this.ended) return;
           this.session.consume(channel, bytes.length);
           this.flush();
@@ -470,6 +472,7 @@ class TerminalTab {
 
   input(bytes) {
     if (this.channel === null || this.ended) return;
+    this.timings.lastInput = performance.now();
     if (!this.session.write(this.channel, bytes)) this.notice("[input dropped: too much typed ahead]");
     this.flush();
   }
@@ -555,6 +558,7 @@ window.sessionConsole = {
       rows: t.term.rows,
       pending: t.pendingBytes,
       maxPending: t.maxPending,
+      rendered: t.rendered,
       timings: t.timings,
     })),
   text: (index) => tabs[index].text(),

@@ -6,12 +6,14 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "scaffolding for std programs")]
 
 pub mod agent_by_hand;
+pub mod browser;
 pub mod measure;
 pub mod raw;
 pub mod relay_by_hand;
 pub mod run;
 pub mod system;
 
+pub use browser::Browser;
 pub use run::{
     Ran, exec, exec_on_terminal, forward_echo, forward_to, nothing, pipes, read_until, run, run_on, size,
 };
