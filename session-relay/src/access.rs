@@ -15,16 +15,9 @@ use crate::registry::{Entry, Registry};
 use crate::secret::{self, constant_time_eq};
 use crate::store::{Principal, Store};
 
-/// Start a shell or a command.
-pub const START_SESSION: &str = "session:StartSession";
-/// Start a port forward.
-pub const START_PORT_FORWARD: &str = "session:StartPortForward";
-/// See an instance in the list, with its status.
-pub const DESCRIBE_INSTANCE_STATUS: &str = "session:DescribeInstanceStatus";
-/// Turn an account's session management on or off.
-pub const MODIFY_SETTINGS: &str = "session:ModifySettings";
-/// End one of one's own sessions.
-pub const TERMINATE_SESSION: &str = "session:TerminateSession";
+pub use crate::policy::{
+    DESCRIBE_INSTANCE_STATUS, MODIFY_SETTINGS, START_PORT_FORWARD, START_SESSION, TERMINATE_SESSION,
+};
 
 /// Asks the store's policies; shared by every task.
 #[derive(Debug, Clone)]

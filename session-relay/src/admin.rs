@@ -1,13 +1,15 @@
 //! `session-relay admin`: users, tokens, policies, activation codes, instances, the switch and
-//! the audit log, changed in the store the relay reads. Secrets are printed once, here.
+//! the audit log, changed in the store the relay reads; and the sessions in progress, which the
+//! running relays publish to the store and end when asked there (`watch.rs`). Secrets are
+//! printed once, here.
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use session_relay::audit::{Kind, Outcome, Record};
-use session_relay::store::{ActivationTerms, Store, StoreError, unix_now};
+use session_relay::store::{ActivationTerms, Store, StoreError, TERMINATED, unix_now};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Admin {
@@ -26,9 +28,12 @@ pub(crate) enum Admin {
     /// Registered instances.
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Sessions in progress at the relays running on this store, every user's.
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Shows or sets whether an account's sessions may start.
     Switch {
-        /// The account.
+        /// The account: an instance or an activation code must name it.
         account: String,
         /// `on` or `off`; without it, shows the setting.
         #[arg(value_parser = ["on", "off"])]
@@ -46,7 +51,7 @@ pub(crate) enum Admin {
 pub(crate) enum UserCommand {
     /// Adds a user.
     Add { name: String },
-    /// Removes a user, their tokens and attachments.
+    /// Removes a user, their tokens and attachments; their sessions in progress end.
     Remove { name: String },
     /// Lists users and their policies.
     List,
@@ -61,7 +66,8 @@ pub(crate) enum TokenCommand {
         #[arg(long, default_value = "90d", value_parser = parse_duration)]
         expires_in: Duration,
     },
-    /// Revokes a token by its id (the 16 hex digits after `srt_`).
+    /// Revokes a token by its id (the 16 hex digits after `srt_`); the sessions started with it
+    /// end, within a second of a running relay's next look at the store.
     Revoke { id: String },
     /// Lists tokens: ids, users, expiry, revocation; never the secrets.
     List,
@@ -103,10 +109,27 @@ pub(crate) enum ActivationCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum SessionCommand {
+    /// Lists every session in progress: id, user, instance, start, relay and what it runs.
+    List {
+        /// One JSON object, `{"sessions": [...]}`, with starts in RFC 3339.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ends a session, as its owner's `terminate` does: its client is told who ended it. Waits
+    /// for its relay, which looks once a second, to say it did.
+    Terminate {
+        /// The session's id, as `session list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum InstanceCommand {
     /// Lists registered instances.
     List,
-    /// Forgets an instance's key: its agent must register again.
+    /// Forgets an instance's key: its agent must register again, and its sessions in progress
+    /// end.
     Remove { id: String },
 }
 
@@ -125,6 +148,36 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     number.checked_mul(unit).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// `text` with its control characters escaped (`\t`, `\n`, `\u{1b}`), the rest as it is.
+fn printable(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+/// `unix` seconds as RFC 3339 in UTC: `2026-01-01T00:00:00Z`.
+fn rfc3339(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Days to a civil date (proleptic Gregorian), after Howard Hinnant's `civil_from_days`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
 fn when(unix: i64) -> String {
     let left = unix - unix_now();
     if left > 0 { format!("in {}", span(left)) } else { format!("{} ago", span(-left)) }
@@ -139,9 +192,95 @@ fn span(secs: i64) -> String {
     }
 }
 
+/// How long `session terminate` waits for the relay holding the session to answer: ten of its
+/// looks at the store, once a second, so a relay that runs answers well within it.
+const TERMINATE_WAIT: Duration = Duration::from_secs(10);
+
+/// Why an admin command failed.
+#[derive(Debug)]
+pub(crate) enum AdminError {
+    /// The store refused or failed.
+    Store(StoreError),
+    /// The session ended on its own before its relay came to it: `session {id} just ended`.
+    Ended(String),
+    /// The relay holding the session stopped, and its sessions with it: `the relay at {relay}
+    /// that held session {id} stopped, and its sessions ended with it`.
+    RelayGone {
+        /// The session.
+        id: String,
+        /// Where its relay listened.
+        relay: String,
+    },
+    /// The relay did not answer in time: `the relay at {relay} has not answered ...`.
+    Unanswered {
+        /// The session.
+        id: String,
+        /// Where its relay listens.
+        relay: String,
+    },
+}
+
+impl core::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AdminError::Store(e) => write!(f, "{e}"),
+            AdminError::Ended(id) => write!(f, "session {id} just ended"),
+            AdminError::RelayGone { id, relay } => {
+                write!(
+                    f,
+                    "the relay at {relay} that held session {id} stopped, and its sessions ended with it"
+                )
+            }
+            AdminError::Unanswered { id, relay } => write!(
+                f,
+                "the relay at {relay} has not answered the termination of session {id} within {} s; \
+                 it ends the session when it next reads the store",
+                TERMINATE_WAIT.as_secs()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AdminError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AdminError::Store(e) => Some(e),
+            AdminError::Ended(_) | AdminError::RelayGone { .. } | AdminError::Unanswered { .. } => None,
+        }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        AdminError::Store(e)
+    }
+}
+
+/// Whether `command` may make the store where there is none: only those that add the first
+/// things to one. Any other would read an empty store, or fail in it, and leave a new empty
+/// file behind where a path was mistyped.
+pub(crate) fn makes_store(command: &Admin) -> bool {
+    matches!(
+        command,
+        Admin::User(UserCommand::Add { .. })
+            | Admin::Policy(PolicyCommand::Put { .. })
+            | Admin::Activation(ActivationCommand::Create { .. })
+    )
+}
+
+/// Who runs the command, as audit records and terminated sessions name them: `admin:<login>`.
+fn operator() -> String {
+    let login =
+        ["USER", "LOGNAME"].into_iter().find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    login.map_or_else(
+        || format!("admin:uid-{}", rustix::process::geteuid().as_raw()),
+        |login| format!("admin:{login}"),
+    )
+}
+
 /// Carries out one admin command against `store`; one that changes something is audited (its
 /// arguments, which never hold a secret: secrets are only ever made here, and printed).
-pub(crate) fn run(store: &Store, command: Admin) -> Result<(), StoreError> {
+pub(crate) fn run(store: &Store, command: Admin) -> Result<(), AdminError> {
     let changes = !matches!(
         command,
         Admin::User(UserCommand::List)
@@ -149,14 +288,19 @@ pub(crate) fn run(store: &Store, command: Admin) -> Result<(), StoreError> {
             | Admin::Policy(PolicyCommand::List)
             | Admin::Activation(ActivationCommand::List)
             | Admin::Instance(InstanceCommand::List)
+            | Admin::Session(SessionCommand::List { .. })
             | Admin::Switch { state: None, .. }
             | Admin::Audit { .. }
     );
     let record = changes.then(|| {
-        let by = std::env::var("USER").unwrap_or_default();
+        let session = match &command {
+            Admin::Session(SessionCommand::Terminate { id }) => Some(id.clone()),
+            _ => None,
+        };
         let record = Record {
-            actor: Some(format!("admin:{by}")),
+            actor: Some(operator()),
             reason: Some(format!("{command:?}")),
+            session,
             ..Record::new(Kind::Admin, Outcome::Allowed)
         };
         record.to_json()
@@ -168,7 +312,7 @@ pub(crate) fn run(store: &Store, command: Admin) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn execute(store: &Store, command: Admin) -> Result<(), StoreError> {
+fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
     match command {
         Admin::User(UserCommand::Add { name }) => store.add_user(&name)?,
         Admin::User(UserCommand::Remove { name }) => store.remove_user(&name)?,
@@ -238,13 +382,62 @@ fn execute(store: &Store, command: Admin) -> Result<(), StoreError> {
             }
         }
         Admin::Instance(InstanceCommand::Remove { id }) => store.remove_instance(&id)?,
+        Admin::Session(SessionCommand::List { json }) => {
+            let sessions = store.live_sessions()?;
+            if store.running_relays()? == 0 {
+                eprintln!(
+                    "no relay has run on this store in the last {} s",
+                    session_relay::store::RELAY_GONE_AFTER.as_secs()
+                );
+            }
+            if json {
+                let sessions: Vec<serde_json::Value> = sessions
+                    .into_iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "id": s.id, "user": s.user, "instance": s.instance, "account": s.account,
+                            "kind": s.kind, "started": rfc3339(s.started), "relay": s.relay,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "sessions": sessions }));
+            } else {
+                for s in sessions {
+                    // What it runs comes last, its control characters escaped: a command's tab
+                    // or newline would otherwise shift the columns.
+                    let kind = printable(&s.kind);
+                    println!(
+                        "{}\t{}\t{}\tstarted {}\t{}\t{kind}",
+                        s.id,
+                        s.user,
+                        s.instance,
+                        when(s.started),
+                        s.relay
+                    );
+                }
+            }
+        }
+        Admin::Session(SessionCommand::Terminate { id }) => {
+            let session = store.request_termination(&id, &operator())?;
+            let asked = Instant::now();
+            loop {
+                match store.termination_outcome(&id)? {
+                    Some(Some(outcome)) if outcome == TERMINATED => break,
+                    Some(Some(_)) => return Err(AdminError::Ended(id)),
+                    None => return Err(AdminError::RelayGone { id, relay: session.relay }),
+                    Some(None) if asked.elapsed() >= TERMINATE_WAIT => {
+                        return Err(AdminError::Unanswered { id, relay: session.relay });
+                    }
+                    Some(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+            println!("terminated {id}: {} on {}, {}", session.user, session.instance, session.kind);
+        }
         Admin::Switch { account, state: None } => {
-            let on = store.sessions_enabled(&account)?;
+            let on = store.switch(&account)?;
             println!("{account}\tsessions {}", if on { "on" } else { "off" });
         }
-        Admin::Switch { account, state: Some(state) } => {
-            store.set_sessions_enabled(&account, state == "on")?
-        }
+        Admin::Switch { account, state: Some(state) } => store.set_switch(&account, state == "on")?,
         Admin::Audit { limit } => {
             for record in store.audit(limit)? {
                 println!("{record}");
@@ -252,4 +445,29 @@ fn execute(store: &Store, command: Admin) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_in_rfc_3339() {
+        for (unix, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_767_225_600, "2026-01-01T00:00:00Z"),
+            (1_709_251_199, "2024-02-29T23:59:59Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"),
+            (-1, "1969-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(rfc3339(unix), text, "{unix}");
+        }
+    }
+
+    #[test]
+    fn a_kind_is_shown_on_one_line_of_its_column() {
+        assert_eq!(printable("exec: printf 'a\tb\n' | wc -l; é"), "exec: printf 'a\\tb\\n' | wc -l; é");
+        assert_eq!(printable("shell"), "shell");
+    }
 }

@@ -30,7 +30,7 @@ use crate::handshakes::off_workers;
 use crate::policy::Context;
 use crate::registry::Registry;
 use crate::secret::{self, constant_time_eq};
-use crate::sessions::Sessions;
+use crate::sessions::{Sessions, terminated_by};
 use crate::store::{Instance, Principal, Refusal, StoreError};
 use crate::usage::{Lease, Limits, Usage};
 use crate::{HANDSHAKE_TIMEOUT, clip};
@@ -228,7 +228,7 @@ impl Gate<'_> {
                     return Err(Refused::forbidden(reason));
                 }
                 access.check(&who, TERMINATE_SESSION, &resource).map_err(Refused::forbidden)?;
-                if !active.terminate(&who.user) {
+                if !active.end(terminated_by(&who.user)) {
                     return Err(Refused::new(StatusCode::NOT_FOUND, format!("session {session} just ended")));
                 }
                 Ok(Admitted::Answer(Answer::of(&Terminated { terminated: session })))
@@ -236,7 +236,11 @@ impl Gate<'_> {
             Target::Switch { account, enabled } => {
                 let resource = access.settings(&account);
                 access.check(&who, MODIFY_SETTINGS, &resource).map_err(Refused::forbidden)?;
-                access.store.set_sessions_enabled(&account, enabled).map_err(|e| Refused::unavailable(&e))?;
+                // Only once the user may: whether an account exists is told to those alone.
+                access.store.set_switch(&account, enabled).map_err(|e| match e {
+                    StoreError::UnknownAccount(_) => Refused::new(StatusCode::NOT_FOUND, e.to_string()),
+                    _ => Refused::unavailable(&e),
+                })?;
                 access.audit.write(&Record {
                     actor: Some(who.user),
                     action: Some(MODIFY_SETTINGS.to_owned()),

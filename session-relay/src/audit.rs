@@ -439,6 +439,12 @@ impl SessionRecord {
         &self.kind
     }
 
+    /// The record of a session that ran and ended: `why` the relay ended it, if it did (it was
+    /// terminated, its token revoked, its instance removed).
+    pub(crate) fn ended(self, why: Option<String>) -> Record {
+        Record { reason: why, outcome: Outcome::Ended, ..self.end(None) }
+    }
+
     /// The session's record: ended, or refused by the instance with `refusal`.
     pub(crate) fn end(self, refusal: Option<String>) -> Record {
         let outcome = if refusal.is_some() { Outcome::Refused } else { Outcome::Ended };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use session_codec::Frame;
 use session_link::{Clock, Driver, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
-use session_proto::{EndReason, ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
+use session_proto::{ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 use tracing::info;
 
@@ -247,6 +247,8 @@ impl ClientTask {
             account: admitted.account,
             kind: record.kind().to_owned(),
             started: unix_now(),
+            token: self.who.token.clone(),
+            key: admitted.agent.key.clone(),
             client: self.reply.clone(),
             route,
         };
@@ -304,18 +306,17 @@ impl ClientTask {
                 }
                 return;
             }
-            ToClient::Terminate { route, by } => {
+            ToClient::Terminate { route, why } => {
                 if let Some(channel) = self.couplings.channel(route) {
-                    info!(user = %self.who.user, instance = %self.instance, %by, "session terminated");
+                    let message = clip(&why.message, MAX_MESSAGE_LEN);
+                    info!(user = %self.who.user, instance = %self.instance, why = %message, "session terminated");
                     let conn = driver.connection_mut();
-                    let message = format!("the session was terminated by {by}");
-                    let _ = conn.reason(channel, EndReason::TERMINATED, clip(&message, MAX_MESSAGE_LEN));
+                    let _ = conn.reason(channel, why.code, message);
                     // Not yet accepted (the agent is still starting it): refused instead.
                     if conn.close(channel).is_err() {
-                        let _ =
-                            conn.refuse(channel, RefuseReason::PROHIBITED, clip(&message, MAX_MESSAGE_LEN));
+                        let _ = conn.refuse(channel, RefuseReason::PROHIBITED, message);
                     }
-                    self.finish(channel);
+                    self.finish_because(channel, Some(why.message));
                 }
                 return;
             }
@@ -380,10 +381,15 @@ impl ClientTask {
 
     /// The client's channel is over: so is the agent's, and the session's record is written.
     fn finish(&mut self, channel: u16) {
+        self.finish_because(channel, None);
+    }
+
+    /// As [`ClientTask::finish`], the record saying `why` the relay ended the session, if it did.
+    fn finish_because(&mut self, channel: u16, why: Option<String>) {
         if let Some((route, coupling)) = self.couplings.remove(channel) {
             let _ = coupling.agent.send(ToAgent::Close { route });
             self.sessions.remove(&coupling.record.id);
-            self.access.audit.write(&coupling.record.end(None));
+            self.access.audit.write(&coupling.record.ended(why));
         }
     }
 

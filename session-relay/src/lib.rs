@@ -22,7 +22,10 @@
 //!   other of the channels they couple through `route.rs`'s messages;
 //! - `access.rs` asks the policies (`policy.rs`) at every entry point, and holds the one gate
 //!   of an Open; `audit.rs` writes one kind of record for everything audited;
-//! - state lives in SQLite (`store.rs`) and survives restarts; `session-relay admin` manages it.
+//! - state lives in SQLite (`store.rs`) and survives restarts; `session-relay admin` manages it,
+//!   and `watch.rs` is how a running relay hears of it: once a second it publishes its sessions
+//!   to the store, takes the terminations an operator asked for, and ends the sessions whose
+//!   token or instance was taken away.
 
 #![forbid(unsafe_code)]
 // A std program: the core-and-alloc discipline of the protocol crates buys nothing here.
@@ -48,6 +51,7 @@ mod sessions;
 pub mod store;
 pub mod tls;
 mod usage;
+mod watch;
 
 use std::net::SocketAddr;
 use std::time::Duration;

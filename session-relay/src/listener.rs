@@ -25,7 +25,7 @@ use crate::http::{Prefixed, read_head};
 use crate::registry::Registry;
 use crate::sessions::Sessions;
 use crate::usage::Usage;
-use crate::{HANDSHAKE_TIMEOUT, RelayConfig, agent, client};
+use crate::{HANDSHAKE_TIMEOUT, RelayConfig, agent, client, watch};
 
 /// What every connection's task shares.
 #[derive(Debug, Clone)]
@@ -42,14 +42,12 @@ struct Shared {
 pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfig) {
     let handshakes = Handshakes::new(config.handshakes);
     let console = Console::new(&config.console_origins, config.tls.is_some());
-    let shared = Shared {
-        registry,
-        sessions: Sessions::default(),
-        usage: Usage::default(),
-        clients: Clients::default(),
-        console,
-        config,
-    };
+    let sessions = Sessions::default();
+    // Named by where it listens, for an operator; it ends when this future is dropped.
+    let address = listener.local_addr().map_or_else(|_| "unknown address".to_owned(), |a| a.to_string());
+    let _watching = watch::start(config.access.store.clone(), sessions.clone(), address);
+    let shared =
+        Shared { registry, sessions, usage: Usage::default(), clients: Clients::default(), console, config };
     let mut quiet = Quiet::default();
     loop {
         let (stream, peer) = match listener.accept().await {

@@ -5,12 +5,13 @@
 mod admin;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use session_relay::audit::Retention;
+use session_relay::store::{self, StoreError};
 use session_relay::{Access, Audit, HandshakeLimits, Limits, Registry, RelayConfig, Store, serve, tls};
 
 /// The relay: agents dial in over WebSocket and keep the connection; clients reach their shells
@@ -18,8 +19,13 @@ use session_relay::{Access, Audit, HandshakeLimits, Limits, Registry, RelayConfi
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The store of users, tokens, agent keys, policies and the audit log (created if absent).
-    #[arg(long, global = true, default_value = "session-relay.db", env = "SESSION_RELAY_DB")]
+    /// The store of users, tokens, agent keys, policies, sessions in progress and the audit
+    /// log. The relay creates it if absent, as do `admin user add`, `admin policy put` and
+    /// `admin activation create`; every other admin command fails, naming it. By default
+    /// /var/lib/session-relay/relay.db for root, and for anyone else
+    /// $XDG_STATE_HOME/session-relay/relay.db, or ~/.local/state/session-relay/relay.db without
+    /// XDG_STATE_HOME: the same store from any directory.
+    #[arg(long, global = true, default_value_os_t = store::default_path(), env = "SESSION_RELAY_DB")]
     db: PathBuf,
     #[command(flatten)]
     serve: ServeArgs,
@@ -78,24 +84,40 @@ struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manages users, tokens, policies, activation codes, instances, the switch; reads the audit log.
+    /// Manages users, tokens, policies, activation codes, instances, the switch and the sessions
+    /// in progress; reads the audit log.
     #[command(subcommand)]
     Admin(admin::Admin),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let store = match Store::open(&args.db) {
-        Ok(store) => store,
-        Err(e) => return fail(&format!("{}: {e}", args.db.display())),
-    };
     let result = match args.command {
-        Some(Command::Admin(command)) => admin::run(&store, command).map_err(|e| e.to_string()),
-        None => serve_until_killed(store, args.serve),
+        Some(Command::Admin(command)) => {
+            let opened = if admin::makes_store(&command) {
+                Store::open(&args.db)
+            } else {
+                Store::open_existing(&args.db)
+            };
+            opened
+                .map_err(|e| opening(&args.db, &e))
+                .and_then(|store| admin::run(&store, command).map_err(|e| e.to_string()))
+        }
+        None => Store::open(&args.db)
+            .map_err(|e| opening(&args.db, &e))
+            .and_then(|store| serve_until_killed(store, args.serve)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// Why the store at `path` did not open, naming the path once.
+fn opening(path: &Path, e: &StoreError) -> String {
+    match e {
+        StoreError::NoStore(_) | StoreError::File { .. } => e.to_string(),
+        _ => format!("{}: {e}", path.display()),
     }
 }
 

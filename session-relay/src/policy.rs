@@ -22,6 +22,9 @@
 //!   `srn:session:<region>:<account>:instance/<id>`. In both, `*` matches any run of characters
 //!   (`:` and `/` included), in any position and any number of times. Actions compare without
 //!   regard to ASCII case, resources exactly.
+//! - An action pattern must name one of [`ACTIONS`], or match one with its `*`s:
+//!   `session:StartSesion` and `ecs:*` are errors (`... is not an action: the actions are ...`),
+//!   `session:*`, `session:Start*` and `*` are not.
 //! - A `Condition` maps operators to keys to a value or a list of values: `StringEquals` and
 //!   `StringLike` on `session:ForwardHost`, `NumericEquals`, `NumericLessThanEquals` and
 //!   `NumericGreaterThanEquals` on `session:ForwardPort`. One of a list's values must match;
@@ -36,6 +39,21 @@ use core::fmt;
 
 use serde_json::{Map, Value};
 use session_link::pattern::glob;
+
+/// Start a shell or a command.
+pub const START_SESSION: &str = "session:StartSession";
+/// Start a port forward.
+pub const START_PORT_FORWARD: &str = "session:StartPortForward";
+/// See an instance in the list, with its status.
+pub const DESCRIBE_INSTANCE_STATUS: &str = "session:DescribeInstanceStatus";
+/// End one of one's own sessions.
+pub const TERMINATE_SESSION: &str = "session:TerminateSession";
+/// Turn an account's session management on or off.
+pub const MODIFY_SETTINGS: &str = "session:ModifySettings";
+
+/// Every action the relay asks about: an action pattern in a policy must match one of them.
+pub const ACTIONS: [&str; 5] =
+    [START_SESSION, START_PORT_FORWARD, DESCRIBE_INSTANCE_STATUS, TERMINATE_SESSION, MODIFY_SETTINGS];
 
 /// The longest action or resource pattern or name accepted, and the longest condition value.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -452,7 +470,7 @@ fn ports(at: &str, value: &Value) -> Result<Vec<u16>, PolicyError> {
 fn names(
     at: &str,
     value: Option<&Value>,
-    check: impl Fn(&str) -> Result<(), &'static str>,
+    check: impl Fn(&str) -> Result<(), String>,
 ) -> Result<Vec<String>, PolicyError> {
     let items: Vec<(String, &Value)> = match value {
         None => return Err(error(at, "missing")),
@@ -471,13 +489,24 @@ fn names(
         .collect()
 }
 
-fn check_action(action: &str) -> Result<(), &'static str> {
-    if action == "*" {
+/// Checks an action pattern: `service:Name` (or `*`) that names, or with `*` matches, at least
+/// one of [`ACTIONS`]. A misspelt action (`session:StartSesion`) would otherwise match nothing,
+/// and silently grant nothing, or, in a Deny, silently deny nothing.
+fn check_action(action: &str) -> Result<(), String> {
+    let shaped = action == "*"
+        || action.split_once(':').is_some_and(|(service, name)| !service.is_empty() && !name.is_empty());
+    if !shaped {
+        return Err("an action is service:Name (or *)".to_owned());
+    }
+    let pattern = action.to_ascii_lowercase();
+    if ACTIONS.iter().any(|known| glob(&pattern, &known.to_ascii_lowercase())) {
         return Ok(());
     }
-    match action.split_once(':') {
-        Some((service, name)) if !service.is_empty() && !name.is_empty() => Ok(()),
-        _ => Err("an action is service:Name (or *)"),
+    let known = ACTIONS.join(", ");
+    if action.contains('*') {
+        Err(format!("{action} matches no action: the actions are {known}"))
+    } else {
+        Err(format!("{action} is not an action: the actions are {known}"))
     }
 }
 

@@ -183,11 +183,11 @@ pub(crate) enum ToClient {
         route: RouteId,
         why: Option<Why>,
     },
-    /// Its owner ended the session from elsewhere.
+    /// The session is to end, and the client told `why` (a Reason TERMINATED): its owner or an
+    /// operator ended it, or an operator took away its token or its instance.
     Terminate {
         route: RouteId,
-        /// Who ended it.
-        by: String,
+        why: Why,
     },
     /// The client's new transport, whose first frame, `hello`, asks to resume this session.
     Reattach {

@@ -1,10 +1,12 @@
-//! The sessions in progress, by id, so that their owners can list and end them.
+//! The sessions in progress, by id, so that their owners can list and end them, and so that the
+//! relay can publish them to its store for an operator and end those whose token or instance
+//! an operator took away (`watch.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::answers;
-use crate::route::{ClientTx, RouteId, ToClient};
+use crate::route::{ClientTx, RouteId, ToClient, Why};
 
 /// A session in progress.
 #[derive(Debug, Clone)]
@@ -14,6 +16,11 @@ pub(crate) struct Active {
     pub(crate) account: String,
     pub(crate) kind: String,
     pub(crate) started: i64,
+    /// The id of the token it was started with: revoking that token ends it.
+    pub(crate) token: String,
+    /// The key its agent proved: removing the instance, or registering it anew with another
+    /// key, ends it.
+    pub(crate) key: Vec<u8>,
     /// Its client connection's task, and its route there.
     pub(crate) client: ClientTx,
     pub(crate) route: RouteId,
@@ -43,6 +50,11 @@ impl Sessions {
         self.lock().get(id).cloned()
     }
 
+    /// Every session, as it is now.
+    pub(crate) fn snapshot(&self) -> Vec<(String, Active)> {
+        self.lock().iter().map(|(id, active)| (id.clone(), active.clone())).collect()
+    }
+
     /// `owner`'s sessions, by start.
     pub(crate) fn of(&self, owner: &str) -> answers::Sessions {
         let map = self.lock();
@@ -62,8 +74,15 @@ impl Sessions {
 }
 
 impl Active {
-    /// Asks the session's client task to end it, on behalf of `by`; false if that task is gone.
-    pub(crate) fn terminate(&self, by: &str) -> bool {
-        self.client.send(ToClient::Terminate { route: self.route, by: by.to_owned() }).is_ok()
+    /// Asks the session's client task to end it, telling the client `why`; false if that task
+    /// is gone.
+    pub(crate) fn end(&self, why: Why) -> bool {
+        self.client.send(ToClient::Terminate { route: self.route, why }).is_ok()
     }
+}
+
+/// Why a session ends when someone ended it: Reason TERMINATED, `the session was terminated by
+/// <by>` (a user, or `admin:<login>`).
+pub(crate) fn terminated_by(by: &str) -> Why {
+    Why { code: session_proto::EndReason::TERMINATED, message: format!("the session was terminated by {by}") }
 }

@@ -65,6 +65,13 @@ pub enum StoreError {
     NoUses,
     /// No secret could be made: `the system's random generator failed`.
     Random(RandomError),
+    /// An account named for its switch is not one: `no account {name}: no instance or
+    /// activation code names it`.
+    UnknownAccount(String),
+    /// No session of that id is in progress at a running relay: `no session {id} in progress`.
+    NoSession(String),
+    /// A store that must exist does not: `{path}: no store here (...)`.
+    NoStore(PathBuf),
     /// A file could not be read or set up: `{path}: {error}`.
     File {
         /// The file.
@@ -90,6 +97,16 @@ impl core::fmt::Display for StoreError {
             }
             StoreError::NoUses => f.write_str("an activation code needs at least one use"),
             StoreError::Random(e) => write!(f, "{e}"),
+            StoreError::UnknownAccount(name) => {
+                write!(f, "no account {name}: no instance or activation code names it")
+            }
+            StoreError::NoSession(id) => write!(f, "no session {id} in progress"),
+            StoreError::NoStore(path) => write!(
+                f,
+                "{}: no store here (the relay makes one, as do `admin user add`, `admin policy put` \
+                 and `admin activation create`; --db names another)",
+                path.display()
+            ),
             StoreError::File { path, error } => write!(f, "{}: {error}", path.display()),
         }
     }
@@ -106,7 +123,10 @@ impl std::error::Error for StoreError {
             | StoreError::Exists { .. }
             | StoreError::NotFound { .. }
             | StoreError::NotAttached { .. }
-            | StoreError::NoUses => None,
+            | StoreError::NoUses
+            | StoreError::UnknownAccount(_)
+            | StoreError::NoSession(_)
+            | StoreError::NoStore(_) => None,
         }
     }
 }
@@ -180,6 +200,26 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY,
     sessions_enabled INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS relays (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started INTEGER NOT NULL,
+    heartbeat INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS live_sessions (
+    id TEXT PRIMARY KEY,
+    relay TEXT NOT NULL REFERENCES relays(id) ON DELETE CASCADE,
+    user TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    account TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    started INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS terminations (
+    session TEXT PRIMARY KEY,
+    relay TEXT NOT NULL REFERENCES relays(id) ON DELETE CASCADE,
+    requested_by TEXT NOT NULL,
+    requested INTEGER NOT NULL,
+    outcome TEXT);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at INTEGER NOT NULL,
@@ -273,6 +313,54 @@ pub struct Instance {
     pub agent_version: Option<String>,
 }
 
+/// A relay running on this store, as it publishes its sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayMark {
+    /// Random, made at its start: a restarted relay is another one.
+    pub id: String,
+    /// Where it listens, for an operator to tell relays apart.
+    pub address: String,
+    /// Its process.
+    pub pid: u32,
+    /// When it started (Unix seconds).
+    pub started: i64,
+}
+
+/// A session in progress at a running relay, as the relay published it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    /// Its id, `<user>-<16 hex digits>`.
+    pub id: String,
+    /// Whose it is.
+    pub user: String,
+    /// The instance it runs on.
+    pub instance: String,
+    /// The instance's account.
+    pub account: String,
+    /// `shell`, `exec: <command>` or `forward: <host>:<port>`.
+    pub kind: String,
+    /// When it started (Unix seconds).
+    pub started: i64,
+    /// The address of the relay that holds it.
+    pub relay: String,
+}
+
+/// A relay silent for longer than this is taken for gone: its sessions are no longer listed,
+/// and the next running relay forgets them. Relays write every second, so ten missed writes.
+pub const RELAY_GONE_AFTER: Duration = Duration::from_secs(10);
+
+/// How long a relay's answer to a termination waits for the admin who asked, at most.
+const ANSWERS_KEPT_FOR: Duration = Duration::from_secs(60);
+
+/// A termination's outcome: the relay ended the session.
+pub const TERMINATED: &str = "terminated";
+/// A termination's outcome: the session had ended when the relay came to it.
+pub const ALREADY_ENDED: &str = "already ended";
+
+fn gone_after() -> i64 {
+    RELAY_GONE_AFTER.as_secs() as i64
+}
+
 /// An activation code's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivationTerms {
@@ -294,10 +382,44 @@ fn valid_name(kind: &'static str, name: &str) -> Result<(), StoreError> {
     if ok { Ok(()) } else { Err(StoreError::InvalidName { kind, name: name.to_owned() }) }
 }
 
+/// Where the store is when no `--db` says: `/var/lib/session-relay/relay.db` for root, and for
+/// anyone else `$XDG_STATE_HOME/session-relay/relay.db`, or `~/.local/state/session-relay/relay.db`
+/// without it. Never relative: the relay and `admin` find the same store from any directory.
+pub fn default_path() -> PathBuf {
+    let root = rustix::process::geteuid().is_root();
+    default_path_for(root, std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+/// [`default_path`] for a user who is `root` or not, with these values of `XDG_STATE_HOME` and
+/// `HOME`. A relative or empty value is ignored, as the XDG base directory specification says;
+/// without either, the system's path is the one left that is absolute.
+pub fn default_path_for(
+    root: bool,
+    xdg_state_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> PathBuf {
+    let absolute = |value: Option<std::ffi::OsString>| value.map(PathBuf::from).filter(|p| p.is_absolute());
+    let state = if root {
+        None
+    } else {
+        absolute(xdg_state_home).or_else(|| absolute(home).map(|home| home.join(".local/state")))
+    };
+    state.unwrap_or_else(|| PathBuf::from("/var/lib")).join("session-relay").join("relay.db")
+}
+
 impl Store {
-    /// Opens (creating if need be) the store at `path`.
+    /// Opens (creating if need be) the store at `path`, and its directory: only its owner may
+    /// enter a directory made here, as only its owner may read the file.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let created = !path.exists();
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|error| StoreError::File { path: dir.to_owned(), error })?;
+        }
         let db = Connection::open(path)?;
         if created {
             // The audit log names who ran what, where: the file is its owner's alone. SQLite
@@ -308,6 +430,22 @@ impl Store {
         }
         // WAL lets the admin command read while the relay writes; with it, NORMAL syncs at
         // checkpoints rather than at every commit, and a crash still leaves the file whole.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        Store::with(db)
+    }
+
+    /// Opens the store at `path`, which must exist: for commands that only read, which must not
+    /// leave an empty store behind where a path was mistyped.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::NoStore(path.to_owned()));
+        }
+        // Without SQLITE_OPEN_CREATE: a file removed since the check is not made anew either.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let db = Connection::open_with_flags(path, flags)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         Store::with(db)
@@ -670,10 +808,52 @@ impl Store {
 
     // The switch.
 
-    /// Turns session management on or off for `account`.
+    /// Whether an instance or an activation code names `account`: the only ways an account
+    /// comes to be.
+    fn account_exists(db: &Connection, account: &str) -> Result<bool, StoreError> {
+        let named = db
+            .query_row(
+                "SELECT 1 FROM instances WHERE account = ?1
+                 UNION ALL SELECT 1 FROM activations WHERE account = ?1 LIMIT 1",
+                [account],
+                |_| Ok(()),
+            )
+            .optional()?;
+        Ok(named.is_some())
+    }
+
+    /// Turns session management on or off for `account`, which an instance or an activation
+    /// code must name: a mistyped account would otherwise be switched, and the real one not.
+    pub fn set_switch(&self, account: &str, enabled: bool) -> Result<(), StoreError> {
+        valid_name("account", account)?;
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        if !Store::account_exists(&tx, account)? {
+            return Err(StoreError::UnknownAccount(account.to_owned()));
+        }
+        Store::write_switch(&tx, account, enabled)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether session management is on for `account`, which an instance or an activation code
+    /// must name.
+    pub fn switch(&self, account: &str) -> Result<bool, StoreError> {
+        if !Store::account_exists(&self.db(), account)? {
+            return Err(StoreError::UnknownAccount(account.to_owned()));
+        }
+        self.sessions_enabled(account)
+    }
+
+    /// Turns session management on or off for `account`, whether or not anything names it yet
+    /// (an account's setting made ahead of its instances); [`Store::set_switch`] is the operator's.
     pub fn set_sessions_enabled(&self, account: &str, enabled: bool) -> Result<(), StoreError> {
         valid_name("account", account)?;
-        self.db().execute(
+        Store::write_switch(&self.db(), account, enabled)
+    }
+
+    fn write_switch(db: &Connection, account: &str, enabled: bool) -> Result<(), StoreError> {
+        db.execute(
             "INSERT INTO accounts (name, sessions_enabled) VALUES (?1, ?2)
              ON CONFLICT (name) DO UPDATE SET sessions_enabled = excluded.sessions_enabled",
             params![account, enabled],
@@ -688,6 +868,151 @@ impl Store {
             .query_row("SELECT sessions_enabled FROM accounts WHERE name = ?1", [account], |row| row.get(0))
             .optional()?;
         Ok(enabled.unwrap_or(true))
+    }
+
+    // Sessions in progress, which an operator lists and ends from another process: each relay
+    // publishes its own here once a second, and takes the terminations asked of it (`watch.rs`).
+
+    /// Notes that `relay` is running, now; true when it had no row (it is new, or was taken for
+    /// gone and its rows removed): then everything it publishes must be written anew. Relays
+    /// silent for longer than [`RELAY_GONE_AFTER`] are forgotten, with their sessions and the
+    /// terminations asked of them. (Not those at the same address: relays in containers that
+    /// share the store may all listen on `0.0.0.0:7070`, and would forget each other in turn.)
+    pub fn relay_alive(&self, relay: &RelayMark) -> Result<bool, StoreError> {
+        let now = unix_now();
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let beat = tx.execute("UPDATE relays SET heartbeat = ?2 WHERE id = ?1", params![relay.id, now])?;
+        if beat == 0 {
+            tx.execute(
+                "INSERT INTO relays (id, address, pid, started, heartbeat) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![relay.id, relay.address, relay.pid, relay.started, now],
+            )?;
+        }
+        tx.execute("DELETE FROM relays WHERE heartbeat < ?1", [now - gone_after()])?;
+        // Answers no admin came back for.
+        tx.execute(
+            "DELETE FROM terminations WHERE outcome IS NOT NULL AND requested < ?1",
+            [now - ANSWERS_KEPT_FOR.as_secs() as i64],
+        )?;
+        tx.commit()?;
+        Ok(beat == 0)
+    }
+
+    /// Changes what `relay` publishes of its sessions, in one transaction: `gone` ended, `added`
+    /// began, and the terminations asked of it are answered with `answers` (session, outcome).
+    pub fn publish_sessions(
+        &self,
+        relay: &str,
+        added: &[LiveSession],
+        gone: &[String],
+        answers: &[(String, &str)],
+    ) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        {
+            let mut remove = tx.prepare_cached("DELETE FROM live_sessions WHERE id = ?1 AND relay = ?2")?;
+            for id in gone {
+                remove.execute(params![id, relay])?;
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO live_sessions (id, relay, user, instance, account, kind, started)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for s in added {
+                insert.execute(params![s.id, relay, s.user, s.instance, s.account, s.kind, s.started])?;
+            }
+            let mut answer = tx.prepare_cached(
+                "UPDATE terminations SET outcome = ?3 WHERE session = ?1 AND relay = ?2 AND outcome IS NULL",
+            )?;
+            for (session, outcome) in answers {
+                answer.execute(params![session, relay, outcome])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The terminations asked of `relay` and not answered yet: each session's id and who asked.
+    pub fn termination_requests(&self, relay: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare_cached(
+            "SELECT session, requested_by FROM terminations WHERE relay = ?1 AND outcome IS NULL",
+        )?;
+        let rows = query.query_map([relay], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every session in progress at a running relay (one heard from within
+    /// [`RELAY_GONE_AFTER`]), by start.
+    pub fn live_sessions(&self) -> Result<Vec<LiveSession>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare(
+            "SELECT s.id, s.user, s.instance, s.account, s.kind, s.started, r.address
+             FROM live_sessions s JOIN relays r ON r.id = s.relay
+             WHERE r.heartbeat >= ?1 ORDER BY s.started, s.id",
+        )?;
+        let rows = query.query_map([unix_now() - gone_after()], Store::live_session_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn live_session_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LiveSession> {
+        Ok(LiveSession {
+            id: row.get(0)?,
+            user: row.get(1)?,
+            instance: row.get(2)?,
+            account: row.get(3)?,
+            kind: row.get(4)?,
+            started: row.get(5)?,
+            relay: row.get(6)?,
+        })
+    }
+
+    /// How many relays are running on this store: heard from within [`RELAY_GONE_AFTER`].
+    pub fn running_relays(&self) -> Result<u64, StoreError> {
+        let count: i64 = self.db().query_row(
+            "SELECT COUNT(*) FROM relays WHERE heartbeat >= ?1",
+            [unix_now() - gone_after()],
+            |row| row.get(0),
+        )?;
+        Ok(count.unsigned_abs())
+    }
+
+    /// Asks the relay that holds session `id` to end it, on behalf of `by`: the session as it
+    /// was published, or [`StoreError::NoSession`]. [`Store::termination_outcome`] tells when
+    /// the relay has answered.
+    pub fn request_termination(&self, id: &str, by: &str) -> Result<LiveSession, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let found = tx
+            .query_row(
+                "SELECT s.id, s.user, s.instance, s.account, s.kind, s.started, r.address, r.id
+                 FROM live_sessions s JOIN relays r ON r.id = s.relay
+                 WHERE s.id = ?1 AND r.heartbeat >= ?2",
+                params![id, unix_now() - gone_after()],
+                |row| Ok((Store::live_session_row(row)?, row.get::<_, String>(7)?)),
+            )
+            .optional()?;
+        let Some((session, relay)) = found else { return Err(StoreError::NoSession(id.to_owned())) };
+        tx.execute(
+            "INSERT OR REPLACE INTO terminations (session, relay, requested_by, requested, outcome)
+             VALUES (?1, ?2, ?3, ?4, NULL)",
+            params![id, relay, by, unix_now()],
+        )?;
+        tx.commit()?;
+        Ok(session)
+    }
+
+    /// What became of the termination of session `id`: `None` when there is no such request
+    /// (its relay was taken for gone, and its sessions with it), `Some(None)` while the relay
+    /// has not answered, `Some(Some(outcome))` once it has ([`TERMINATED`] or [`ALREADY_ENDED`]).
+    /// An answer stays for a minute, for every admin who asked.
+    pub fn termination_outcome(&self, id: &str) -> Result<Option<Option<String>>, StoreError> {
+        let outcome = self
+            .db()
+            .query_row("SELECT outcome FROM terminations WHERE session = ?1", [id], |row| row.get(0))
+            .optional()?;
+        Ok(outcome)
     }
 
     // The audit log.
@@ -805,6 +1130,164 @@ mod tests {
         let missing = Path::new("/nonexistent/dir/relay.db");
         let e = StoreError::File { path: missing.to_owned(), error: std::io::Error::other("gone") };
         assert_eq!(said(&e), "/nonexistent/dir/relay.db: gone");
+    }
+
+    /// An account exists once an instance or an activation code names it: the operator's
+    /// switch refuses any other, which a typo would otherwise switch in place of the real one.
+    #[test]
+    fn only_an_account_something_names_is_switched() {
+        let store = Store::in_memory().unwrap();
+        let e = store.set_switch("acme", false).unwrap_err();
+        assert!(matches!(e, StoreError::UnknownAccount(ref name) if name == "acme"));
+        assert_eq!(e.to_string(), "no account acme: no instance or activation code names it");
+        assert_eq!(store.switch("acme").unwrap_err().to_string(), e.to_string());
+        assert!(matches!(
+            store.set_switch("a b", false),
+            Err(StoreError::InvalidName { kind: "account", .. })
+        ));
+
+        let terms =
+            ActivationTerms { account: "acme".into(), label: None, ttl: Duration::from_secs(60), uses: 1 };
+        store.create_activation(&terms).unwrap();
+        assert!(store.switch("acme").unwrap(), "on until turned off");
+        store.set_switch("acme", false).unwrap();
+        assert!(!store.switch("acme").unwrap());
+        assert!(!store.sessions_enabled("acme").unwrap());
+
+        // Named by an instance alone (registered into it by a code of that account, say).
+        store
+            .db()
+            .execute(
+                "INSERT INTO instances (id, public_key, account, label, activation, registered)
+                 VALUES ('i-1', x'00', 'solo', 'i-1', 'x', 0)",
+                [],
+            )
+            .unwrap();
+        store.set_switch("solo", false).unwrap();
+        assert!(!store.switch("solo").unwrap());
+    }
+
+    #[test]
+    fn the_default_store_is_absolute_for_root_and_for_users() {
+        let path = |root, xdg: Option<&str>, home: Option<&str>| {
+            default_path_for(root, xdg.map(Into::into), home.map(Into::into))
+        };
+        let system = Path::new("/var/lib/session-relay/relay.db");
+        assert_eq!(path(true, Some("/x"), Some("/root")), system, "root's is the system's");
+        assert_eq!(
+            path(false, Some("/x/state"), Some("/home/a")),
+            Path::new("/x/state/session-relay/relay.db")
+        );
+        assert_eq!(
+            path(false, None, Some("/home/a")),
+            Path::new("/home/a/.local/state/session-relay/relay.db")
+        );
+        assert_eq!(
+            path(false, Some("relative"), Some("/home/a")),
+            Path::new("/home/a/.local/state/session-relay/relay.db"),
+            "a relative XDG_STATE_HOME is ignored"
+        );
+        assert_eq!(path(false, Some(""), Some("")), system, "nothing absolute left but the system's");
+        assert!(default_path().is_absolute());
+    }
+
+    #[test]
+    fn a_store_that_must_exist_is_not_made() {
+        let dir = std::env::temp_dir().join(format!("store-existing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("state").join("relay.db");
+        let e = Store::open_existing(&path).unwrap_err();
+        assert!(matches!(e, StoreError::NoStore(ref p) if *p == path));
+        assert!(e.to_string().starts_with(&format!("{}: no store here", path.display())), "{e}");
+        assert!(!path.exists() && !dir.exists(), "nothing is made");
+
+        Store::open(&path).unwrap().add_user("alice").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("state")), 0o700, "a directory made for the store is its owner's");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(Store::open_existing(&path).unwrap().users().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn live(id: &str, relay: &str) -> LiveSession {
+        LiveSession {
+            id: id.into(),
+            user: "alice".into(),
+            instance: "web-1".into(),
+            account: "default".into(),
+            kind: "shell".into(),
+            started: 1_767_225_600,
+            relay: relay.into(),
+        }
+    }
+
+    /// What a relay publishes is listed while it runs and forgotten once it is taken for gone,
+    /// and a termination goes to the relay holding the session and comes back answered, once.
+    #[test]
+    fn sessions_in_progress_and_their_terminations_go_through_the_store() {
+        let store = Store::in_memory().unwrap();
+        let mark = |id: &str, address: &str| RelayMark {
+            id: id.into(),
+            address: address.into(),
+            pid: 1,
+            started: 0,
+        };
+        let (a, b) = (mark("a", "127.0.0.1:7070"), mark("b", "127.0.0.1:7071"));
+        assert!(store.relay_alive(&a).unwrap(), "new");
+        assert!(!store.relay_alive(&a).unwrap(), "known");
+        assert!(store.relay_alive(&b).unwrap());
+        store.publish_sessions("a", &[live("alice-1", ""), live("alice-2", "")], &[], &[]).unwrap();
+        store.publish_sessions("b", &[live("alice-3", "")], &[], &[]).unwrap();
+        let listed: Vec<(String, String)> =
+            store.live_sessions().unwrap().into_iter().map(|s| (s.id, s.relay)).collect();
+        assert_eq!(
+            listed,
+            [("alice-1", "127.0.0.1:7070"), ("alice-2", "127.0.0.1:7070"), ("alice-3", "127.0.0.1:7071")]
+                .map(|(id, relay)| (id.to_owned(), relay.to_owned()))
+        );
+        assert_eq!(store.running_relays().unwrap(), 2);
+
+        assert!(matches!(store.request_termination("alice-9", "admin:root"), Err(StoreError::NoSession(_))));
+        assert_eq!(store.request_termination("alice-2", "admin:root").unwrap().relay, "127.0.0.1:7070");
+        assert_eq!(store.termination_outcome("alice-2").unwrap(), Some(None), "not answered yet");
+        assert!(store.termination_requests("b").unwrap().is_empty(), "asked of its own relay only");
+        assert_eq!(
+            store.termination_requests("a").unwrap(),
+            [("alice-2".to_owned(), "admin:root".to_owned())]
+        );
+        store
+            .publish_sessions("a", &[], &["alice-2".to_owned()], &[("alice-2".to_owned(), TERMINATED)])
+            .unwrap();
+        assert!(store.termination_requests("a").unwrap().is_empty());
+        assert_eq!(store.termination_outcome("alice-2").unwrap(), Some(Some(TERMINATED.to_owned())));
+        assert!(store.termination_requests("a").unwrap().is_empty(), "answered once");
+        // Kept for a minute after it was asked, then forgotten.
+        store.db().execute("UPDATE terminations SET requested = 0", []).unwrap();
+        store.relay_alive(&a).unwrap();
+        assert_eq!(store.termination_outcome("alice-2").unwrap(), None);
+
+        // Relay b falls silent: its sessions are no longer listed, and the next beat of a running
+        // relay forgets them.
+        store.db().execute("UPDATE relays SET heartbeat = 0 WHERE id = 'b'", []).unwrap();
+        assert_eq!(store.live_sessions().unwrap().len(), 1);
+        assert_eq!(store.running_relays().unwrap(), 1);
+        assert!(!store.relay_alive(&a).unwrap());
+        let rows = |table: &str| {
+            store
+                .db()
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!((rows("relays"), rows("live_sessions")), (1, 1), "b is forgotten, with its session");
+        // Slow, but back before another relay forgot it: its rows are still there.
+        store.db().execute("UPDATE relays SET heartbeat = 0", []).unwrap();
+        assert!(!store.relay_alive(&a).unwrap());
+        // Forgotten by another while it was slow: it is told to publish everything anew.
+        store.db().execute("UPDATE relays SET heartbeat = 0", []).unwrap();
+        assert!(store.relay_alive(&mark("c", "127.0.0.1:7072")).unwrap());
+        assert_eq!(rows("live_sessions"), 0);
+        assert!(store.relay_alive(&a).unwrap());
     }
 
     /// The audit table keeps what the retention says: records past their age go, and past the

@@ -261,7 +261,7 @@ fn decisions() {
         ),
         (
             "no statement matches",
-            vec![allow(r#""ecs:Other""#, r#""nothing""#)],
+            vec![allow(r#""session:TerminateSession""#, r#""nothing""#)],
             start,
             res("x"),
             ImplicitDeny,
@@ -312,15 +312,72 @@ fn policies_attached_together_combine_deny_first() {
     assert!(grants.evaluate("session:StartSession", &res("i-002")).is_allowed());
 }
 
+/// The seed documents' example names another service's actions: this relay refuses them, saying
+/// which, rather than store a policy that grants nothing; the same statements in this relay's
+/// actions parse.
 #[test]
-fn the_seed_documents_examples_parse() {
+fn the_seed_documents_examples_are_refused_for_their_actions_and_parse_in_ours() {
     let sample = r#"{"Version": "1", "Statement": [
         {"Effect": "Allow", "Action": "ecs:StartTerminalSession", "Resource": "*"},
         {"Effect": "Allow", "Action": ["ecs:DescribeUserBusinessBehavior", "ecs:DescribeCloudAssistantStatus",
                                         "ecs:ModifyCloudAssistantSettings"], "Resource": "*"}]}"#;
-    let policy = Policy::parse(sample).unwrap();
+    let refused = Policy::parse(sample).unwrap_err();
+    assert_eq!(refused.at, "Statement[0].Action");
+    assert!(refused.problem.starts_with("ecs:StartTerminalSession is not an action: "), "{refused}");
+
+    let ours = r#"{"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "session:StartSession", "Resource": "*"},
+        {"Effect": "Allow", "Action": ["session:DescribeInstanceStatus", "session:ModifySettings"],
+         "Resource": "*"}]}"#;
+    let policy = Policy::parse(ours).unwrap();
     assert_eq!(policy.statements.len(), 2);
-    assert!(policy.evaluate("ecs:ModifyCloudAssistantSettings", "anything").is_allowed());
+    assert!(policy.evaluate("session:ModifySettings", "anything").is_allowed());
+}
+
+/// An action pattern names one of the relay's actions, or matches one with its `*`s; a
+/// misspelt one would match nothing and grant (or deny) nothing without a word.
+#[test]
+fn unknown_actions_are_refused_naming_them_and_wildcards_must_match_one() {
+    let known = "the actions are session:StartSession, session:StartPortForward, \
+                 session:DescribeInstanceStatus, session:TerminateSession, session:ModifySettings";
+    let refusals = [
+        (
+            r#""session:StartSesion""#,
+            "Statement[0].Action",
+            format!("session:StartSesion is not an action: {known}"),
+        ),
+        (
+            r#"["session:StartSession", "session:TerminateSessions"]"#,
+            "Statement[0].Action[1]",
+            format!("session:TerminateSessions is not an action: {known}"),
+        ),
+        (r#""ecs:*""#, "Statement[0].Action", format!("ecs:* matches no action: {known}")),
+        (r#""session:Stop*""#, "Statement[0].Action", format!("session:Stop* matches no action: {known}")),
+        (r#""*:Describe""#, "Statement[0].Action", format!("*:Describe matches no action: {known}")),
+        (r#""StartSession""#, "Statement[0].Action", "an action is service:Name (or *)".to_owned()),
+    ];
+    for (action, at, problem) in refusals {
+        let document = format!(r#"{{"Version": "1", "Statement": [{}]}}"#, allow(action, r#""*""#));
+        let refused = Policy::parse(&document).expect_err(action);
+        assert_eq!((refused.at.as_str(), refused.problem.as_str()), (at, problem.as_str()), "{action}");
+    }
+    // In a Deny as in an Allow: a misspelt Deny would deny nothing.
+    let document =
+        format!(r#"{{"Version": "1", "Statement": [{}]}}"#, deny(r#""session:StartSesion""#, r#""*""#));
+    assert!(Policy::parse(&document).is_err());
+
+    for action in [
+        r#""*""#,
+        r#""session:*""#,
+        r#""session:Start*""#,
+        r#""*:*Session""#,
+        r#""*:StartPortForward""#,
+        r#""SESSION:startsession""#,
+        r#""session:*Status""#,
+    ] {
+        let document = format!(r#"{{"Version": "1", "Statement": [{}]}}"#, allow(action, r#""*""#));
+        assert!(Policy::parse(&document).is_ok(), "{action}");
+    }
 }
 
 #[test]
@@ -337,12 +394,12 @@ fn malformed_documents_say_where() {
         (r#"{"Version": "1", "Statement": [], "Extra": 1}"#, "Extra", "unknown key"),
         (r#"{"Version": "1", "Statement": [7]}"#, "Statement[0]", "a statement is a JSON object"),
         (
-            r#"{"Version": "1", "Statement": [{"Action": "a:b", "Resource": "*"}]}"#,
+            r#"{"Version": "1", "Statement": [{"Action": "session:StartSession", "Resource": "*"}]}"#,
             "Statement[0].Effect",
             "missing",
         ),
         (
-            r#"{"Version": "1", "Statement": [{"Effect": "allow", "Action": "a:b", "Resource": "*"}]}"#,
+            r#"{"Version": "1", "Statement": [{"Effect": "allow", "Action": "session:StartSession", "Resource": "*"}]}"#,
             "Statement[0].Effect",
             "must be",
         ),
@@ -362,27 +419,27 @@ fn malformed_documents_say_where() {
             "service:Name",
         ),
         (
-            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["a:b", 3], "Resource": "*"}]}"#,
+            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["session:StartSession", 3], "Resource": "*"}]}"#,
             "Statement[0].Action[1]",
             "must be a string",
         ),
         (
-            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "a:b"}]}"#,
+            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "session:StartSession"}]}"#,
             "Statement[0].Resource",
             "missing",
         ),
         (
-            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "a:b", "Resource": ""}]}"#,
+            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "session:StartSession", "Resource": ""}]}"#,
             "Statement[0].Resource",
             "must not be empty",
         ),
         (
-            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "a:b", "Resources": "*"}]}"#,
+            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "session:StartSession", "Resources": "*"}]}"#,
             "Statement[0].Resources",
             "unknown key",
         ),
         (
-            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "a:b", "Resource": "*"}, {"Effect": "Deny"}]}"#,
+            r#"{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "session:StartSession", "Resource": "*"}, {"Effect": "Deny"}]}"#,
             "Statement[1].Action",
             "missing",
         ),

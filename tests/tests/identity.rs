@@ -490,6 +490,8 @@ async fn keys_tokens_and_policies_survive_a_relay_restart() {
         let code = system.activation("test");
         let (mut ws, challenge) = agent_handshake(&system.url, "i-kept", &key, Some(&code)).await.unwrap();
         answer(&mut ws, key.prove("i-kept", &challenge)).await.unwrap();
+        // An account exists once something names it (spec 11.4).
+        system.activation("other");
         system.client.switch("other", false).await.unwrap();
         (system.user("alice", I001_ONLY).token, system.url.clone())
     };
