@@ -108,7 +108,9 @@ async fn main() {
     // tungstenite traces the whole handshake request, activation code included: never that.
     let filter =
         filter.add_directive("tungstenite::handshake::client=debug".parse().expect("a valid directive"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for a person at a terminal, never in a journal or a file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     let args = Args::parse();
     // Before any session starts: see the top of this file.
     let stop = StopSignals::install().unwrap_or_else(|e| exit(&format!("cannot handle signals: {e}")));

@@ -15,9 +15,11 @@
 mod connection;
 mod error;
 mod forward;
+mod proxy;
 mod relay;
 
 pub use connection::{ChannelIo, Connection, OUTPUT_CLOSED_EXIT, Outcome, input_from};
 pub use error::Error;
 pub use forward::{Failures, forward};
+pub use proxy::{DEFAULT_HOST, Proxied, ProxyError, Target, proxy};
 pub use relay::{DEFAULT_REATTACH_FOR, Relay};

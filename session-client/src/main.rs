@@ -4,12 +4,15 @@
 
 #[cfg(feature = "demo")]
 mod demo;
+mod escape;
+mod output;
+mod profile;
 mod terminal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
@@ -20,8 +23,26 @@ use session_proto::owned::{OwnedEnv, OwnedOpenKind, OwnedPty, owned_str};
 use session_proto::{Env, Signal, WindowSize};
 use tokio::net::TcpListener;
 
-/// How `session-client` ends, documented in its `--help`.
-const EXIT_STATUS: &str = "\
+/// How `session-client` is used and how it ends, in its `--help`.
+const AFTER_HELP: &str = "\
+Examples:
+  export SESSION_RELAY=wss://relay.example.com SESSION_TOKEN=srt_...
+  session-client list                          instances you may see, last seen in words
+  session-client -o json sessions              your sessions, times in RFC 3339
+  session-client connect web-1                 a shell; ~. at a line's start drops it
+  session-client exec web-1 -- 'df -h /'       a command, its exit code this one's
+  session-client forward web-1 8080:127.0.0.1:80
+  ssh -o ProxyCommand='session-client proxy %h 22' user@web-1
+  session-client --profile prod list           relay, CA and token from a profile
+
+Profiles: $SESSION_CONFIG, else ~/.config/session/config.toml (XDG_CONFIG_HOME is honoured):
+  default = \"prod\"
+  [profiles.prod]
+  relay = \"wss://relay.example.com\"
+  ca_file = \"/etc/session/ca.pem\"
+  token_command = \"pass show session/prod\"   # or token_file = \"~/.config/session/prod.token\" (mode 600)
+A flag or variable given wins over the profile.
+
 Exit status:
   connect, exec   the remote process's exit code, or 128 + the signal that killed it
   141             exec's standard output was closed before the session ended (as a process
@@ -31,14 +52,26 @@ Exit status:
                   unreachable or gone (and not back within --reattach-for), the session
                   terminated, its instance lost; stderr says why
   0               list, sessions, terminate, switch: done; forward: never (it runs until the
-                  connection to the relay is lost for good, then exits 255 saying why)";
+                  connection to the relay is lost for good, then exits 255 saying why)
+  proxy           0 once both directions ended; 141 as exec; 128 + N ended by signal N (HUP,
+                  INT, TERM), the channel closed; 255 as above, stderr saying what refused";
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Shells, commands and port forwards on instances, through the relay", after_help = EXIT_STATUS)]
+#[command(version, about = "Shells, commands and port forwards on instances, through the relay", after_help = AFTER_HELP)]
 struct Args {
-    /// The relay's URL: `ws://` on loopback, `wss://` elsewhere.
-    #[arg(long, global = true, default_value = "ws://127.0.0.1:7070", env = "SESSION_RELAY")]
-    relay: String,
+    /// The relay's URL: `ws://` on loopback, `wss://` elsewhere [default: the profile's, else
+    /// ws://127.0.0.1:7070].
+    #[arg(long, global = true, env = "SESSION_RELAY")]
+    relay: Option<String>,
+    /// The profile to take the relay, CA file and token from (default: the file's `default`).
+    #[arg(long, global = true, env = "SESSION_PROFILE")]
+    profile: Option<String>,
+    /// How listings print: a table with times in words, or JSON with RFC 3339 times.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = output::Format::Table)]
+    output: output::Format,
+    /// Say more on stderr: -v what happens, -vv how (RUST_LOG, if set, decides instead).
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Allow `ws://` to a relay off loopback: your token would cross the network in the clear
     /// (only behind a TLS-terminating proxy you trust).
     #[arg(long, global = true)]
@@ -49,8 +82,8 @@ struct Args {
     ca_file: Option<PathBuf>,
     /// Your bearer token (`session-relay admin token create <user>`); best given through the
     /// environment, where other users' `ps` cannot see it.
-    #[arg(long, global = true, env = "SESSION_TOKEN", hide_env_values = true, default_value = "")]
-    token: String,
+    #[arg(long, global = true, env = "SESSION_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Seconds to keep dialing the relay when the connection is lost, re-attaching the session
     /// with no output lost; 0 ends the session with the connection.
     #[arg(long, global = true, value_name = "SECS", default_value_t = DEFAULT_REATTACH_FOR.as_secs())]
@@ -61,10 +94,18 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// An interactive shell on the instance.
+    /// An interactive shell on the instance, on a terminal; `~.` at the start of a line drops
+    /// the session, `~~` types one `~`.
     Connect {
         /// The instance.
         instance: String,
+        /// No terminal: the login shell reads commands from stdin (the default when stdin is
+        /// not a terminal).
+        #[arg(short = 'T', conflicts_with = "tty")]
+        no_tty: bool,
+        /// A terminal even when stdin is not one.
+        #[arg(short = 't')]
+        tty: bool,
     },
     /// Runs a command on the instance: stdin piped to it, its stdout and stderr kept apart, its
     /// exit code this command's.
@@ -101,6 +142,20 @@ enum Command {
         /// `<local-port>:<host>:<port>`.
         spec: String,
     },
+    /// Joins stdin and stdout to a TCP connection the instance makes to `[host:]port`, for
+    /// ssh's ProxyCommand: `ssh -o ProxyCommand='session-client proxy %h %p' user@web-1`.
+    Proxy {
+        /// The instance.
+        instance: String,
+        /// `[host:]port` as the instance sees them; the host is 127.0.0.1 unless given.
+        target: String,
+    },
+    /// Prints the completion script of `shell`: `session-client completions bash >
+    /// ~/.local/share/bash-completion/completions/session-client`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Starts a relay and an agent on loopback and opens a session through them: a shell, or
     /// the command given after `--`.
     #[cfg(feature = "demo")]
@@ -113,6 +168,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    logging(args.verbose);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&Error::Io { what: "starting the runtime".into(), error }),
@@ -126,38 +182,93 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs on stderr: warnings by default (a lost connection being re-attached, say), more with
+/// `-v`; RUST_LOG decides when set. Colours only for a terminal.
+fn logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        // tungstenite traces the whole handshake request, the token included: never that.
+        Ok(filter) => match "tungstenite::handshake::client=debug".parse() {
+            Ok(cap) => filter.add_directive(cap),
+            Err(_) => filter,
+        },
+        Err(_) => tracing_subscriber::EnvFilter::new(level),
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+}
+
 fn fail(e: &Error) -> ExitCode {
     eprintln!("session-client: {e}");
     ExitCode::from(255)
 }
 
 async fn run(args: Args) -> Result<i32, Error> {
-    let mut relay = Relay::new(&args.relay, &args.token);
-    relay.reattach_for = Duration::from_secs(args.reattach_for);
-    if let Some(path) = &args.ca_file {
-        relay.trust = Trust::ca_file(path).map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Command::Completions { shell } = args.command {
+        clap_complete::generate(
+            shell,
+            &mut <Args as clap::CommandFactory>::command(),
+            "session-client",
+            &mut std::io::stdout(),
+        );
+        return Ok(0);
     }
     #[cfg(feature = "demo")]
     let needs_token = !matches!(args.command, Command::Demo { .. });
     #[cfg(not(feature = "demo"))]
     let needs_token = true;
+    let profile = match profile::config_path() {
+        Some(path) => {
+            profile::load(&path, args.profile.as_deref()).map_err(|e| Error::Invalid(e.to_string()))?
+        }
+        None => profile::Profile::default(),
+    };
+    let url = args.relay.or(profile.relay.clone()).unwrap_or_else(|| "ws://127.0.0.1:7070".to_owned());
+    // A token command is run only when a token is needed and none was given.
+    let token = match args.token {
+        Some(token) => token,
+        None if needs_token => {
+            profile.token().map_err(|e| Error::Invalid(e.to_string()))?.unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    let mut relay = Relay::new(&url, &token);
+    relay.reattach_for = Duration::from_secs(args.reattach_for);
+    if let Some(path) = args.ca_file.or(profile.ca_file()) {
+        relay.trust = Trust::ca_file(&path).map_err(|e| Error::Invalid(e.to_string()))?;
+    }
     if needs_token && !args.insecure {
         session_link::dial::refuse_cleartext(&relay.url).map_err(|e| Error::Invalid(e.to_string()))?;
     }
     if needs_token && relay.token.is_empty() {
         return Err(Error::Invalid(
-            "no token: set SESSION_TOKEN (or pass --token) to one an admin made".into(),
+            "no token: set SESSION_TOKEN (or pass --token, or name a profile that has one) to one an admin made".into(),
         ));
     }
     match args.command {
-        Command::Connect { instance } => shell(&relay, &instance).await,
+        Command::Connect { instance, no_tty, tty } => {
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+            if no_tty || (!terminal && !tty) {
+                if !no_tty {
+                    eprintln!(
+                        "session-client: stdin is not a terminal: the shell runs without one (-t for one)"
+                    );
+                }
+                return exec(&relay, &instance, LOGIN_SHELL, false).await;
+            }
+            shell(&relay, &instance).await
+        }
         Command::Exec { instance, tty, command } => exec(&relay, &instance, &command.join(" "), tty).await,
         Command::List => {
-            print_listing(&relay.list().await?);
+            print!("{}", output::instances(&relay.list().await?, args.output, SystemTime::now()));
             Ok(0)
         }
         Command::Sessions => {
-            print_sessions(&relay.sessions().await?);
+            print!("{}", output::sessions(&relay.sessions().await?, args.output, SystemTime::now()));
             Ok(0)
         }
         Command::Terminate { id } => {
@@ -171,10 +282,24 @@ async fn run(args: Args) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Forward { instance, spec } => forward(&relay, &instance, &spec).await,
+        // Its error names the target and what refused: to stderr, as `fail` does, and 255.
+        Command::Proxy { instance, target } => {
+            match session_client::proxy(&relay, &instance, &target).await {
+                Ok(proxied) => Ok(proxied.exit_code()),
+                Err(e) => {
+                    eprintln!("session-client: {e}");
+                    Ok(255)
+                }
+            }
+        }
         #[cfg(feature = "demo")]
         Command::Demo { command } => demo::run(&command.join(" ")).await,
+        Command::Completions { .. } => Ok(0),
     }
 }
+
+/// What `connect -T` runs: the login shell, reading commands from stdin.
+const LOGIN_SHELL: &str = "exec \"${SHELL:-/bin/sh}\" -l";
 
 /// An interactive shell: raw terminal, resizes followed, the remote exit code returned. The
 /// terminal is restored on every way out, panics included, by the guard's drop.
@@ -184,12 +309,24 @@ pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
     let size = terminal::size().unwrap_or(WindowSize { cols: 80, rows: 24, width_px: 0, height_px: 0 });
     let pty = OwnedPty { term: owned_str(&term).unwrap_or_default(), size };
     let kind = OwnedOpenKind::Shell { pty, env: OwnedEnv::default() };
+    eprintln!(
+        "session-client: a shell on {instance} through {}; exit it to leave, or type ~. at the start of a line to drop it",
+        relay.url
+    );
+    let input = escape::Escapes::new(tokio::io::stdin());
+    let dropped = input.dropped();
+    let io = ChannelIo { input: Box::new(input), ..stdio(false) };
     let raw = terminal::RawMode::enable();
     let resizes = terminal::follow_resizes(connection.clone());
     let outcome = tokio::select! {
-        outcome = connection.open(kind, stdio(false)) => outcome,
+        outcome = connection.open(kind, io) => outcome,
         // Killed from outside (the terminal closed, a TERM): the terminal is restored first.
         signal = terminal::ended_by_signal() => return Ok(128 + signal),
+        () = dropped.wait() => {
+            drop(raw);
+            eprintln!("\r\nsession-client: the session was dropped (~.)");
+            return Ok(255);
+        }
     };
     resizes.abort();
     drop(raw);
@@ -266,41 +403,4 @@ fn parse_forward(spec: &str) -> Result<(SocketAddr, String, u16), Error> {
         return Err(bad());
     }
     Ok((SocketAddr::from(([127, 0, 0, 1], local)), host.to_owned(), port))
-}
-
-fn print_listing(listing: &serde_json::Value) {
-    let empty = Vec::new();
-    let instances = listing["instances"].as_array().unwrap_or(&empty);
-    println!(
-        "{:<20} {:<13} {:<9} {:<11} {:<10} {:<12} NAME",
-        "INSTANCE", "STATUS", "VERSION", "LAST SEEN", "REGION", "ACCOUNT"
-    );
-    for instance in instances {
-        let text = |value: &serde_json::Value| value.as_str().unwrap_or("-").to_owned();
-        let labels = &instance["labels"];
-        println!(
-            "{:<20} {:<13} {:<9} {:<11} {:<10} {:<12} {}",
-            text(&instance["name"]),
-            text(&instance["status"]),
-            text(&instance["agent_version"]),
-            instance["last_seen"].as_i64().map_or_else(|| "never".to_owned(), |t| t.to_string()),
-            text(&labels["region"]),
-            text(&labels["account"]),
-            text(&labels["name"]),
-        );
-    }
-}
-
-fn print_sessions(listing: &serde_json::Value) {
-    let empty = Vec::new();
-    println!("{:<40} {:<20} {:<11} KIND", "SESSION", "INSTANCE", "STARTED");
-    for session in listing["sessions"].as_array().unwrap_or(&empty) {
-        println!(
-            "{:<40} {:<20} {:<11} {}",
-            session["id"].as_str().unwrap_or("?"),
-            session["instance"].as_str().unwrap_or("?"),
-            session["started"].as_i64().unwrap_or(0),
-            session["kind"].as_str().unwrap_or("?"),
-        );
-    }
 }

@@ -164,7 +164,7 @@ async fn exec_into_a_pipe_whose_reader_leaves_exits_141_and_ends_the_remote_proc
 /// to the relay is gone, instead of accepting connections it cannot carry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_reports_each_failure_and_ends_with_its_relay_connection() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufRead, Read};
     let (system, _, token) = relay_and_agent("cli-fwd").await;
     // The client reaches the relay through a proxy, whose cut stands for the relay's end.
     let proxy = session_test_kit::Proxy::start(system.relay.addr).await;
@@ -172,27 +172,9 @@ async fn forward_reports_each_failure_and_ends_with_its_relay_connection() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = closed.local_addr().unwrap().port();
     drop(closed);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
-        .args([
-            "--relay",
-            &url,
-            "--reattach-for",
-            "0",
-            "forward",
-            "cli-fwd",
-            &format!("0:127.0.0.1:{target}"),
-        ])
-        .env("SESSION_TOKEN", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the client binary runs");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (mut child, mut stderr, local) =
+        spawn_forward(&url, &token, "cli-fwd", target, &["--reattach-for", "0"]);
     let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let local: core::net::SocketAddr =
-        line.split_whitespace().nth(1).and_then(|a| a.parse().ok()).expect(&line);
     let mut refused = std::net::TcpStream::connect(local).unwrap();
     let mut nothing = Vec::new();
     refused.read_to_end(&mut nothing).unwrap();
@@ -216,26 +198,14 @@ async fn forward_reports_each_failure_and_ends_with_its_relay_connection() {
 /// its session (spec 12.9), and goes on forwarding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_reattaches_after_its_relay_connection_is_cut() {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufRead, Read};
     let (system, _, token) = relay_and_agent("cli-fwd-resume").await;
     let proxy = session_test_kit::Proxy::start(system.relay.addr).await;
     let url = format!("ws://{}", proxy.addr);
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = closed.local_addr().unwrap().port();
     drop(closed);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
-        .args(["--relay", &url, "forward", "cli-fwd-resume", &format!("0:127.0.0.1:{target}")])
-        .env("SESSION_TOKEN", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the client binary runs");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let local: core::net::SocketAddr =
-        line.split_whitespace().nth(1).and_then(|a| a.parse().ok()).expect(&line);
+    let (mut child, mut stderr, local) = spawn_forward(&url, &token, "cli-fwd-resume", target, &[]);
     assert_eq!(proxy.cut(), 1, "the forward's one connection to the relay");
     // Each attempt is carried by the session, once it is re-attached; until then, the local
     // connection waits for the channel's answer.
@@ -261,6 +231,33 @@ async fn forward_reattaches_after_its_relay_connection_is_cut() {
     assert!(child.try_wait().unwrap().is_none(), "the forward still runs");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Starts `forward <instance> 0:127.0.0.1:<target>` with `extra` options; returns it, its
+/// stderr past the first line, and the local address that line names.
+fn spawn_forward(
+    url: &str,
+    token: &str,
+    instance: &str,
+    target: u16,
+    extra: &[&str],
+) -> (std::process::Child, std::io::BufReader<std::process::ChildStderr>, core::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
+        .args(["--relay", url])
+        .args(extra)
+        .args(["forward", instance, &format!("0:127.0.0.1:{target}")])
+        .env("SESSION_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client binary runs");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let local = line.split_whitespace().nth(1).and_then(|a| a.parse().ok()).expect(&line);
+    (child, stderr, local)
 }
 
 /// A bearer token is not sent over plain WebSocket off loopback unless asked.
