@@ -74,8 +74,12 @@ struct Args {
     key_file: PathBuf,
     /// The activation code an admin issued (`session-relay admin activation create`), needed
     /// until the relay has registered this agent's key.
+    /// Best given through the environment or a file: argv is visible to every user's `ps`.
     #[arg(long, env = "SESSION_ACTIVATION_CODE", hide_env_values = true)]
     activation_code: Option<String>,
+    /// A file holding the activation code, instead of `--activation-code`.
+    #[arg(long, value_name = "PATH", conflicts_with = "activation_code")]
+    activation_code_file: Option<PathBuf>,
     /// This instance's name (letters, digits, '-', '_', '.').
     #[arg(long, env = "SESSION_INSTANCE")]
     name: Option<String>,
@@ -126,7 +130,13 @@ async fn main() {
     let name = args.name.unwrap_or_else(default_name);
     let mut config = AgentConfig::new(&args.relay, &name, key, user);
     config.trust = trust;
-    config.activation = args.activation_code;
+    config.activation = match (&args.activation_code, &args.activation_code_file) {
+        (_, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(code) => Some(code.trim().to_owned()),
+            Err(e) => exit(&format!("{}: {e}", path.display())),
+        },
+        (code, None) => code.clone(),
+    };
     config.forward = ForwardRules::new(args.forward_allow, args.forward_deny);
     match run_until(config, stop.first()).await {
         Ok(()) => {}

@@ -144,7 +144,10 @@ async fn forward_allow_on_the_command_line_limits_what_a_forward_reaches() {
     let dir = scratch("forward-allow");
     let (allowed, other) = (Echo::start().await, Echo::start().await);
     let mut command = Command::new(AGENT);
-    command.args(args(&system.url, "i-rules", &dir)).arg("--activation-code").arg(system.activation("test"));
+    // The code from a file, as the README does it: argv is anyone's to read.
+    let code = dir.join("activation-code");
+    std::fs::write(&code, format!("{}\n", system.activation("test"))).unwrap();
+    command.args(args(&system.url, "i-rules", &dir)).arg("--activation-code-file").arg(&code);
     command.arg("--forward-allow").arg(format!("127.0.0.1:{}", allowed.port));
     let mut agent = start(command, &dir);
     system.wait_online("i-rules").await;

@@ -139,8 +139,11 @@ enum Command {
     Forward {
         /// The instance.
         instance: String,
-        /// `<local-port>:<host>:<port>`.
-        spec: String,
+        /// `[<bind-address>:]<local-port>:<host>:<port>`, as ssh's -L, one or more: the bind
+        /// address is 127.0.0.1 unless given (`*` for every address, `[::1]` for IPv6), and
+        /// local port 0 takes a free one, printed.
+        #[arg(required = true)]
+        specs: Vec<String>,
     },
     /// Joins stdin and stdout to a TCP connection the instance makes to `[host:]port`, for
     /// ssh's ProxyCommand: `ssh -o ProxyCommand='session-client proxy %h %p' user@web-1`.
@@ -281,7 +284,7 @@ async fn run(args: Args) -> Result<i32, Error> {
             eprintln!("session management for account {account} is {state}");
             Ok(0)
         }
-        Command::Forward { instance, spec } => forward(&relay, &instance, &spec).await,
+        Command::Forward { instance, specs } => forward(&relay, &instance, &specs).await,
         // Its error names the target and what refused: to stderr, as `fail` does, and 255.
         Command::Proxy { instance, target } => {
             match session_client::proxy(&relay, &instance, &target).await {
@@ -378,29 +381,81 @@ fn stdio(close_output: bool) -> ChannelIo {
     }
 }
 
-/// Each connection to the local port becomes a channel to `host:port` at the instance.
-async fn forward(relay: &Relay, instance: &str, spec: &str) -> Result<i32, Error> {
-    let (local, host, port) = parse_forward(spec)?;
+/// Each connection to a local port becomes a channel to its `host:port` at the instance, all
+/// on one connection to the relay; they run until it is lost for good.
+async fn forward(relay: &Relay, instance: &str, specs: &[String]) -> Result<i32, Error> {
+    let specs = specs.iter().map(|spec| parse_forward(spec)).collect::<Result<Vec<_>, _>>()?;
     let connection = Connection::connect(relay, instance).await?;
-    let listener = TcpListener::bind(local)
-        .await
-        .map_err(|error| Error::Io { what: format!("binding {local}"), error })?;
-    let local =
-        listener.local_addr().map_err(|error| Error::Io { what: format!("binding {local}"), error })?;
-    eprintln!("forwarding {local} to {host}:{port} on {instance}");
     let failures: Failures =
         Arc::new(|peer, e: &Error| eprintln!("session-client: forward from {peer}: {e}"));
-    Err(session_client::forward(&connection, listener, &host, port, failures).await)
+    let mut running = tokio::task::JoinSet::new();
+    for (local, host, port) in specs {
+        let binding = |error| Error::Io { what: format!("binding {local}"), error };
+        let listener = TcpListener::bind(local).await.map_err(binding)?;
+        let local = listener.local_addr().map_err(binding)?;
+        eprintln!("forwarding {local} to {host}:{port} on {instance}");
+        let (connection, failures) = (connection.clone(), Arc::clone(&failures));
+        running.spawn(
+            async move { session_client::forward(&connection, listener, &host, port, failures).await },
+        );
+    }
+    // Each ends only with the connection, saying why.
+    match running.join_next().await {
+        Some(Ok(lost)) => Err(lost),
+        _ => Err(Error::Closed),
+    }
 }
 
+/// `[<bind-address>:]<local-port>:<host>:<port>`; addresses with colons go in brackets.
 fn parse_forward(spec: &str) -> Result<(SocketAddr, String, u16), Error> {
-    let bad = || Error::Invalid(format!("{spec}: expected <local-port>:<host>:<port>"));
-    let (local, rest) = spec.split_once(':').ok_or_else(bad)?;
-    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let bad = || Error::Invalid(format!("{spec}: expected [<bind-address>:]<local-port>:<host>:<port>"));
+    let mut parts = Vec::new();
+    let mut rest = spec;
+    while !rest.is_empty() {
+        let (part, after) = match rest.strip_prefix('[') {
+            Some(bracketed) => {
+                let (inside, after) = bracketed.split_once(']').ok_or_else(bad)?;
+                (inside, after.strip_prefix(':').or(after.is_empty().then_some("")).ok_or_else(bad)?)
+            }
+            None => rest.split_once(':').unwrap_or((rest, "")),
+        };
+        parts.push(part);
+        rest = after;
+    }
+    let (bind, local, host, port) = match parts.as_slice() {
+        [local, host, port] => ("127.0.0.1", *local, *host, *port),
+        [bind, local, host, port] => (*bind, *local, *host, *port),
+        _ => return Err(bad()),
+    };
+    let bind: std::net::IpAddr = match bind {
+        "*" => std::net::IpAddr::from([0, 0, 0, 0]),
+        "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
+        address => address.parse().map_err(|_| bad())?,
+    };
     let local: u16 = local.parse().map_err(|_| bad())?;
     let port: u16 = port.parse().ok().filter(|&p| p != 0).ok_or_else(bad)?;
     if host.is_empty() || host.len() > 255 {
         return Err(bad());
     }
-    Ok((SocketAddr::from(([127, 0, 0, 1], local)), host.to_owned(), port))
+    Ok((SocketAddr::new(bind, local), host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_specs_read_as_ssh_reads_them() {
+        let ok = |spec: &str| parse_forward(spec).map(|(a, h, p)| (a.to_string(), h, p)).unwrap();
+        assert_eq!(ok("8080:127.0.0.1:80"), ("127.0.0.1:8080".into(), "127.0.0.1".into(), 80));
+        assert_eq!(ok("0:db.internal:5432"), ("127.0.0.1:0".into(), "db.internal".into(), 5432));
+        assert_eq!(ok("*:8080:[::1]:80"), ("0.0.0.0:8080".into(), "::1".into(), 80));
+        assert_eq!(ok("[::1]:8443:web:443"), ("[::1]:8443".into(), "web".into(), 443));
+        assert_eq!(ok("localhost:1:h:2"), ("127.0.0.1:1".into(), "h".into(), 2));
+        for bad in
+            ["8080", "8080:h", "x:h:80", "8080:h:0", "8080::80", "[::1:80:h:1", "a:b:c:d:e", "999999:h:1"]
+        {
+            assert!(parse_forward(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -171,3 +171,49 @@ fn every_help_has_examples_and_says_how_it_ends() {
         "{help}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_forward_process_carries_several_specs_each_on_its_bind_address() {
+    use std::io::{BufRead, Read};
+    let system = system_with("every-5").await;
+    let (first, second) = (session_test_kit::Echo::start().await, session_test_kit::Echo::start().await);
+    let specs = [format!("0:127.0.0.1:{}", first.port), format!("127.0.0.1:0:localhost:{}", second.port)];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_session-client"))
+        .args(["--relay", &system.url, "forward", "every-5", &specs[0], &specs[1]])
+        .env("SESSION_TOKEN", system.token())
+        .env("SESSION_CONFIG", "/nonexistent")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client runs");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let echoed = tokio::task::spawn_blocking(move || {
+        let mut echoed = Vec::new();
+        for _ in 0..2 {
+            let mut line = String::new();
+            stderr.read_line(&mut line).unwrap();
+            // forwarding 127.0.0.1:PORT to HOST:PORT on every-5
+            let local: core::net::SocketAddr =
+                line.split_whitespace().nth(1).and_then(|a| a.parse().ok()).expect(&line);
+            let mut stream = std::net::TcpStream::connect(local).unwrap();
+            stream.write_all(line.as_bytes()).unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut back = String::new();
+            stream.read_to_string(&mut back).unwrap();
+            echoed.push((line, back));
+        }
+        echoed
+    });
+    let echoed = tokio::time::timeout(core::time::Duration::from_secs(30), echoed)
+        .await
+        .expect("both answered")
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for (line, back) in &echoed {
+        assert_eq!(line, back, "each local port reaches its own target");
+    }
+    assert!(echoed[1].0.contains("localhost:"), "{echoed:?}");
+    assert_eq!((first.accepted(), second.accepted()), (1, 1));
+}
