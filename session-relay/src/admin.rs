@@ -45,6 +45,24 @@ pub(crate) enum Admin {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Makes a private certificate authority and the relay's certificate, signed by it, in a
+    /// directory: `ca.pem` for clients and agents (`--ca-file`), `cert.pem` and `key.pem` for
+    /// the relay (`--tls-cert`, `--tls-key`). The authority's key is not kept: it signs this one
+    /// certificate and is gone, so the directory cannot mint more. Run again, into a new
+    /// directory, for other names, and hand out the new `ca.pem`. Needs no store.
+    Tls(TlsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TlsArgs {
+    /// Where to write the files; made if absent. Files already there are not overwritten.
+    dir: PathBuf,
+    /// A DNS name or IP address clients and agents dial the relay by; repeat for several.
+    #[arg(long = "name", required = true, value_name = "DNS-OR-IP")]
+    names: Vec<String>,
+    /// Days both certificates are valid, from yesterday (for clocks a little behind).
+    #[arg(long, default_value_t = 365)]
+    days: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,7 +181,15 @@ fn printable(text: &str) -> String {
 
 /// `unix` seconds as RFC 3339 in UTC: `2026-01-01T00:00:00Z`.
 fn rfc3339(unix: i64) -> String {
-    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let (year, month, day) = civil(unix);
+    let secs = unix.rem_euclid(86_400);
+    let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+/// The UTC date of `unix` seconds: year, month, day.
+fn civil(unix: i64) -> (i64, i64, i64) {
+    let days = unix.div_euclid(86_400);
     // Days to a civil date (proleptic Gregorian), after Howard Hinnant's `civil_from_days`.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -174,8 +200,7 @@ fn rfc3339(unix: i64) -> String {
     let day = day_of_year - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
-    let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+    (year, month, day)
 }
 
 fn when(unix: i64) -> String {
@@ -218,6 +243,8 @@ pub(crate) enum AdminError {
         /// Where its relay listens.
         relay: String,
     },
+    /// `admin tls` could not make or write its files.
+    Tls(String),
 }
 
 impl core::fmt::Display for AdminError {
@@ -237,6 +264,7 @@ impl core::fmt::Display for AdminError {
                  it ends the session when it next reads the store",
                 TERMINATE_WAIT.as_secs()
             ),
+            AdminError::Tls(message) => write!(f, "{message}"),
         }
     }
 }
@@ -245,7 +273,10 @@ impl std::error::Error for AdminError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             AdminError::Store(e) => Some(e),
-            AdminError::Ended(_) | AdminError::RelayGone { .. } | AdminError::Unanswered { .. } => None,
+            AdminError::Ended(_)
+            | AdminError::RelayGone { .. }
+            | AdminError::Unanswered { .. }
+            | AdminError::Tls(_) => None,
         }
     }
 }
@@ -291,6 +322,7 @@ pub(crate) fn run(store: &Store, command: Admin) -> Result<(), AdminError> {
             | Admin::Session(SessionCommand::List { .. })
             | Admin::Switch { state: None, .. }
             | Admin::Audit { .. }
+            | Admin::Tls(_)
     );
     let record = changes.then(|| {
         let session = match &command {
@@ -443,8 +475,80 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
                 println!("{record}");
             }
         }
+        Admin::Tls(args) => tls(&args)?,
     }
     Ok(())
+}
+
+/// `admin tls`: a CA and a leaf signed by it, rather than one self-signed certificate, because
+/// rustls (webpki) refuses a CA certificate presented as the server's own, and a self-signed
+/// leaf cannot be a trust anchor in every client.
+pub(crate) fn tls(args: &TlsArgs) -> Result<(), AdminError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose,
+    };
+    let failed = |what: &str, e: rcgen::Error| AdminError::Tls(format!("{what}: {e}"));
+    let files = ["ca.pem", "cert.pem", "key.pem"].map(|name| args.dir.join(name));
+    // Checked before anything is written, so a refusal leaves the directory as it was.
+    if let Some(existing) = files.iter().find(|path| path.exists()) {
+        return Err(AdminError::Tls(format!(
+            "{} exists: give a directory without ca.pem, cert.pem and key.pem",
+            existing.display()
+        )));
+    }
+    let now = unix_now();
+    let date = |unix: i64| {
+        let (year, month, day) = civil(unix);
+        // Within i32 and u8 for any date a clock shows.
+        rcgen::date_time_ymd(year as i32, month as u8, day as u8)
+    };
+    let (not_before, not_after) = (date(now - 86_400), date(now + i64::from(args.days) * 86_400));
+
+    let mut ca = CertificateParams::new(Vec::new()).map_err(|e| failed("CA", e))?;
+    ca.distinguished_name.push(DnType::CommonName, format!("session-relay CA for {}", args.names.join(" ")));
+    // It signs end-entity certificates only, none of another authority.
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    (ca.not_before, ca.not_after) = (not_before, not_after);
+    let ca_key = KeyPair::generate().map_err(|e| failed("CA key", e))?;
+    let ca_cert = ca.self_signed(&ca_key).map_err(|e| failed("CA", e))?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    // `new` makes an IP address SAN of a name that parses as one, a DNS name of any other.
+    let mut leaf = CertificateParams::new(args.names.clone()).map_err(|e| failed("--name", e))?;
+    leaf.distinguished_name.push(DnType::CommonName, args.names[0].clone());
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    (leaf.not_before, leaf.not_after) = (not_before, not_after);
+    let leaf_key = KeyPair::generate().map_err(|e| failed("key", e))?;
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(|e| failed("certificate", e))?;
+
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| AdminError::Tls(format!("{}: {e}", args.dir.display())))?;
+    let [ca_file, cert_file, key_file] = &files;
+    write_new(ca_file, &ca_cert.pem(), 0o644)?;
+    write_new(cert_file, &leaf_cert.pem(), 0o644)?;
+    write_new(key_file, &leaf_key.serialize_pem(), 0o600)?;
+    println!("{}\tthe CA: clients and agents trust it with --ca-file", ca_file.display());
+    println!("{}\tthe relay's certificate, for {}: --tls-cert", cert_file.display(), args.names.join(", "));
+    println!("{}\tits key, readable by its owner only: --tls-key", key_file.display());
+    Ok(())
+}
+
+/// Writes a file that must not exist yet, with `mode` from its creation on (a key is never
+/// readable by others, not even for a moment).
+fn write_new(path: &std::path::Path, text: &str, mode: u32) -> Result<(), AdminError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| AdminError::Tls(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -93,6 +93,8 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
+        // Files, not the store: no store is opened or made for it.
+        Some(Command::Admin(admin::Admin::Tls(tls))) => admin::tls(&tls).map_err(|e| e.to_string()),
         Some(Command::Admin(command)) => {
             let opened = if admin::makes_store(&command) {
                 Store::open(&args.db)

@@ -194,6 +194,64 @@ async fn with_a_certificate_every_connection_is_tls() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `admin tls` makes what the README's TLS recipe runs with: a CA for clients and agents, and a
+/// certificate signed by it for the relay, by IP address as by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_tls_makes_a_ca_and_a_certificate_the_relay_serves_and_its_clients_trust() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("admin-tls");
+    let db = dir.join("relay.db");
+    let certs = dir.join("tls");
+    let made = ok(&db, &["tls", certs.to_str().unwrap(), "--name", "127.0.0.1", "--name", "localhost"]);
+    assert!(made.contains("ca.pem") && made.contains("--ca-file"), "{made}");
+    assert!(!db.exists(), "admin tls needs no store and makes none");
+    let (ca, cert, key) = (certs.join("ca.pem"), certs.join("cert.pem"), certs.join("key.pem"));
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the key is its owner's"
+    );
+    assert!(!certs.join("ca.key").exists(), "the CA's key is not kept");
+    // Made once: a second run would replace what clients already trust.
+    let again = admin(&db, &["tls", certs.to_str().unwrap(), "--name", "127.0.0.1"]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("ca.pem exists"));
+
+    let token = full_access_user(&db, &dir);
+    let code = ok(&db, &["activation", "create"]).trim().to_owned();
+    let served = Served::start(
+        &db,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let trust = Trust::ca_file(&ca).unwrap();
+    for url in [format!("wss://127.0.0.1:{}", served.port), format!("wss://localhost:{}", served.port)] {
+        let mut ops = Relay::new(&url, &token);
+        ops.trust = trust.clone();
+        assert!(ops.list().await.is_ok(), "{url} with --ca-file ca.pem");
+    }
+    let url = format!("wss://127.0.0.1:{}", served.port);
+    let mut ops = Relay::new(&url, &token);
+    ops.trust = trust.clone();
+    let agent = agent(&url, "i-ca", &code, trust, &ops).await;
+    assert_eq!(run(&ops, "i-ca", "echo vouched").await.unwrap(), Ran { stdout: "vouched\n".into(), code: 0 });
+
+    // Without the CA, the system's roots know nothing of it.
+    let unvouched = Relay::new(&url, &token).list().await.unwrap_err();
+    assert!(
+        matches!(unvouched, Error::Unreachable { .. })
+            && unvouched.to_string().to_lowercase().contains("certificate"),
+        "{unvouched}"
+    );
+    agent.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Idle connections that never finish their handshake cannot take the relay's descriptors:
 /// under `ulimit -n 256`, 300 of them from one address leave a user's request served (before,
 /// 1,100 idle connections under `ulimit -n 1024` made real requests fail with "accept failed").
