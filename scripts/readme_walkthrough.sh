@@ -71,7 +71,8 @@ fi
 mv "$work/block-5.run" "$work/block-5.sh"
 
 mkdir -p "$work/target"
-ln -s "$repo/target/$profile" "$work/target/release"
+# Cargo's target directory, wherever CARGO_TARGET_DIR puts it.
+ln -s "${CARGO_TARGET_DIR:-$repo/target}/$profile" "$work/target/release"
 cd "$work"
 
 # A terminal's block in the foreground: it must succeed within two minutes.
