@@ -31,7 +31,7 @@ pub struct Target {
 impl FromStr for Target {
     type Err = Error;
 
-    /// `22`, `10.0.0.5:22`, `db.internal:5432` or `[::1]:22`. The port is the last `:`-part,
+    /// `22`, `127.0.0.1:22`, `db.internal:5432` or `[::1]:22`. The port is the last `:`-part,
     /// so an IPv6 address may go without brackets too (`::1:22`), though less legibly.
     fn from_str(spec: &str) -> Result<Target, Error> {
         let bad = || Error::Invalid(format!("{spec}: expected [host:]port, with a port from 1 to 65535"));
