@@ -8,6 +8,7 @@ mod logins;
 
 use logins::Logins;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -99,7 +100,7 @@ where
         };
         let close =
             response.close || head.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        stream.write_all(&response.encode(&head.method, close)).await.map_err(|e| e.to_string())?;
+        response.send(&mut stream, &head.method, close).await.map_err(|e| e.to_string())?;
         if close {
             let _ = stream.shutdown().await;
             return Ok(());
@@ -111,7 +112,7 @@ where
             Ok(Ok(Some(_))) => {
                 let refusal =
                     Response::text(400, "a WebSocket upgrade must be its connection's first request");
-                let _ = stream.write_all(&refusal.encode(&head.method, true)).await;
+                let _ = refusal.send(&mut stream, &head.method, true).await;
                 return Ok(());
             }
             Ok(Ok(None)) | Err(_) => return Ok(()),
@@ -132,7 +133,7 @@ pub(crate) async fn refuse_head<S: AsyncWrite + Unpin>(stream: &mut S, e: &HeadE
         // Nobody to answer.
         HeadError::Truncated | HeadError::Io(_) => return,
     };
-    let _ = stream.write_all(&Response::text(status, &e.to_string()).encode("GET", true)).await;
+    let _ = Response::text(status, &e.to_string()).send(stream, "GET", true).await;
     let _ = stream.shutdown().await;
 }
 
@@ -193,7 +194,7 @@ fn asset(head: &Head, path: &str) -> Response {
         response.headers.push(("ETag", tag.to_owned()));
         return response;
     }
-    let mut response = Response::new(200, asset.content_type, asset.body.to_vec());
+    let mut response = Response::new(200, asset.content_type, asset.body);
     response.headers.push(("ETag", tag.to_owned()));
     response
 }
@@ -319,15 +320,16 @@ fn unix(time: SystemTime) -> u64 {
 struct Response {
     status: u16,
     content_type: &'static str,
-    body: Vec<u8>,
+    /// An asset's bytes are served from the binary as they are, never copied.
+    body: Cow<'static, [u8]>,
     headers: Vec<(&'static str, String)>,
     /// The connection closes after it.
     close: bool,
 }
 
 impl Response {
-    fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-        Response { status, content_type, body, headers: Vec::new(), close: false }
+    fn new(status: u16, content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Response {
+        Response { status, content_type, body: body.into(), headers: Vec::new(), close: false }
     }
 
     fn text(status: u16, text: &str) -> Response {
@@ -343,8 +345,22 @@ impl Response {
         self
     }
 
-    /// The response to a `method` request; `close` says the connection closes after it.
-    fn encode(&self, method: &str, close: bool) -> Vec<u8> {
+    /// Writes the response to a `method` request; `close` says the connection closes after it.
+    async fn send<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        method: &str,
+        close: bool,
+    ) -> std::io::Result<()> {
+        stream.write_all(self.head(close).as_bytes()).await?;
+        if method != "HEAD" {
+            stream.write_all(&self.body).await?;
+        }
+        Ok(())
+    }
+
+    /// The status line and headers, through the blank line.
+    fn head(&self, close: bool) -> String {
         use std::fmt::Write;
         let mut out = String::with_capacity(512);
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
@@ -369,11 +385,7 @@ impl Response {
             out.push_str("Connection: close\r\n");
         }
         out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        if method != "HEAD" {
-            bytes.extend_from_slice(&self.body);
-        }
-        bytes
+        out
     }
 }
 
