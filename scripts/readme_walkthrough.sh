@@ -15,6 +15,10 @@
 #   only start sessions as the user it runs as).
 # - Terminal 1's second block runs in a new shell: it is given the directory the first changed
 #   to and the first's `R=` line.
+# - Terminal 3's web page (python3's http.server on 127.0.0.1:8000) is what alice's forward
+#   reaches: the script checks that her curl through the forward printed it, that the server
+#   answered that request, and that after `kill %1` nothing listens on 127.0.0.1:8080 any more.
+#   The fixed ports (7443, 8000, 8080) must be free on 127.0.0.1, and curl and python3 at hand.
 # - Every block runs with stdin from /dev/null (`connect` then runs a shell without a terminal,
 #   which ends at once) and under `bash -e`, so a failing command fails the walkthrough.
 # Exits non-zero on any failure, after showing the programs' output; kills what it started.
@@ -28,6 +32,18 @@ if [ "$profile" = release ]; then
 else
   cargo build --manifest-path "$repo/Cargo.toml" -p session-relay -p session-agent -p session-client
 fi
+
+# Something listening on 127.0.0.1:$1.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for tool in curl python3; do
+  command -v "$tool" >/dev/null || { echo "the walkthrough runs $tool: install it"; exit 1; }
+done
+for port in 7443 8000 8080; do
+  if listening "$port"; then
+    echo "something already listens on 127.0.0.1:$port, which the walkthrough uses"
+    exit 1
+  fi
+done
 
 work=$(mktemp -d)
 pids=()
@@ -113,6 +129,7 @@ run 1
 start 2
 await "the relay listens" grep -q 'relay listening' "$work/block-2.log"
 start 3
+await "web-1's page is served on its loopback" curl -fsS http://127.0.0.1:8000/index.html
 await "web-1 is online" web_1_online
 run 4
 
@@ -128,6 +145,17 @@ check 'Mounted on' "df -h / run on web-1"
 check '^HELLO$' "HELLO from tr a-z A-Z"
 check 'session alice-[0-9a-f]+ terminated' "terminate's confirmation"
 check 'terminated by alice' "the ended exec naming who ended it"
+# The forward: the page came through it, and the server on web-1's side answered its request
+# (for `/`: the probe above asked for `/index.html`).
+check '^hello from web-1$' "web-1's page, fetched by curl through the forward"
+if grep -q 'session-client: forward from' "$alice"; then
+  echo "the forward reported a failed connection"
+  exit 1
+fi
+grep -q '"GET / HTTP/1.1" 200' "$work/block-3.log" || { echo "web-1's web server saw no request"; exit 1; }
+# `kill %1` stopped it: nothing listens on its port any more.
+not_listening() { ! listening "$1"; }
+await "the forward stopped listening on 127.0.0.1:8080" not_listening 8080
 
 run 5
 grep -q '"event":"session"' "$work/block-5.log" || { echo "the audit shows no session"; exit 1; }

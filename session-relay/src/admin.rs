@@ -35,15 +35,22 @@ pub(crate) enum Admin {
     Switch {
         /// The account: an instance or an activation code must name it.
         account: String,
-        /// `on` or `off`; without it, shows the setting.
-        #[arg(value_parser = ["on", "off"])]
+        /// `on` or `off`; without it, shows the setting (`-o json`: `{"account": ..., "sessions":
+        /// "on"}`).
+        #[arg(value_parser = ["on", "off"], conflicts_with = "Listing")]
         state: Option<String>,
+        #[command(flatten)]
+        listing: Listing,
     },
-    /// Prints the latest audit records, one JSON object a line.
+    /// Prints the latest audit records, oldest first: one JSON object a line as the audit log
+    /// file has them (times in Unix seconds), or with `-o json` one document, `{"records":
+    /// [...]}`, with times in RFC 3339.
     Audit {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        #[command(flatten)]
+        listing: Listing,
     },
     /// Makes a private certificate authority and the relay's certificate, signed by it, in a
     /// directory: `ca.pem` for clients and agents (`--ca-file`), `cert.pem` and `key.pem` for
@@ -51,6 +58,34 @@ pub(crate) enum Admin {
     /// certificate and is gone, so the directory cannot mint more. Run again, into a new
     /// directory, for other names, and hand out the new `ca.pem`. Needs no store.
     Tls(TlsArgs),
+}
+
+/// How a listing is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Columns separated by tabs, times in words (`in 29d`, `5m ago`).
+    Table,
+    /// One JSON document (`{"<things>": [...]}` for a listing), times in RFC 3339; never a
+    /// secret.
+    Json,
+}
+
+/// The output flags every listing, and `switch <account>`, take: `-o json` as `session-client`'s
+/// listings take it, and `--json`, the same (as `session list --json` always was).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct Listing {
+    /// `table` for people, `json` for scripts: one JSON document, times in RFC 3339.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// The same as `-o json`.
+    #[arg(long, conflicts_with = "output")]
+    json: bool,
+}
+
+impl Listing {
+    fn json(self) -> bool {
+        self.json || self.output == Format::Json
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,8 +106,8 @@ pub(crate) enum UserCommand {
     Add { name: String },
     /// Removes a user, their tokens and attachments; their sessions in progress end.
     Remove { name: String },
-    /// Lists users and their policies.
-    List,
+    /// Lists users and their policies (`-o json`: `{"users": [{"name", "policies"}]}`).
+    List(Listing),
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,8 +122,10 @@ pub(crate) enum TokenCommand {
     /// Revokes a token by its id (the 16 hex digits after `srt_`); the sessions started with it
     /// end, within a second of a running relay's next look at the store.
     Revoke { id: String },
-    /// Lists tokens: ids, users, expiry, revocation; never the secrets.
-    List,
+    /// Lists tokens: ids, users, expiry, revocation; never the secrets (`-o json`: `{"tokens":
+    /// [{"id", "user", "state", "expires", "revoked"}]}`, `state` `active`, `expired` or
+    /// `revoked`).
+    List(Listing),
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,8 +134,9 @@ pub(crate) enum PolicyCommand {
     Put { name: String, file: PathBuf },
     /// Removes a policy.
     Remove { name: String },
-    /// Prints every policy.
-    List,
+    /// Prints every policy, its document on one line (`-o json`: `{"policies": [{"name",
+    /// "document"}]}`, the document as JSON).
+    List(Listing),
     /// Attaches a policy to a user.
     Attach { policy: String, user: String },
     /// Detaches a policy from a user.
@@ -122,18 +160,17 @@ pub(crate) enum ActivationCommand {
         #[arg(long, default_value_t = 1)]
         uses: u32,
     },
-    /// Lists activation codes: ids, accounts, expiry, uses left.
-    List,
+    /// Lists activation codes: ids, accounts, expiry, uses left; never the codes (`-o json`:
+    /// `{"activations": [{"id", "account", "expires", "uses_left"}]}`).
+    List(Listing),
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SessionCommand {
-    /// Lists every session in progress: id, user, instance, start, relay and what it runs.
-    List {
-        /// One JSON object, `{"sessions": [...]}`, with starts in RFC 3339.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Lists every session in progress: id, user, instance, start, relay and what it runs
+    /// (`-o json`: `{"sessions": [{"id", "user", "instance", "account", "kind", "started",
+    /// "relay"}]}`).
+    List(Listing),
     /// Ends a session, as its owner's `terminate` does: its client is told who ended it. Waits
     /// for its relay, which looks once a second, to say it did.
     Terminate {
@@ -144,8 +181,9 @@ pub(crate) enum SessionCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum InstanceCommand {
-    /// Lists registered instances.
-    List,
+    /// Lists registered instances: id, account, name label, when last seen, agent version
+    /// (`-o json`: `{"instances": [{"id", "account", "label", "last_seen", "agent_version"}]}`).
+    List(Listing),
     /// Forgets an instance's key: its agent must register again, and its sessions in progress
     /// end.
     Remove { id: String },
@@ -185,6 +223,38 @@ fn rfc3339(unix: i64) -> String {
     let secs = unix.rem_euclid(86_400);
     let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60);
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+/// `unix` seconds, with a fraction, as RFC 3339 in UTC to the millisecond:
+/// `2026-01-01T00:00:00.250Z`.
+fn rfc3339_millis(unix: f64) -> String {
+    // Whole milliseconds, so that rounding up carries into the seconds.
+    let millis = (unix * 1000.0).round() as i64;
+    let whole = rfc3339(millis.div_euclid(1000));
+    let fraction = millis.rem_euclid(1000);
+    format!("{}.{fraction:03}Z", whole.trim_end_matches('Z'))
+}
+
+/// An audit record as `audit -o json` prints it: its times (`at`, `start`, `end`, Unix seconds
+/// as stored) in RFC 3339, the rest as it is. A line that is not a JSON object is kept, as a
+/// string, rather than lost.
+fn audit_json(line: &str) -> serde_json::Value {
+    let Ok(serde_json::Value::Object(mut record)) = serde_json::from_str(line) else {
+        return serde_json::Value::from(line);
+    };
+    for field in ["at", "start", "end"] {
+        if let Some(time) = record.get_mut(field) {
+            if let Some(unix) = time.as_f64() {
+                *time = rfc3339_millis(unix).into();
+            }
+        }
+    }
+    serde_json::Value::Object(record)
+}
+
+/// Prints a listing as one JSON document: `{"<name>": [...]}`.
+fn print_json(name: &str, items: Vec<serde_json::Value>) {
+    println!("{}", serde_json::json!({ name: items }));
 }
 
 /// The UTC date of `unix` seconds: year, month, day.
@@ -314,12 +384,12 @@ fn operator() -> String {
 pub(crate) fn run(store: &Store, command: Admin) -> Result<(), AdminError> {
     let changes = !matches!(
         command,
-        Admin::User(UserCommand::List)
-            | Admin::Token(TokenCommand::List)
-            | Admin::Policy(PolicyCommand::List)
-            | Admin::Activation(ActivationCommand::List)
-            | Admin::Instance(InstanceCommand::List)
-            | Admin::Session(SessionCommand::List { .. })
+        Admin::User(UserCommand::List(_))
+            | Admin::Token(TokenCommand::List(_))
+            | Admin::Policy(PolicyCommand::List(_))
+            | Admin::Activation(ActivationCommand::List(_))
+            | Admin::Instance(InstanceCommand::List(_))
+            | Admin::Session(SessionCommand::List(_))
             | Admin::Switch { state: None, .. }
             | Admin::Audit { .. }
             | Admin::Tls(_)
@@ -329,9 +399,16 @@ pub(crate) fn run(store: &Store, command: Admin) -> Result<(), AdminError> {
             Admin::Session(SessionCommand::Terminate { id }) => Some(id.clone()),
             _ => None,
         };
+        let reason = match &command {
+            // Without its output flags, which a change does not take.
+            Admin::Switch { account, state, .. } => {
+                format!("Switch {{ account: {account:?}, state: {state:?} }}")
+            }
+            command => format!("{command:?}"),
+        };
         let record = Record {
             actor: Some(operator()),
-            reason: Some(format!("{command:?}")),
+            reason: Some(reason),
             session,
             ..Record::new(Kind::Admin, Outcome::Allowed)
         };
@@ -348,9 +425,17 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
     match command {
         Admin::User(UserCommand::Add { name }) => store.add_user(&name)?,
         Admin::User(UserCommand::Remove { name }) => store.remove_user(&name)?,
-        Admin::User(UserCommand::List) => {
-            for (name, policies) in store.users()? {
-                println!("{name}\t{}", policies.join(","));
+        Admin::User(UserCommand::List(listing)) => {
+            let users = store.users()?;
+            if listing.json() {
+                let users = users
+                    .into_iter()
+                    .map(|(name, policies)| serde_json::json!({ "name": name, "policies": policies }));
+                print_json("users", users.collect());
+            } else {
+                for (name, policies) in users {
+                    println!("{name}\t{}", policies.join(","));
+                }
             }
         }
         Admin::Token(TokenCommand::Create { user, expires_in }) => {
@@ -362,14 +447,32 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
             println!("{token}");
         }
         Admin::Token(TokenCommand::Revoke { id }) => store.revoke_token(&id)?,
-        Admin::Token(TokenCommand::List) => {
-            for token in store.tokens()? {
-                let state = match token.revoked {
-                    Some(at) => format!("revoked {}", when(at)),
-                    None if token.expires <= unix_now() => format!("expired {}", when(token.expires)),
-                    None => format!("expires {}", when(token.expires)),
-                };
-                println!("{}\t{}\t{state}", token.id, token.user);
+        Admin::Token(TokenCommand::List(listing)) => {
+            let tokens = store.tokens()?;
+            let now = unix_now();
+            if listing.json() {
+                let tokens = tokens.into_iter().map(|token| {
+                    let state = match token.revoked {
+                        Some(_) => "revoked",
+                        None if token.expires <= now => "expired",
+                        None => "active",
+                    };
+                    // The id and whose it is; the secret is not in the store to print.
+                    serde_json::json!({
+                        "id": token.id, "user": token.user, "state": state,
+                        "expires": rfc3339(token.expires), "revoked": token.revoked.map(rfc3339),
+                    })
+                });
+                print_json("tokens", tokens.collect());
+            } else {
+                for token in tokens {
+                    let state = match token.revoked {
+                        Some(at) => format!("revoked {}", when(at)),
+                        None if token.expires <= now => format!("expired {}", when(token.expires)),
+                        None => format!("expires {}", when(token.expires)),
+                    };
+                    println!("{}\t{}\t{state}", token.id, token.user);
+                }
             }
         }
         Admin::Policy(PolicyCommand::Put { name, file }) => {
@@ -383,9 +486,20 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
             store.put_policy(&name, &document)?;
         }
         Admin::Policy(PolicyCommand::Remove { name }) => store.remove_policy(&name)?,
-        Admin::Policy(PolicyCommand::List) => {
-            for (name, document) in store.policies()? {
-                println!("{name}\t{}", document.split_whitespace().collect::<Vec<_>>().join(" "));
+        Admin::Policy(PolicyCommand::List(listing)) => {
+            let policies = store.policies()?;
+            if listing.json() {
+                let policies = policies.into_iter().map(|(name, document)| {
+                    // Stored only once parsed; a document that is not JSON after all stays text.
+                    let document = serde_json::from_str::<serde_json::Value>(&document)
+                        .unwrap_or(serde_json::Value::String(document));
+                    serde_json::json!({ "name": name, "document": document })
+                });
+                print_json("policies", policies.collect());
+            } else {
+                for (name, document) in policies {
+                    println!("{name}\t{}", document.split_whitespace().collect::<Vec<_>>().join(" "));
+                }
             }
         }
         Admin::Policy(PolicyCommand::Attach { policy, user }) => store.attach(&user, &policy)?,
@@ -400,21 +514,42 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
             );
             println!("{code}");
         }
-        Admin::Activation(ActivationCommand::List) => {
-            for (id, account, expires, uses_left) in store.activations()? {
-                println!("{id}\t{account}\texpires {}\t{uses_left} use(s) left", when(expires));
+        Admin::Activation(ActivationCommand::List(listing)) => {
+            let activations = store.activations()?;
+            if listing.json() {
+                let activations = activations.into_iter().map(|(id, account, expires, uses_left)| {
+                    serde_json::json!({
+                        "id": id, "account": account, "expires": rfc3339(expires), "uses_left": uses_left,
+                    })
+                });
+                print_json("activations", activations.collect());
+            } else {
+                for (id, account, expires, uses_left) in activations {
+                    println!("{id}\t{account}\texpires {}\t{uses_left} use(s) left", when(expires));
+                }
             }
         }
-        Admin::Instance(InstanceCommand::List) => {
-            for i in store.instances()? {
-                let seen =
-                    i.last_seen.map_or_else(|| "never seen".to_owned(), |t| format!("seen {}", when(t)));
-                let version = i.agent_version.unwrap_or_default();
-                println!("{}\t{}\t{}\t{seen}\t{version}", i.id, i.account, i.label);
+        Admin::Instance(InstanceCommand::List(listing)) => {
+            let instances = store.instances()?;
+            if listing.json() {
+                let instances = instances.into_iter().map(|i| {
+                    serde_json::json!({
+                        "id": i.id, "account": i.account, "label": i.label,
+                        "last_seen": i.last_seen.map(rfc3339), "agent_version": i.agent_version,
+                    })
+                });
+                print_json("instances", instances.collect());
+            } else {
+                for i in instances {
+                    let seen =
+                        i.last_seen.map_or_else(|| "never seen".to_owned(), |t| format!("seen {}", when(t)));
+                    let version = i.agent_version.unwrap_or_default();
+                    println!("{}\t{}\t{}\t{seen}\t{version}", i.id, i.account, i.label);
+                }
             }
         }
         Admin::Instance(InstanceCommand::Remove { id }) => store.remove_instance(&id)?,
-        Admin::Session(SessionCommand::List { json }) => {
+        Admin::Session(SessionCommand::List(listing)) => {
             let sessions = store.live_sessions()?;
             if store.running_relays()? == 0 {
                 eprintln!(
@@ -422,17 +557,14 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
                     session_relay::store::RELAY_GONE_AFTER.as_secs()
                 );
             }
-            if json {
-                let sessions: Vec<serde_json::Value> = sessions
-                    .into_iter()
-                    .map(|s| {
-                        serde_json::json!({
-                            "id": s.id, "user": s.user, "instance": s.instance, "account": s.account,
-                            "kind": s.kind, "started": rfc3339(s.started), "relay": s.relay,
-                        })
+            if listing.json() {
+                let sessions = sessions.into_iter().map(|s| {
+                    serde_json::json!({
+                        "id": s.id, "user": s.user, "instance": s.instance, "account": s.account,
+                        "kind": s.kind, "started": rfc3339(s.started), "relay": s.relay,
                     })
-                    .collect();
-                println!("{}", serde_json::json!({ "sessions": sessions }));
+                });
+                print_json("sessions", sessions.collect());
             } else {
                 for s in sessions {
                     // What it runs comes last, its control characters escaped: a command's tab
@@ -465,14 +597,23 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
             }
             println!("terminated {id}: {} on {}, {}", session.user, session.instance, session.kind);
         }
-        Admin::Switch { account, state: None } => {
-            let on = store.switch(&account)?;
-            println!("{account}\tsessions {}", if on { "on" } else { "off" });
+        Admin::Switch { account, state: None, listing } => {
+            let sessions = if store.switch(&account)? { "on" } else { "off" };
+            if listing.json() {
+                println!("{}", serde_json::json!({ "account": account, "sessions": sessions }));
+            } else {
+                println!("{account}\tsessions {sessions}");
+            }
         }
-        Admin::Switch { account, state: Some(state) } => store.set_switch(&account, state == "on")?,
-        Admin::Audit { limit } => {
-            for record in store.audit(limit)? {
-                println!("{record}");
+        Admin::Switch { account, state: Some(state), .. } => store.set_switch(&account, state == "on")?,
+        Admin::Audit { limit, listing } => {
+            let records = store.audit(limit)?;
+            if listing.json() {
+                print_json("records", records.iter().map(|line| audit_json(line)).collect());
+            } else {
+                for record in records {
+                    println!("{record}");
+                }
             }
         }
         Admin::Tls(args) => tls(&args)?,
@@ -567,6 +708,21 @@ mod tests {
         ] {
             assert_eq!(rfc3339(unix), text, "{unix}");
         }
+    }
+
+    #[test]
+    fn audit_times_are_written_in_rfc_3339_to_the_millisecond() {
+        assert_eq!(rfc3339_millis(1_767_225_600.25), "2026-01-01T00:00:00.250Z");
+        assert_eq!(rfc3339_millis(1_767_225_599.999_6), "2026-01-01T00:00:00.000Z", "carried");
+        assert_eq!(rfc3339_millis(0.0), "1970-01-01T00:00:00.000Z");
+        let record =
+            audit_json(r#"{"at": 1767225600.5, "start": null, "end": 1767225601, "actor": "alice"}"#);
+        assert_eq!(
+            record,
+            serde_json::json!({"at": "2026-01-01T00:00:00.500Z", "start": null,
+                               "end": "2026-01-01T00:00:01.000Z", "actor": "alice"})
+        );
+        assert_eq!(audit_json("not json"), serde_json::json!("not json"));
     }
 
     #[test]
