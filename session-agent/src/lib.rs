@@ -479,7 +479,10 @@ impl Agent {
             | Event::Refused { .. }
             | Event::Credit { .. }
             | Event::Exit { .. }
-            | Event::Reason { .. } => {}
+            | Event::Reason { .. }
+            // The agent does not announce FILES yet, and relays name sessions to clients only.
+            | Event::File { .. }
+            | Event::Session { .. } => {}
         }
     }
 

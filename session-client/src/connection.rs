@@ -428,6 +428,8 @@ impl Client {
             Event::Opened { channel, .. } => {
                 let _ = self.driver.connection_mut().refuse(channel, RefuseReason::PROHIBITED, "");
             }
+            // Not announced yet: FILES, and relays' session ids.
+            Event::File { .. } | Event::Session { .. } => {}
             Event::Reason { channel, code, message } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.reason = Some((code, message.to_owned()));

@@ -226,6 +226,10 @@ pub enum Op {
     Data(Outbound),
     /// The process ended (accepting side of a shell or command).
     Exit(session_proto::ExitStatus),
+    /// A File channel's Start, End, Done or Failed (spec 5.19), after the Data before it.
+    File(Box<session_proto::owned::OwnedFileEvent>),
+    /// The id a relay records the channel under (spec 5.20): once the Accept has gone.
+    Session(Box<str>),
     /// No more Data.
     Eof,
     /// Nothing more at all.
@@ -285,6 +289,8 @@ impl Outbox {
                     Err(e) => Err(e),
                 },
                 Op::Exit(status) => conn.exit(channel, *status),
+                Op::File(event) => conn.file(channel, &event.as_event()),
+                Op::Session(id) => conn.session_id(channel, id),
                 Op::Eof => conn.eof(channel),
                 Op::Close => conn.close(channel),
             };

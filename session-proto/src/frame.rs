@@ -5,7 +5,8 @@ use crate::{Error, HEADER_LEN, MAX_BODY_LEN, Stream};
 
 /// Message type codes. Codes `0x00..=0x7f` are critical (a receiver that does not know one
 /// rejects the frame); codes `0x80..=0xff` are ignorable (a receiver that does not know one skips
-/// the frame). [`REASON`](frame_type::REASON) is the one ignorable code this version defines.
+/// the frame). [`REASON`](frame_type::REASON) and [`SESSION`](frame_type::SESSION) are the
+/// ignorable codes this version defines.
 pub mod frame_type {
     /// Opens the connection: version, capabilities, limits, resume.
     pub const HELLO: u8 = 0x01;
@@ -37,11 +38,17 @@ pub mod frame_type {
     pub const EXIT: u8 = 0x18;
     /// The sender will send nothing more on the channel.
     pub const CLOSE: u8 = 0x19;
+    /// A file transfer's start, end or failure (only with FILES in effect). Not `0x1a`: a
+    /// published vector pins that code as unknown.
+    pub const FILE: u8 = 0x1b;
     /// The first code of the ignorable range.
     pub const FIRST_IGNORABLE: u8 = 0x80;
     /// Why a channel ends, sent just before its Close. Ignorable, so that a receiver that
     /// predates it skips it; one that knows it decodes it as strictly as any other message.
     pub const REASON: u8 = 0x81;
+    /// The session id a relay gives a channel, for the person who opened it. Ignorable like
+    /// Reason; not `0x82`, which a published vector pins as an extension.
+    pub const SESSION: u8 = 0x83;
 
     /// Whether a receiver that does not know `code` skips the frame rather than failing.
     pub const fn is_ignorable(code: u8) -> bool {
@@ -55,7 +62,7 @@ pub mod frame_type {
             HELLO..=ACK => Some(Scope::Connection),
             // Reason is ignorable, but defined: a receiver that knows it holds it to the channel
             // rule like every channel message.
-            OPEN..=CLOSE | REASON => Some(Scope::Channel),
+            OPEN..=CLOSE | FILE | REASON | SESSION => Some(Scope::Channel),
             _ if is_ignorable(code) => Some(Scope::Any),
             _ => None,
         }

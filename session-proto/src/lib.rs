@@ -12,6 +12,7 @@
 //! - [`frame`] reads and rewrites headers, so a relay routes frames without decoding bodies.
 //! - [`Accumulator`] gathers frames from a byte stream that arrives in pieces.
 //! - [`owned`] keeps the bounded parts of a message in fixed-capacity storage.
+//! - [`file`] holds what File channels carry: requests, events, listing records.
 //! - [`connection`] is the sans-IO state machine: channels, credit, keepalive.
 //!
 //! ```
@@ -45,6 +46,7 @@ mod accumulator;
 pub mod connection;
 mod env;
 mod error;
+pub mod file;
 pub mod frame;
 mod limits;
 pub mod message;
@@ -55,11 +57,12 @@ mod types;
 pub use accumulator::{Accumulator, Feed};
 pub use env::{Env, EnvIter, EnvVar};
 pub use error::Error;
+pub use file::{Digest, Entry, EntryKind, FileEvent, FileRequest, Record};
 pub use frame::Header;
 pub use limits::*;
 pub use message::{Hello, Message, OpenKind, Resume};
 pub use types::{
-    Capabilities, EndReason, ErrorCode, ExitStatus, Pty, RefuseReason, Signal, Stream, WindowSize,
+    Capabilities, EndReason, ErrorCode, ExitStatus, FileError, Pty, RefuseReason, Signal, Stream, WindowSize,
 };
 
 #[cfg(feature = "alloc")]

@@ -39,6 +39,16 @@ pub const MAX_ENV_NAME_LEN: usize = 64;
 /// Longest environment variable value, in bytes.
 pub const MAX_ENV_VALUE_LEN: usize = 256;
 
+/// Longest file path, Entry name or symbolic link target, in bytes (a Linux `PATH_MAX`).
+pub const MAX_PATH_LEN: usize = 4096;
+/// Bytes of a SHA-256 digest.
+pub const DIGEST_LEN: usize = 32;
+/// Longest Entry record's body in a listing: name and target at [`MAX_PATH_LEN`], every number
+/// at its longest varint.
+pub const MAX_ENTRY_LEN: usize = (2 + MAX_PATH_LEN) + 1 + 10 + 2 + 10 + (2 + MAX_PATH_LEN);
+/// Longest session id a relay names in a Session message.
+pub const MAX_SESSION_ID_LEN: usize = 64;
+
 /// Largest encoding of one environment variable: two length-prefixed strings.
 const MAX_ENV_VAR_ENCODED_LEN: usize = 1 + MAX_ENV_NAME_LEN + 2 + MAX_ENV_VALUE_LEN;
 /// Largest encoding of an environment list, count excluded.
@@ -52,6 +62,10 @@ pub const MAX_CONTROL_BODY_LEN: usize =
 // Control frames always fit the smallest maximum a peer may announce, so a sender never has
 // to split or drop one.
 const _: () = assert!(MAX_CONTROL_BODY_LEN <= MIN_MAX_FRAME);
+/// The largest File Open body: a Rename of two longest paths (kind, request, paths, overwrite).
+const MAX_FILE_OPEN_LEN: usize = 1 + 1 + 2 * (2 + MAX_PATH_LEN) + 1;
+// It is a control frame too.
+const _: () = assert!(MAX_FILE_OPEN_LEN <= MAX_CONTROL_BODY_LEN);
 const _: () = assert!(DEFAULT_MAX_FRAME >= MIN_MAX_FRAME && DEFAULT_MAX_FRAME <= MAX_BODY_LEN);
 // An environment list's count is one byte, which `OwnedEnv` relies on.
 const _: () = assert!(MAX_ENV < 128);

@@ -14,13 +14,14 @@
 //! known, channel allowed for the type, then each field of the body in order, then no bytes
 //! after the last field.
 
+use crate::file::{FileEvent, FileRequest};
 use crate::frame::{Header, frame_type};
 use crate::primitives::{Reader, Writer, bytes_len, varint_len};
 use crate::types::check_no_nul;
 use crate::{
     Capabilities, EndReason, Env, Error, ErrorCode, ExitStatus, HEADER_LEN, MAX_BODY_LEN, MAX_COMMAND_LEN,
-    MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, PROTOCOL_VERSION, Pty, RefuseReason, Signal,
-    Stream, WindowSize,
+    MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_SESSION_ID_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, PROTOCOL_VERSION, Pty,
+    RefuseReason, Signal, Stream, WindowSize,
 };
 
 /// One frame of the protocol, borrowing its strings and payload from the bytes it was decoded
@@ -125,6 +126,13 @@ pub enum Message<'a> {
         /// The channel.
         channel: u16,
     },
+    /// A file transfer's start, end or failure (spec 5.19); sent only with FILES in effect.
+    File {
+        /// The channel.
+        channel: u16,
+        /// What happened.
+        event: FileEvent<'a>,
+    },
     /// Why `channel` ends, when its process's Exit does not say: sent just before the sender's
     /// Close, for the person at the other end. Its type code is ignorable (`0x81`), so a
     /// receiver that predates it skips it; it is not part of the session stream that resume
@@ -137,10 +145,18 @@ pub enum Message<'a> {
         /// Human-readable detail, at most [`MAX_MESSAGE_LEN`] bytes.
         message: &'a str,
     },
+    /// The id under which a relay records `channel`, for the person who opened it (spec 5.20).
+    /// Ignorable (`0x83`) like Reason, and like it outside the session stream and credit.
+    Session {
+        /// The channel, not 0.
+        channel: u16,
+        /// 1 to [`MAX_SESSION_ID_LEN`] bytes.
+        id: &'a str,
+    },
     /// A frame of the ignorable range (`0x80..=0xff`) whose code this version does not define
-    /// (every one but Reason's): receivers that do not understand it skip it.
+    /// (every one but Reason's and Session's): receivers that do not understand it skip it.
     Extension {
-        /// Its type code, `0x80` or above, not Reason's `0x81`.
+        /// Its type code, `0x80` or above, not Reason's `0x81` or Session's `0x83`.
         kind: u8,
         /// Its channel field, unchecked.
         channel: u16,
@@ -224,10 +240,15 @@ pub enum OpenKind<'a> {
         /// 1 to 65535.
         port: u16,
     },
+    /// A file operation (spec 5.19); sent only with FILES in effect.
+    File {
+        /// What to do.
+        request: FileRequest<'a>,
+    },
     /// A kind this version does not define. Receivers refuse it with
     /// [`RefuseReason::UNKNOWN_KIND`]; it is not a protocol error, so new kinds can be added.
     Unknown {
-        /// Its variant index, 3 or above.
+        /// Its variant index: 3, or 5 or above.
         index: u32,
         /// The rest of the body, uninterpreted.
         params: &'a [u8],
@@ -237,6 +258,7 @@ pub enum OpenKind<'a> {
 const SHELL: u32 = 0;
 const EXEC: u32 = 1;
 const FORWARD: u32 = 2;
+const FILE: u32 = 4;
 
 impl<'a> OpenKind<'a> {
     fn decode(r: &mut Reader<'a>) -> Result<OpenKind<'a>, Error> {
@@ -253,6 +275,7 @@ impl<'a> OpenKind<'a> {
                 check_text(host)?;
                 OpenKind::Forward { host, port: check_port(r.u16()?)? }
             }
+            FILE => OpenKind::File { request: FileRequest::decode(r)? },
             index => OpenKind::Unknown { index, params: r.take(r.remaining().len())? },
         })
     }
@@ -280,8 +303,12 @@ impl<'a> OpenKind<'a> {
                 check_text(host)?;
                 w.varint(check_port(*port)?.into())
             }
+            OpenKind::File { request } => {
+                w.varint(FILE.into())?;
+                request.encode(w)
+            }
             OpenKind::Unknown { index, params } => {
-                if *index <= FORWARD {
+                if *index <= FORWARD || *index == FILE {
                     return Err(Error::InvalidValue);
                 }
                 w.varint((*index).into())?;
@@ -297,6 +324,7 @@ impl<'a> OpenKind<'a> {
                 1 + bytes_len(command.len()) + 1 + pty.map_or(0, |p| p.encoded_len()) + env.encoded_len()
             }
             OpenKind::Forward { host, port } => 1 + bytes_len(host.len()) + varint_len(*port as u64),
+            OpenKind::File { request } => 1 + request.encoded_len(),
             OpenKind::Unknown { index, params } => varint_len(*index as u64) + params.len(),
         }
     }
@@ -366,6 +394,10 @@ fn check_token_not_empty(token: &[u8]) -> Result<&[u8], Error> {
     if token.is_empty() { Err(Error::InvalidValue) } else { Ok(token) }
 }
 
+fn check_session_id(id: &str) -> Result<&str, Error> {
+    if id.is_empty() { Err(Error::InvalidValue) } else { Ok(id) }
+}
+
 fn check_increment(increment: u32) -> Result<u32, Error> {
     if increment == 0 { Err(Error::InvalidValue) } else { Ok(increment) }
 }
@@ -419,8 +451,12 @@ impl<'a> Message<'a> {
             frame_type::EOF => Message::Eof { channel },
             frame_type::EXIT => Message::Exit { channel, status: ExitStatus::decode(&mut r)? },
             frame_type::CLOSE => Message::Close { channel },
+            frame_type::FILE => Message::File { channel, event: FileEvent::decode(&mut r)? },
             frame_type::REASON => {
                 Message::Reason { channel, code: EndReason(r.u32()?), message: r.str(MAX_MESSAGE_LEN)? }
+            }
+            frame_type::SESSION => {
+                Message::Session { channel, id: check_session_id(r.str(MAX_SESSION_ID_LEN)?)? }
             }
             _ => return Err(Error::UnknownType),
         };
@@ -446,7 +482,9 @@ impl<'a> Message<'a> {
             Message::Eof { .. } => frame_type::EOF,
             Message::Exit { .. } => frame_type::EXIT,
             Message::Close { .. } => frame_type::CLOSE,
+            Message::File { .. } => frame_type::FILE,
             Message::Reason { .. } => frame_type::REASON,
+            Message::Session { .. } => frame_type::SESSION,
             Message::Extension { kind, .. } => *kind,
         }
     }
@@ -469,7 +507,9 @@ impl<'a> Message<'a> {
             | Message::Eof { channel }
             | Message::Exit { channel, .. }
             | Message::Close { channel }
+            | Message::File { channel, .. }
             | Message::Reason { channel, .. }
+            | Message::Session { channel, .. }
             | Message::Extension { channel, .. } => channel,
         }
     }
@@ -491,6 +531,8 @@ impl<'a> Message<'a> {
             Message::Signal { .. } => 1,
             Message::Exit { status, .. } => status.encoded_len(),
             Message::Reason { code, message, .. } => varint_len(code.0 as u64) + bytes_len(message.len()),
+            Message::File { event, .. } => event.encoded_len(),
+            Message::Session { id, .. } => bytes_len(id.len()),
             Message::Extension { body, .. } => body.len(),
         }
     }
@@ -557,6 +599,11 @@ impl<'a> Message<'a> {
             Message::Reason { code, message, .. } => {
                 w.varint(code.0.into())?;
                 w.str(message, MAX_MESSAGE_LEN)
+            }
+            Message::File { event, .. } => event.encode(w),
+            Message::Session { id, .. } => {
+                w.str(id, MAX_SESSION_ID_LEN)?;
+                check_session_id(id).map(|_| ())
             }
             Message::Extension { body, .. } => w.put(body),
         }

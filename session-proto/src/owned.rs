@@ -7,10 +7,11 @@
 
 use heapless::{String, Vec};
 
+use crate::file::{Digest, FileEvent, FileRequest};
 use crate::primitives::Writer;
 use crate::{
-    Env, Error, MAX_COMMAND_LEN, MAX_ENV_ENCODED_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TERM_LEN,
-    MAX_TOKEN_LEN, OpenKind, Pty, Resume, WindowSize,
+    Env, Error, FileError, MAX_COMMAND_LEN, MAX_ENV_ENCODED_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_PATH_LEN,
+    MAX_TERM_LEN, MAX_TOKEN_LEN, OpenKind, Pty, Resume, WindowSize,
 };
 
 /// A human-readable message of `GoAway`, `Refuse` or `Reason`.
@@ -103,6 +104,11 @@ pub enum OwnedOpenKind {
         /// Port.
         port: u16,
     },
+    /// See [`OpenKind::File`].
+    File {
+        /// What to do.
+        request: OwnedFileRequest,
+    },
     /// See [`OpenKind::Unknown`]. Only the index is kept: the answer to an unknown kind is a
     /// refusal, which needs nothing else.
     Unknown {
@@ -127,6 +133,7 @@ impl OwnedOpenKind {
             OpenKind::Forward { host, port } => {
                 OwnedOpenKind::Forward { host: owned_str(host)?, port: *port }
             }
+            OpenKind::File { request } => OwnedOpenKind::File { request: OwnedFileRequest::new(request)? },
         })
     }
 
@@ -138,7 +145,123 @@ impl OwnedOpenKind {
                 OpenKind::Exec { command, pty: pty.as_ref().map(OwnedPty::as_pty), env: env.as_env() }
             }
             OwnedOpenKind::Forward { host, port } => OpenKind::Forward { host, port: *port },
+            OwnedOpenKind::File { request } => OpenKind::File { request: request.as_request() },
             OwnedOpenKind::Unknown { index } => OpenKind::Unknown { index: *index, params: &[] },
+        }
+    }
+}
+
+/// An owned file path.
+pub type OwnedPath = Vec<u8, MAX_PATH_LEN>;
+
+fn owned_path(path: &[u8]) -> Result<OwnedPath, Error> {
+    crate::file::check_path(path)?;
+    Vec::from_slice(path).map_err(|_| Error::TooLong)
+}
+
+/// An owned [`FileRequest`]; an unknown request keeps only its index, as an unknown kind does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs, reason = "the fields are FileRequest's, documented there")]
+#[allow(clippy::large_enum_variant, reason = "fixed storage is the point: no allocator to box with")]
+pub enum OwnedFileRequest {
+    Home,
+    Stat { path: OwnedPath },
+    List { path: OwnedPath },
+    Read { path: OwnedPath, offset: u64, prefix: Option<Digest> },
+    Write { path: OwnedPath, size: u64, mode: u32, overwrite: bool, offset: u64, prefix: Option<Digest> },
+    Mkdir { path: OwnedPath, mode: u32 },
+    Rename { from: OwnedPath, to: OwnedPath, overwrite: bool },
+    Remove { path: OwnedPath },
+    Chmod { path: OwnedPath, mode: u32 },
+    Unknown { index: u32 },
+}
+
+impl OwnedFileRequest {
+    /// Copies `request`, checking its paths if it did not come from a decoder.
+    pub fn new(request: &FileRequest<'_>) -> Result<OwnedFileRequest, Error> {
+        Ok(match *request {
+            FileRequest::Home => OwnedFileRequest::Home,
+            FileRequest::Stat { path } => OwnedFileRequest::Stat { path: owned_path(path)? },
+            FileRequest::List { path } => OwnedFileRequest::List { path: owned_path(path)? },
+            FileRequest::Read { path, offset, prefix } => {
+                OwnedFileRequest::Read { path: owned_path(path)?, offset, prefix }
+            }
+            FileRequest::Write { path, size, mode, overwrite, offset, prefix } => {
+                OwnedFileRequest::Write { path: owned_path(path)?, size, mode, overwrite, offset, prefix }
+            }
+            FileRequest::Mkdir { path, mode } => OwnedFileRequest::Mkdir { path: owned_path(path)?, mode },
+            FileRequest::Rename { from, to, overwrite } => {
+                OwnedFileRequest::Rename { from: owned_path(from)?, to: owned_path(to)?, overwrite }
+            }
+            FileRequest::Remove { path } => OwnedFileRequest::Remove { path: owned_path(path)? },
+            FileRequest::Chmod { path, mode } => OwnedFileRequest::Chmod { path: owned_path(path)?, mode },
+            FileRequest::Unknown { index, .. } => OwnedFileRequest::Unknown { index },
+        })
+    }
+
+    /// Borrows it back as a [`FileRequest`].
+    pub fn as_request(&self) -> FileRequest<'_> {
+        match self {
+            OwnedFileRequest::Home => FileRequest::Home,
+            OwnedFileRequest::Stat { path } => FileRequest::Stat { path },
+            OwnedFileRequest::List { path } => FileRequest::List { path },
+            OwnedFileRequest::Read { path, offset, prefix } => {
+                FileRequest::Read { path, offset: *offset, prefix: *prefix }
+            }
+            OwnedFileRequest::Write { path, size, mode, overwrite, offset, prefix } => FileRequest::Write {
+                path,
+                size: *size,
+                mode: *mode,
+                overwrite: *overwrite,
+                offset: *offset,
+                prefix: *prefix,
+            },
+            OwnedFileRequest::Mkdir { path, mode } => FileRequest::Mkdir { path, mode: *mode },
+            OwnedFileRequest::Rename { from, to, overwrite } => {
+                FileRequest::Rename { from, to, overwrite: *overwrite }
+            }
+            OwnedFileRequest::Remove { path } => FileRequest::Remove { path },
+            OwnedFileRequest::Chmod { path, mode } => FileRequest::Chmod { path, mode: *mode },
+            OwnedFileRequest::Unknown { index } => FileRequest::Unknown { index: *index, params: &[] },
+        }
+    }
+}
+
+/// An owned [`FileEvent`], to carry from one connection to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs, reason = "the fields are FileEvent's, documented there")]
+#[allow(clippy::large_enum_variant, reason = "fixed storage is the point: no allocator to box with")]
+pub enum OwnedFileEvent {
+    Start { offset: u64, size: u64, mode: u32, mtime: u64 },
+    End { size: u64, sha256: Digest },
+    Done,
+    Failed { error: FileError, message: OwnedText },
+}
+
+impl OwnedFileEvent {
+    /// Copies `event`.
+    pub fn new(event: &FileEvent<'_>) -> Result<OwnedFileEvent, Error> {
+        Ok(match *event {
+            FileEvent::Start { offset, size, mode, mtime } => {
+                OwnedFileEvent::Start { offset, size, mode, mtime }
+            }
+            FileEvent::End { size, sha256 } => OwnedFileEvent::End { size, sha256 },
+            FileEvent::Done => OwnedFileEvent::Done,
+            FileEvent::Failed { error, message } => {
+                OwnedFileEvent::Failed { error, message: owned_str(message)? }
+            }
+        })
+    }
+
+    /// Borrows it back as a [`FileEvent`].
+    pub fn as_event(&self) -> FileEvent<'_> {
+        match self {
+            OwnedFileEvent::Start { offset, size, mode, mtime } => {
+                FileEvent::Start { offset: *offset, size: *size, mode: *mode, mtime: *mtime }
+            }
+            OwnedFileEvent::End { size, sha256 } => FileEvent::End { size: *size, sha256: *sha256 },
+            OwnedFileEvent::Done => FileEvent::Done,
+            OwnedFileEvent::Failed { error, message } => FileEvent::Failed { error: *error, message },
         }
     }
 }

@@ -157,6 +157,35 @@ open_code! {
 }
 
 open_code! {
+    /// Why a file request failed, carried by a File Failed (spec 6.8). Unknown codes mean no
+    /// more than `UNSPECIFIED`.
+    FileError(u32) {
+        /// No reason given.
+        UNSPECIFIED = 0,
+        /// The path, or a directory on the way to it, does not exist.
+        NOT_FOUND = 1,
+        /// The login user may not do this to the path.
+        PERMISSION_DENIED = 2,
+        /// The target exists and replacing it was not asked for.
+        EXISTS = 3,
+        /// A component of the path, or a listed path, is not a directory.
+        NOT_A_DIRECTORY = 4,
+        /// A Read or Write names a directory.
+        IS_A_DIRECTORY = 5,
+        /// The file system or the user's quota is full.
+        NO_SPACE = 6,
+        /// A removed directory is not empty.
+        NOT_EMPTY = 7,
+        /// An upload's bytes do not have the size or SHA-256 its End states.
+        MISMATCH = 8,
+        /// The file changed while it was read.
+        CHANGED = 9,
+        /// Another error of the host's.
+        IO = 10,
+    }
+}
+
+open_code! {
     /// A signal, by protocol code. These are not the host's numbers: an agent maps them by
     /// name. Codes 32..=255 are valid but unnamed; a receiver ignores a Signal it does not know.
     /// Code 0 is never valid.
@@ -254,10 +283,17 @@ impl Capabilities {
     pub const NONE: Capabilities = Capabilities(0);
     /// The sender can re-attach a connection after the transport drops.
     pub const RESUME: Capabilities = Capabilities(1);
+    /// The sender handles File channels: OpenKind File and the File message (spec 5.19).
+    pub const FILES: Capabilities = Capabilities(2);
 
     /// Whether every flag of `other` is set.
     pub const fn contains(self, other: Capabilities) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// Both sets of flags.
+    pub const fn union(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 | other.0)
     }
 
     /// The flags both sides announced.

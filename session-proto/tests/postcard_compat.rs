@@ -9,7 +9,7 @@ mod common;
 use common::Spec;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use session_proto::{ExitStatus, HEADER_LEN, WindowSize};
+use session_proto::{ExitStatus, FileEvent, FileRequest, HEADER_LEN, Message, WindowSize};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Size(u16, u16, u16, u16);
@@ -31,6 +31,51 @@ enum OpenBody {
     Shell { pty: PtyBody, env: Vec<(String, String)> },
     Exec { command: String, pty: Option<PtyBody>, env: Vec<(String, String)> },
     Forward { host: String, port: u16 },
+    Unassigned,
+    File(FileBody),
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum FileBody {
+    Home,
+    Stat(Vec<u8>),
+    List(Vec<u8>),
+    Read(Vec<u8>, u64, Option<[u8; 32]>),
+    Write(Vec<u8>, u64, u32, bool, u64, Option<[u8; 32]>),
+    Mkdir(Vec<u8>, u32),
+    Rename(Vec<u8>, Vec<u8>, bool),
+    Remove(Vec<u8>),
+    Chmod(Vec<u8>, u32),
+}
+
+impl FileBody {
+    /// The same fields, or `None` for a request only the index and rest-of-body describe.
+    fn of(request: FileRequest<'_>) -> Option<FileBody> {
+        Some(match request {
+            FileRequest::Home => FileBody::Home,
+            FileRequest::Stat { path } => FileBody::Stat(path.to_vec()),
+            FileRequest::List { path } => FileBody::List(path.to_vec()),
+            FileRequest::Read { path, offset, prefix } => FileBody::Read(path.to_vec(), offset, prefix),
+            FileRequest::Write { path, size, mode, overwrite, offset, prefix } => {
+                FileBody::Write(path.to_vec(), size, mode, overwrite, offset, prefix)
+            }
+            FileRequest::Mkdir { path, mode } => FileBody::Mkdir(path.to_vec(), mode),
+            FileRequest::Rename { from, to, overwrite } => {
+                FileBody::Rename(from.to_vec(), to.to_vec(), overwrite)
+            }
+            FileRequest::Remove { path } => FileBody::Remove(path.to_vec()),
+            FileRequest::Chmod { path, mode } => FileBody::Chmod(path.to_vec(), mode),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum EventBody {
+    Start(u64, u64, u32, u64),
+    End(u64, [u8; 32]),
+    Done,
+    Failed(u32, String),
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -126,6 +171,26 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
             prop_assert_eq!(body, &payload[..]);
             Ok(())
         }
+        Spec::FileOpen { file, .. } => match FileBody::of(file.request()) {
+            Some(request) => same(OpenBody::File(request), body),
+            // An unknown request: index 4, the request's index, then its parameters.
+            None => Ok(()),
+        },
+        Spec::File(..) => {
+            let event = spec.with(|m| match m {
+                Message::File { event, .. } => match event {
+                    FileEvent::Start { offset, size, mode, mtime } => {
+                        EventBody::Start(offset, size, mode, mtime)
+                    }
+                    FileEvent::End { size, sha256 } => EventBody::End(size, sha256),
+                    FileEvent::Done => EventBody::Done,
+                    FileEvent::Failed { error, message } => EventBody::Failed(error.0, message.to_owned()),
+                },
+                _ => EventBody::Done,
+            });
+            same(event, body)
+        }
+        Spec::Session(_, id) => same(id, body),
     }
 }
 

@@ -2,21 +2,22 @@
 //! the names of the resources. A refusal says who was refused what and why, and is audited.
 //!
 //! Resources are named `srn:session:<region>:<account>:<type>/<id>`:
-//! - `instance/<id>` for starting sessions and port forwards, and for status;
+//! - `instance/<id>` for starting sessions and port forwards, for files, and for status;
 //! - `session/<id>` for ending a session;
 //! - `settings` (no id) for the account's switch.
 
 use session_proto::owned::OwnedOpenKind;
-use session_proto::{OpenKind, RefuseReason};
+use session_proto::{FileRequest, OpenKind, RefuseReason};
 
 use crate::audit::{Audit, Record, SessionRecord, describe};
-use crate::policy::{Context, Decision, Request, decide};
+use crate::policy::{Context, Decision, Policy, Request, decide, may_hold_client, show_path};
 use crate::registry::{Entry, Registry};
 use crate::secret::{self, constant_time_eq};
 use crate::store::{Principal, Store};
 
 pub use crate::policy::{
-    DESCRIBE_INSTANCE_STATUS, MODIFY_SETTINGS, START_PORT_FORWARD, START_SESSION, TERMINATE_SESSION,
+    DESCRIBE_INSTANCE_STATUS, FileAction, LIST_FILES, MODIFY_SETTINGS, READ_FILE, START_PORT_FORWARD,
+    START_SESSION, TERMINATE_SESSION, WRITE_FILE,
 };
 
 /// Asks the store's policies; shared by every task.
@@ -90,11 +91,57 @@ impl Access {
         })
     }
 
+    /// Whether `who` may hold a `/v1/client` connection to instance `resource` (spec 11.4):
+    /// whether StartSession, or StartPortForward or a file action for some target or path
+    /// not named yet, could be allowed. Each Open is checked again on its own. The refusal,
+    /// audited, is the one for StartSession, as it was before forwards and files could admit.
+    pub fn check_client(&self, who: &Principal, resource: &str) -> Result<(), String> {
+        if self.policies(who).is_ok_and(|policies| may_hold_client(&policies, resource)) {
+            return Ok(());
+        }
+        self.check(who, START_SESSION, resource)
+    }
+
+    /// Whether `who` may do file `action` on instance `resource` for `path`, or for no path
+    /// (the home directory: then no `session:FilePath` condition holds). Not audited: the
+    /// caller audits the refusal with what was asked, as `Access::admit_open` does. The
+    /// refusal names the path after the resource, as [`show_path`] shows it.
+    pub fn decide_file(
+        &self,
+        who: &Principal,
+        action: FileAction,
+        resource: &str,
+        path: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let request = Request { action: action.name(), resource, context: Context::file(path) };
+        self.decide(who, &request)
+    }
+
+    /// Whether `who` may rename `from` to `to` on instance `resource`: WriteFile for both paths,
+    /// so that a rename cannot move a file out of (or into) where its user may write. The
+    /// source is asked first; the refusal names the path refused. Not audited, as
+    /// [`Access::decide_file`].
+    pub fn decide_rename(
+        &self,
+        who: &Principal,
+        resource: &str,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<(), String> {
+        let policies = self.policies(who)?;
+        for path in [from, to] {
+            let request =
+                Request { action: FileAction::Write.name(), resource, context: Context::File { path } };
+            refusal(&who.user, &policies, &request)?;
+        }
+        Ok(())
+    }
+
     /// Whether `who` may do `action` in `context`, as a test of resources, without auditing a
-    /// refusal: for filtering a list, and for admitting a client's connection before its Opens
-    /// name their targets ([`Context::AnyForward`]). The token and policies are read once, for
-    /// every resource tested; a token that no longer stands, or a store that fails, allows
-    /// nothing.
+    /// refusal: for filtering a list, or for asking whether an action could be allowed before
+    /// an Open names its target or path ([`Context::AnyForward`], [`Context::AnyFile`]). The
+    /// token and policies are read once, for every resource tested; a token that no longer
+    /// stands, or a store that fails, allows nothing.
     pub fn allowed<'a>(
         &self,
         who: &Principal,
@@ -109,32 +156,14 @@ impl Access {
     }
 
     /// The policies of `who`, if their token still stands.
-    fn policies(&self, who: &Principal) -> Result<Vec<crate::policy::Policy>, String> {
+    fn policies(&self, who: &Principal) -> Result<Vec<Policy>, String> {
         self.store.token_valid(&who.token).map_err(|e| e.to_string())?;
         self.store.policies_of(&who.user).map_err(|e| e.to_string())
     }
 
-    /// As [`Access::check`] for any request, leaving the audit to the caller. A refusal names
-    /// the forward's target, if any, and the condition that decided it, if one did.
+    /// As [`Access::check`] for any request, leaving the audit to the caller.
     fn decide(&self, who: &Principal, request: &Request<'_>) -> Result<(), String> {
-        let policies = self.policies(who)?;
-        let verdict = decide(&policies, request);
-        let Request { action, resource, context } = request;
-        let target = match context {
-            // An IPv6 address in brackets, so that its port stands apart.
-            Context::Forward { host, port } if host.contains(':') => format!(" for [{host}]:{port}"),
-            Context::Forward { host, port } => format!(" for {host}:{port}"),
-            Context::Empty | Context::AnyForward => String::new(),
-        };
-        let conditions = verdict.conditions.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ");
-        let why = match verdict.decision {
-            Decision::Allow => return Ok(()),
-            Decision::ExplicitDeny if conditions.is_empty() => "a policy denies it".to_owned(),
-            Decision::ExplicitDeny => format!("a policy denies it (condition {conditions})"),
-            Decision::ImplicitDeny if conditions.is_empty() => "no policy allows it".to_owned(),
-            Decision::ImplicitDeny => format!("no policy allows it (condition {conditions} does not hold)"),
-        };
-        Err(format!("{} may not {action} on {resource}{target}: {why}", who.user))
+        refusal(&who.user, &self.policies(who)?, request)
     }
 
     /// Every check an Open from `who` on their connection to `instance` gets, in order, and the
@@ -172,11 +201,31 @@ impl Access {
         record: &mut Record,
     ) -> Result<OpenAdmitted, OpenRefused> {
         use RefuseReason as Why;
-        // A forward's target is what its conditions (`session:ForwardHost`, `...Port`) see.
-        let (action, context) = match kind {
-            OpenKind::Shell { .. } | OpenKind::Exec { .. } => (START_SESSION, Context::Empty),
-            OpenKind::Forward { host, port } => (START_PORT_FORWARD, Context::Forward { host, port: *port }),
+        // A forward's target is what its conditions (`session:ForwardHost`, `...Port`) see, a
+        // file request's path what `session:FilePath` sees (spec 11.6).
+        let ask = match kind {
+            OpenKind::Shell { .. } | OpenKind::Exec { .. } => Ask::One(START_SESSION, Context::Empty),
+            OpenKind::Forward { host, port } => {
+                Ask::One(START_PORT_FORWARD, Context::Forward { host, port: *port })
+            }
+            OpenKind::File { request } => match *request {
+                FileRequest::Home => Ask::One(LIST_FILES, Context::file(None)),
+                FileRequest::Stat { path } | FileRequest::List { path } => {
+                    Ask::One(LIST_FILES, Context::file(Some(path)))
+                }
+                FileRequest::Read { path, .. } => Ask::One(READ_FILE, Context::file(Some(path))),
+                FileRequest::Write { path, .. }
+                | FileRequest::Mkdir { path, .. }
+                | FileRequest::Remove { path }
+                | FileRequest::Chmod { path, .. } => Ask::One(WRITE_FILE, Context::file(Some(path))),
+                FileRequest::Rename { from, to, .. } => Ask::Rename { from, to },
+                _ => return Err(OpenRefused::new(Why::UNKNOWN_KIND, "")),
+            },
             _ => return Err(OpenRefused::new(Why::UNKNOWN_KIND, "")),
+        };
+        let action = match ask {
+            Ask::One(action, _) => action,
+            Ask::Rename { .. } => WRITE_FILE,
         };
         record.action = Some(action.to_owned());
         // A refusal's record says what was asked for: for a forward, where to.
@@ -202,8 +251,11 @@ impl Access {
             }
             Err(e) => return Err(OpenRefused::new(Why::UNAVAILABLE, e.to_string())),
         }
-        let request = Request { action, resource: &resource, context };
-        self.decide(who, &request).map_err(|message| OpenRefused::new(Why::PROHIBITED, message))?;
+        let decided = match ask {
+            Ask::One(action, context) => self.decide(who, &Request { action, resource: &resource, context }),
+            Ask::Rename { from, to } => self.decide_rename(who, &resource, from, to),
+        };
+        decided.map_err(|message| OpenRefused::new(Why::PROHIBITED, message))?;
         let serving = |e: &Entry| e.online && constant_time_eq(&e.key, &registered.public_key);
         let Some(agent) = registry.get(instance).filter(serving) else {
             let message = format!("instance {instance} is not connected to the relay");
@@ -215,5 +267,161 @@ impl Access {
         let id = format!("{}-{}", who.user, hex::encode(suffix));
         let record = SessionRecord::start(id, &who.user, instance, (action, resource), kind);
         Ok(OpenAdmitted { agent, kind: owned, account, record })
+    }
+}
+
+/// What an Open asks the policies: one action in a context, or a rename's two paths.
+enum Ask<'a> {
+    One(&'static str, Context<'a>),
+    Rename { from: &'a [u8], to: &'a [u8] },
+}
+
+/// What `policies` say of `user`'s `request`, in words when they refuse it: who, what, on
+/// what, for which forward target or path, if any, and the condition that decided, if one did.
+fn refusal(user: &str, policies: &[Policy], request: &Request<'_>) -> Result<(), String> {
+    let verdict = decide(policies, request);
+    let Request { action, resource, context } = request;
+    let target = match context {
+        // An IPv6 address in brackets, so that its port stands apart.
+        Context::Forward { host, port } if host.contains(':') => format!(" for [{host}]:{port}"),
+        Context::Forward { host, port } => format!(" for {host}:{port}"),
+        Context::File { path } => format!(" for {}", show_path(path)),
+        Context::Empty | Context::AnyForward | Context::AnyFile => String::new(),
+    };
+    let conditions = verdict.conditions.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ");
+    let why = match verdict.decision {
+        Decision::Allow => return Ok(()),
+        Decision::ExplicitDeny if conditions.is_empty() => "a policy denies it".to_owned(),
+        Decision::ExplicitDeny => format!("a policy denies it (condition {conditions})"),
+        Decision::ImplicitDeny if conditions.is_empty() => "no policy allows it".to_owned(),
+        Decision::ImplicitDeny => format!("no policy allows it (condition {conditions} does not hold)"),
+    };
+    Err(format!("{user} may not {action} on {resource}{target}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audit::Audit;
+
+    /// A gate whose store has user alice, with `statements` as her one policy, and her
+    /// principal.
+    fn gate(statements: &str) -> (Access, Principal) {
+        let store = Store::in_memory().expect("a store");
+        store.add_user("alice").expect("a user");
+        let document = format!(r#"{{"Version": "1", "Statement": [{statements}]}}"#);
+        store.put_policy("files", &document).expect("a valid policy");
+        store.attach("alice", "files").expect("attached");
+        let (token, _) = store.create_token("alice", Duration::from_secs(3600)).expect("a token");
+        let who = store.authenticate(&token).expect("the token stands");
+        (Access::new(store, "local", Audit::log_only()), who)
+    }
+
+    const LOGS: &str = r#"{"Effect": "Allow", "Action": ["session:ListFiles", "session:ReadFile"],
+        "Resource": "*:instance/web-*", "Condition": {"StringLike": {"session:FilePath": "/var/log/*"}}}"#;
+    const APP: &str = r#"{"Effect": "Allow", "Action": "session:WriteFile", "Resource": "*:instance/web-1",
+        "Condition": {"StringLike": {"session:FilePath": "/srv/app/*"}}}"#;
+    const NO_SECRETS: &str = r#"{"Effect": "Deny", "Action": "session:*File*", "Resource": "*",
+        "Condition": {"StringLike": {"session:FilePath": "*/secret*"}}}"#;
+
+    #[test]
+    fn a_file_refusal_names_the_path_after_the_resource() {
+        let (access, who) = gate(&format!("{LOGS}, {APP}, {NO_SECRETS}"));
+        let web_1 = access.instance("default", "web-1");
+        assert_eq!(access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/syslog")), Ok(()));
+        assert_eq!(
+            access.decide_file(&who, FileAction::Read, &web_1, Some(b"/etc/shadow")),
+            Err("alice may not session:ReadFile on srn:session:local:default:instance/web-1 for /etc/shadow: \
+                 no policy allows it (condition StringLike session:FilePath /var/log/* does not hold)"
+                .to_owned())
+        );
+        // No statement speaks of the action on the resource: no condition to name.
+        let web_2 = access.instance("default", "web-2");
+        assert_eq!(
+            access.decide_file(&who, FileAction::Write, &web_2, Some(b"/srv/app/x")),
+            Err("alice may not session:WriteFile on srn:session:local:default:instance/web-2 for /srv/app/x: \
+                 no policy allows it"
+                .to_owned())
+        );
+        assert_eq!(
+            access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/secret.log")),
+            Err("alice may not session:ReadFile on srn:session:local:default:instance/web-1 for \
+                 /var/log/secret.log: a policy denies it (condition StringLike session:FilePath */secret*)"
+                .to_owned())
+        );
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_decided_as_bytes_and_shown_escaped() {
+        let (access, who) = gate(&format!("{LOGS}, {NO_SECRETS}"));
+        let web_1 = access.instance("default", "web-1");
+        assert_eq!(access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/\xff\xfe")), Ok(()));
+        let refused = access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/secret\xff\nx"));
+        let refused = refused.expect_err("a secret");
+        assert!(refused.contains(" for /var/log/secret\\xff\\x0ax: a policy denies it"), "{refused}");
+        let refused =
+            access.decide_file(&who, FileAction::Read, &web_1, Some(b"/VAR/log/x")).expect_err("case");
+        assert!(refused.contains(" for /VAR/log/x: no policy allows it"), "{refused}");
+    }
+
+    #[test]
+    fn the_home_directory_is_refused_when_every_grant_names_paths() {
+        let (access, who) = gate(LOGS);
+        let web_1 = access.instance("default", "web-1");
+        assert_eq!(
+            access.decide_file(&who, FileAction::List, &web_1, None),
+            Err("alice may not session:ListFiles on srn:session:local:default:instance/web-1: \
+                 no policy allows it"
+                .to_owned())
+        );
+        let (access, who) = gate(r#"{"Effect": "Allow", "Action": "session:ListFiles", "Resource": "*"}"#);
+        assert_eq!(access.decide_file(&who, FileAction::List, &web_1, None), Ok(()));
+    }
+
+    #[test]
+    fn a_rename_needs_write_on_both_paths_and_names_the_one_refused() {
+        let (access, who) = gate(&format!("{APP}, {NO_SECRETS}"));
+        let web_1 = access.instance("default", "web-1");
+        assert_eq!(access.decide_rename(&who, &web_1, b"/srv/app/a", b"/srv/app/b"), Ok(()));
+        let out = access.decide_rename(&who, &web_1, b"/srv/app/a", b"/tmp/a").expect_err("out of the app");
+        assert!(out.starts_with("alice may not session:WriteFile on "), "{out}");
+        assert!(out.contains("web-1 for /tmp/a: no policy allows it"), "{out}");
+        let into =
+            access.decide_rename(&who, &web_1, b"/etc/passwd", b"/srv/app/passwd").expect_err("into it");
+        assert!(into.contains("web-1 for /etc/passwd: no policy allows it"), "{into}");
+        let denied =
+            access.decide_rename(&who, &web_1, b"/srv/app/a", b"/srv/app/secret").expect_err("denied");
+        assert!(denied.contains("for /srv/app/secret: a policy denies it"), "{denied}");
+        // Writing each path is what is asked, not reading or listing.
+        let (reader, who) = gate(LOGS);
+        assert!(reader.decide_rename(&who, &web_1, b"/var/log/a", b"/var/log/b").is_err());
+    }
+
+    #[test]
+    fn file_grants_alone_admit_a_client_connection() {
+        let (access, who) = gate(LOGS);
+        let web_1 = access.instance("default", "web-1");
+        assert_eq!(access.check_client(&who, &web_1), Ok(()));
+        // Elsewhere, the refusal is the one for StartSession, as before.
+        let db_1 = access.instance("default", "db-1");
+        assert_eq!(
+            access.check_client(&who, &db_1),
+            Err("alice may not session:StartSession on srn:session:local:default:instance/db-1: \
+                 no policy allows it"
+                .to_owned())
+        );
+        // A Deny of every file action on the instance leaves nothing to hold a connection for.
+        let (access, who) = gate(&format!(
+            r#"{LOGS}, {{"Effect": "Deny", "Action": "session:*", "Resource": "*:instance/web-1"}}"#
+        ));
+        assert!(access.check_client(&who, &web_1).is_err());
+        // A token that no longer stands admits nothing, whatever the policies allow.
+        let (access, who) = gate(LOGS);
+        access.store.revoke_token(&who.token).expect("revoked");
+        let refused = access.check_client(&who, &web_1).expect_err("revoked");
+        assert!(refused.contains("revoked"), "{refused}");
+        assert!(access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/x")).is_err());
     }
 }

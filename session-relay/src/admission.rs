@@ -20,9 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::info;
 
-use crate::access::{
-    Access, DESCRIBE_INSTANCE_STATUS, MODIFY_SETTINGS, START_PORT_FORWARD, START_SESSION, TERMINATE_SESSION,
-};
+use crate::access::{Access, DESCRIBE_INSTANCE_STATUS, MODIFY_SETTINGS, TERMINATE_SESSION};
 use crate::answers::{Answer, InstanceStatus, Instances, Labels, Switched, Terminated};
 use crate::audit::{Kind, Outcome, Record};
 use crate::console::Console;
@@ -191,13 +189,11 @@ impl Gate<'_> {
                 else {
                     return Err(Refused::new(StatusCode::NOT_FOUND, format!("unknown instance {instance}")));
                 };
-                // Holding a connection needs leave to start something; each Open is checked
-                // again. No forward target is named yet: a forward allowed only to some targets
-                // admits the connection, and a Deny of only some targets does not refuse it.
+                // Holding a connection needs leave to start something or to touch files; each
+                // Open is checked again. No forward target or path is named yet: one allowed
+                // only for some admits the connection, and a Deny of only some does not refuse it.
                 let resource = access.instance(&instance.account, &instance.id);
-                if !access.allowed(&who, START_PORT_FORWARD, Context::AnyForward)(&resource) {
-                    access.check(&who, START_SESSION, &resource).map_err(Refused::forbidden)?;
-                }
+                access.check_client(&who, &resource).map_err(Refused::forbidden)?;
                 let lease = self
                     .usage
                     .connect(&who.user, &instance.id, self.limits)

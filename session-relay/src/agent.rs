@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use session_codec::Frame;
 use session_link::{Clock, Driver, End, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
+use session_proto::owned::{OwnedFileEvent, OwnedOpenKind};
 use session_proto::{EndReason, ErrorCode, RefuseReason};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
@@ -82,7 +83,8 @@ fn new_connection(
 ) -> std::io::Result<(Box<Connection<'static, AGENT_CHANNELS>>, Vec<u8>)> {
     let mut token = vec![0u8; 32];
     getrandom::fill(&mut token).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let conn = Connection::with_owned_resume(Config::new(Role::Acceptor), replay_len, &token, clock.now())
+    let config = Config { files: true, ..Config::new(Role::Acceptor) };
+    let conn = Connection::with_owned_resume(config, replay_len, &token, clock.now())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok((Box::new(conn), token))
 }
@@ -103,7 +105,13 @@ struct Client {
     tx: ClientTx,
     /// Data from the agent, on its way to the client's task.
     inflow: Arc<Inflow>,
+    /// File frames the agent sent on the channel.
+    files: u8,
 }
+
+/// File frames a File channel carries from its accepting side at most: Start, End, and one of
+/// Done and Failed, with one to spare (spec 5.19).
+const MAX_FILE_FRAMES: u8 = 4;
 
 type AgentDriver = Driver<AGENT_CHANNELS>;
 
@@ -210,6 +218,19 @@ impl AgentTask {
                 self.forget(channel);
             }
             Event::Exit { channel, status } => self.tell(channel, |route| ToClient::Exit { route, status }),
+            Event::File { channel, event } => {
+                if let Some((_, client)) = self.couplings.get_mut(channel) {
+                    // A File channel has at most four File frames (spec 5.19); an agent that
+                    // sends more gets no further than here.
+                    client.files += 1;
+                    if client.files > MAX_FILE_FRAMES {
+                        return;
+                    }
+                }
+                if let Ok(event) = OwnedFileEvent::new(&event) {
+                    self.tell(channel, |route| ToClient::File { route, event: Box::new(event) });
+                }
+            }
             Event::Eof { channel } => self.tell(channel, |route| ToClient::Eof { route }),
             Event::Opened { channel, .. } => {
                 // Agents serve channels; they do not open them.
@@ -226,7 +247,8 @@ impl AgentTask {
             | Event::Credit { .. }
             | Event::Resized { .. }
             | Event::Signal { .. }
-            | Event::Reason { .. } => {}
+            | Event::Reason { .. }
+            | Event::Session { .. } => {}
         }
     }
 
@@ -244,6 +266,14 @@ impl AgentTask {
         let channel_of = |route: RouteId| self.couplings.channel(route);
         match request {
             ToAgent::Open { route, kind, reply } => {
+                let files = matches!(*kind, OwnedOpenKind::File { .. });
+                if files && !driver.connection().files_in_effect() {
+                    // An agent that predates files would refuse it too; this says why (11.6).
+                    let message = format!("the agent of {} does not handle files: upgrade it", self.name);
+                    let _ =
+                        reply.send(ToClient::Refused { route, reason: RefuseReason::UNKNOWN_KIND, message });
+                    return;
+                }
                 let opened = if driver.connection().is_detached() {
                     Err(format!("instance {} is reconnecting", self.name))
                 } else {
@@ -253,7 +283,8 @@ impl AgentTask {
                 };
                 match opened {
                     Ok(channel) => {
-                        self.couplings.insert(channel, route, Client { tx: reply, inflow: Arc::default() });
+                        let client = Client { tx: reply, inflow: Arc::default(), files: 0 };
+                        self.couplings.insert(channel, route, client);
                     }
                     Err(message) => {
                         let _ = reply.send(ToClient::Refused {
@@ -290,6 +321,11 @@ impl AgentTask {
                     if let Err(e) = conn.signal(channel, signal) {
                         debug!(instance = %self.name, channel, error = %e, "signal not sent");
                     }
+                }
+            }
+            ToAgent::File { route, event } => {
+                if let Some(channel) = channel_of(route) {
+                    driver.queue(channel, Op::File(event));
                 }
             }
             ToAgent::Eof { route } => {

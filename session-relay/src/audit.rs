@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use session_proto::{ExitStatus, OpenKind};
+use session_proto::{Digest, ExitStatus, FileRequest, OpenKind};
 
 use crate::store::Store;
 
@@ -135,6 +135,13 @@ pub struct Record {
     pub bytes_from_instance: Option<u64>,
     /// How a session's process ended.
     pub exit: Option<Exit>,
+    /// A File channel's outcome (spec 11.6): `ok`, `cancelled`, or the FileError and message of
+    /// its Failed.
+    pub file_outcome: Option<String>,
+    /// The size a completed transfer's End stated.
+    pub file_size: Option<u64>,
+    /// The SHA-256 a completed transfer's End stated, in hex.
+    pub file_sha256: Option<String>,
     /// How many events a record stands for, when it sums up several (refusals sampled).
     pub count: Option<u64>,
 }
@@ -161,6 +168,9 @@ impl Record {
             bytes_to_instance: None,
             bytes_from_instance: None,
             exit: None,
+            file_outcome: None,
+            file_size: None,
+            file_sha256: None,
             count: None,
         }
     }
@@ -391,8 +401,34 @@ pub(crate) fn describe(kind: &OpenKind<'_>) -> String {
         OpenKind::Exec { command, .. } => format!("exec: {command}"),
         OpenKind::Forward { host, port } => format!("forward: {host}:{port}"),
         OpenKind::Unknown { index, .. } => format!("unknown kind {index}"),
+        OpenKind::File { request } => describe_file(request),
         _ => "unknown kind".to_owned(),
     }
+}
+
+/// `file <op>: <path>`, a path's bytes that are not UTF-8 shown as U+FFFD.
+fn describe_file(request: &FileRequest<'_>) -> String {
+    let lossy = String::from_utf8_lossy;
+    match *request {
+        FileRequest::Home => "file home".to_owned(),
+        FileRequest::Stat { path }
+        | FileRequest::List { path }
+        | FileRequest::Read { path, .. }
+        | FileRequest::Write { path, .. }
+        | FileRequest::Mkdir { path, .. }
+        | FileRequest::Remove { path }
+        | FileRequest::Chmod { path, .. } => format!("file {}: {}", request.op(), lossy(path)),
+        FileRequest::Rename { from, to, .. } => format!("file rename: {} -> {}", lossy(from), lossy(to)),
+        _ => format!("file {}", request.op()),
+    }
+}
+
+/// How a File channel ended, as its record says (spec 11.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FileOutcome {
+    /// The accepting side's End (a completed transfer) or Done.
+    Ok(Option<(u64, Digest)>),
+    Failed(String),
 }
 
 /// A session in progress, becoming its record when it ends.
@@ -410,6 +446,10 @@ pub(crate) struct SessionRecord {
     /// Payload bytes from the instance to the client.
     pub(crate) from_instance: u64,
     pub(crate) exit: Option<ExitStatus>,
+    /// A File channel's ending, once the agent said it; `None` on a File channel that ends
+    /// without one is a cancelled one.
+    pub(crate) file: Option<FileOutcome>,
+    is_file: bool,
 }
 
 impl SessionRecord {
@@ -431,6 +471,8 @@ impl SessionRecord {
             to_instance: 0,
             from_instance: 0,
             exit: None,
+            file: None,
+            is_file: matches!(kind, OpenKind::File { .. }),
         }
     }
 
@@ -461,6 +503,20 @@ impl SessionRecord {
             bytes_to_instance: Some(self.to_instance),
             bytes_from_instance: Some(self.from_instance),
             exit: self.exit.map(Exit::from),
+            file_outcome: match (&self.file, self.is_file) {
+                (Some(FileOutcome::Ok(_)), _) => Some("ok".to_owned()),
+                (Some(FileOutcome::Failed(why)), _) => Some(why.clone()),
+                (None, true) => Some("cancelled".to_owned()),
+                (None, false) => None,
+            },
+            file_size: match self.file {
+                Some(FileOutcome::Ok(Some((size, _)))) => Some(size),
+                _ => None,
+            },
+            file_sha256: match self.file {
+                Some(FileOutcome::Ok(Some((_, sha256)))) => Some(hex::encode(sha256)),
+                _ => None,
+            },
             ..Record::new(Kind::Session, outcome)
         }
     }

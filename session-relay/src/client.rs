@@ -9,12 +9,13 @@ use std::time::Duration;
 use session_codec::Frame;
 use session_link::{Clock, Driver, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, Role};
-use session_proto::{ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
+use session_proto::owned::OwnedFileEvent;
+use session_proto::{ErrorCode, FileEvent, MAX_MESSAGE_LEN, OpenKind, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::access::Access;
-use crate::audit::SessionRecord;
+use crate::audit::{FileOutcome, SessionRecord};
 use crate::clients::{self, Clients};
 use crate::registry::Registry;
 use crate::route::{AgentTx, ClientTx, Controls, Couplings, Inflow, RouteId, ToAgent, ToClient};
@@ -44,6 +45,8 @@ struct Coupling {
     record: SessionRecord,
     /// The agent accepted the channel, and so did this side: it ends with Close, not Refuse.
     accepted: bool,
+    /// File frames the client sent on the channel.
+    files: u8,
     /// The session counted against its user's limit, until the coupling goes.
     _lease: Lease,
 }
@@ -90,7 +93,7 @@ pub(crate) async fn serve(transport: Transport, who: Principal, instance: String
         return;
     }
     let Ok(conn) = Connection::<CLIENT_CHANNELS>::with_owned_resume(
-        Config::new(Role::Acceptor),
+        Config { files: true, ..Config::new(Role::Acceptor) },
         replay_len,
         &token,
         clock.now(),
@@ -193,6 +196,18 @@ impl ClientTask {
             Event::Resized { channel, size } => self.control(channel, Some(size), None),
             Event::Signal { channel, signal } => self.control(channel, None, Some(signal)),
             Event::Eof { channel } => self.tell(channel, |route| ToAgent::Eof { route }),
+            Event::File { channel, event } => {
+                if let Some((_, coupling)) = self.couplings.get_mut(channel) {
+                    // The opener sends one End at most (spec 5.19): more get no further.
+                    coupling.files += 1;
+                    if coupling.files > 1 {
+                        return;
+                    }
+                }
+                if let Ok(event) = OwnedFileEvent::new(&event) {
+                    self.tell(channel, |route| ToAgent::File { route, event: Box::new(event) });
+                }
+            }
             // Clients open; the relay does not open channels to them, nor ends processes.
             Event::GoAway { .. }
             | Event::Connected
@@ -202,6 +217,7 @@ impl ClientTask {
             | Event::Credit { .. }
             | Event::Exit { .. }
             | Event::Reason { .. }
+            | Event::Session { .. }
             | Event::Data { .. } => {}
         }
     }
@@ -259,6 +275,7 @@ impl ClientTask {
             inflow: Arc::default(),
             record,
             accepted: false,
+            files: 0,
             _lease: lease,
         };
         self.couplings.insert(channel, route, coupling);
@@ -286,6 +303,9 @@ impl ClientTask {
                     let _ = driver.connection_mut().accept(channel);
                     if let Some((_, coupling)) = self.couplings.get_mut(channel) {
                         coupling.accepted = true;
+                        // The person learns the id to terminate it by, or to find it in the
+                        // audit (spec 5.20): it goes once the Accept has.
+                        driver.queue(channel, Op::Session(coupling.record.id.clone().into()));
                     }
                 }
                 return;
@@ -336,6 +356,21 @@ impl ClientTask {
                     coupling.record.exit = Some(status);
                 }
                 (route, Op::Exit(status))
+            }
+            ToClient::File { route, event } => {
+                if let Some((_, coupling)) =
+                    self.couplings.channel(route).and_then(|c| self.couplings.get_mut(c))
+                {
+                    coupling.record.file = match event.as_event() {
+                        FileEvent::End { size, sha256 } => Some(FileOutcome::Ok(Some((size, sha256)))),
+                        FileEvent::Done => Some(FileOutcome::Ok(None)),
+                        FileEvent::Failed { error, message } => {
+                            Some(FileOutcome::Failed(format!("{error}: {message}")))
+                        }
+                        FileEvent::Start { .. } => coupling.record.file.take(),
+                    };
+                }
+                (route, Op::File(event))
             }
             ToClient::Eof { route } => (route, Op::Eof),
             // Handled where the driver is attached.

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use session_codec::Frame;
 use session_link::{Outbound, Transport};
-use session_proto::owned::OwnedOpenKind;
+use session_proto::owned::{OwnedFileEvent, OwnedOpenKind};
 use session_proto::{EndReason, ExitStatus, RefuseReason, Signal, WindowSize};
 use tokio::sync::mpsc;
 
@@ -57,6 +57,11 @@ pub(crate) enum ToAgent {
     Controls {
         route: RouteId,
         controls: Arc<Controls>,
+    },
+    /// The client's End of an upload (spec 5.19), after its Data.
+    File {
+        route: RouteId,
+        event: Box<OwnedFileEvent>,
     },
     Eof {
         route: RouteId,
@@ -173,6 +178,11 @@ pub(crate) enum ToClient {
     Exit {
         route: RouteId,
         status: ExitStatus,
+    },
+    /// A File channel's Start, End, Done or Failed from the agent, after the Data before it.
+    File {
+        route: RouteId,
+        event: Box<OwnedFileEvent>,
     },
     Eof {
         route: RouteId,

@@ -278,8 +278,9 @@ fn a_policy_with_an_unknown_action_is_refused_naming_it() {
     assert!(
         stderr(&out).contains(
             "policy refused: Statement[0].Action[1]: session:StartSesion is not an action: the actions are \
-             session:StartSession, session:StartPortForward, session:DescribeInstanceStatus, \
-             session:TerminateSession, session:ModifySettings"
+             session:StartSession, session:StartPortForward, session:ListFiles, session:ReadFile, \
+             session:WriteFile, session:DescribeInstanceStatus, session:TerminateSession, \
+             session:ModifySettings"
         ),
         "{}",
         stderr(&out)

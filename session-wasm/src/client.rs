@@ -239,6 +239,7 @@ impl Client {
             max_frame: MAX_FRAME,
             initial_window: INITIAL_WINDOW,
             keepalive_ms: KEEPALIVE_MS,
+            files: false,
         };
         // It fails only for a replay buffer below the minimum, which the assertion above rules
         // out; a connection without resume is still a working one.
@@ -572,6 +573,8 @@ impl Client {
             Event::Reason { channel, code, message } => {
                 Output::Reason { channel, code, message: message.into() }
             }
+            // Not announced yet.
+            Event::File { .. } | Event::Session { .. } => return,
             Event::GoAway { code, message } => {
                 self.events.push_back(Output::GoAway { code, message: message.into() });
                 let words = if message.is_empty() { String::new() } else { format!(": {message}") };

@@ -13,8 +13,11 @@ Public API:
 - DecodeError   raised by decode_frame; .error is the §4.2 error name
 - EncodeError   a ValueError raised by encode_frame for a message that a
                 decoder would reject; .error is the §4.2 error name
+- decode_entry_record(data) -> dict   one whole Entry record of a listing (§5.19)
+- encode_entry_record(decoded) -> bytes  its canonical encoding
 
-Messages use the JSON form of the test vectors (§10).
+Messages use the JSON form of the test vectors (§10); Entry records use the
+form of spec/vectors/entries.json (§10).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import Any, Callable
 __all__ = [
     "DecodeError",
     "EncodeError",
+    "decode_entry_record",
     "decode_frame",
+    "encode_entry_record",
     "encode_frame",
 ]
 
@@ -44,13 +49,28 @@ MAX_HOST_LEN = 255
 MAX_ENV = 16
 MAX_ENV_NAME_LEN = 64
 MAX_ENV_VALUE_LEN = 256
+MAX_PATH_LEN = 4_096
+DIGEST_LEN = 32
+MAX_ENTRY_LEN = 8_219
+MAX_SESSION_ID_LEN = 64
+
+# Mode bounds (§5.19): a request asks for permission bits only; a Start or an
+# Entry reports them with set-user-id, set-group-id and sticky bits.
+REQUEST_MODE_MAX = 0o777
+FILE_MODE_MAX = 0o7777
 
 FIRST_IGNORABLE_CODE = 0x80  # 0x80..=0xFF are ignorable (§9.2): Reason, or an Extension
 
 STREAM_NAMES = ("stdin", "stdout", "stderr")  # Data `stream` values 0, 1, 2 (§6.1)
 
 # Open kind indexes (§5.5) and ExitStatus variant indexes (§5.13).
-OPEN_SHELL, OPEN_EXEC, OPEN_FORWARD = 0, 1, 2
+OPEN_SHELL, OPEN_EXEC, OPEN_FORWARD, OPEN_FILE = 0, 1, 2, 4
+DEFINED_OPEN_KINDS = (OPEN_SHELL, OPEN_EXEC, OPEN_FORWARD, OPEN_FILE)  # index 3 stays unknown
+
+# FileRequest variant indexes (§5.19), in index order: 0 home .. 8 chmod.
+FILE_OPS = ("home", "stat", "list", "read", "write", "mkdir", "rename", "remove", "chmod")
+# FileEvent variant indexes (§5.19), in index order.
+FILE_EVENTS = ("start", "end", "done", "failed")
 EXIT_CODE, EXIT_SIGNAL = 0, 1
 
 
@@ -120,10 +140,10 @@ class LengthRule:
     def check_content(self, value: str | bytes, fail: Callable[[str, str], Exception]) -> None:
         if self.non_empty and len(value) == 0:
             raise fail("invalid_value", f"{self.field} must not be empty")
-        if isinstance(value, str):
-            for char in self.forbidden:
-                if char in value:
-                    raise fail("invalid_value", f"{self.field} must not contain {char!r}")
+        for char in self.forbidden:
+            needle = char if isinstance(value, str) else char.encode("ascii")
+            if needle in value:
+                raise fail("invalid_value", f"{self.field} must not contain {char!r}")
 
 
 MESSAGE_RULE = LengthRule("message", MAX_MESSAGE_LEN)
@@ -133,6 +153,59 @@ COMMAND_RULE = LengthRule("command", MAX_COMMAND_LEN, non_empty=True, forbidden=
 HOST_RULE = LengthRule("host", MAX_HOST_LEN, non_empty=True, forbidden="\0")
 ENV_NAME_RULE = LengthRule("env name", MAX_ENV_NAME_LEN, non_empty=True, forbidden="\0=")
 ENV_VALUE_RULE = LengthRule("env value", MAX_ENV_VALUE_LEN, forbidden="\0")
+SESSION_ID_RULE = LengthRule("session id", MAX_SESSION_ID_LEN, non_empty=True)
+ENTRY_NAME_RULE = LengthRule("entry name", MAX_PATH_LEN, non_empty=True, forbidden="\0")
+ENTRY_TARGET_RULE = LengthRule("entry target", MAX_PATH_LEN, forbidden="\0")
+
+
+class PathRule(LengthRule):
+    """A `path` field (§5.19): bytes, at most MAX_PATH_LEN, absolute and normal."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field, MAX_PATH_LEN)
+
+    def check_content(self, value: bytes, fail: Callable[[str, str], Exception]) -> None:
+        problem = _path_problem(value)
+        if problem:
+            raise fail("invalid_value", f"{self.field}: {problem}")
+
+
+def _path_problem(path: bytes) -> str:
+    """Why `path` is not absolute and normal (§5.19), or "" if it is."""
+    if path[:1] != b"/":
+        return "not absolute (first byte is not /)"
+    if b"\0" in path:
+        return "contains NUL"
+    if path == b"/":
+        return ""  # the root is normal although its one component is empty
+    for component in path[1:].split(b"/"):
+        if component in (b"", b".", b".."):
+            return f"component {component!r} (empty, . or ..)"
+    return ""
+
+
+PATH_RULE = PathRule("path")
+FROM_RULE = PathRule("from")
+TO_RULE = PathRule("to")
+
+
+def _check_mode(mode: int, maximum: int, fail: Callable[[str, str], Exception]) -> None:
+    """Mode bounds (§5.19): REQUEST_MODE_MAX in a request, FILE_MODE_MAX in Start/Entry."""
+    if mode > maximum:
+        raise fail("invalid_value", f"mode {mode:#o} > {maximum:#o}")
+
+
+def _check_prefix(has_prefix: bool, offset: int, fail: Callable[[str, str], Exception]) -> None:
+    """Read and Write: `prefix` is Some exactly when `offset` > 0 (§5.19)."""
+    if has_prefix != (offset > 0):
+        state = "Some" if has_prefix else "None"
+        raise fail("invalid_value", f"prefix {state} with offset {offset}")
+
+
+def _check_write_offset(offset: int, size: int, fail: Callable[[str, str], Exception]) -> None:
+    """Write: `offset` > `size` is invalid (§5.19)."""
+    if offset > size:
+        raise fail("invalid_value", f"write offset {offset} > size {size}")
 
 
 def _check_receiver_maximum(max_body: int) -> None:
@@ -212,6 +285,25 @@ class BodyReader:
             raise DecodeError("too_long", f"{field}: {count} entries > {max_count}")
         return count
 
+    def digest(self, field: str) -> bytes:
+        """A Digest (§5.19): exactly DIGEST_LEN bytes, no length before them."""
+        if self.remaining() < DIGEST_LEN:
+            raise DecodeError("truncated", f"{field}: {self.remaining()} of {DIGEST_LEN} bytes")
+        return self.take(DIGEST_LEN)
+
+    def mode(self, maximum: int) -> int:
+        """A Mode (§5.19): a u32, then its bound."""
+        mode = self.varint(U32, "mode")
+        _check_mode(mode, maximum, DecodeError)
+        return mode
+
+    def take(self, count: int) -> bytes:
+        """The next `count` bytes; the caller has checked that they are there."""
+        assert count <= self.remaining()
+        raw = self._body[self._pos : self._pos + count]
+        self._pos += count
+        return raw
+
     def rest(self) -> bytes:
         """A rest-of-body field (§3.9): every remaining byte, possibly none."""
         raw = self._body[self._pos :]
@@ -223,9 +315,7 @@ class BodyReader:
         rule.check_length(length, DecodeError)
         if self.remaining() < length:
             raise DecodeError("truncated", f"{rule.field}: {length} bytes announced")
-        raw = self._body[self._pos : self._pos + length]
-        self._pos += length
-        return raw
+        return self.take(length)
 
 
 def _decode_window_size(reader: BodyReader) -> dict:
@@ -299,9 +389,101 @@ def _decode_open(reader: BodyReader) -> dict:
         if port == 0:
             raise DecodeError("invalid_value", "port 0")
         kind = {"kind": "forward", "host": host, "port": port}
-    else:  # unknown kinds are valid; the receiver refuses them (§5.5)
+    elif index == OPEN_FILE:
+        kind = {"kind": "file", "request": _decode_file_request(reader)}
+    else:  # unknown kinds (index 3 among them) are valid; the receiver refuses them (§5.5)
         kind = {"kind": "unknown", "index": index, "params_hex": reader.rest().hex()}
     return {"kind": kind}
+
+
+def _decode_prefix(reader: BodyReader, offset: int) -> str | None:
+    """Read/Write `prefix`: Option<Digest>, Some exactly when offset > 0 (§5.19).
+
+    The rule is checked once the whole field has been read (§4.1 step 7).
+    """
+    prefix = reader.digest("prefix") if reader.option_tag("prefix") else None
+    _check_prefix(prefix is not None, offset, DecodeError)
+    return None if prefix is None else prefix.hex()
+
+
+def _decode_file_request(reader: BodyReader) -> dict:
+    """FileRequest (§5.19), fields in order, each checked as it is read."""
+    index = reader.varint(U32, "request index")
+    if index >= len(FILE_OPS):  # unknown requests decode, like unknown kinds (§5.19)
+        return {"op": "unknown", "index": index, "params_hex": reader.rest().hex()}
+    op = FILE_OPS[index]
+    request: dict = {"op": op}
+    if op == "home":
+        pass
+    elif op in ("stat", "list", "remove"):
+        request["path_hex"] = reader.bytes(PATH_RULE).hex()
+    elif op == "read":
+        request["path_hex"] = reader.bytes(PATH_RULE).hex()
+        offset = reader.varint(U64, "offset")
+        request["offset"] = str(offset)
+        request["prefix_hex"] = _decode_prefix(reader, offset)
+    elif op == "write":
+        request["path_hex"] = reader.bytes(PATH_RULE).hex()
+        size = reader.varint(U64, "size")
+        request["size"] = str(size)
+        request["mode"] = reader.mode(REQUEST_MODE_MAX)
+        request["overwrite"] = reader.bool("overwrite")
+        offset = reader.varint(U64, "offset")
+        _check_write_offset(offset, size, DecodeError)  # a rule of `offset`, checked as read
+        request["offset"] = str(offset)
+        request["prefix_hex"] = _decode_prefix(reader, offset)
+    elif op in ("mkdir", "chmod"):
+        request["path_hex"] = reader.bytes(PATH_RULE).hex()
+        request["mode"] = reader.mode(REQUEST_MODE_MAX)
+    elif op == "rename":
+        request["from_hex"] = reader.bytes(FROM_RULE).hex()
+        request["to_hex"] = reader.bytes(TO_RULE).hex()
+        request["overwrite"] = reader.bool("overwrite")
+    else:
+        raise AssertionError(f"unhandled request {op}")
+    return request
+
+
+def _decode_file(reader: BodyReader) -> dict:
+    """File message (0x1B): enum FileEvent (§5.19)."""
+    index = reader.varint(U32, "event index")
+    if index >= len(FILE_EVENTS):
+        raise DecodeError("invalid_value", f"file event index {index}")
+    name = FILE_EVENTS[index]
+    if name == "start":
+        event = {
+            "event": name,
+            "offset": str(reader.varint(U64, "offset")),
+            "size": str(reader.varint(U64, "size")),
+            "mode": reader.mode(FILE_MODE_MAX),
+            "mtime": str(reader.varint(U64, "mtime")),
+        }
+    elif name == "end":
+        size = str(reader.varint(U64, "size"))
+        event = {"event": name, "size": size, "sha256_hex": reader.digest("sha256").hex()}
+    elif name == "done":
+        event = {"event": name}
+    else:
+        # Any u32 error decodes; unknown ones mean UNSPECIFIED (§6.8).
+        error = reader.varint(U32, "error")
+        event = {"event": name, "error": error, "message": reader.str(MESSAGE_RULE)}
+    return {"event": event}
+
+
+def _decode_session(reader: BodyReader) -> dict:
+    return {"id": reader.str(SESSION_ID_RULE)}
+
+
+def _decode_entry(reader: BodyReader) -> dict:
+    """Entry struct (§5.19)."""
+    return {
+        "name_hex": reader.bytes(ENTRY_NAME_RULE).hex(),
+        "kind": reader.u8("kind"),  # any value decodes; unknown ones mean "other"
+        "size": str(reader.varint(U64, "size")),
+        "mode": reader.mode(FILE_MODE_MAX),
+        "mtime": str(reader.varint(U64, "mtime")),
+        "target_hex": reader.bytes(ENTRY_TARGET_RULE).hex(),
+    }
 
 
 def _decode_empty(reader: BodyReader) -> dict:
@@ -449,6 +631,132 @@ def _text(obj: dict, key: str) -> str:
     return value
 
 
+def _mode(obj: dict, maximum: int) -> int:
+    mode = _number(obj, "mode", U32.max_value)
+    _check_mode(mode, maximum, EncodeError)
+    return mode
+
+
+def _bool(obj: dict, key: str) -> bool:
+    value = obj[key]
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}: expected true or false")
+    return value
+
+
+def _digest_hex(obj: dict, key: str) -> bytes:
+    """A Digest in JSON: exactly 64 hex digits (§10)."""
+    value = _hex(obj, key)
+    if len(value) != DIGEST_LEN:
+        raise ValueError(f"{key}: expected {DIGEST_LEN * 2} hex digits")
+    return value
+
+
+def _encode_prefix(writer: BodyWriter, obj: dict, offset: int) -> None:
+    _check_prefix(obj["prefix_hex"] is not None, offset, EncodeError)
+    if obj["prefix_hex"] is None:
+        writer.u8(0)
+    else:
+        writer.u8(1)
+        writer.rest(_digest_hex(obj, "prefix_hex"))
+
+
+FILE_REQUEST_KEYS = {
+    "home": set(),
+    "stat": {"path_hex"},
+    "list": {"path_hex"},
+    "read": {"path_hex", "offset", "prefix_hex"},
+    "write": {"path_hex", "size", "mode", "overwrite", "offset", "prefix_hex"},
+    "mkdir": {"path_hex", "mode"},
+    "rename": {"from_hex", "to_hex", "overwrite"},
+    "remove": {"path_hex"},
+    "chmod": {"path_hex", "mode"},
+    "unknown": {"index", "params_hex"},
+}
+
+
+def _encode_file_request(writer: BodyWriter, value: Any) -> None:
+    op = value.get("op") if isinstance(value, dict) else None
+    if op not in FILE_REQUEST_KEYS:
+        raise ValueError(f"request: expected an object with op one of {sorted(FILE_REQUEST_KEYS)}")
+    request = _object(value, {"op"} | FILE_REQUEST_KEYS[op], f"{op} request")
+    if op == "unknown":
+        index = _number(request, "index", U32.max_value)
+        if index < len(FILE_OPS):
+            raise ValueError(f"unknown request: index {index} is a defined request (§5.19)")
+        writer.varint(index)
+        writer.rest(_hex(request, "params_hex"))
+        return
+    writer.varint(FILE_OPS.index(op))
+    if op == "rename":
+        writer.bytes(_hex(request, "from_hex"), FROM_RULE)
+        writer.bytes(_hex(request, "to_hex"), TO_RULE)
+        writer.bool(_bool(request, "overwrite"))
+        return
+    if op != "home":
+        writer.bytes(_hex(request, "path_hex"), PATH_RULE)
+    if op == "read":
+        offset = _u64_string(request, "offset")
+        writer.varint(offset)
+        _encode_prefix(writer, request, offset)
+    elif op == "write":
+        size = _u64_string(request, "size")
+        writer.varint(size)
+        writer.varint(_mode(request, REQUEST_MODE_MAX))
+        writer.bool(_bool(request, "overwrite"))
+        offset = _u64_string(request, "offset")
+        _check_write_offset(offset, size, EncodeError)
+        writer.varint(offset)
+        _encode_prefix(writer, request, offset)
+    elif op in ("mkdir", "chmod"):
+        writer.varint(_mode(request, REQUEST_MODE_MAX))
+
+
+FILE_EVENT_KEYS = {
+    "start": {"offset", "size", "mode", "mtime"},
+    "end": {"size", "sha256_hex"},
+    "done": set(),
+    "failed": {"error", "message"},
+}
+
+
+def _encode_file(writer: BodyWriter, msg: dict) -> None:
+    value = msg["event"]
+    name = value.get("event") if isinstance(value, dict) else None
+    if name not in FILE_EVENT_KEYS:
+        raise ValueError(f"event: expected an object with event one of {list(FILE_EVENTS)}")
+    event = _object(value, {"event"} | FILE_EVENT_KEYS[name], f"{name} event")
+    writer.varint(FILE_EVENTS.index(name))
+    if name == "start":
+        writer.varint(_u64_string(event, "offset"))
+        writer.varint(_u64_string(event, "size"))
+        writer.varint(_mode(event, FILE_MODE_MAX))
+        writer.varint(_u64_string(event, "mtime"))
+    elif name == "end":
+        writer.varint(_u64_string(event, "size"))
+        writer.rest(_digest_hex(event, "sha256_hex"))
+    elif name == "failed":
+        writer.varint(_number(event, "error", U32.max_value))
+        writer.str(_text(event, "message"), MESSAGE_RULE)
+
+
+def _encode_session(writer: BodyWriter, msg: dict) -> None:
+    writer.str(_text(msg, "id"), SESSION_ID_RULE)
+
+
+ENTRY_KEYS = {"name_hex", "kind", "size", "mode", "mtime", "target_hex"}
+
+
+def _encode_entry(writer: BodyWriter, value: Any) -> None:
+    entry = _object(value, ENTRY_KEYS, "entry")
+    writer.bytes(_hex(entry, "name_hex"), ENTRY_NAME_RULE)
+    writer.u8(_number(entry, "kind", 0xFF))
+    writer.varint(_u64_string(entry, "size"))
+    writer.varint(_mode(entry, FILE_MODE_MAX))
+    writer.varint(_u64_string(entry, "mtime"))
+    writer.bytes(_hex(entry, "target_hex"), ENTRY_TARGET_RULE)
+
+
 def _encode_window_size(writer: BodyWriter, obj: dict) -> None:
     for key in ("cols", "rows", "width_px", "height_px"):
         writer.varint(_number(obj, key, U16.max_value))
@@ -529,15 +837,19 @@ def _encode_open(writer: BodyWriter, msg: dict) -> None:
         if port == 0:
             raise EncodeError("invalid_value", "port must be 1..=65535")
         writer.varint(port)
+    elif name == "file":
+        kind = _object(value, {"kind", "request"}, "file kind")
+        writer.varint(OPEN_FILE)
+        _encode_file_request(writer, kind["request"])
     elif name == "unknown":
         kind = _object(value, {"kind", "index", "params_hex"}, "unknown kind")
         index = _number(kind, "index", U32.max_value)
-        if index in (OPEN_SHELL, OPEN_EXEC, OPEN_FORWARD):
+        if index in DEFINED_OPEN_KINDS:
             raise ValueError(f"unknown kind: index {index} is a defined kind (§5.5)")
         writer.varint(index)
         writer.rest(_hex(kind, "params_hex"))
     else:
-        raise ValueError("kind: expected an object with kind shell, exec, forward or unknown")
+        raise ValueError("kind: expected an object with kind shell, exec, forward, file or unknown")
 
 
 def _encode_empty(writer: BodyWriter, msg: dict) -> None:
@@ -633,8 +945,10 @@ MESSAGE_TYPES = [
     _message(0x17, "Eof", False, set(), _decode_empty, _encode_empty),
     _message(0x18, "Exit", False, {"status"}, _decode_exit, _encode_exit),
     _message(0x19, "Close", False, set(), _decode_empty, _encode_empty),
-    # Ignorable range, but defined: decoded as strictly as the others (§5.18).
+    _message(0x1B, "File", False, {"event"}, _decode_file, _encode_file),
+    # Ignorable range, but defined: decoded as strictly as the others (§5.18, §5.20).
     _message(0x81, "Reason", False, {"code", "message"}, _decode_reason, _encode_reason),
+    _message(0x83, "Session", False, {"id"}, _decode_session, _encode_session),
 ]
 
 TYPES_BY_CODE = {message.code: message for message in MESSAGE_TYPES}
@@ -668,7 +982,7 @@ def decode_frame(data: bytes, max_body: int = DEFAULT_MAX_FRAME) -> dict:
     channel = int.from_bytes(data[4:6], "big")
     body = data[HEADER_LEN:frame_end]
 
-    # Step 5: type code. A defined code (Reason among them) goes on to the
+    # Step 5: type code. A defined code (Reason and Session among them) goes on to the
     # channel and body checks; an undefined ignorable one is an Extension.
     message_type = TYPES_BY_CODE.get(type_code)
     if message_type is None:
@@ -740,3 +1054,43 @@ def encode_frame(decoded: dict, max_body: int = DEFAULT_MAX_FRAME) -> bytes:
         raise EncodeError("frame_too_large", f"body {len(body)} bytes > {max_body}")
     header = len(body).to_bytes(3, "big") + bytes([type_code]) + channel.to_bytes(2, "big")
     return header + body
+
+
+# --- Entry records (§5.19) -----------------------------------------------------
+
+
+def decode_entry_record(data: bytes) -> dict:
+    """Decodes exactly one Entry record (u32 varint L, then an L-byte Entry).
+
+    Checks, in order: L (bad_varint / truncated); L > MAX_ENTRY_LEN ->
+    too_long; fewer than L bytes after it -> truncated; bytes after the
+    record -> trailing_bytes (the input is one whole record, as a frame is
+    for decode_frame); the Entry's fields in order within the L bytes (a
+    struct longer than L -> truncated); bytes left in the record after the
+    struct -> trailing_bytes.
+    """
+    reader = BodyReader(bytes(data))
+    length = reader.varint(U32, "record length")
+    if length > MAX_ENTRY_LEN:
+        raise DecodeError("too_long", f"record length {length} > {MAX_ENTRY_LEN}")
+    if reader.remaining() < length:
+        raise DecodeError("truncated", f"{reader.remaining()} of {length} record bytes")
+    if reader.remaining() > length:
+        raise DecodeError("trailing_bytes", f"{reader.remaining() - length} bytes after the record")
+    record = BodyReader(reader.take(length))
+    entry = _decode_entry(record)
+    if record.remaining():
+        raise DecodeError("trailing_bytes", f"{record.remaining()} bytes in the record after the entry")
+    return entry
+
+
+def encode_entry_record(decoded: dict) -> bytes:
+    """Encodes an Entry (entries.json form, §10) as one canonical record."""
+    writer = BodyWriter()
+    _encode_entry(writer, decoded)
+    struct = bytes(writer.body)
+    if len(struct) > MAX_ENTRY_LEN:  # cannot happen with valid fields (§2.2)
+        raise EncodeError("too_long", f"record length {len(struct)} > {MAX_ENTRY_LEN}")
+    prefix = BodyWriter()
+    prefix.varint(len(struct))
+    return bytes(prefix.body) + struct

@@ -337,3 +337,50 @@ fn check_frames(mut bytes: &[u8]) {
         bytes = rest;
     }
 }
+
+/// A listing's stream of Entry records (spec 5.19) read as it arrives, in pieces of the size the
+/// first byte chooses, gives the same entries, and the same first error, as read whole; every
+/// entry re-encodes to exactly the bytes it came from.
+pub fn listing(data: &[u8]) {
+    let Some((&piece, stream)) = data.split_first() else { return };
+    assert_eq!(records_in_pieces(stream, usize::from(piece).max(1)), records_whole(stream));
+}
+
+/// What a listing's reader sees: each entry's record bytes, then the error that ended it.
+type Listing = (Vec<Vec<u8>>, Option<Error>);
+
+fn records_whole(stream: &[u8]) -> Listing {
+    let mut rest = stream;
+    let mut entries = Vec::new();
+    loop {
+        match session_proto::Entry::decode_record(rest) {
+            Ok(session_proto::Record::Entry(entry, len)) => {
+                let mut out = vec![0; entry.record_len()];
+                assert_eq!(entry.encode_record(&mut out), Ok(len), "{entry:?}");
+                assert_eq!(out, rest[..len], "re-encoding changed the bytes of {entry:?}");
+                entries.push(out);
+                rest = &rest[len..];
+            }
+            Ok(session_proto::Record::Incomplete) => return (entries, None),
+            Err(error) => return (entries, Some(error)),
+        }
+    }
+}
+
+fn records_in_pieces(stream: &[u8], piece: usize) -> Listing {
+    let mut held = Vec::new();
+    let mut entries = Vec::new();
+    for chunk in stream.chunks(piece) {
+        held.extend_from_slice(chunk);
+        loop {
+            match session_proto::Entry::decode_record(&held) {
+                Ok(session_proto::Record::Entry(_, len)) => {
+                    entries.push(held.drain(..len).collect());
+                }
+                Ok(session_proto::Record::Incomplete) => break,
+                Err(error) => return (entries, Some(error)),
+            }
+        }
+    }
+    (entries, None)
+}

@@ -2,7 +2,7 @@
 //! vectors" defines it.
 
 use serde_json::{Value, json};
-use session_proto::{Env, ExitStatus, Message, OpenKind, Pty, WindowSize};
+use session_proto::{Entry, Env, ExitStatus, FileEvent, FileRequest, Message, OpenKind, Pty, WindowSize};
 
 /// The JSON form of `message`.
 pub fn to_json(message: &Message<'_>) -> Value {
@@ -60,6 +60,10 @@ pub fn to_json(message: &Message<'_>) -> Value {
         Message::Reason { channel, code, message } => json!({
             "type": "Reason", "channel": channel, "code": code.0, "message": message,
         }),
+        Message::File { channel, event } => {
+            json!({ "type": "File", "channel": channel, "event": file_event(event) })
+        }
+        Message::Session { channel, id } => json!({ "type": "Session", "channel": channel, "id": id }),
         Message::Extension { kind, channel, body } => json!({
             "type": "Extension", "kind": kind, "channel": channel, "body_hex": hex::encode(body),
         }),
@@ -77,8 +81,62 @@ fn open_kind(kind: &OpenKind<'_>) -> Value {
         OpenKind::Unknown { index, params } => {
             json!({ "kind": "unknown", "index": index, "params_hex": hex::encode(params) })
         }
+        OpenKind::File { request } => json!({ "kind": "file", "request": file_request(request) }),
         other => panic!("no JSON form in the spec for {other:?}"),
     }
+}
+
+fn file_request(request: &FileRequest<'_>) -> Value {
+    let prefix = |prefix: &Option<session_proto::Digest>| prefix.map(hex::encode);
+    let mut value = match request {
+        FileRequest::Home => json!({}),
+        FileRequest::Stat { path } | FileRequest::List { path } | FileRequest::Remove { path } => {
+            json!({ "path_hex": hex::encode(path) })
+        }
+        FileRequest::Read { path, offset, prefix: p } => json!({
+            "path_hex": hex::encode(path), "offset": offset.to_string(), "prefix_hex": prefix(p),
+        }),
+        FileRequest::Write { path, size, mode, overwrite, offset, prefix: p } => json!({
+            "path_hex": hex::encode(path), "size": size.to_string(), "mode": mode,
+            "overwrite": overwrite, "offset": offset.to_string(), "prefix_hex": prefix(p),
+        }),
+        FileRequest::Mkdir { path, mode } | FileRequest::Chmod { path, mode } => {
+            json!({ "path_hex": hex::encode(path), "mode": mode })
+        }
+        FileRequest::Rename { from, to, overwrite } => json!({
+            "from_hex": hex::encode(from), "to_hex": hex::encode(to), "overwrite": overwrite,
+        }),
+        FileRequest::Unknown { index, params } => {
+            json!({ "index": index, "params_hex": hex::encode(params) })
+        }
+        other => panic!("no JSON form in the spec for {other:?}"),
+    };
+    extend(&mut value, json!({ "op": request.op() }));
+    value
+}
+
+fn file_event(event: &FileEvent<'_>) -> Value {
+    match event {
+        FileEvent::Start { offset, size, mode, mtime } => json!({
+            "event": "start", "offset": offset.to_string(), "size": size.to_string(), "mode": mode,
+            "mtime": mtime.to_string(),
+        }),
+        FileEvent::End { size, sha256 } => {
+            json!({ "event": "end", "size": size.to_string(), "sha256_hex": hex::encode(sha256) })
+        }
+        FileEvent::Done => json!({ "event": "done" }),
+        FileEvent::Failed { error, message } => {
+            json!({ "event": "failed", "error": error.0, "message": message })
+        }
+    }
+}
+
+/// The JSON form of an Entry record in `spec/vectors/entries.json`.
+pub fn entry_to_json(entry: &Entry<'_>) -> Value {
+    json!({
+        "name_hex": hex::encode(entry.name), "kind": entry.kind.0, "size": entry.size.to_string(),
+        "mode": entry.mode, "mtime": entry.mtime.to_string(), "target_hex": hex::encode(entry.target),
+    })
 }
 
 fn pty(pty: &Pty<'_>) -> Value {

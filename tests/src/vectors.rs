@@ -3,10 +3,11 @@
 //! spec says they produce, so the expected errors do not come from the code under test.
 
 use session_proto::{
-    Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, EndReason, Env, EnvVar,
-    Error, ErrorCode, ExitStatus, Hello, MAX_BODY_LEN, MAX_COMMAND_LEN, MAX_ENV, MAX_ENV_NAME_LEN,
-    MAX_ENV_VALUE_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_TERM_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, Message,
-    OpenKind, Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
+    Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, Digest, EndReason, Env,
+    EnvVar, Error, ErrorCode, ExitStatus, FileError, FileEvent, FileRequest, Hello, MAX_BODY_LEN,
+    MAX_COMMAND_LEN, MAX_ENV, MAX_ENV_NAME_LEN, MAX_ENV_VALUE_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN,
+    MAX_TERM_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, Message, OpenKind, Pty, RefuseReason, Resume, Signal, Stream,
+    WindowSize,
 };
 
 /// The receiver's maximum body length that vectors are decoded with.
@@ -18,6 +19,25 @@ fn leak_str(s: String) -> &'static str {
 
 fn leak_bytes(b: Vec<u8>) -> &'static [u8] {
     Box::leak(b.into_boxed_slice())
+}
+
+/// Bytes from hex, for the vectors the reference wrote first.
+fn hx(hex: &str) -> &'static [u8] {
+    leak_bytes(hex::decode(hex).expect("hex in the table"))
+}
+
+fn digest(hex: &str) -> Digest {
+    hx(hex).try_into().expect("a 32-byte digest")
+}
+
+/// `/` then `len` times `fill`: a path of the longest lengths.
+fn path_of(fill: u8, len: usize) -> &'static [u8] {
+    leak_bytes([&b"/"[..], &vec![fill; len]].concat())
+}
+
+/// A hand-built frame given whole, in hex.
+fn hex_frame(hex: &str) -> Vec<u8> {
+    hx(hex).to_vec()
 }
 
 fn repeat(c: char, n: usize) -> &'static str {
@@ -270,6 +290,352 @@ pub fn valid() -> Vec<(String, Message<'static>)> {
         ),
         ("reason_unknown_code", Message::Reason { channel: 7, code: EndReason(300), message: "café ✓" }),
         ("extension_0x82", Message::Extension { kind: 0x82, channel: 1, body: b"\x01" }),
+        // File channels and Session (spec 5.19, 5.20), written first by the independent
+        // reference in spec/reference/ from the spec alone.
+        ("open_file_home", Message::Open { channel: 1, kind: OpenKind::File { request: FileRequest::Home } }),
+        (
+            "open_file_stat",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File { request: FileRequest::Stat { path: hx("2f6574632f686f737473") } },
+            },
+        ),
+        (
+            "open_file_list",
+            Message::Open {
+                channel: 3,
+                kind: OpenKind::File { request: FileRequest::List { path: hx("2f7372762f617070") } },
+            },
+        ),
+        (
+            "open_file_list_root",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File { request: FileRequest::List { path: hx("2f") } },
+            },
+        ),
+        (
+            "open_file_read_from_start",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Read { path: hx("2f6574632f686f737473"), offset: 0, prefix: None },
+                },
+            },
+        ),
+        (
+            "open_file_read_resume",
+            Message::Open {
+                channel: 5,
+                kind: OpenKind::File {
+                    request: FileRequest::Read {
+                        path: hx("2f7661722f6c6f672f7379736c6f67"),
+                        offset: 1048576,
+                        prefix: Some(digest(
+                            "68e62c8429dbb67fb4721242e4fde81fdb26b0fbced1ec66de7df7fea2a4ff4d",
+                        )),
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_read_maximum_offset",
+            Message::Open {
+                channel: 65535,
+                kind: OpenKind::File {
+                    request: FileRequest::Read {
+                        path: hx("2f7661722f6c6f672f7379736c6f67"),
+                        offset: 18446744073709551615,
+                        prefix: Some(digest(
+                            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                        )),
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_write_new",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Write {
+                        path: hx("2f686f6d652f616c6963652f6e6f7465732e747874"),
+                        size: 300,
+                        mode: 420,
+                        overwrite: false,
+                        offset: 0,
+                        prefix: None,
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_write_overwrite_empty_file",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Write {
+                        path: hx("2f686f6d652f616c6963652f6e6f7465732e747874"),
+                        size: 0,
+                        mode: 384,
+                        overwrite: true,
+                        offset: 0,
+                        prefix: None,
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_write_resume",
+            Message::Open {
+                channel: 2,
+                kind: OpenKind::File {
+                    request: FileRequest::Write {
+                        path: hx("2f686f6d652f616c6963652f6e6f7465732e747874"),
+                        size: 1000,
+                        mode: 493,
+                        overwrite: true,
+                        offset: 500,
+                        prefix: Some(digest(
+                            "68e62c8429dbb67fb4721242e4fde81fdb26b0fbced1ec66de7df7fea2a4ff4d",
+                        )),
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_write_offset_equals_size",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Write {
+                        path: hx("2f746d702f616263"),
+                        size: 3,
+                        mode: 420,
+                        overwrite: false,
+                        offset: 3,
+                        prefix: Some(digest(
+                            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                        )),
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_write_maximum",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Write {
+                        path: hx("2f746d702f626967"),
+                        size: 18446744073709551615,
+                        mode: 511,
+                        overwrite: true,
+                        offset: 18446744073709551615,
+                        prefix: Some(digest(
+                            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                        )),
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_mkdir",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Mkdir { path: hx("2f7372762f64617461"), mode: 493 },
+                },
+            },
+        ),
+        (
+            "open_file_mkdir_mode_0",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Mkdir { path: hx("2f7372762f64617461"), mode: 0 },
+                },
+            },
+        ),
+        (
+            "open_file_rename",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Rename {
+                        from: hx("2f7372762f612e747874"),
+                        to: hx("2f7372762f622e747874"),
+                        overwrite: false,
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_rename_overwrite",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Rename {
+                        from: hx("2f7372762f6e6577"),
+                        to: hx("2f7372762f63757272656e74"),
+                        overwrite: true,
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_remove",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File { request: FileRequest::Remove { path: hx("2f746d702f78") } },
+            },
+        ),
+        (
+            "open_file_chmod",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Chmod { path: hx("2f7372762f6170702f72756e2e7368"), mode: 511 },
+                },
+            },
+        ),
+        (
+            "open_file_stat_non_utf8_path",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Stat { path: hx("2f686f6d652f616c206963652fff2e62696e") },
+                },
+            },
+        ),
+        (
+            "open_file_stat_dot_names",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Stat { path: hx("2f7372762f2e6769742f2e2e2e2f612e2e622f2e2e63") },
+                },
+            },
+        ),
+        (
+            "open_file_stat_path_4096_bytes",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File { request: FileRequest::Stat { path: path_of(b'a', 4095) } },
+            },
+        ),
+        (
+            "open_file_rename_maximum",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File {
+                    request: FileRequest::Rename {
+                        from: path_of(b'f', 4095),
+                        to: path_of(b't', 4095),
+                        overwrite: true,
+                    },
+                },
+            },
+        ),
+        (
+            "open_file_unknown_request_empty",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File { request: FileRequest::Unknown { index: 9, params: hx("") } },
+            },
+        ),
+        (
+            "open_file_unknown_request_params",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File { request: FileRequest::Unknown { index: 300, params: hx("0102ff") } },
+            },
+        ),
+        (
+            "open_file_unknown_request_max_index",
+            Message::Open {
+                channel: 1,
+                kind: OpenKind::File { request: FileRequest::Unknown { index: 4294967295, params: hx("") } },
+            },
+        ),
+        (
+            "file_start",
+            Message::File {
+                channel: 1,
+                event: FileEvent::Start { offset: 0, size: 3, mode: 420, mtime: 1700000000 },
+            },
+        ),
+        (
+            "file_start_resumed_setuid",
+            Message::File {
+                channel: 2,
+                event: FileEvent::Start { offset: 500, size: 1000, mode: 2541, mtime: 0 },
+            },
+        ),
+        (
+            "file_start_maximum",
+            Message::File {
+                channel: 65535,
+                event: FileEvent::Start {
+                    offset: 18446744073709551615,
+                    size: 18446744073709551615,
+                    mode: 4095,
+                    mtime: 18446744073709551615,
+                },
+            },
+        ),
+        (
+            "file_end_abc",
+            Message::File {
+                channel: 1,
+                event: FileEvent::End {
+                    size: 3,
+                    sha256: digest("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+                },
+            },
+        ),
+        (
+            "file_end_empty_file",
+            Message::File {
+                channel: 1,
+                event: FileEvent::End {
+                    size: 0,
+                    sha256: digest("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+                },
+            },
+        ),
+        ("file_done", Message::File { channel: 1, event: FileEvent::Done }),
+        (
+            "file_failed_not_found",
+            Message::File {
+                channel: 1,
+                event: FileEvent::Failed { error: FileError(1), message: "not found: /etc/nope" },
+            },
+        ),
+        (
+            "file_failed_unknown_error_empty_message",
+            Message::File {
+                channel: 1,
+                event: FileEvent::Failed { error: FileError(4294967295), message: "" },
+            },
+        ),
+        (
+            "file_failed_message_256_bytes",
+            Message::File {
+                channel: 1,
+                event: FileEvent::Failed { error: FileError(10), message: repeat('é', 128) },
+            },
+        ),
+        ("session", Message::Session { channel: 1, id: "s-2b7e1516" }),
+        (
+            "session_id_64_bytes",
+            Message::Session {
+                channel: 65535,
+                id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            },
+        ),
+        ("session_id_one_byte", Message::Session { channel: 7, id: "x" }),
+        ("extension_0x84", Message::Extension { kind: 0x84, channel: 0, body: hx("01") }),
     ];
     cases.into_iter().map(|(name, message)| (name.to_owned(), message)).collect()
 }
@@ -322,6 +688,7 @@ const SIGNAL: u8 = 0x16;
 const EOF: u8 = 0x17;
 const EXIT: u8 = 0x18;
 const CLOSE: u8 = 0x19;
+const FILE: u8 = 0x1b;
 const REASON: u8 = 0x81;
 
 /// A valid Hello body with every field present: version 1, capabilities 1, max_frame 131072,
@@ -572,6 +939,164 @@ pub fn invalid() -> Vec<(String, Vec<u8>, Error)> {
     for cut in 0..REASON_BODY.len() {
         add(&format!("reason_truncated_body_at_{cut}"), frame(REASON, 1, &REASON_BODY[..cut]), Truncated);
     }
+
+    // File channels and Session (spec 5.19, 5.20), written first by the independent reference.
+    add(
+        "open_file_path_4097_bytes",
+        frame(OPEN, 1, &cat(&[&[0x04, 0x01], &str_field(path_of(b'a', 4096))])),
+        TooLong,
+    );
+    add("open_file_path_4097_bytes_claimed", hex_frame("00000410000104018120"), TooLong);
+    add("open_file_path_empty", hex_frame("000003100001040100"), InvalidValue);
+    add("open_file_path_relative", hex_frame("000006100001040103737276"), InvalidValue);
+    add("open_file_path_trailing_slash", hex_frame("0000081000010402052f7372762f"), InvalidValue);
+    add("open_file_path_leading_double_slash", hex_frame("0000081000010401052f2f737276"), InvalidValue);
+    add("open_file_path_inner_double_slash", hex_frame("00000c1000010401092f7372762f2f617070"), InvalidValue);
+    add("open_file_path_only_slashes", hex_frame("0000051000010401022f2f"), InvalidValue);
+    add("open_file_path_dot_component", hex_frame("00000d10000104010a2f7372762f2e2f617070"), InvalidValue);
+    add(
+        "open_file_path_dotdot_component",
+        hex_frame("00000e10000104010b2f7372762f2e2e2f657463"),
+        InvalidValue,
+    );
+    add("open_file_path_ends_with_dot", hex_frame("0000091000010401062f7372762f2e"), InvalidValue);
+    add("open_file_path_root_dotdot", hex_frame("0000061000010401032f2e2e"), InvalidValue);
+    add("open_file_path_nul", hex_frame("00000e10000104010b2f6574632f00686f737473"), InvalidValue);
+    add("open_file_path_cut", hex_frame("00000810000104010a2f6574632f"), Truncated);
+    add(
+        "open_file_rename_from_relative",
+        hex_frame("000014100001040605612e7478740a2f7372762f622e74787400"),
+        InvalidValue,
+    );
+    add(
+        "open_file_rename_to_trailing_slash",
+        hex_frame("00001610000104060a2f7372762f612e747874072f7372762f622f00"),
+        InvalidValue,
+    );
+    add(
+        "open_file_rename_overwrite_2",
+        hex_frame("0000111000010406062f7372762f61062f7372762f6202"),
+        InvalidValue,
+    );
+    add("open_file_empty_request", hex_frame("00000110000104"), Truncated);
+    add("open_file_request_index_overlong", hex_frame("000003100001048000"), BadVarint);
+    add("open_file_home_byte_after", hex_frame("000003100001040000"), TrailingBytes);
+    add("open_file_on_channel_0", hex_frame("0000021000000400"), BadChannel);
+    add(
+        "open_file_write_mode_0o1000",
+        hex_frame("00001e1000010404152f686f6d652f616c6963652f6e6f7465732e747874038004000000"),
+        InvalidValue,
+    );
+    add("open_file_mkdir_mode_0o4755", hex_frame("00000e1000010405092f7372762f64617461ed13"), InvalidValue);
+    add("open_file_chmod_mode_0o1777", hex_frame("0000091000010408042f746d70ff07"), InvalidValue);
+    add("open_file_chmod_mode_overflows_u32", hex_frame("00000c1000010408042f746d70ffffffff10"), BadVarint);
+    add(
+        "open_file_read_prefix_some_offset_0",
+        hex_frame(
+            "00002f10000104030a2f6574632f686f7374730001ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        InvalidValue,
+    );
+    add(
+        "open_file_read_prefix_none_offset_1",
+        hex_frame("00000f10000104030a2f6574632f686f7374730100"),
+        InvalidValue,
+    );
+    add(
+        "open_file_read_prefix_tag_2",
+        hex_frame(
+            "00002f10000104030a2f6574632f686f7374730102ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        InvalidValue,
+    );
+    add(
+        "open_file_read_prefix_31_bytes",
+        hex_frame(
+            "00002e10000104030a2f6574632f686f7374730101ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015",
+        ),
+        Truncated,
+    );
+    add("open_file_read_prefix_missing", hex_frame("00000f10000104030a2f6574632f686f7374730101"), Truncated);
+    add(
+        "open_file_read_prefix_33_bytes",
+        hex_frame(
+            "00003010000104030a2f6574632f686f7374730101ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad00",
+        ),
+        TrailingBytes,
+    );
+    add(
+        "open_file_read_byte_after",
+        hex_frame("00001010000104030a2f6574632f686f737473000000"),
+        TrailingBytes,
+    );
+    add(
+        "open_file_write_prefix_some_offset_0",
+        hex_frame(
+            "00003e1000010404152f686f6d652f616c6963652f6e6f7465732e74787403a403000001ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        InvalidValue,
+    );
+    add(
+        "open_file_write_prefix_none_offset_2",
+        hex_frame("00001e1000010404152f686f6d652f616c6963652f6e6f7465732e74787403a403000200"),
+        InvalidValue,
+    );
+    add(
+        "open_file_write_offset_over_size",
+        hex_frame(
+            "00003e1000010404152f686f6d652f616c6963652f6e6f7465732e74787403a403000401ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        InvalidValue,
+    );
+    add(
+        "open_file_write_prefix_31_bytes",
+        hex_frame(
+            "00003d1000010404152f686f6d652f616c6963652f6e6f7465732e74787403a403000201ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015",
+        ),
+        Truncated,
+    );
+    add("file_on_channel_0", hex_frame("0000011b000002"), BadChannel);
+    add("file_channel_checked_before_body", hex_frame("0000001b0000"), BadChannel);
+    add("file_empty_body", hex_frame("0000001b0001"), Truncated);
+    add("file_event_index_4", hex_frame("0000011b000104"), InvalidValue);
+    add("file_event_index_overlong", hex_frame("0000021b00018200"), BadVarint);
+    add("file_done_byte_after", hex_frame("0000021b00010200"), TrailingBytes);
+    add("file_start_mode_0o10000", hex_frame("0000061b0001000003802000"), InvalidValue);
+    add("file_start_missing_mtime", hex_frame("0000051b0001000003a403"), Truncated);
+    add("file_start_size_overflows_u64", hex_frame("00000f1b00010000ffffffffffffffffff02a40300"), BadVarint);
+    add(
+        "file_end_digest_31_bytes",
+        hex_frame("0000211b00010103ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015"),
+        Truncated,
+    );
+    add("file_end_digest_missing", hex_frame("0000021b00010103"), Truncated);
+    add(
+        "file_end_digest_33_bytes",
+        hex_frame("0000231b00010103ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad00"),
+        TrailingBytes,
+    );
+    add(
+        "file_failed_message_257_bytes",
+        frame(FILE, 1, &cat(&[&[0x03, 0x01], &str_field(&[b'x'; 257])])),
+        TooLong,
+    );
+    add("file_failed_message_257_bytes_claimed", hex_frame("0000041b000103018102"), TooLong);
+    add("file_failed_message_bad_utf8", hex_frame("0000091b000103010662616420c328"), BadUtf8);
+    add("file_failed_missing_message", hex_frame("0000021b00010301"), Truncated);
+    add("file_failed_byte_after_message", hex_frame("0000041b000103010000"), TrailingBytes);
+    add("session_on_channel_0", hex_frame("00000483000003732d31"), BadChannel);
+    add("session_channel_checked_before_body", hex_frame("000000830000"), BadChannel);
+    add("session_empty_id", hex_frame("00000183000100"), InvalidValue);
+    add(
+        "session_id_65_bytes",
+        hex_frame(
+            "000042830001417878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878",
+        ),
+        TooLong,
+    );
+    add("session_id_bad_utf8", hex_frame("00000483000103732dff"), BadUtf8);
+    add("session_empty_body", hex_frame("000000830001"), Truncated);
+    add("session_byte_after_id", hex_frame("00000583000103732d3100"), TrailingBytes);
 
     cases
 }

@@ -2,8 +2,8 @@
 //! form and encodes back to the same bytes; every invalid vector fails with its named error.
 
 use serde_json::Value;
-use session_proto::{Error, Message};
-use session_tests::json::to_json;
+use session_proto::{Entry, Error, Message, Record};
+use session_tests::json::{entry_to_json, to_json};
 use session_tests::vectors::VECTOR_MAX_FRAME;
 use session_tests::vectors_dir;
 
@@ -80,7 +80,9 @@ fn every_message_type_and_every_decode_error_has_a_vector() {
         "Eof",
         "Exit",
         "Close",
+        "File",
         "Reason",
+        "Session",
         "Extension",
     ] {
         assert!(valid.iter().any(|v| v["decoded"]["type"] == kind), "no valid vector for {kind}");
@@ -88,6 +90,36 @@ fn every_message_type_and_every_decode_error_has_a_vector() {
     let invalid = load("invalid.json");
     for error in ALL_ERRORS {
         assert!(invalid.iter().any(|v| v["error"] == error.name()), "no invalid vector for {}", error.name());
+    }
+}
+
+/// Decodes `bytes` as exactly one Entry record (spec 10): a record cut short is `truncated`, and
+/// bytes after it are `trailing_bytes`.
+fn decode_one_record(bytes: &[u8]) -> Result<Entry<'_>, Error> {
+    match Entry::decode_record(bytes)? {
+        Record::Incomplete => Err(Error::Truncated),
+        Record::Entry(entry, len) if len == bytes.len() => Ok(entry),
+        Record::Entry(..) => Err(Error::TrailingBytes),
+    }
+}
+
+#[test]
+fn entry_vectors_decode_to_their_form_encode_to_their_bytes_or_fail_with_their_error() {
+    let vectors = load("entries.json");
+    assert!(vectors.len() >= 20, "entries.json lost vectors: {}", vectors.len());
+    for vector in &vectors {
+        let name = field(vector, "name");
+        let bytes = hex::decode(field(vector, "hex")).expect("hex");
+        match (decode_one_record(&bytes), vector.get("error").and_then(Value::as_str)) {
+            (Ok(entry), None) => {
+                assert_eq!(entry_to_json(&entry), vector["decoded"], "{name}: decoded form differs");
+                let mut out = vec![0; entry.record_len()];
+                assert_eq!(entry.encode_record(&mut out), Ok(bytes.len()), "{name}: encode");
+                assert_eq!(out, bytes, "{name}: re-encoding gives other bytes");
+            }
+            (Err(error), Some(expected)) => assert_eq!(error.name(), expected, "{name}"),
+            (outcome, expected) => panic!("{name}: got {outcome:?}, expected {expected:?}"),
+        }
     }
 }
 

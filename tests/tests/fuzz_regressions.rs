@@ -48,3 +48,8 @@ fn codec_stream_inputs_hold() {
 fn session_inputs_hold() {
     replay("session", fuzz_checks::session);
 }
+
+#[test]
+fn listing_inputs_hold() {
+    replay("listing", fuzz_checks::listing);
+}

@@ -28,13 +28,22 @@ pub(super) enum Kind {
     Pipes,
     /// A TCP forward: no stderr, no Exit, Signal ignored.
     Forward,
+    /// A file operation: as a forward, plus File messages (spec 5.19).
+    File,
 }
 
 impl Kind {
+    /// Whether the channel carries bytes rather than a process: no stderr, no Exit, and Signal
+    /// ignored.
+    pub(super) fn is_stream(self) -> bool {
+        matches!(self, Kind::Forward | Kind::File)
+    }
+
     pub(super) fn of(kind: &OpenKind<'_>) -> Kind {
         match kind {
             OpenKind::Shell { .. } | OpenKind::Exec { pty: Some(_), .. } => Kind::Terminal,
             OpenKind::Forward { .. } => Kind::Forward,
+            OpenKind::File { .. } => Kind::File,
             _ => Kind::Pipes,
         }
     }

@@ -2,7 +2,9 @@
 
 use core::fmt;
 
-use crate::{EndReason, ErrorCode, ExitStatus, OpenKind, RefuseReason, Signal, Stream, WindowSize};
+use crate::{
+    EndReason, ErrorCode, ExitStatus, FileEvent, OpenKind, RefuseReason, Signal, Stream, WindowSize,
+};
 
 /// Something the peer did, as [`Connection::handle`](super::Connection::handle) reads it from one
 /// frame.
@@ -82,6 +84,21 @@ pub enum Event<'a> {
         channel: u16,
         /// How.
         status: ExitStatus,
+    },
+    /// A File channel's transfer started, ended or failed (spec 5.19).
+    File {
+        /// The channel.
+        channel: u16,
+        /// What happened.
+        event: FileEvent<'a>,
+    },
+    /// The id a relay records the channel under (spec 5.20), to show the person who opened it.
+    /// Told only while the channel is open here.
+    Session {
+        /// The channel.
+        channel: u16,
+        /// The session id.
+        id: &'a str,
     },
     /// Why the peer is ending the channel, ahead of its Close: for the person at this end ("the
     /// instance restarted"). Informative only: the Close, told by

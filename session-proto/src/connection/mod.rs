@@ -121,7 +121,7 @@ pub use self::time::Instant;
 use crate::frame::{DATA_PREFIX_LEN, data_prefix, frame_type, peek_len, set_channel};
 use crate::{
     Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, EndReason, ErrorCode,
-    ExitStatus, HEADER_LEN, Hello, KEEPALIVE_TIMEOUT_FACTOR, MAX_CONTROL_BODY_LEN, MAX_TOKEN_LEN,
+    ExitStatus, FileEvent, HEADER_LEN, Hello, KEEPALIVE_TIMEOUT_FACTOR, MAX_CONTROL_BODY_LEN, MAX_TOKEN_LEN,
     MIN_MAX_FRAME, Message, OpenKind, RefuseReason, Resume, Signal, Stream, WindowSize,
 };
 
@@ -149,6 +149,9 @@ pub struct Config {
     /// Ping after this much silence, and give the peer up after
     /// [`KEEPALIVE_TIMEOUT_FACTOR`] times as much; 0 turns keepalive off.
     pub keepalive_ms: u32,
+    /// Announce FILES: the application handles File channels (spec 5.19). Without it, and
+    /// when the peer does not announce it, a File Open is refused here with UNKNOWN_KIND.
+    pub files: bool,
 }
 
 impl Config {
@@ -159,6 +162,7 @@ impl Config {
             max_frame: DEFAULT_MAX_FRAME as u32,
             initial_window: DEFAULT_INITIAL_WINDOW,
             keepalive_ms: DEFAULT_KEEPALIVE_MS,
+            files: false,
         }
     }
 }
@@ -455,6 +459,9 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// Opens a channel and returns its id; the Open waits in the outbox.
     pub fn open(&mut self, kind: &OpenKind<'_>) -> Result<u16, CommandError> {
         self.check_established()?;
+        if matches!(kind, OpenKind::File { .. }) && !self.files_in_effect() {
+            return Err(CommandError::NotAllowed);
+        }
         if !self.channels.has_room() {
             return Err(CommandError::TooManyChannels);
         }
@@ -559,10 +566,14 @@ impl<'r, const C: usize> Connection<'r, C> {
         let allowed = match stream {
             Stream::Stdin => slot.opener,
             Stream::Stdout => !slot.opener,
-            Stream::Stderr => !slot.opener && slot.kind != Kind::Forward,
+            Stream::Stderr => !slot.opener && !slot.kind.is_stream(),
         };
         if slot.state == State::Open && slot.pending.accept {
             // The Accept must go first; it waits in poll_transmit, and this state passes.
+            return Err(CommandError::Busy);
+        }
+        if slot.kind == Kind::File && !self.outbox.is_empty() {
+            // A File Start waiting in the outbox must precede the Data it announces (5.19).
             return Err(CommandError::Busy);
         }
         if !allowed || !slot.can_send_data() {
@@ -640,12 +651,47 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// The process behind `channel` ended (accepting side of a shell or exec channel, once).
     pub fn exit(&mut self, channel: u16, status: ExitStatus) -> Result<(), CommandError> {
         let slot = self.slot_mut(channel)?;
-        if slot.opener || slot.state != State::Open || slot.kind == Kind::Forward || slot.exit_seen {
+        if slot.opener || slot.state != State::Open || slot.kind.is_stream() || slot.exit_seen {
             return Err(CommandError::NotAllowed);
         }
         slot.exit_seen = true;
         slot.pending.exit = Some(status);
         Ok(())
+    }
+
+    /// Sends a File message on a File channel (spec 5.19): the accepting side's Start, End,
+    /// Done or Failed, the opener's End. It goes after the Data already sent and before an Eof
+    /// or Close asked for later; Data asked for after a Start waits for the Start to go
+    /// ([`CommandError::Busy`] until `poll_transmit` has written it).
+    pub fn file(&mut self, channel: u16, event: &FileEvent<'_>) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        let from_opener_allowed = matches!(event, FileEvent::End { .. });
+        if slot.kind != Kind::File
+            || slot.state != State::Open
+            || slot.eof_sent
+            || slot.pending.eof
+            || (slot.opener && !from_opener_allowed)
+        {
+            return Err(CommandError::NotAllowed);
+        }
+        if slot.pending.accept {
+            // The Accept must go first, and the outbox would overtake it: transmit, then retry.
+            return Err(CommandError::Busy);
+        }
+        self.queue(&Message::File { channel, event: *event })
+    }
+
+    /// Tells the opener of `channel` the id a relay records it under (spec 5.20), once, right
+    /// after the Accept. Like Reason it is not kept for a re-attach.
+    pub fn session_id(&mut self, channel: u16, id: &str) -> Result<(), CommandError> {
+        let slot = self.slot_mut(channel)?;
+        if slot.opener || slot.state != State::Open {
+            return Err(CommandError::NotAllowed);
+        }
+        if slot.pending.accept {
+            return Err(CommandError::Busy);
+        }
+        self.queue(&Message::Session { channel, id })
     }
 
     /// Tells the peer why `channel` ends, when its process's Exit does not (spec 5.18): call it
@@ -756,7 +802,11 @@ impl<'r, const C: usize> Connection<'r, C> {
             };
             answer.then_some(Resume { token: &resumption.token, offset: resumption.received })
         });
-        let capabilities = if self.resumption.is_some() { Capabilities::RESUME } else { Capabilities::NONE };
+        let mut capabilities =
+            if self.resumption.is_some() { Capabilities::RESUME } else { Capabilities::NONE };
+        if self.config.files {
+            capabilities = capabilities.union(Capabilities::FILES);
+        }
         Hello {
             capabilities,
             max_frame: self.config.max_frame,
@@ -764,6 +814,11 @@ impl<'r, const C: usize> Connection<'r, C> {
             keepalive_ms: self.config.keepalive_ms,
             resume,
         }
+    }
+
+    /// Whether both Hellos announced FILES: File channels may be used (spec 5.19).
+    pub fn files_in_effect(&self) -> bool {
+        self.config.files && self.peer().is_some_and(|p| p.capabilities.contains(Capabilities::FILES))
     }
 
     fn check_established(&self) -> Result<(), CommandError> {
@@ -838,9 +893,10 @@ impl<'r, const C: usize> Connection<'r, C> {
 }
 
 /// Channel frames form the session stream that resume counts and replays; connection frames,
-/// Reason and extensions belong to one transport (spec 7.4).
+/// Reason, Session and extensions belong to one transport (spec 7.4). A File frame can only be
+/// part of a session with FILES in effect: without it the frame ends the connection.
 fn is_session_frame(code: u8) -> bool {
-    (frame_type::OPEN..=frame_type::CLOSE).contains(&code)
+    (frame_type::OPEN..=frame_type::CLOSE).contains(&code) || code == frame_type::FILE
 }
 
 fn next_of_parity(id: u16) -> u16 {

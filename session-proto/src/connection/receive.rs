@@ -2,7 +2,10 @@
 
 use super::channel::{Channel, Kind, State};
 use super::{Connection, ConnectionError, Event, Instant, Peer, Phase, Resumption, Role, is_session_frame};
-use crate::{Capabilities, ErrorCode, HEADER_LEN, Hello, Message, OpenKind, RefuseReason, Resume, Stream};
+use crate::{
+    Capabilities, ErrorCode, FileEvent, FileRequest, HEADER_LEN, Hello, Message, OpenKind, RefuseReason,
+    Resume, Stream,
+};
 
 impl<const C: usize> Connection<'_, C> {
     /// Handles one received frame (exactly one, as the codec or accumulator delivered it), and
@@ -37,7 +40,7 @@ impl<const C: usize> Connection<'_, C> {
                 Message::Hello(hello) => self.on_hello(&hello),
                 Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
                 // Ignorable: skipped at any time (spec 7.1), and no channel is open yet.
-                Message::Extension { .. } | Message::Reason { .. } => Ok(None),
+                Message::Extension { .. } | Message::Reason { .. } | Message::Session { .. } => Ok(None),
                 _ => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "frame before Hello")),
             };
         }
@@ -56,6 +59,11 @@ impl<const C: usize> Connection<'_, C> {
                 // never makes it an error: only an open channel has a person to tell (spec 5.18).
                 let open = self.find(channel).is_some_and(|slot| slot.state == State::Open);
                 Ok(open.then_some(Event::Reason { channel, code, message }))
+            }
+            Message::Session { channel, id } => {
+                // Ignorable like Reason, and handled as it is (spec 5.20).
+                let open = self.find(channel).is_some_and(|slot| slot.state == State::Open);
+                Ok(open.then_some(Event::Session { channel, id }))
             }
             channel_message => self.on_channel(channel_message),
         }
@@ -148,7 +156,11 @@ impl<const C: usize> Connection<'_, C> {
             None => {}
         }
         let reason = match kind {
-            OpenKind::Unknown { .. } => Some(RefuseReason::UNKNOWN_KIND),
+            OpenKind::Unknown { .. } | OpenKind::File { request: FileRequest::Unknown { .. } } => {
+                Some(RefuseReason::UNKNOWN_KIND)
+            }
+            // Without FILES in effect this side does not handle files (spec 5.19).
+            OpenKind::File { .. } if !self.files_in_effect() => Some(RefuseReason::UNKNOWN_KIND),
             _ if !self.channels.has_room() => Some(RefuseReason::RESOURCE_SHORTAGE),
             _ => None,
         };
@@ -257,7 +269,7 @@ fn on_open_channel<'a>(slot: &mut Channel, message: Message<'a>) -> Verdict<'a> 
             let allowed = match stream {
                 Stream::Stdin => from_opener,
                 Stream::Stdout => !from_opener,
-                Stream::Stderr => !from_opener && slot.kind != Kind::Forward,
+                Stream::Stderr => !from_opener && !slot.kind.is_stream(),
             };
             if !allowed {
                 return Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Data on a stream the sender may not use");
@@ -289,8 +301,8 @@ fn on_open_channel<'a>(slot: &mut Channel, message: Message<'a>) -> Verdict<'a> 
         Message::Signal { .. } if !from_opener => {
             Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Signal from the accepting side")
         }
-        // Signals mean nothing to a TCP forward: ignored (spec 8.3).
-        Message::Signal { .. } if slot.kind == Kind::Forward => Verdict::Ok(None),
+        // Signals mean nothing to a TCP forward or a file: ignored (spec 8.3).
+        Message::Signal { .. } if slot.kind.is_stream() => Verdict::Ok(None),
         Message::Signal { signal, .. } => Verdict::Ok(Some(Event::Signal { channel, signal })),
         Message::Eof { .. } if slot.eof_received => Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "second Eof"),
         Message::Eof { .. } => {
@@ -298,14 +310,27 @@ fn on_open_channel<'a>(slot: &mut Channel, message: Message<'a>) -> Verdict<'a> 
             Verdict::Ok(Some(Event::Eof { channel }))
         }
         Message::Exit { status, .. } => {
-            if from_opener || slot.kind == Kind::Forward || slot.exit_seen {
+            if from_opener || slot.kind.is_stream() || slot.exit_seen {
                 return Verdict::Fail(
                     ErrorCode::PROTOCOL_ERROR,
-                    "Exit from the opener, on a forward, or twice",
+                    "Exit from the opener, on a forward or file, or twice",
                 );
             }
             slot.exit_seen = true;
             Verdict::Ok(Some(Event::Exit { channel, status }))
+        }
+        Message::File { event, .. } => {
+            // Only a File channel has File frames; its opener only states what it sent (5.19).
+            if slot.kind != Kind::File {
+                return Verdict::Fail(
+                    ErrorCode::PROTOCOL_ERROR,
+                    "File on a channel that is not a File channel",
+                );
+            }
+            if from_opener && !matches!(event, FileEvent::End { .. }) {
+                return Verdict::Fail(ErrorCode::PROTOCOL_ERROR, "Start, Done or Failed from the opener");
+            }
+            Verdict::Ok(Some(Event::File { channel, event }))
         }
         Message::Close { .. } => {
             slot.state = State::CloseReceived;

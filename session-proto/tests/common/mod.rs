@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use session_proto::{
-    Capabilities, EndReason, Env, EnvVar, ErrorCode, ExitStatus, Hello, MAX_BODY_LEN, MIN_MAX_FRAME, Message,
-    OpenKind, Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
+    Capabilities, EndReason, Env, EnvVar, ErrorCode, ExitStatus, FileError, FileEvent, FileRequest, Hello,
+    MAX_BODY_LEN, MIN_MAX_FRAME, Message, OpenKind, Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
 };
 
 #[derive(Debug, Clone)]
@@ -36,6 +36,52 @@ pub(crate) enum Spec {
     Close(u16),
     Reason(u16, u32, String),
     Extension(u8, u16, Vec<u8>),
+    FileOpen { channel: u16, file: FileSpec },
+    File(u16, EventSpec),
+    Session(u16, String),
+}
+
+/// A File request: `op` is its index, and the fields it does not have are ignored.
+#[derive(Debug, Clone)]
+pub(crate) struct FileSpec {
+    op: u32,
+    path: Vec<u8>,
+    to: Vec<u8>,
+    size: u64,
+    offset: u64,
+    mode: u32,
+    overwrite: bool,
+    digest: [u8; 32],
+}
+
+impl FileSpec {
+    pub(crate) fn request(&self) -> FileRequest<'_> {
+        let (path, mode, overwrite) = (&self.path[..], self.mode, self.overwrite);
+        let prefix = (self.offset > 0).then_some(self.digest);
+        match self.op {
+            0 => FileRequest::Home,
+            1 => FileRequest::Stat { path },
+            2 => FileRequest::List { path },
+            3 => FileRequest::Read { path, offset: self.offset, prefix },
+            4 => {
+                let size = self.size.max(self.offset);
+                FileRequest::Write { path, size, mode, overwrite, offset: self.offset, prefix }
+            }
+            5 => FileRequest::Mkdir { path, mode },
+            6 => FileRequest::Rename { from: path, to: &self.to, overwrite },
+            7 => FileRequest::Remove { path },
+            8 => FileRequest::Chmod { path, mode },
+            index => FileRequest::Unknown { index, params: &self.to },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum EventSpec {
+    Start(u64, u64, u32, u64),
+    End(u64, [u8; 32]),
+    Done,
+    Failed(u32, String),
 }
 
 fn pty_of(spec: &PtySpec) -> Pty<'_> {
@@ -95,6 +141,23 @@ impl Spec {
             Spec::Extension(kind, channel, body) => {
                 Message::Extension { kind: *kind, channel: *channel, body }
             }
+            Spec::FileOpen { channel, file } => {
+                Message::Open { channel: *channel, kind: OpenKind::File { request: file.request() } }
+            }
+            Spec::File(channel, event) => Message::File {
+                channel: *channel,
+                event: match event {
+                    EventSpec::Start(offset, size, mode, mtime) => {
+                        FileEvent::Start { offset: *offset, size: *size, mode: *mode, mtime: *mtime }
+                    }
+                    EventSpec::End(size, sha256) => FileEvent::End { size: *size, sha256: *sha256 },
+                    EventSpec::Done => FileEvent::Done,
+                    EventSpec::Failed(error, message) => {
+                        FileEvent::Failed { error: FileError(*error), message }
+                    }
+                },
+            },
+            Spec::Session(channel, id) => Message::Session { channel: *channel, id },
         })
     }
 
@@ -181,11 +244,8 @@ pub(crate) fn spec(max_payload: usize) -> impl Strategy<Value = Spec> {
             host,
             port
         }),
-        (channel(), 3..=u32::MAX, bytes(32)).prop_map(|(channel, kind, params)| Spec::UnknownKind {
-            channel,
-            kind,
-            params
-        }),
+        (channel(), prop_oneof![Just(3u32), 5..=u32::MAX], bytes(32))
+            .prop_map(|(channel, kind, params)| Spec::UnknownKind { channel, kind, params }),
         channel().prop_map(Spec::Accept),
         (channel(), varint_u32(), text()).prop_map(|(ch, r, m)| Spec::Refuse(ch, r, m)),
         (channel(), stream(), bytes(max_payload)).prop_map(|(ch, s, p)| Spec::Data(ch, s, p)),
@@ -196,8 +256,56 @@ pub(crate) fn spec(max_payload: usize) -> impl Strategy<Value = Spec> {
         (channel(), exit_status()).prop_map(|(ch, s)| Spec::Exit(ch, s)),
         channel().prop_map(Spec::Close),
         (channel(), varint_u32(), text()).prop_map(|(ch, c, m)| Spec::Reason(ch, c, m)),
-        // Every ignorable code but Reason's, which is defined.
-        (prop_oneof![Just(0x80u8), 0x82..=u8::MAX], any::<u16>(), bytes(32))
+        // Every ignorable code but Reason's and Session's, which are defined.
+        (prop_oneof![Just(0x80u8), Just(0x82u8), 0x84..=u8::MAX], any::<u16>(), bytes(32))
             .prop_map(|(k, ch, b)| Spec::Extension(k, ch, b)),
+        (channel(), file_spec()).prop_map(|(channel, file)| Spec::FileOpen { channel, file }),
+        (channel(), event_spec()).prop_map(|(ch, e)| Spec::File(ch, e)),
+        (channel(), "[ -~é]{1,32}").prop_map(|(ch, id)| Spec::Session(ch, id)),
+    ]
+}
+
+/// An absolute, normal path: `/`, or components of any bytes but `/` and NUL that are not
+/// `.` or `..`.
+fn path() -> impl Strategy<Value = Vec<u8>> {
+    let component = prop::collection::vec(prop_oneof![1..=0x2eu8, 0x30..=0xffu8], 1..=12)
+        .prop_filter("not . or ..", |c| c != b"." && c != b"..");
+    prop::collection::vec(component, 0..=4).prop_map(|components| {
+        if components.is_empty() {
+            return b"/".to_vec();
+        }
+        components.iter().flat_map(|c| core::iter::once(b'/').chain(c.iter().copied())).collect()
+    })
+}
+
+fn file_spec() -> impl Strategy<Value = FileSpec> {
+    (
+        prop_oneof![0..=8u32, 9..=u32::MAX],
+        path(),
+        path(),
+        (varint_u64(), prop_oneof![Just(0u64), varint_u64()]),
+        0..=0o777u32,
+        any::<bool>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(op, path, to, (size, offset), mode, overwrite, digest)| FileSpec {
+            op,
+            path,
+            to,
+            size,
+            offset,
+            mode,
+            overwrite,
+            digest,
+        })
+}
+
+fn event_spec() -> impl Strategy<Value = EventSpec> {
+    prop_oneof![
+        (varint_u64(), varint_u64(), 0..=0o7777u32, varint_u64())
+            .prop_map(|(o, s, m, t)| EventSpec::Start(o, s, m, t)),
+        (varint_u64(), any::<[u8; 32]>()).prop_map(|(s, d)| EventSpec::End(s, d)),
+        Just(EventSpec::Done),
+        (varint_u32(), text()).prop_map(|(e, m)| EventSpec::Failed(e, m)),
     ]
 }

@@ -7,7 +7,9 @@ use session_proto::connection::{
     CommandError, Config, Connection, ConnectionError, Event, Instant, Notice, Role, Sent,
 };
 use session_proto::frame::peek_len;
-use session_proto::{EndReason, ErrorCode, ExitStatus, Message, RefuseReason, Signal, Stream, WindowSize};
+use session_proto::{
+    EndReason, ErrorCode, ExitStatus, FileEvent, Message, RefuseReason, Signal, Stream, WindowSize,
+};
 
 pub(crate) const CHANNELS: usize = 8;
 
@@ -29,6 +31,9 @@ pub(crate) enum Seen {
     Eof(u16),
     Exit(u16, ExitStatus),
     Reason(u16, EndReason, String),
+    /// A File event, in its encoding (it borrows its message).
+    File(u16, String),
+    Session(u16, String),
     Closed(u16),
     GoAway(ErrorCode),
     PeerLost,
@@ -50,6 +55,8 @@ impl Seen {
             Event::Eof { channel } => Seen::Eof(channel),
             Event::Exit { channel, status } => Seen::Exit(channel, status),
             Event::Reason { channel, code, message } => Seen::Reason(channel, code, message.to_owned()),
+            Event::File { channel, event } => Seen::File(channel, file_event(&event)),
+            Event::Session { channel, id } => Seen::Session(channel, id.to_owned()),
             Event::GoAway { code, .. } => Seen::GoAway(code),
         }
     }
@@ -306,6 +313,16 @@ impl Pair {
 }
 
 /// A frame built by hand, for a peer that breaks the rules.
+/// A File event as the tests name it.
+pub(crate) fn file_event(event: &FileEvent<'_>) -> String {
+    match event {
+        FileEvent::Start { offset, size, .. } => format!("start {offset} {size}"),
+        FileEvent::End { size, .. } => format!("end {size}"),
+        FileEvent::Done => "done".into(),
+        FileEvent::Failed { error, message } => format!("failed {error} {message}"),
+    }
+}
+
 pub(crate) fn raw(message: &Message<'_>) -> Vec<u8> {
     let mut out = vec![0; message.encoded_len()];
     message.encode(&mut out).expect("valid frame");
