@@ -42,6 +42,11 @@ pub(crate) enum Local {
     Quiet {
         channel: u16,
     },
+    /// A File channel's task has something for the connection (spec 5.19).
+    File {
+        channel: u16,
+        what: crate::files::FileLocal,
+    },
     /// A port forward's connection attempt is over.
     Forwarded {
         channel: u16,
@@ -61,9 +66,10 @@ impl Local {
     pub(crate) fn channel(&self) -> u16 {
         match self {
             Local::Pipe(event) => event.channel(),
-            Local::Exited { channel, .. } | Local::Quiet { channel } | Local::Forwarded { channel, .. } => {
-                *channel
-            }
+            Local::Exited { channel, .. }
+            | Local::Quiet { channel }
+            | Local::Forwarded { channel, .. }
+            | Local::File { channel, .. } => *channel,
         }
     }
 }
@@ -227,7 +233,8 @@ impl Channel {
             Local::Pipe(
                 PipeEvent::Read { .. } | PipeEvent::Written { .. } | PipeEvent::WriteFailed { .. },
             )
-            | Local::Forwarded { .. } => {}
+            | Local::Forwarded { .. }
+            | Local::File { .. } => {}
         }
     }
 

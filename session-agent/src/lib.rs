@@ -29,6 +29,8 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 mod channel;
+#[doc(hidden)] // Only for the binary's hidden file worker: see files/mod.rs.
+pub mod files;
 pub mod forward_rules;
 mod identity;
 mod process;
@@ -47,7 +49,7 @@ use session_link::identity::{
 use session_link::pipe::PipeEvent;
 use session_link::{Clock, Driver, End, Op, Transport, Wake};
 use session_proto::connection::{Config, Connection, Event, MIN_REPLAY_LEN, Role};
-use session_proto::{DEFAULT_MAX_FRAME, ErrorCode, MAX_MESSAGE_LEN, OpenKind, RefuseReason};
+use session_proto::{DEFAULT_MAX_FRAME, ErrorCode, FileEvent, MAX_MESSAGE_LEN, OpenKind, RefuseReason};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -56,6 +58,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tracing::{error, info, warn};
 
 use crate::channel::{Channel, Local, Reaping};
+use crate::files::{FileChannel, FileLocal, Input};
 use crate::forward_rules::ForwardRules;
 pub use crate::identity::AgentKey;
 pub use crate::process::{HANGUP_GRACE, LoginUser, TERMINATE_GRACE};
@@ -97,6 +100,11 @@ pub struct AgentConfig {
     /// What port forwards may reach (`--forward-allow`, `--forward-deny`); by default anything
     /// but link-local and metadata addresses.
     pub forward: ForwardRules,
+    /// The program that does file operations, started with [`files::WORKER_ARG`] as the login
+    /// user (spec 12.11). `None`: this process's own executable, which must answer that
+    /// argument as the agent's binary does; a program that embeds the agent otherwise (a test)
+    /// names the agent's binary here.
+    pub file_worker: Option<std::path::PathBuf>,
 }
 
 impl core::fmt::Debug for AgentConfig {
@@ -130,6 +138,7 @@ impl AgentConfig {
             first_backoff: FIRST_BACKOFF,
             max_backoff: Duration::from_secs(30),
             forward: ForwardRules::default(),
+            file_worker: None,
         }
     }
 }
@@ -251,6 +260,8 @@ struct Agent {
     clock: Clock,
     driver: Driver<CHANNELS>,
     channels: HashMap<u16, Channel>,
+    /// File channels (spec 5.19), each served by its own task and worker.
+    files: HashMap<u16, FileChannel>,
     /// Port forwards still connecting: their attempt, and the task to cancel if the Open is
     /// abandoned.
     connecting: HashMap<u16, (u64, JoinHandle<()>)>,
@@ -280,6 +291,7 @@ impl Agent {
             clock,
             driver,
             channels: HashMap::new(),
+            files: HashMap::new(),
             connecting: HashMap::new(),
             attempts: 0,
             connected: false,
@@ -451,13 +463,22 @@ impl Agent {
                 self.connected = true;
             }
             Event::Opened { channel, kind } => self.open(channel, &kind),
-            Event::Data { channel, payload, .. } => match (self.channels.get(&channel), frame.payload()) {
-                (Some(ch), Some(bytes)) => ch.write(bytes),
-                // Input for a channel whose process is gone: its credit still comes back.
-                _ => {
+            Event::Data { channel, payload, .. } => {
+                let taken = match (self.channels.get(&channel), self.files.get(&channel), frame.payload()) {
+                    (Some(ch), _, Some(bytes)) => {
+                        ch.write(bytes);
+                        true
+                    }
+                    // Its credit returns once the worker took it.
+                    (None, Some(file), Some(bytes)) => file.input(Input::Data(bytes)),
+                    _ => false,
+                };
+                if !taken {
+                    // Input for a channel whose process is gone, or that takes none: its credit
+                    // still comes back.
                     let _ = self.driver.connection_mut().consume(channel, payload.len());
                 }
-            },
+            }
             Event::Resized { channel, size } => {
                 if let Some(ch) = self.channels.get(&channel) {
                     ch.resize(size);
@@ -480,9 +501,15 @@ impl Agent {
             | Event::Credit { .. }
             | Event::Exit { .. }
             | Event::Reason { .. }
-            // The agent does not announce FILES yet, and relays name sessions to clients only.
-            | Event::File { .. }
+            // Relays name sessions to clients only.
             | Event::Session { .. } => {}
+            Event::File { channel, event: FileEvent::End { size, sha256 } } => {
+                if let Some(file) = self.files.get(&channel) {
+                    file.input(Input::End { size, sha256 });
+                }
+            }
+            // The opener sends only End (the connection checked it).
+            Event::File { .. } => {}
         }
     }
 
@@ -508,6 +535,23 @@ impl Agent {
                 let task =
                     Channel::forward(channel, self.attempts, (host, *port), &self.forward, &self.local_tx);
                 self.connecting.insert(channel, (self.attempts, task));
+                return;
+            }
+            OpenKind::File { request } => {
+                let conn = self.driver.connection_mut();
+                match files::Request::from_wire(request) {
+                    Some(request) if conn.accept(channel).is_ok() => {
+                        info!(channel, user = %self.config.user.name(), op = request.op(), "file channel started");
+                        let worker = self.config.file_worker.as_deref();
+                        let file =
+                            FileChannel::start(channel, (&self.config.user, worker), request, &self.local_tx);
+                        self.files.insert(channel, file);
+                    }
+                    Some(_) => {}
+                    None => {
+                        let _ = conn.refuse(channel, RefuseReason::UNKNOWN_KIND, "");
+                    }
+                }
                 return;
             }
             _ => Err((RefuseReason::UNKNOWN_KIND, String::new())),
@@ -547,6 +591,7 @@ impl Agent {
                 let started = result.map(|stream| Channel::connected(channel, stream, &self.local_tx));
                 self.answer(channel, started);
             }
+            Local::File { channel, what } => self.on_file(channel, what),
             Local::Pipe(PipeEvent::Written { channel, len }) => {
                 let _ = self.driver.connection_mut().consume(channel, len);
             }
@@ -567,12 +612,31 @@ impl Agent {
         }
     }
 
+    /// What a File channel's task has for the connection, queued in the order it came.
+    fn on_file(&mut self, channel: u16, what: FileLocal) {
+        if !self.files.contains_key(&channel) {
+            // The channel ended meanwhile; its id may serve another one now.
+            return;
+        }
+        match what {
+            FileLocal::Event(event) => self.driver.queue(channel, Op::File(event)),
+            FileLocal::Data(data) => self.driver.queue(channel, Op::Data(data)),
+            FileLocal::Written(len) => {
+                let _ = self.driver.connection_mut().consume(channel, len);
+            }
+            FileLocal::Ended => {
+                self.driver.queue(channel, Op::Eof);
+                self.driver.queue(channel, Op::Close);
+            }
+        }
+    }
+
     fn teardown(&mut self, channel: u16) {
         if let Some((_, connect)) = self.connecting.remove(&channel) {
             connect.abort();
         }
         // Dropping the channel stops what is left of it.
-        if self.channels.remove(&channel).is_some() {
+        if self.channels.remove(&channel).is_some() || self.files.remove(&channel).is_some() {
             info!(channel, "channel closed");
         }
     }
@@ -586,6 +650,7 @@ impl Agent {
     fn end_channels(&mut self) {
         // Dropping the channels ends their processes.
         self.channels.clear();
+        self.files.clear();
         for (_, (_, connect)) in self.connecting.drain() {
             connect.abort();
         }
@@ -594,7 +659,8 @@ impl Agent {
 
 fn fresh_connection(config: &AgentConfig, clock: &Clock) -> Box<Connection<'static, CHANNELS>> {
     let replay_len = config.replay_len.max(MIN_REPLAY_LEN);
-    match Connection::with_owned_resume(Config::new(Role::Initiator), replay_len, &[], clock.now()) {
+    let config = Config { files: true, ..Config::new(Role::Initiator) };
+    match Connection::with_owned_resume(config, replay_len, &[], clock.now()) {
         Ok(conn) => Box::new(conn),
         // Only a replay buffer below the minimum fails, and it was raised to it.
         Err(_) => Box::new(Connection::new(Config::new(Role::Initiator), clock.now())),

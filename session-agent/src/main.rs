@@ -106,8 +106,18 @@ struct Args {
     forward_deny: Vec<Rule>,
 }
 
+fn main() {
+    // A file worker (see the library's `files`): the agent starts its own binary so, as the
+    // login user, for one file operation. Told apart before anything else, and never by clap,
+    // so that `--help` does not show it; it needs no runtime and no logging.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == session_agent::files::WORKER_ARG) {
+        std::process::exit(session_agent::files::run_worker());
+    }
+    agent();
+}
+
 #[tokio::main]
-async fn main() {
+async fn agent() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // tungstenite traces the whole handshake request, activation code included: never that.
     let filter =

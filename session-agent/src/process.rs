@@ -110,11 +110,16 @@ impl LoginUser {
         for var in env.iter() {
             cmd.env(var.name, var.value);
         }
+        self.run_as(&mut cmd);
+        cmd
+    }
+
+    /// Makes `cmd` run as this user, when the agent is another (shells, commands, file workers).
+    pub(crate) fn run_as(&self, cmd: &mut tokio::process::Command) {
         if self.switch {
             // std sets the group first and drops supplementary groups before the uid.
             cmd.uid(self.uid).gid(self.gid);
         }
-        cmd
     }
 }
 

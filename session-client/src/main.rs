@@ -170,6 +170,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The demo's agent runs in this process, and starts its file workers from this executable
+    // (spec 12.11): told apart before clap sees the hidden argument.
+    #[cfg(feature = "demo")]
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == session_agent::files::WORKER_ARG) {
+        return ExitCode::from(u8::try_from(session_agent::files::run_worker()).unwrap_or(1));
+    }
     let args = Args::parse();
     logging(args.verbose);
     let runtime = match tokio::runtime::Runtime::new() {

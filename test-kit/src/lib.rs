@@ -6,6 +6,7 @@
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc, reason = "scaffolding for std programs")]
 
 pub mod agent_by_hand;
+pub mod binaries;
 pub mod browser;
 pub mod measure;
 pub mod raw;

@@ -123,6 +123,11 @@ impl Raw {
         }
     }
 
+    /// Puts `bytes`, frames the connection wrote, on the WebSocket.
+    pub async fn ws_send(&mut self, bytes: &[u8]) {
+        self.ws.send(WsMessage::binary(bytes.to_vec())).await.unwrap();
+    }
+
     /// The connection's notices, read as they must be after each `handle` and `poll_transmit`.
     fn notices(&mut self) -> Vec<String> {
         std::iter::from_fn(|| self.conn.poll_event()).map(|notice| format!("{notice:?}")).collect()

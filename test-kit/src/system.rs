@@ -159,6 +159,7 @@ pub fn agent_config(url: &str, name: &str, code: &str) -> AgentConfig {
     config.activation = Some(code.to_owned());
     config.trust = Trust::system();
     config.max_backoff = Duration::from_millis(200);
+    config.file_worker = Some(crate::binaries::agent_binary().to_path_buf());
     config
 }
 
