@@ -4,7 +4,11 @@
 /// Whether `name` matches `pattern`. Linear in practice: on a mismatch only the most recent `*`
 /// is retried.
 pub fn glob(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    glob_bytes(pattern.as_bytes(), name.as_bytes())
+}
+
+/// [`glob`] over bytes, for names that need not be UTF-8 (file paths).
+pub fn glob_bytes(p: &[u8], n: &[u8]) -> bool {
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while let Some(&c) = n.get(ni) {
@@ -58,5 +62,8 @@ mod tests {
         ] {
             assert!(!glob(pattern, name), "{pattern} !~ {name}");
         }
+        // Bytes that are not UTF-8 are bytes like any other; `*` spans `/`.
+        assert!(super::glob_bytes(b"/a/*", b"/a/\xff\x00/b"));
+        assert!(!super::glob_bytes(b"/a/*", b"/a"));
     }
 }
