@@ -59,11 +59,16 @@ def round_trips(port, count):
     return times[len(times) // 2], times[len(times) * 99 // 100]
 
 
-def throughput(port, seconds):
-    """MB/s of one iperf3 stream through `port`."""
-    run = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"],
+def throughput(port, seconds, reverse=False):
+    """MB/s of one iperf3 stream through `port`: from this end to the server's, or with
+    `reverse` from the server's end to this one."""
+    run = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J",
+                          *(["-R"] if reverse else [])],
                          capture_output=True, text=True, check=True)
-    return json.loads(run.stdout)["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
+    result = json.loads(run.stdout)
+    if "error" in result:
+        raise SystemExit(f"iperf3 through port {port}: {result['error']}")
+    return result["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
 
 
 def sshd(store, port):
@@ -84,6 +89,8 @@ def sshd(store, port):
         f.write(f"ListenAddress 127.0.0.1\nListenAddress ::1\nPort {port}\nHostKey {host_key}\n"
                 f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\nUsePAM no\n"
                 f"PermitRootLogin prohibit-password\nPidFile {state}/sshd.pid\n"
+                # scp speaks SFTP since OpenSSH 9.0.
+                "Subsystem sftp internal-sftp\n"
                 # The keys live under /tmp, which is not root's alone.
                 "StrictModes no\n")
     os.makedirs("/run/sshd", exist_ok=True)

@@ -12,10 +12,11 @@ use bytes::Bytes;
 use session_codec::Frame;
 use session_link::pipe::{EndOfInput, PipeEvent, Writer, spawn_reader, spawn_writer};
 use session_link::{Clock, Driver, End, Op, Transport, Wake};
-use session_proto::connection::{Config, Connection as Protocol, Event, Role};
-use session_proto::owned::OwnedOpenKind;
+use session_proto::connection::{CommandError, Config, Connection as Protocol, Event, Role};
+use session_proto::owned::{OwnedFileEvent, OwnedFileRequest, OwnedOpenKind};
 use session_proto::{
-    DEFAULT_MAX_FRAME, EndReason, ErrorCode, ExitStatus, RefuseReason, Signal, Stream, WindowSize,
+    DEFAULT_MAX_FRAME, Digest, EndReason, ErrorCode, ExitStatus, OpenKind, RefuseReason, Signal, Stream,
+    WindowSize,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -90,6 +91,113 @@ impl Outcome {
     }
 }
 
+/// What a File channel brings (spec 5.19), in the order the relay sent it.
+#[non_exhaustive]
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few hundred bytes per queued news, as many as the window's frames at most; matched without boxes"
+)]
+pub enum FileNews {
+    /// The relay's id for the channel (spec 5.20), right after the Accept, when it says one.
+    Session(String),
+    /// The instance's Start, End, Done or Failed.
+    File(OwnedFileEvent),
+    /// Bytes of the channel's stdout: a listing's Entry records or a download's content. Their
+    /// credit returns only once [`FileChannel::consume`] is told of them, so what waits here
+    /// is bounded by the channel's window, whatever the file's size.
+    Data(Bytes),
+    /// The instance will send no more Data.
+    Eof,
+    /// The input given to [`FileChannel::send`] was read to its end (or failed): the upload's
+    /// End is due, or the channel is to be cancelled.
+    Sent,
+    /// Why the relay or the instance ends the channel (a Reason frame), ahead of its Close.
+    Reason(EndReason, String),
+    /// Both sides closed the channel: nothing more comes.
+    Closed,
+}
+
+/// An accepted File channel: its news in order, and what its opener may do on it. Dropping it
+/// before [`FileNews::Closed`] cancels the operation (the channel is closed, its queued input
+/// dropped): an upload cancelled so leaves no file under its target name (spec 5.19).
+#[derive(Debug)]
+pub struct FileChannel {
+    id: u64,
+    news: mpsc::UnboundedReceiver<FileNews>,
+    /// Keeps the connection up while the channel lives, and says why it went.
+    connection: Connection,
+    closed: bool,
+}
+
+impl FileChannel {
+    /// The next thing the channel brings. An error once the connection to the relay is lost
+    /// for good; [`FileNews::Closed`] is the last news of a channel that ended.
+    pub async fn next(&mut self) -> Result<FileNews, Error> {
+        match self.news.recv().await {
+            Some(FileNews::Closed) => {
+                self.closed = true;
+                Ok(FileNews::Closed)
+            }
+            Some(news) => Ok(news),
+            None => {
+                self.closed = true;
+                Err(self.connection.lost())
+            }
+        }
+    }
+
+    /// `len` bytes of [`FileNews::Data`] were used (written out, decoded): their credit goes
+    /// back to the instance.
+    pub fn consume(&self, len: usize) {
+        self.tell(Input::FileConsume { id: self.id, len });
+    }
+
+    /// A handle that returns credit as [`consume`](FileChannel::consume) does, for a thread
+    /// that writes the bytes out.
+    pub fn credit(&self) -> Credit {
+        Credit { inputs: self.connection.handle.inputs.clone(), id: self.id }
+    }
+
+    /// Sends what `input` reads as the channel's Data, within the instance's credit, a few
+    /// chunks read ahead at most; [`FileNews::Sent`] tells when it ended.
+    pub fn send(&self, input: Box<dyn AsyncRead + Send + Unpin>) {
+        self.tell(Input::FileSend { id: self.id, input });
+    }
+
+    /// The opener's End (spec 5.19), after the Data already given, then Eof: the whole file's
+    /// size and SHA-256.
+    pub fn end(&self, size: u64, sha256: Digest) {
+        self.tell(Input::FileEnd { id: self.id, size, sha256 });
+    }
+
+    fn tell(&self, input: Input) {
+        let _ = self.connection.handle.inputs.send(input);
+    }
+}
+
+/// Returns a File channel's credit from wherever its bytes are written out.
+#[derive(Debug, Clone)]
+pub struct Credit {
+    inputs: mpsc::UnboundedSender<Input>,
+    id: u64,
+}
+
+impl Credit {
+    /// As [`FileChannel::consume`].
+    pub fn consume(&self, len: usize) {
+        let _ = self.inputs.send(Input::FileConsume { id: self.id, len });
+    }
+}
+
+impl Drop for FileChannel {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.tell(Input::FileCancel { id: self.id });
+        }
+    }
+}
+
 /// What the driving task is asked to do, by the connection's handles and its pipes.
 enum Input {
     Open {
@@ -98,6 +206,31 @@ enum Input {
         kind: Box<OwnedOpenKind>,
         io: ChannelIo,
         done: oneshot::Sender<Result<Outcome, Error>>,
+        /// Told the relay's session id once the channel is accepted.
+        session: Option<oneshot::Sender<Option<String>>>,
+    },
+    OpenFile {
+        id: u64,
+        request: Box<OwnedFileRequest>,
+        accepted: oneshot::Sender<Result<(), Error>>,
+        news: mpsc::UnboundedSender<FileNews>,
+    },
+    FileConsume {
+        id: u64,
+        len: usize,
+    },
+    FileSend {
+        id: u64,
+        input: Box<dyn AsyncRead + Send + Unpin>,
+    },
+    FileEnd {
+        id: u64,
+        size: u64,
+        sha256: Digest,
+    },
+    /// The [`FileChannel`] was dropped before its channel ended.
+    FileCancel {
+        id: u64,
     },
     /// The caller of an `open` stopped waiting for it (its future was dropped): the channel
     /// is closed, so that nothing runs at the instance for nobody.
@@ -146,6 +279,11 @@ impl core::fmt::Debug for Input {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             Input::Open { .. } => "Open",
+            Input::OpenFile { .. } => "OpenFile",
+            Input::FileConsume { .. } => "FileConsume",
+            Input::FileSend { .. } => "FileSend",
+            Input::FileEnd { .. } => "FileEnd",
+            Input::FileCancel { .. } => "FileCancel",
             Input::Abandoned { .. } => "Abandoned",
             Input::Resize(_) => "Resize",
             Input::Signal(_) => "Signal",
@@ -162,9 +300,11 @@ impl Connection {
         let path = format!("/v1/client/{instance}");
         let ws = relay.dial(&path).await?;
         let clock = Clock::default();
-        let protocol =
-            Protocol::with_owned_resume(Config::new(Role::Initiator), REPLAY_LEN, &[], clock.now())
-                .map_err(|e| Error::Invalid(e.to_string()))?;
+        // FILES announced, for cp and ls; with a relay that does not announce it the other
+        // kinds work as before, and a File Open is refused here, saying so.
+        let config = Config { files: true, ..Config::new(Role::Initiator) };
+        let protocol = Protocol::with_owned_resume(config, REPLAY_LEN, &[], clock.now())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         let mut driver = Driver::new(Box::new(protocol), clock);
         driver.attach(Transport::new(ws, DEFAULT_MAX_FRAME));
         let (inputs, received) = mpsc::unbounded_channel();
@@ -190,14 +330,51 @@ impl Connection {
 
     /// Opens a channel of `kind` wired to `io`, and waits until it ends.
     pub async fn open(&self, kind: OwnedOpenKind, io: ChannelIo) -> Result<Outcome, Error> {
+        self.open_telling(kind, io, None).await
+    }
+
+    /// As [`open`](Connection::open), and once the channel is accepted `session` is told the
+    /// id the relay records it under (spec 5.20), or `None` when the relay says none: for a
+    /// banner that names the session.
+    pub async fn open_with_session(
+        &self,
+        kind: OwnedOpenKind,
+        io: ChannelIo,
+        session: oneshot::Sender<Option<String>>,
+    ) -> Result<Outcome, Error> {
+        self.open_telling(kind, io, Some(session)).await
+    }
+
+    async fn open_telling(
+        &self,
+        kind: OwnedOpenKind,
+        io: ChannelIo,
+        session: Option<oneshot::Sender<Option<String>>>,
+    ) -> Result<Outcome, Error> {
         let (done, outcome) = oneshot::channel();
         let id = self.handle.opens.fetch_add(1, Ordering::Relaxed);
-        let sent = self.handle.inputs.send(Input::Open { id, kind: Box::new(kind), io, done });
+        let sent = self.handle.inputs.send(Input::Open { id, kind: Box::new(kind), io, done, session });
         let Ok(()) = sent else { return Err(self.lost()) };
         let mut waiting = Waiting { inputs: &self.handle.inputs, id, done: false };
         let result = outcome.await.unwrap_or_else(|_| Err(self.lost()));
         waiting.done = true;
         result
+    }
+
+    /// Opens a File channel for `request` (spec 5.19) and waits until the instance accepts
+    /// it. A refusal is [`Error::OpenRefused`]: by the relay's policy (PROHIBITED), or
+    /// UNKNOWN_KIND from an agent (or a relay) that does not handle files.
+    pub async fn open_file(&self, request: OwnedFileRequest) -> Result<FileChannel, Error> {
+        let (accepted, answer) = oneshot::channel();
+        let (news_to, news) = mpsc::unbounded_channel();
+        let id = self.handle.opens.fetch_add(1, Ordering::Relaxed);
+        let open = Input::OpenFile { id, request: Box::new(request), accepted, news: news_to };
+        let Ok(()) = self.handle.inputs.send(open) else { return Err(self.lost()) };
+        let mut waiting = Waiting { inputs: &self.handle.inputs, id, done: false };
+        let result = answer.await.unwrap_or_else(|_| Err(self.lost()));
+        waiting.done = true;
+        result?;
+        Ok(FileChannel { id, news, connection: self.clone(), closed: false })
     }
 
     /// Why the driving task is gone, for a request made through a live handle.
@@ -255,10 +432,24 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// The opener's ends of a File channel.
+struct FileEnds {
+    /// The `open_file` waiting for the Accept.
+    accepted: Option<oneshot::Sender<Result<(), Error>>>,
+    news: mpsc::UnboundedSender<FileNews>,
+}
+
 /// A channel as the client drives it.
 struct Channel {
     /// The `open` that asked for it.
     open_id: u64,
+    /// For a File channel, where its news goes instead of local streams.
+    file: Option<FileEnds>,
+    /// Told the relay's session id, or `None` once a frame of the channel shows that none
+    /// comes (the relay sends it right after the Accept, before anything else of the channel).
+    session: Option<oneshot::Sender<Option<String>>>,
+    /// The Accept came.
+    accepted: bool,
     /// Its local ends, until the channel is accepted and they are wired.
     io: Option<ChannelIo>,
     /// The remote's stdout and stderr, on their way to the local ends.
@@ -277,10 +468,38 @@ struct Channel {
 }
 
 impl Channel {
+    /// A channel opened by `open` number `open_id`, not yet accepted.
+    fn new(open_id: u64) -> Channel {
+        Channel {
+            open_id,
+            file: None,
+            session: None,
+            accepted: false,
+            io: None,
+            stdout: None,
+            stderr: None,
+            unwritten: 0,
+            exit: None,
+            output_closed: false,
+            reason: None,
+            closed: false,
+            done: None,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Passes `news` to a File channel's reader; false when there is none (any more).
+    fn tell(&self, news: FileNews) -> bool {
+        self.file.as_ref().is_some_and(|file| file.news.send(news).is_ok())
+    }
+
     /// Once closed with everything written: tell the waiter, and free the channel.
     fn finish(&mut self) -> bool {
         if !self.closed || self.unwritten > 0 {
             return false;
+        }
+        if let Some(file) = &self.file {
+            let _ = file.news.send(FileNews::Closed);
         }
         if let Some(done) = self.done.take() {
             let outcome =
@@ -362,13 +581,23 @@ impl Client {
             let _ = ready.send(Err(failure()));
         }
         for open in self.waiting_opens.drain(..) {
-            if let Input::Open { done, .. } = open {
-                let _ = done.send(Err(failure()));
+            match open {
+                Input::Open { done, .. } => {
+                    let _ = done.send(Err(failure()));
+                }
+                Input::OpenFile { accepted, .. } => {
+                    let _ = accepted.send(Err(failure()));
+                }
+                _ => {}
             }
         }
         for (_, mut channel) in self.channels.drain() {
             if let Some(done) = channel.done.take() {
                 let _ = done.send(Err(failure()));
+            }
+            // Its news ends with the sender dropped here: `FileChannel::next` says why.
+            if let Some(accepted) = channel.file.as_mut().and_then(|file| file.accepted.take()) {
+                let _ = accepted.send(Err(failure()));
             }
             for task in channel.tasks {
                 task.abort();
@@ -394,11 +623,39 @@ impl Client {
             }
             Event::Accepted { channel } => self.start(channel),
             Event::Refused { channel, reason, message } => {
-                if let Some(done) = self.channels.remove(&channel).and_then(|mut ch| ch.done.take()) {
-                    let _ = done.send(Err(Error::OpenRefused { reason, message: message.to_owned() }));
+                if let Some(mut ch) = self.channels.remove(&channel) {
+                    let refused = || Error::OpenRefused { reason, message: message.to_owned() };
+                    if let Some(done) = ch.done.take() {
+                        let _ = done.send(Err(refused()));
+                    }
+                    if let Some(accepted) = ch.file.as_mut().and_then(|file| file.accepted.take()) {
+                        let _ = accepted.send(Err(refused()));
+                    }
+                }
+            }
+            Event::Session { channel, id } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    if let Some(session) = ch.session.take() {
+                        let _ = session.send(Some(id.to_owned()));
+                    }
+                    ch.tell(FileNews::Session(id.to_owned()));
+                }
+            }
+            Event::Data { channel, payload, .. } if self.is_file(channel) => {
+                self.no_session(channel);
+                let told = match frame.payload() {
+                    Some(bytes) => {
+                        self.channels.get(&channel).is_some_and(|ch| ch.tell(FileNews::Data(bytes)))
+                    }
+                    None => false,
+                };
+                if !told {
+                    // Nobody reads it any more (the channel is being cancelled): credit returns.
+                    let _ = self.driver.connection_mut().consume(channel, payload.len());
                 }
             }
             Event::Data { channel, stream, payload } => {
+                self.no_session(channel);
                 let writer = self.channels.get_mut(&channel).and_then(|ch| {
                     let writer =
                         if stream == Stream::Stderr { ch.stderr.as_ref() } else { ch.stdout.as_ref() };
@@ -416,23 +673,34 @@ impl Client {
                 }
             }
             Event::Exit { channel, status } => {
+                self.no_session(channel);
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.exit = Some(status);
                 }
             }
             Event::Eof { channel } => {
-                if let Some(stdout) = self.channels.get(&channel).and_then(|ch| ch.stdout.as_ref()) {
-                    stdout.end();
+                self.no_session(channel);
+                if let Some(ch) = self.channels.get(&channel) {
+                    if let Some(stdout) = ch.stdout.as_ref() {
+                        stdout.end();
+                    }
+                    ch.tell(FileNews::Eof);
                 }
             }
             Event::Opened { channel, .. } => {
                 let _ = self.driver.connection_mut().refuse(channel, RefuseReason::PROHIBITED, "");
             }
-            // Not announced yet: FILES, and relays' session ids.
-            Event::File { .. } | Event::Session { .. } => {}
+            Event::File { channel, event } => {
+                self.no_session(channel);
+                if let (Some(ch), Ok(event)) = (self.channels.get(&channel), OwnedFileEvent::new(&event)) {
+                    ch.tell(FileNews::File(event));
+                }
+            }
             Event::Reason { channel, code, message } => {
+                self.no_session(channel);
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.reason = Some((code, message.to_owned()));
+                    ch.tell(FileNews::Reason(code, message.to_owned()));
                 }
             }
             // Opens asked for while the connection was away go now.
@@ -450,24 +718,60 @@ impl Client {
         match input {
             // A channel cannot be opened on a session without a connection: it waits for the
             // re-attach (and fails with the session if none comes).
-            open @ Input::Open { .. } if self.driver.connection().is_detached() => {
+            open @ (Input::Open { .. } | Input::OpenFile { .. })
+                if self.driver.connection().is_detached() =>
+            {
                 self.waiting_opens.push(open)
             }
-            Input::Open { id, kind, io, done } => match self.driver.open(&kind.as_open_kind()) {
+            Input::OpenFile { id, request, accepted, news } => {
+                let opened = self.driver.open(&OpenKind::File { request: request.as_request() });
+                match opened {
+                    Ok(channel) => {
+                        let file = Some(FileEnds { accepted: Some(accepted), news });
+                        self.channels.insert(channel, Channel { file, ..Channel::new(id) });
+                    }
+                    // Files are not in effect: the relay did not announce them.
+                    Err(CommandError::NotAllowed) => {
+                        let _ = accepted.send(Err(Error::OpenRefused {
+                            reason: RefuseReason::UNKNOWN_KIND,
+                            message: "the relay does not handle files: upgrade it".to_owned(),
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = accepted.send(Err(Error::Invalid(format!("cannot open a channel: {e}"))));
+                    }
+                }
+            }
+            Input::FileConsume { id, len } => {
+                if let Some(channel) = self.file_channel(id) {
+                    let _ = self.driver.connection_mut().consume(channel, len);
+                }
+            }
+            Input::FileSend { id, input } => {
+                if let Some(channel) = self.file_channel(id) {
+                    let reader = spawn_reader(channel, Stream::Stdin, input, CHUNK, self.pipes.clone());
+                    if let Some(ch) = self.channels.get_mut(&channel) {
+                        ch.tasks.push(reader);
+                    }
+                }
+            }
+            Input::FileEnd { id, size, sha256 } => {
+                if let Some(channel) = self.file_channel(id) {
+                    // Behind the Data already queued, as the spec orders them (5.19).
+                    self.driver.queue(channel, Op::File(Box::new(OwnedFileEvent::End { size, sha256 })));
+                    self.driver.queue(channel, Op::Eof);
+                }
+            }
+            Input::FileCancel { id } => {
+                if let Some(channel) = self.file_channel(id) {
+                    if self.channels.get(&channel).is_some_and(|ch| !ch.closed) {
+                        self.driver.close_discarding(channel);
+                    }
+                }
+            }
+            Input::Open { id, kind, io, done, session } => match self.driver.open(&kind.as_open_kind()) {
                 Ok(channel) => {
-                    let ch = Channel {
-                        open_id: id,
-                        io: Some(io),
-                        stdout: None,
-                        stderr: None,
-                        unwritten: 0,
-                        exit: None,
-                        output_closed: false,
-                        reason: None,
-                        closed: false,
-                        done: Some(done),
-                        tasks: Vec::new(),
-                    };
+                    let ch = Channel { io: Some(io), done: Some(done), session, ..Channel::new(id) };
                     self.channels.insert(channel, ch);
                 }
                 Err(e) => {
@@ -491,6 +795,13 @@ impl Client {
                 }
             }
             // Local input ended: Eof follows what was read of it.
+            // A File channel's input ended: its opener sends the End (which follows the Data
+            // read), then the Eof.
+            Input::Pipe(PipeEvent::ReadEnd { channel }) if self.is_file(channel) => {
+                if let Some(ch) = self.channels.get(&channel) {
+                    ch.tell(FileNews::Sent);
+                }
+            }
             Input::Pipe(PipeEvent::ReadEnd { channel }) => {
                 if self.channels.contains_key(&channel) {
                     self.driver.queue(channel, Op::Eof);
@@ -517,10 +828,17 @@ impl Client {
             // A local stderr that cannot be written is no reason to stop the session.
             Input::Pipe(PipeEvent::WriteFailed { .. }) => {}
             Input::Abandoned { id } => {
-                let abandoned =
-                    self.channels.iter_mut().find(|(_, ch)| ch.open_id == id && ch.done.is_some());
+                // A File channel whose `open_file` was given up never got a FileChannel to
+                // cancel it: it is cancelled here, accepted or not.
+                let abandoned = self
+                    .channels
+                    .iter_mut()
+                    .find(|(_, ch)| ch.open_id == id && (ch.done.is_some() || ch.file.is_some()));
                 if let Some((&channel, ch)) = abandoned {
                     ch.done = None;
+                    if let Some(file) = ch.file.as_mut() {
+                        file.accepted = None;
+                    }
                     if !ch.closed {
                         self.driver.close_discarding(channel);
                     }
@@ -560,6 +878,11 @@ impl Client {
     /// The channel is accepted: its local ends start moving bytes.
     fn start(&mut self, channel: u16) {
         let Some(ch) = self.channels.get_mut(&channel) else { return };
+        ch.accepted = true;
+        if let Some(accepted) = ch.file.as_mut().and_then(|file| file.accepted.take()) {
+            let _ = accepted.send(Ok(()));
+            return;
+        }
         let Some(io) = ch.io.take() else { return };
         let end = if io.close_output { EndOfInput::Shutdown } else { EndOfInput::Keep };
         let (stdout, stdout_task) = spawn_writer(channel, Stream::Stdout, io.output, end, self.pipes.clone());
@@ -569,6 +892,29 @@ impl Client {
         ch.stdout = Some(stdout);
         ch.stderr = Some(stderr);
         ch.tasks.extend([stdout_task, stderr_task, reader]);
+    }
+
+    fn is_file(&self, channel: u16) -> bool {
+        self.channels.get(&channel).is_some_and(|ch| ch.file.is_some())
+    }
+
+    /// The wire id of the File channel opened by `open_file` number `id`, while it lasts: ids
+    /// are reused, open numbers never are.
+    fn file_channel(&self, id: u64) -> Option<u16> {
+        self.channels
+            .iter()
+            .find(|(_, ch)| ch.open_id == id && ch.file.is_some())
+            .map(|(&channel, _)| channel)
+    }
+
+    /// A frame of `channel` other than Session came after its Accept: the relay sends the
+    /// session id right after the Accept, or never.
+    fn no_session(&mut self, channel: u16) {
+        if let Some(ch) = self.channels.get_mut(&channel).filter(|ch| ch.accepted) {
+            if let Some(session) = ch.session.take() {
+                let _ = session.send(None);
+            }
+        }
     }
 
     fn closed(&mut self, channel: u16) {

@@ -5,6 +5,9 @@
 //! says who the user is. [`Connection::connect`] dials it for one instance;
 //! [`Connection::open`] runs one channel to its end and returns how the remote process exited.
 //! Channels of one connection share it, so a port forward opens one per local TCP connection.
+//! [`Connection::open_file`] opens a File channel (spec 5.19) and hands its news over in order
+//! ([`FileChannel`]): the Entries, Start and End of a listing or a transfer, whose credit the
+//! caller returns as it uses the bytes, so that memory stays bounded whatever the file's size.
 //! The connection is driven by `session-link`'s driver; this crate adds what a client means by
 //! each event. Errors are typed ([`Error`]): a refusal is told apart from a lost connection.
 
@@ -18,7 +21,9 @@ mod forward;
 mod proxy;
 mod relay;
 
-pub use connection::{ChannelIo, Connection, OUTPUT_CLOSED_EXIT, Outcome, input_from};
+pub use connection::{
+    ChannelIo, Connection, Credit, FileChannel, FileNews, OUTPUT_CLOSED_EXIT, Outcome, input_from,
+};
 pub use error::Error;
 pub use forward::{Failures, forward};
 pub use proxy::{DEFAULT_HOST, Proxied, ProxyError, Target, proxy};

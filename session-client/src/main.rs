@@ -5,10 +5,13 @@
 #[cfg(feature = "demo")]
 mod demo;
 mod escape;
+mod files;
 mod output;
 mod profile;
+mod recordings;
 mod terminal;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +35,9 @@ Examples:
   session-client connect web-1                 a shell; ~. at a line's start drops it
   session-client exec web-1 -- 'df -h /'       a command, its exit code this one's
   session-client forward web-1 8080:127.0.0.1:80
+  session-client cp web-1:/etc/hosts ./        a file from the instance, checked by SHA-256
+  session-client cp -r ./site web-1:/srv/      a directory to it; --resume goes on from a cut
+  session-client ls -l web-1:/var/log          a remote directory; web-1: is the home directory
   ssh -o ProxyCommand='session-client proxy %h 22' user@web-1
   session-client --profile prod list           relay, CA and token from a profile
 
@@ -53,8 +59,56 @@ Exit status:
                   terminated, its instance lost; stderr says why
   0               list, sessions, terminate, switch: done; forward: never (it runs until the
                   connection to the relay is lost for good, then exits 255 saying why)
+  recordings, play  0 done; play: 1 for a recording of metadata only (no output to play)
   proxy           0 once both directions ended; 141 as exec; 128 + N ended by signal N (HUP,
-                  INT, TERM), the channel closed; 255 as above, stderr saying what refused";
+                  INT, TERM), the channel closed; 255 as above, stderr saying what refused
+  cp, ls          0 done; 1 a copy failed (the instance's error, named on stderr: no space, is a
+                  directory, ...); 2 usage; 3 not found; 4 permission denied; 5 the target
+                  exists (nothing overwritten: --force); 6 verification failed (size or SHA-256
+                  not the file's, or it changed meanwhile: the copy was discarded); 130
+                  interrupted (partial files kept for --resume); 255 as above (no session, a
+                  policy's refusal, an agent that does not handle files). Of several failures,
+                  the first one's code";
+
+/// `cp`'s help after its options.
+const CP_AFTER_HELP: &str = "\
+Paths:
+  instance:path is on the instance, anything else here (./a:b is local). A relative remote path
+  is in the login user's home directory, and instance: is that directory. Names may hold spaces
+  and bytes that are not UTF-8.
+
+Examples:
+  session-client cp web-1:/etc/hosts ./              to ./hosts
+  session-client cp ./app.tar web-1:/srv/            to /srv/app.tar
+  session-client cp -r ./site web-1:                 a directory, into the home directory
+  session-client cp --resume web-1:/data/big.img .   go on from where a cut copy stopped
+
+How a copy is made:
+  Each file's SHA-256 is checked against the other side's before it counts as copied. A download
+  is written to .<name>.session-partial beside its target, fsynced and renamed into place; an
+  upload likewise at the instance. A cut copy leaves that partial file: --resume hashes what is
+  there and the other side goes on from there only if it holds the same bytes (else from 0).
+  An existing target is never replaced without --force. With -r, directories are made first,
+  then files go, four at a time, over one connection; a symbolic link is copied as the file it
+  names, and one that names a directory is skipped. A progress bar is drawn on stderr when it
+  is a terminal, never otherwise.
+
+Exit status:
+  0 done; 1 a copy failed (the instance's error, named); 2 usage; 3 not found; 4 permission
+  denied; 5 the target exists (--force replaces it); 6 verification failed (the copy was
+  discarded); 130 interrupted (partial files kept for --resume); 255 no session: refused (by a
+  policy, or an agent that does not handle files), the relay unreachable or the connection lost.
+  Of several failures, the first one's code.";
+
+/// `ls`'s help after its options.
+const LS_AFTER_HELP: &str = "\
+Examples:
+  session-client ls web-1:                   the home directory
+  session-client ls -l web-1:/var/log        mode, size, time (RFC 3339, UTC), name, -> target
+  session-client -o json ls web-1:/srv       {\"path\": ..., \"entries\": [...]}, times in RFC 3339
+
+Exit status: 0 listed; 2 usage; 3 not found; 4 permission denied; 255 no session (refused, by a
+policy too, or unreachable).";
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Shells, commands and port forwards on instances, through the relay", after_help = AFTER_HELP)]
@@ -152,6 +206,59 @@ enum Command {
         instance: String,
         /// `[host:]port` as the instance sees them; the host is 127.0.0.1 unless given.
         target: String,
+    },
+    /// Copies files between here and an instance, as scp does: `cp web-1:/etc/hosts ./`,
+    /// `cp ./app.tar web-1:/srv/`; checked by SHA-256, resumable.
+    #[command(after_help = CP_AFTER_HELP)]
+    Cp {
+        /// Copy directories and everything in them.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Go on from the partial file a cut copy left, if the other side holds the same bytes.
+        #[arg(long)]
+        resume: bool,
+        /// Replace files that exist at the target.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// The sources, then the target: `instance:path` on an instance, anything else here.
+        #[arg(required = true, num_args = 2.., value_name = "PATH", value_parser = clap::value_parser!(OsString))]
+        paths: Vec<OsString>,
+    },
+    /// Lists a directory on an instance: `ls -l web-1:/var/log`.
+    #[command(after_help = LS_AFTER_HELP)]
+    Ls {
+        /// Mode, size, modification time and a link's target too.
+        #[arg(short = 'l')]
+        long: bool,
+        /// Names starting with `.` too.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// `instance:path`; `instance:` is the login user's home directory.
+        #[arg(value_name = "INSTANCE:PATH", value_parser = clap::value_parser!(OsString))]
+        target: OsString,
+    },
+    /// Lists the session recordings you may read, newest first (`session:ReadRecording`).
+    Recordings {
+        /// How many, at most.
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Plays a session's recording on this terminal, as it was shown, as the relay sends it.
+    Play {
+        /// The session's id, as `recordings` lists it.
+        id: String,
+        /// How many times faster than real time.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// The longest pause, in seconds, however long the session was idle.
+        #[arg(long, value_name = "SECS")]
+        max_wait: Option<f64>,
+        /// Start at the chunk holding this byte of the recording.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Keep playing a session in progress as it goes on, until it ends.
+        #[arg(long)]
+        follow: bool,
     },
     /// Prints the completion script of `shell`: `session-client completions bash >
     /// ~/.local/share/bash-completion/completions/session-client`.
@@ -291,6 +398,12 @@ async fn run(args: Args) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Forward { instance, specs } => forward(&relay, &instance, &specs).await,
+        Command::Cp { recursive, resume, force, paths } => {
+            Ok(files::cp(&relay, &paths, files::CpOptions { recursive, resume, force }).await)
+        }
+        Command::Ls { long, all, target } => {
+            Ok(files::ls(&relay, &target, files::LsOptions { long, all, format: args.output }).await)
+        }
         // Its error names the target and what refused: to stderr, as `fail` does, and 255.
         Command::Proxy { instance, target } => {
             match session_client::proxy(&relay, &instance, &target).await {
@@ -304,6 +417,11 @@ async fn run(args: Args) -> Result<i32, Error> {
         #[cfg(feature = "demo")]
         Command::Demo { command } => demo::run(&command.join(" ")).await,
         Command::Completions { .. } => Ok(0),
+        Command::Recordings { limit } => recordings::list(&relay, args.output, limit).await,
+        Command::Play { id, speed, max_wait, from, follow } => {
+            let max_wait = max_wait.filter(|w| w.is_finite() && *w >= 0.0).map(Duration::from_secs_f64);
+            recordings::play(&relay, &id, recordings::Pace { speed, max_wait }, from, follow).await
+        }
     }
 }
 
@@ -318,17 +436,26 @@ pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
     let size = terminal::size().unwrap_or(WindowSize { cols: 80, rows: 24, width_px: 0, height_px: 0 });
     let pty = OwnedPty { term: owned_str(&term).unwrap_or_default(), size };
     let kind = OwnedOpenKind::Shell { pty, env: OwnedEnv::default() };
-    eprintln!(
-        "session-client: a shell on {instance} through {}; exit it to leave, or type ~. at the start of a line to drop it",
-        relay.url
-    );
+    // The banner waits for the Accept, so that it names the session the relay records (spec
+    // 5.20); on stderr only, never mixed into the remote's output, and only for a person at a
+    // terminal.
+    let (told, session) = tokio::sync::oneshot::channel::<Option<String>>();
+    let banner = std::io::IsTerminal::is_terminal(&std::io::stdin()).then(|| {
+        let instance = instance.to_owned();
+        tokio::spawn(async move {
+            if let Ok(id) = session.await {
+                // Raw mode by then: the line ends with its own carriage return.
+                eprint!("{}\r\n", banner_line(id.as_deref(), &instance));
+            }
+        })
+    });
     let input = escape::Escapes::new(tokio::io::stdin());
     let dropped = input.dropped();
     let io = ChannelIo { input: Box::new(input), ..stdio(false) };
     let raw = terminal::RawMode::enable();
     let resizes = terminal::follow_resizes(connection.clone());
     let outcome = tokio::select! {
-        outcome = connection.open(kind, io) => outcome,
+        outcome = connection.open_with_session(kind, io, told) => outcome,
         // Killed from outside (the terminal closed, a TERM): the terminal is restored first.
         signal = terminal::ended_by_signal() => return Ok(128 + signal),
         () = dropped.wait() => {
@@ -338,6 +465,9 @@ pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
         }
     };
     resizes.abort();
+    if let Some(banner) = banner {
+        banner.abort();
+    }
     drop(raw);
     connection.close().await;
     let ended_by_exit = outcome.as_ref().is_ok_and(|o| o.exit.is_some());
@@ -348,6 +478,15 @@ pub(crate) async fn shell(relay: &Relay, instance: &str) -> Result<i32, Error> {
     match outcome? {
         Outcome { exit: None, reason, .. } => Err(Error::Ended { reason }),
         outcome => Ok(outcome.exit_code()),
+    }
+}
+
+/// What `connect` says once its shell is accepted: the session's id when the relay gave one,
+/// and how to leave.
+fn banner_line(id: Option<&str>, instance: &str) -> String {
+    match id {
+        Some(id) => format!("session {id} on {instance}; ~. to leave"),
+        None => format!("session on {instance}; ~. to leave"),
     }
 }
 
@@ -449,6 +588,12 @@ fn parse_forward(spec: &str) -> Result<(SocketAddr, String, u16), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_banner_names_the_session_when_the_relay_does() {
+        assert_eq!(banner_line(Some("alice-01ab"), "web-1"), "session alice-01ab on web-1; ~. to leave");
+        assert_eq!(banner_line(None, "web-1"), "session on web-1; ~. to leave");
+    }
 
     #[test]
     fn forward_specs_read_as_ssh_reads_them() {

@@ -124,7 +124,7 @@ async fn tilde_dot_drops_a_session_on_a_real_terminal_and_restores_it() {
         .spawn(pts)
         .expect("the client runs");
     let mut seen = String::new();
-    read_until(&mut pty, &mut seen, "~. at the start of a line").await;
+    read_until(&mut pty, &mut seen, "~. to leave").await;
     // `~~` at a line's start types one `~`; `~.` drops the session, whatever the remote does.
     pty.write_all(b"echo ~~x-$((6*7))\r").await.unwrap();
     read_until(&mut pty, &mut seen, "~x-42").await;

@@ -155,6 +155,27 @@ impl Outbound {
         self.len() == 0
     }
 
+    /// The payload bytes not yet sent, of every stream, in order, left in place: for a reader
+    /// beside the connection that sends them (the relay's session recording).
+    pub fn payload(&self) -> &[u8] {
+        match &self.bytes {
+            Held::Frame(_, frame) => frame.get(DATA_PREFIX_LEN..).unwrap_or_default(),
+            Held::Rest(_, payload) => payload,
+            Held::Gathered { payload, .. } => payload,
+        }
+    }
+
+    /// The payload bytes not yet sent, of every stream, in order: for a program that takes
+    /// Data off a queue itself instead of sending it on a connection (the relay's console
+    /// writes a download to an HTTP response). A frame held whole is not copied.
+    pub fn into_payload(self) -> Bytes {
+        match self.bytes {
+            Held::Frame(_, frame) => frame.slice(DATA_PREFIX_LEN.min(frame.len())..),
+            Held::Rest(_, payload) => payload,
+            Held::Gathered { payload, .. } => payload.freeze(),
+        }
+    }
+
     /// Takes `next`'s bytes into this one's when both are small frames, copying them, and says
     /// whether it did: then drop `next`. `next` goes after this data, so the order of the bytes
     /// is kept; its permit returns, as its bytes no longer wait in the reader's read buffer.
@@ -359,6 +380,23 @@ mod tests {
             (Stream::Stdout, b"gh".to_vec()),
         ];
         assert_eq!(drain(&mut outbox), expected);
+    }
+
+    #[test]
+    fn the_payload_taken_whole_is_every_byte_in_order() {
+        let big = vec![7u8; COMPACT_BELOW];
+        let Op::Data(whole) = data(Stream::Stdout, &big) else { unreachable!() };
+        assert_eq!(whole.into_payload(), big);
+        let (Op::Data(mut small), Op::Data(more)) =
+            (data(Stream::Stdout, b"ab"), data(Stream::Stdout, b"cd"))
+        else {
+            unreachable!()
+        };
+        assert!(small.gather(&more));
+        assert_eq!(small.into_payload(), &b"abcd"[..]);
+        let Op::Data(mut partly) = data(Stream::Stdout, &big) else { unreachable!() };
+        partly.advance(COMPACT_BELOW - 3);
+        assert_eq!(partly.into_payload(), &[7u8; 3][..]);
     }
 
     #[test]

@@ -249,12 +249,17 @@ class TerminalTab {
         <span class="session-id" title="session id"></span>
         <span class="conn-status"></span>
         <input class="search" type="search" placeholder="Search (Ctrl+Shift+F)" spellcheck="false">
+        <button class="files-toggle" type="button" aria-pressed="false">Files</button>
         <button class="terminate" type="button" disabled>Terminate</button>
         <button class="close-tab" type="button">Close</button>
       </div>
-      <div class="terminal-host"></div>`;
+      <div class="terminal-body">
+        <div class="terminal-host"></div>
+        ${FILES_PANEL}
+      </div>`;
     this.element.querySelector(".instance").textContent = instance;
     $("#terminals").append(this.element);
+    this.files = new FilesPanel(this);
 
     this.term = new Terminal({
       allowProposedApi: true, // the Unicode 11 widths
@@ -292,6 +297,7 @@ class TerminalTab {
       if (event.key === "Enter") this.search.findNext(search.value);
       if (event.key === "Escape") this.term.focus();
     });
+    this.element.querySelector(".files-toggle").addEventListener("click", () => this.files.toggle());
     this.element.querySelector(".terminate").addEventListener("click", () => this.terminate());
     this.element.querySelector(".close-tab").addEventListener("click", () => this.dispose());
 
@@ -522,6 +528,7 @@ class TerminalTab {
   }
 
   dispose() {
+    this.files.dispose();
     if (!this.ended && this.channel !== null) {
       this.session.close(this.channel);
       this.flush();
@@ -546,6 +553,552 @@ class TerminalTab {
 
 document.querySelector('#tabs .tab[data-tab="instances"]').addEventListener("click", () => select("instances"));
 
+// ---- Files (spec 11.10) ---------------------------------------------------------------------
+//
+// Files move over plain HTTP on the relay's port, not through the page: a download is a link the
+// browser's own download manager saves to disk as it arrives, and an upload is an
+// XMLHttpRequest whose body the browser reads from the file as it sends it. The page never
+// holds a file whole, whatever its size; the relay streams both within one window.
+//
+// Paths on the host are bytes (a file name need not be UTF-8): the panel keeps them as bytes,
+// from the hex the relay lists them with, and sends them percent-encoded.
+
+const FILES_PANEL = `
+  <aside class="files-panel" hidden>
+    <div class="files-bar">
+      <nav class="crumbs" aria-label="folder"></nav>
+      <button class="files-refresh" type="button" title="List again">Refresh</button>
+      <button class="files-upload" type="button" title="Upload files here">Upload</button>
+      <input class="files-input" type="file" multiple hidden>
+    </div>
+    <form class="files-goto">
+      <input class="files-path" type="text" spellcheck="false" placeholder="Go to a folder: /srv/app">
+    </form>
+    <p class="files-error" role="alert"></p>
+    <div class="files-list" role="list"></div>
+    <p class="files-hint">Drop files or folders here to upload them to this folder.</p>
+    <ul class="uploads"></ul>
+  </aside>`;
+
+// Uploads at once per panel; the rest wait their turn.
+const UPLOADS_AT_ONCE = 3;
+const lossy = new TextDecoder(); // invalid bytes become U+FFFD, for showing only
+
+function hexBytes(hex) {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
+  return out;
+}
+
+// Every byte but the unreserved ones percent-encoded: the relay decodes the query to bytes.
+function pct(bytes) {
+  let out = "";
+  for (const b of bytes) {
+    const c = String.fromCharCode(b);
+    out += /[A-Za-z0-9\-._~]/.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+function joinPath(dir, name) {
+  const slash = dir.length === 1 ? 0 : 1; // "/" + name, or dir + "/" + name
+  const out = new Uint8Array(dir.length + slash + name.length);
+  out.set(dir);
+  if (slash) out[dir.length] = 0x2f;
+  out.set(name, dir.length + slash);
+  return out;
+}
+
+function parentPath(path) {
+  const last = path.lastIndexOf(0x2f);
+  return last <= 0 ? Uint8Array.of(0x2f) : path.slice(0, last);
+}
+
+function filesUrl(op, instance, params) {
+  const query = Object.entries(params)
+    .filter(([, value]) => value !== undefined && value !== null)
+    .map(([name, value]) => `${name}=${value instanceof Uint8Array ? pct(value) : encodeURIComponent(value)}`)
+    .join("&");
+  return `/console/api/${op}/${encodeURIComponent(instance)}${query ? `?${query}` : ""}`;
+}
+
+// An error of a file endpoint: the relay's words, its code (EXISTS, PROHIBITED, ...) and status.
+class FilesError extends Error {
+  constructor(message, code, status) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+async function filesApi(method, url) {
+  let response;
+  try {
+    response = await fetch(url, { method, credentials: "same-origin" });
+  } catch (e) {
+    throw new FilesError("the relay did not answer", null, 0);
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const message = response.status === 401 ? "your login ended: log in again" : body.error;
+    throw new FilesError(message || `${response.status} ${response.statusText}`, body.code || null, response.status);
+  }
+  return body;
+}
+
+function bytesInWords(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+// "5 min ago" for the last month, a date before.
+function modifiedInWords(unixSeconds) {
+  if (!unixSeconds) return "";
+  if (Date.now() / 1000 - unixSeconds < 30 * 86400) return ago(unixSeconds);
+  return new Date(unixSeconds * 1000).toISOString().slice(0, 10);
+}
+
+class FilesPanel {
+  constructor(tab) {
+    this.instance = tab.instance;
+    this.toggleButton = tab.element.querySelector(".files-toggle");
+    this.element = tab.element.querySelector(".files-panel");
+    this.path = null; // the listed folder, as bytes
+    this.entries = [];
+    this.truncated = false;
+    this.error = "";
+    this.errorCode = null;
+    this.loading = false;
+    this.asked = 0; // listings asked for: only the last one's answer is shown
+    this.uploads = [];
+    this.running = 0;
+    this.refreshTimer = null;
+
+    const $$ = (selector) => this.element.querySelector(selector);
+    $$(".files-refresh").addEventListener("click", () => this.list(this.path));
+    const input = $$(".files-input");
+    $$(".files-upload").addEventListener("click", () => input.click());
+    input.addEventListener("change", () => {
+      if (this.path === null) {
+        this.error = "List a folder first: the files go to the folder shown.";
+        this.renderStatus();
+      } else {
+        for (const file of input.files) this.enqueue(file, this.path, file.name);
+      }
+      input.value = "";
+    });
+    $$(".files-goto").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = $$(".files-path").value.trim();
+      if (text) this.list(encoder.encode(text));
+    });
+    this.element.addEventListener("dragover", (event) => {
+      if (!event.dataTransfer || !event.dataTransfer.types.includes("Files")) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "copy";
+      this.element.classList.add("dropping");
+    });
+    this.element.addEventListener("dragleave", (event) => {
+      if (!this.element.contains(event.relatedTarget)) this.element.classList.remove("dropping");
+    });
+    this.element.addEventListener("drop", (event) => {
+      event.preventDefault();
+      this.element.classList.remove("dropping");
+      this.dropped(event.dataTransfer);
+    });
+  }
+
+  shown() {
+    return !this.element.hidden;
+  }
+
+  toggle(show = !this.shown()) {
+    this.element.hidden = !show;
+    this.toggleButton.setAttribute("aria-pressed", String(show));
+    this.toggleButton.classList.toggle("active", show);
+    if (show && this.path === null && !this.loading) this.list(null);
+  }
+
+  // Lists `path` (bytes), or the login user's home folder when null.
+  async list(path) {
+    const asked = ++this.asked;
+    this.loading = true;
+    this.renderStatus();
+    try {
+      const listing = await filesApi("GET", filesUrl("files", this.instance, { path }));
+      if (asked !== this.asked) return;
+      this.path = hexBytes(listing.path_hex);
+      this.entries = listing.entries;
+      this.truncated = listing.truncated;
+      this.error = "";
+      this.errorCode = null;
+      this.element.querySelector(".files-path").value = "";
+    } catch (e) {
+      if (asked !== this.asked) return;
+      const where = path === null ? "your home folder" : lossy.decode(path);
+      this.error = `Could not list ${where}: ${e.message}`;
+      this.errorCode = e.code;
+    } finally {
+      if (asked === this.asked) {
+        this.loading = false;
+        this.render();
+      }
+    }
+  }
+
+  renderStatus() {
+    this.element.classList.toggle("loading", this.loading);
+    this.element.querySelector(".files-error").textContent = this.error;
+  }
+
+  render() {
+    this.renderStatus();
+    const crumbs = this.element.querySelector(".crumbs");
+    crumbs.replaceChildren();
+    if (this.path !== null) {
+      // "/", then each folder on the way, each a button to go there.
+      const stops = [Uint8Array.of(0x2f)];
+      for (let i = 1; i < this.path.length; i++) if (this.path[i] === 0x2f) stops.push(this.path.slice(0, i));
+      if (this.path.length > 1) stops.push(this.path);
+      for (const stop of stops) {
+        const crumb = document.createElement("button");
+        crumb.type = "button";
+        crumb.className = "crumb";
+        crumb.textContent = stop.length === 1 ? "/" : lossy.decode(stop.slice(stop.lastIndexOf(0x2f) + 1));
+        crumb.title = lossy.decode(stop);
+        crumb.addEventListener("click", () => this.list(stop));
+        crumbs.append(crumb);
+      }
+    }
+    const list = this.element.querySelector(".files-list");
+    list.replaceChildren();
+    if (this.path !== null && this.path.length > 1) {
+      list.append(this.row({ name: "..", kind: "up", size: null, mtime: 0 }, parentPath(this.path)));
+    }
+    const sorted = [...this.entries].sort((a, b) => {
+      const dirs = (b.kind === "dir") - (a.kind === "dir");
+      return dirs || a.name.localeCompare(b.name);
+    });
+    for (const entry of sorted) list.append(this.row(entry, joinPath(this.path, hexBytes(entry.name_hex))));
+    if (this.truncated) {
+      const more = document.createElement("p");
+      more.className = "files-more";
+      more.textContent = "Only the first 10,000 entries are listed.";
+      list.append(more);
+    }
+  }
+
+  // One entry: a folder to enter, or a file to download (the browser saves it as it comes).
+  row(entry, path) {
+    const row = document.createElement("div");
+    row.className = `file-row ${entry.kind}`;
+    row.setAttribute("role", "listitem");
+    row.dataset.name = entry.name;
+    let name;
+    if (entry.kind === "file") {
+      name = document.createElement("a");
+      name.href = filesUrl("download", this.instance, { path });
+      name.setAttribute("download", entry.name);
+    } else {
+      // Folders, and links, which may name one: listing a link follows it.
+      name = document.createElement("button");
+      name.type = "button";
+      name.addEventListener("click", () => this.enter(entry, path));
+    }
+    name.className = "file-name";
+    name.textContent = entry.kind === "symlink" ? `${entry.name} → ${entry.target}` : entry.name;
+    name.title = lossy.decode(path);
+    const size = document.createElement("span");
+    size.className = "file-size";
+    size.textContent = entry.kind === "file" ? bytesInWords(entry.size) : "";
+    const when = document.createElement("span");
+    when.className = "file-mtime";
+    when.textContent = modifiedInWords(entry.mtime);
+    if (entry.mtime) when.title = new Date(entry.mtime * 1000).toISOString();
+    row.append(name, size, when);
+    return row;
+  }
+
+  async enter(entry, path) {
+    await this.list(path);
+    // A link to a file: downloaded instead.
+    if (entry.kind === "symlink" && this.errorCode === "NOT_A_DIRECTORY") {
+      this.error = "";
+      this.errorCode = null;
+      const link = document.createElement("a");
+      link.href = filesUrl("download", this.instance, { path });
+      link.setAttribute("download", entry.name);
+      link.click();
+      this.render();
+    }
+  }
+
+  downloadUrl(text) {
+    return filesUrl("download", this.instance, { path: encoder.encode(text) });
+  }
+
+  // What was dropped: files and folders (read through the entries API, which only a drop
+  // gives), or, without it, the files alone.
+  dropped(transfer) {
+    if (this.path === null) {
+      this.error = "List a folder first: the files go to the folder shown.";
+      this.renderStatus();
+      return;
+    }
+    const dir = this.path;
+    // Entries must be taken now: the drop's items are gone once this handler returns.
+    const entries = [...transfer.items]
+      .filter((item) => item.kind === "file")
+      .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+    if (entries.length && entries.every((entry) => entry)) return this.addEntries(entries, dir);
+    for (const file of transfer.files) this.enqueue(file, dir, file.name);
+    return Promise.resolve();
+  }
+
+  // Uploads `entries` (FileSystemEntry-like: files and folders) into `dir`: each folder made
+  // first, then what it holds.
+  async addEntries(entries, dir) {
+    for (const entry of entries) {
+      if (entry.isFile) {
+        try {
+          const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+          this.enqueue(file, dir, entry.name);
+        } catch (e) {
+          this.failedItem(entry.name, `could not read it: ${e.message || e}`);
+        }
+      } else if (entry.isDirectory) {
+        const path = joinPath(dir, encoder.encode(entry.name));
+        try {
+          await filesApi("POST", filesUrl("mkdir", this.instance, { path, mode: "755" }));
+        } catch (e) {
+          // An existing folder is uploaded into; anything else stops this folder.
+          if (e.code !== "EXISTS") {
+            this.failedItem(`${entry.name}/`, e.message);
+            continue;
+          }
+        }
+        const reader = entry.createReader();
+        for (;;) {
+          const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+          if (!batch.length) break;
+          await this.addEntries(batch, path);
+        }
+      }
+    }
+    this.refreshSoon();
+  }
+
+  failedItem(name, message) {
+    const upload = new Upload(this, null, this.path || Uint8Array.of(0x2f), name, {});
+    upload.state = "failed";
+    upload.error = message;
+    this.uploads.push(upload);
+    upload.render();
+  }
+
+  enqueue(file, dir, name, options = {}) {
+    const upload = new Upload(this, file, dir, name, options);
+    this.uploads.push(upload);
+    upload.render();
+    this.pump();
+    return upload;
+  }
+
+  pump() {
+    while (this.running < UPLOADS_AT_ONCE) {
+      const next = this.uploads.find((u) => u.state === "queued");
+      if (!next) return;
+      this.running += 1;
+      next.start();
+    }
+  }
+
+  finished(upload) {
+    this.running -= 1;
+    this.pump();
+    if (upload.state === "done") this.refreshSoon();
+  }
+
+  // The listing again once uploads settle, if it shows a folder.
+  refreshSoon() {
+    if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      if (this.path !== null && this.shown()) this.list(this.path);
+    }, 300);
+  }
+
+  dispose() {
+    for (const upload of this.uploads) upload.cancel();
+    if (this.refreshTimer !== null) clearTimeout(this.refreshTimer);
+  }
+}
+
+// One file going up, with its row: a progress bar, Cancel, and what went wrong in words.
+class Upload {
+  constructor(panel, file, dir, name, options) {
+    this.panel = panel;
+    this.file = file;
+    this.path = joinPath(dir, encoder.encode(name));
+    this.name = name;
+    this.overwrite = Boolean(options.overwrite);
+    this.mode = options.mode || null;
+    this.state = "queued";
+    this.loaded = 0;
+    this.total = file ? file.size : 0;
+    this.error = "";
+    this.xhr = null;
+
+    this.element = document.createElement("li");
+    this.element.className = "upload";
+    this.element.innerHTML = `
+      <div class="upload-line"><span class="upload-name"></span><span class="upload-state"></span>
+        <button class="upload-replace" type="button" hidden>Replace</button>
+        <button class="upload-cancel" type="button">Cancel</button></div>
+      <progress class="upload-progress" max="1" value="0"></progress>
+      <p class="upload-error" role="alert"></p>`;
+    this.element.querySelector(".upload-name").textContent = lossy.decode(this.path);
+    this.element.querySelector(".upload-cancel").addEventListener("click", () => this.cancel());
+    this.element.querySelector(".upload-replace").addEventListener("click", () => this.replace());
+    panel.element.querySelector(".uploads").append(this.element);
+  }
+
+  start() {
+    this.state = "uploading";
+    this.error = "";
+    this.code = null;
+    const xhr = new XMLHttpRequest();
+    this.xhr = xhr;
+    const url = filesUrl("upload", this.panel.instance, {
+      path: this.path,
+      overwrite: this.overwrite ? "1" : "0",
+      mode: this.mode,
+    });
+    xhr.open("PUT", url);
+    xhr.responseType = "json";
+    xhr.upload.onprogress = (event) => {
+      this.loaded = event.loaded;
+      this.render();
+    };
+    xhr.onload = () => {
+      if (xhr.status === 201) {
+        this.state = "done";
+        this.loaded = this.total;
+      } else {
+        const body = xhr.response || {};
+        this.state = "failed";
+        this.code = body.code || null;
+        this.error = xhr.status === 401 ? "your login ended: log in again" : body.error || `${xhr.status} ${xhr.statusText}`;
+      }
+      this.end();
+    };
+    xhr.onerror = () => {
+      this.state = "failed";
+      this.error = "the connection to the relay failed";
+      this.end();
+    };
+    xhr.onabort = () => {
+      this.state = "cancelled";
+      this.end();
+    };
+    // The browser reads the file as it sends it, with its Content-Length.
+    xhr.send(this.file);
+    this.render();
+  }
+
+  end() {
+    this.xhr = null;
+    this.render();
+    this.panel.finished(this);
+  }
+
+  cancel() {
+    if (this.state === "queued") {
+      this.state = "cancelled";
+      this.render();
+    } else if (this.xhr) {
+      this.xhr.abort();
+    }
+  }
+
+  // After EXISTS: the same file again, replacing what is there.
+  replace() {
+    if (this.state !== "failed" || !this.file) return;
+    this.overwrite = true;
+    this.state = "queued";
+    this.loaded = 0;
+    this.render();
+    this.panel.pump();
+  }
+
+  render() {
+    const words = {
+      queued: "waiting",
+      uploading: `${bytesInWords(this.loaded)} of ${bytesInWords(this.total)}`,
+      done: `${bytesInWords(this.total)}, done`,
+      failed: "failed",
+      cancelled: "cancelled",
+    };
+    this.element.dataset.state = this.state;
+    this.element.querySelector(".upload-state").textContent = words[this.state];
+    const progress = this.element.querySelector(".upload-progress");
+    progress.value = this.total ? this.loaded / this.total : this.state === "done" ? 1 : 0;
+    this.element.querySelector(".upload-error").textContent = this.error;
+    this.element.querySelector(".upload-cancel").hidden = !["queued", "uploading"].includes(this.state);
+    this.element.querySelector(".upload-replace").hidden = !(this.state === "failed" && this.code === "EXISTS");
+  }
+
+  summary() {
+    return {
+      name: this.name,
+      path: lossy.decode(this.path),
+      state: this.state,
+      loaded: this.loaded,
+      total: this.total,
+      error: this.error,
+      code: this.code || null,
+    };
+  }
+}
+
+// A file dropped anywhere else would make the browser open it in place of the console (and
+// end its terminals): only the files panels take drops.
+for (const type of ["dragover", "drop"]) {
+  window.addEventListener(type, (event) => {
+    if (event.dataTransfer && event.dataTransfer.types.includes("Files")) event.preventDefault();
+  });
+}
+
+// Folders for tests that cannot drag: `{name: "a", files: {"x.txt": "text", "sub": {...}}}`
+// made into what a drop's entries API gives.
+function fakeEntries(tree) {
+  return Object.entries(tree).map(([name, content]) => {
+    if (typeof content === "object" && !(content instanceof Uint8Array)) {
+      const children = fakeEntries(content);
+      let read = false;
+      return {
+        name,
+        isFile: false,
+        isDirectory: true,
+        createReader: () => ({
+          readEntries: (resolve) => {
+            resolve(read ? [] : children);
+            read = true;
+          },
+        }),
+      };
+    }
+    return { name, isFile: true, isDirectory: false, file: (resolve) => resolve(new File([content], name)) };
+  });
+}
+
 // What end-to-end tests and curious operators can read from the devtools console.
 window.sessionConsole = {
   tabs: () =>
@@ -562,6 +1115,37 @@ window.sessionConsole = {
       timings: t.timings,
     })),
   text: (index) => tabs[index].text(),
+  // The files panel of tab `index`: the names it lists (none until it has listed a folder).
+  files: (index) => (tabs[index].files.path === null ? [] : tabs[index].files.entries.map((e) => e.name)),
+  filesState: (index) => {
+    const panel = tabs[index].files;
+    return {
+      shown: panel.shown(),
+      path: panel.path === null ? null : lossy.decode(panel.path),
+      loading: panel.loading,
+      error: panel.error,
+      truncated: panel.truncated,
+    };
+  },
+  // Opens the panel on folder `path` (text; the home folder when absent), once listed.
+  cd: async (index, path) => {
+    const panel = tabs[index].files;
+    panel.toggle(true);
+    await panel.list(path === undefined ? null : encoder.encode(path));
+    return panel.error || panel.entries.map((e) => e.name);
+  },
+  // Uploads `bytes` (a string, an array of numbers, a Uint8Array or a Blob) as `name` into the
+  // listed folder, as a file chosen or dropped would be; returns the upload's index.
+  upload: (index, name, bytes, options = {}) => {
+    const panel = tabs[index].files;
+    const body = Array.isArray(bytes) ? Uint8Array.from(bytes) : bytes;
+    return panel.uploads.indexOf(panel.enqueue(new File([body], name), panel.path, name, options));
+  },
+  // A dropped folder tree (see fakeEntries), uploaded into the listed folder.
+  uploadFolder: (index, tree) => tabs[index].files.addEntries(fakeEntries(tree), tabs[index].files.path),
+  uploads: (index) => tabs[index].files.uploads.map((u) => u.summary()),
+  cancelUpload: (index, upload) => tabs[index].files.uploads[upload].cancel(),
+  downloadUrl: (index, path) => tabs[index].files.downloadUrl(path),
   // Cuts a tab's connection as a network change would: the tab re-attaches to its session.
   dropConnection: (index) => tabs[index].ws && tabs[index].ws.close(),
   // Keystroke round trips, in milliseconds: one character typed, until its echo is parsed.

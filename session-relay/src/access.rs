@@ -11,13 +11,14 @@ use session_proto::{FileRequest, OpenKind, RefuseReason};
 
 use crate::audit::{Audit, Record, SessionRecord, describe};
 use crate::policy::{Context, Decision, Policy, Request, decide, may_hold_client, show_path};
+use crate::recording::{self, Recorder, Recordings};
 use crate::registry::{Entry, Registry};
 use crate::secret::{self, constant_time_eq};
 use crate::store::{Principal, Store};
 
 pub use crate::policy::{
-    DESCRIBE_INSTANCE_STATUS, FileAction, LIST_FILES, MODIFY_SETTINGS, READ_FILE, START_PORT_FORWARD,
-    START_SESSION, TERMINATE_SESSION, WRITE_FILE,
+    DESCRIBE_INSTANCE_STATUS, FileAction, LIST_FILES, MODIFY_SETTINGS, READ_FILE, READ_RECORDING,
+    START_PORT_FORWARD, START_SESSION, TERMINATE_SESSION, WRITE_FILE,
 };
 
 /// Asks the store's policies; shared by every task.
@@ -28,6 +29,8 @@ pub struct Access {
     /// The relay's region, the third part of its resource names.
     pub region: String,
     pub(crate) audit: Audit,
+    /// Where sessions are recorded (spec 12.12); nowhere by default.
+    pub(crate) recordings: Recordings,
 }
 
 /// An Open the gate let through.
@@ -41,6 +44,8 @@ pub(crate) struct OpenAdmitted {
     pub(crate) account: String,
     /// The session it starts, with its new id.
     pub(crate) record: SessionRecord,
+    /// Its recording, for a shell or command its account records in full; inert otherwise.
+    pub(crate) recording: Recorder,
 }
 
 /// An Open the gate refused: the reason the Refuse carries, and the words.
@@ -59,7 +64,20 @@ impl OpenRefused {
 impl Access {
     /// The gate over `store` for a relay in `region`, auditing refusals to `audit`.
     pub fn new(store: Store, region: &str, audit: Audit) -> Access {
-        Access { store, region: region.to_owned(), audit }
+        Access { store, region: region.to_owned(), audit, recordings: Recordings::default() }
+    }
+
+    /// The same gate, recording sessions to `recordings`: each session's audit record goes
+    /// there too, and ends its recording.
+    pub fn with_recordings(mut self, recordings: Recordings) -> Access {
+        self.audit = self.audit.with_recordings(recordings.tap());
+        self.recordings = recordings;
+        self
+    }
+
+    /// Where sessions are recorded.
+    pub fn recordings(&self) -> &Recordings {
+        &self.recordings
     }
 
     /// The resource name of instance `id` of `account`.
@@ -81,6 +99,25 @@ impl Access {
     /// policies attached to them now. A refusal is audited.
     pub fn check(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
         let request = Request { action, resource, context: Context::Empty };
+        self.decide(who, &request).inspect_err(|refused| {
+            self.audit.write(&Record {
+                actor: Some(who.user.clone()),
+                action: Some(action.to_owned()),
+                resource: Some(resource.to_owned()),
+                ..Record::refused(refused.as_str())
+            });
+        })
+    }
+
+    /// As [`Access::check`], for a request with condition keys (`context`).
+    pub fn check_in(
+        &self,
+        who: &Principal,
+        action: &str,
+        resource: &str,
+        context: Context<'_>,
+    ) -> Result<(), String> {
+        let request = Request { action, resource, context };
         self.decide(who, &request).inspect_err(|refused| {
             self.audit.write(&Record {
                 actor: Some(who.user.clone()),
@@ -150,6 +187,20 @@ impl Access {
     ) -> impl Fn(&str) -> bool + 'a {
         let policies = self.policies(who).ok();
         move |resource| {
+            let request = Request { action, resource, context };
+            policies.as_deref().is_some_and(|p| decide(p, &request).decision.is_allowed())
+        }
+    }
+
+    /// As [`Access::allowed`], each test with a context of its own: for a list whose items each
+    /// have their own condition keys (recordings, by their session's user).
+    pub fn allowed_each<'a>(
+        &self,
+        who: &Principal,
+        action: &'a str,
+    ) -> impl Fn(&str, Context<'_>) -> bool + 'a {
+        let policies = self.policies(who).ok();
+        move |resource, context| {
             let request = Request { action, resource, context };
             policies.as_deref().is_some_and(|p| decide(p, &request).decision.is_allowed())
         }
@@ -256,6 +307,12 @@ impl Access {
             Ask::Rename { from, to } => self.decide_rename(who, &resource, from, to),
         };
         decided.map_err(|message| OpenRefused::new(Why::PROHIBITED, message))?;
+        // A shell or command to be recorded in full, while recording is required and failing,
+        // is not started (spec 11.6, 12.12): it would run unrecorded.
+        let recorded = self
+            .recordings
+            .admit(&account, kind)
+            .map_err(|message| OpenRefused::new(Why::UNAVAILABLE, message))?;
         let serving = |e: &Entry| e.online && constant_time_eq(&e.key, &registered.public_key);
         let Some(agent) = registry.get(instance).filter(serving) else {
             let message = format!("instance {instance} is not connected to the relay");
@@ -265,8 +322,20 @@ impl Access {
         let suffix = secret::random::<8>()
             .map_err(|_| OpenRefused::new(Why::RESOURCE_SHORTAGE, "no randomness for a session id"))?;
         let id = format!("{}-{}", who.user, hex::encode(suffix));
-        let record = SessionRecord::start(id, &who.user, instance, (action, resource), kind);
-        Ok(OpenAdmitted { agent, kind: owned, account, record })
+        let mut record = SessionRecord::start(id, &who.user, instance, (action, resource), kind);
+        record.recording = recorded.map(|settings| settings.mode);
+        let recording = recorded.map_or_else(Recorder::default, |settings| {
+            let session = recording::Session {
+                id: &record.id,
+                user: &who.user,
+                instance,
+                account: &account,
+                kind,
+                describe: record.kind(),
+            };
+            self.recordings.recorder(&session, settings)
+        });
+        Ok(OpenAdmitted { agent, kind: owned, account, record, recording })
     }
 }
 
@@ -286,6 +355,7 @@ fn refusal(user: &str, policies: &[Policy], request: &Request<'_>) -> Result<(),
         Context::Forward { host, port } if host.contains(':') => format!(" for [{host}]:{port}"),
         Context::Forward { host, port } => format!(" for {host}:{port}"),
         Context::File { path } => format!(" for {}", show_path(path)),
+        Context::Session { owner } => format!(" for a session of {owner}"),
         Context::Empty | Context::AnyForward | Context::AnyFile => String::new(),
     };
     let conditions = verdict.conditions.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ");

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use session_relay::audit::{Kind, Outcome, Record};
+use session_relay::recording::read::{Pace, Recording};
+use session_relay::recording::{Mode, Settings, index};
 use session_relay::store::{ActivationTerms, Store, StoreError, TERMINATED, unix_now};
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +44,10 @@ pub(crate) enum Admin {
         #[command(flatten)]
         listing: Listing,
     },
+    /// Session recordings: what each account's sessions leave recorded, and the recordings
+    /// themselves (list, verify, export, play).
+    #[command(subcommand)]
+    Recording(RecordingCommand),
     /// Prints the latest audit records, oldest first: one JSON object a line as the audit log
     /// file has them (times in Unix seconds), or with `-o json` one document, `{"records":
     /// [...]}`, with times in RFC 3339.
@@ -176,6 +182,67 @@ pub(crate) enum SessionCommand {
     Terminate {
         /// The session's id, as `session list` shows it.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecordingCommand {
+    /// Shows or sets what an account's sessions leave recorded: `full` (shells' and commands'
+    /// output as asciicast, and an entry for every session), `metadata` (the entries alone:
+    /// who, where, when, the bytes each way, a transfer's hash) or `off`. Without a mode, shows
+    /// it (`-o json`: `{"account", "recording", "input", "set"}`, `recording` null and `set`
+    /// false for an account that takes the relay's `--recording-default`).
+    Mode {
+        /// The account: an instance or an activation code must name it.
+        account: String,
+        /// `off`, `metadata` or `full`.
+        #[arg(conflicts_with = "Listing")]
+        mode: Option<Mode>,
+        /// Record what users type too (`on`), or not (`off`, the default: passwords are typed
+        /// into terminals). Kept as it was unless given.
+        #[arg(long, value_parser = ["on", "off"], requires = "mode")]
+        input: Option<String>,
+        #[command(flatten)]
+        listing: Listing,
+    },
+    /// Lists recordings, newest first: id, user, instance, start, mode, size, what ran
+    /// (`-o json`: `{"recordings": [{"id", "user", "instance", "account", "kind", "mode",
+    /// "input", "started", "ended", "size", "chunks", "unrecorded", "session"}]}`, `session`
+    /// holding what the session's audit record says moved).
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        listing: Listing,
+    },
+    /// Checks every chunk of a recording against its hash chain, and the chain against the
+    /// store: a changed, removed or added chunk is named, and the exit status is 1.
+    Verify {
+        /// The session's id.
+        id: String,
+    },
+    /// Writes a recording, verified first, as asciicast v3 (or v2 for older players).
+    Export {
+        /// The session's id.
+        id: String,
+        /// asciicast v2: times since the start, no exit event.
+        #[arg(long)]
+        v2: bool,
+        /// The file to write [default: stdout].
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Plays a recording's output on this terminal, as it was shown, checking it as it goes.
+    Play {
+        /// The session's id.
+        id: String,
+        /// How many times faster than real time.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// The longest pause, in seconds, however long the session was idle.
+        #[arg(long, value_name = "SECS")]
+        max_wait: Option<f64>,
     },
 }
 
@@ -315,6 +382,8 @@ pub(crate) enum AdminError {
     },
     /// `admin tls` could not make or write its files.
     Tls(String),
+    /// A recording is not there, cannot be read, or does not verify.
+    Recording(String),
 }
 
 impl core::fmt::Display for AdminError {
@@ -334,7 +403,7 @@ impl core::fmt::Display for AdminError {
                  it ends the session when it next reads the store",
                 TERMINATE_WAIT.as_secs()
             ),
-            AdminError::Tls(message) => write!(f, "{message}"),
+            AdminError::Tls(message) | AdminError::Recording(message) => write!(f, "{message}"),
         }
     }
 }
@@ -346,7 +415,8 @@ impl std::error::Error for AdminError {
             AdminError::Ended(_)
             | AdminError::RelayGone { .. }
             | AdminError::Unanswered { .. }
-            | AdminError::Tls(_) => None,
+            | AdminError::Tls(_)
+            | AdminError::Recording(_) => None,
         }
     }
 }
@@ -391,6 +461,13 @@ pub(crate) fn run(store: &Store, command: Admin) -> Result<(), AdminError> {
             | Admin::Instance(InstanceCommand::List(_))
             | Admin::Session(SessionCommand::List(_))
             | Admin::Switch { state: None, .. }
+            | Admin::Recording(
+                RecordingCommand::Mode { mode: None, .. }
+                    | RecordingCommand::List { .. }
+                    | RecordingCommand::Verify { .. }
+                    | RecordingCommand::Export { .. }
+                    | RecordingCommand::Play { .. }
+            )
             | Admin::Audit { .. }
             | Admin::Tls(_)
     );
@@ -616,9 +693,161 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
                 }
             }
         }
+        Admin::Recording(command) => recording(store, command)?,
         Admin::Tls(args) => tls(&args)?,
     }
     Ok(())
+}
+
+/// `admin recording ...`.
+fn recording(store: &Store, command: RecordingCommand) -> Result<(), AdminError> {
+    match command {
+        RecordingCommand::Mode { account, mode: None, listing, .. } => {
+            if !store.account_known(&account)? {
+                return Err(StoreError::UnknownAccount(account).into());
+            }
+            // An account never set records as the relay's `--recording-default` says, which
+            // only the running relay knows.
+            let set = store.recording(&account)?;
+            let input = set.is_some_and(|s| s.input);
+            if listing.json() {
+                let shown = serde_json::json!({
+                    "account": account, "recording": set.map(|s| s.mode.as_str()), "input": input,
+                    "set": set.is_some(),
+                });
+                println!("{shown}");
+            } else {
+                let mode = set.map_or_else(
+                    || "not set (the relay's --recording-default: full unless given)".to_owned(),
+                    |s| s.mode.to_string(),
+                );
+                println!("{account}\trecording {mode}\tinput {}", if input { "on" } else { "off" });
+            }
+        }
+        RecordingCommand::Mode { account, mode: Some(mode), input, .. } => {
+            let before = store.recording(&account)?;
+            let input = input.map_or_else(|| before.is_some_and(|s| s.input), |input| input == "on");
+            store.set_recording(&account, Settings { mode, input })?;
+        }
+        RecordingCommand::List { limit, listing } => {
+            let entries = index::list(store, limit)?;
+            if listing.json() {
+                let entries = entries.iter().map(|entry| {
+                    let mut json = entry.to_json();
+                    for key in ["started", "ended"] {
+                        if let Some(unix) = json[key].as_f64() {
+                            json[key] = rfc3339_millis(unix).into();
+                        }
+                    }
+                    json
+                });
+                print_json("recordings", entries.collect());
+            } else {
+                for entry in entries {
+                    let started = when(entry.started as i64);
+                    let ended = match entry.ended {
+                        Some(ended) => format!("{:.0} s", (ended - entry.started).max(0.0)),
+                        None => "not ended".to_owned(),
+                    };
+                    let unrecorded = if entry.unrecorded > 0 {
+                        format!(" ({} B not recorded)", entry.unrecorded)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{}\t{}\t{}\tstarted {started}\t{ended}\t{}\t{} B{unrecorded}\t{}",
+                        entry.id,
+                        entry.user,
+                        entry.instance,
+                        entry.mode,
+                        entry.size,
+                        printable(&entry.kind)
+                    );
+                }
+            }
+        }
+        RecordingCommand::Verify { id } => {
+            let (entry, mut recording) = open_recording(store, &id)?;
+            let failed = |e: &dyn core::fmt::Display| {
+                AdminError::Recording(format!("recording {id} does not verify: {e}"))
+            };
+            let verified = recording.verify().map_err(|e| failed(&e))?;
+            Recording::check_entry(&verified, &entry).map_err(|e| failed(&e))?;
+            let ended = if verified.ended {
+                "ended as it should".to_owned()
+            } else if entry.ended.is_some() {
+                "its relay stopped before writing its end: the last chunk may be lost".to_owned()
+            } else {
+                "not ended: still being written, or its relay was killed".to_owned()
+            };
+            let mut notes = String::new();
+            if verified.unchained > 0 {
+                notes.push_str(&format!("; {} bytes after the last chunk are not chained (a write the relay did not finish) and are left out", verified.unchained));
+            }
+            if verified.unrecorded > 0 {
+                notes.push_str(&format!(
+                    "; {} bytes of output and input were not recorded",
+                    verified.unrecorded
+                ));
+            }
+            println!(
+                "recording {id}: {} chunks, {} bytes verified, {ended}{notes}",
+                verified.chunks, verified.length
+            );
+        }
+        RecordingCommand::Export { id, v2, file } => {
+            let (_, mut recording) = open_recording(store, &id)?;
+            let failed = |e: &dyn core::fmt::Display| {
+                AdminError::Recording(format!("recording {id} not exported: {e}"))
+            };
+            match file {
+                Some(path) => {
+                    // Written beside and renamed, so that a failed export leaves no half file.
+                    let partial = path.with_extension("partial");
+                    let mut out = std::io::BufWriter::new(
+                        std::fs::File::create(&partial)
+                            .map_err(|e| failed(&format!("{}: {e}", partial.display())))?,
+                    );
+                    let exported = recording.export(v2, &mut out).map_err(|e| failed(&e));
+                    drop(out);
+                    if let Err(e) = exported {
+                        let _ = std::fs::remove_file(&partial);
+                        return Err(e);
+                    }
+                    std::fs::rename(&partial, &path)
+                        .map_err(|e| failed(&format!("{}: {e}", path.display())))?;
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    recording.export(v2, &mut stdout.lock()).map_err(|e| failed(&e))?;
+                }
+            }
+        }
+        RecordingCommand::Play { id, speed, max_wait } => {
+            if !(speed.is_finite() && speed > 0.0) {
+                return Err(AdminError::Recording(format!("--speed {speed}: a speed is a number above 0")));
+            }
+            let max_wait = max_wait.filter(|w| w.is_finite() && *w >= 0.0).map(Duration::from_secs_f64);
+            let (_, mut recording) = open_recording(store, &id)?;
+            let stdout = std::io::stdout();
+            session_relay::recording::read::play(
+                &mut recording,
+                Pace { speed, max_wait },
+                &mut stdout.lock(),
+                std::thread::sleep,
+            )
+            .map_err(|e| AdminError::Recording(format!("recording {id}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Recording `id`'s entry and files.
+fn open_recording(store: &Store, id: &str) -> Result<(index::Entry, Recording), AdminError> {
+    let entry = index::get(store, id)?.ok_or_else(|| AdminError::Recording(format!("no recording {id}")))?;
+    let recording =
+        Recording::of(&entry).map_err(|e| AdminError::Recording(format!("recording {id}: {e}")))?;
+    Ok((entry, recording))
 }
 
 /// `admin tls`: a CA and a leaf signed by it, rather than one self-signed certificate, because

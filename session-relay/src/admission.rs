@@ -21,11 +21,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::info;
 
 use crate::access::{Access, DESCRIBE_INSTANCE_STATUS, MODIFY_SETTINGS, TERMINATE_SESSION};
-use crate::answers::{Answer, InstanceStatus, Instances, Labels, Switched, Terminated};
+use crate::answers::{Answer, InstanceStatus, Instances, Labels, RecordingSet, Switched, Terminated};
 use crate::audit::{Kind, Outcome, Record};
 use crate::console::Console;
 use crate::handshakes::off_workers;
 use crate::policy::Context;
+use crate::recording::endpoint::{self, Denied, Stream};
+use crate::recording::{Mode, Settings};
 use crate::registry::Registry;
 use crate::secret::{self, constant_time_eq};
 use crate::sessions::{Sessions, terminated_by};
@@ -77,12 +79,36 @@ impl Refused {
 /// What the request path asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
-    Agent { instance: String, version: String },
-    Client { instance: String },
+    Agent {
+        instance: String,
+        version: String,
+    },
+    Client {
+        instance: String,
+    },
     Instances,
     Sessions,
-    Terminate { session: String },
-    Switch { account: String, enabled: bool },
+    Terminate {
+        session: String,
+    },
+    Switch {
+        account: String,
+        enabled: bool,
+    },
+    /// `/v1/settings/<account>?recording=...`: what the account's sessions leave recorded.
+    Record {
+        account: String,
+        mode: Mode,
+        input: Option<bool>,
+    },
+    Recordings {
+        limit: u32,
+    },
+    Recording {
+        id: String,
+        from: u64,
+        follow: bool,
+    },
 }
 
 /// What a handshake let in, with what comes after it.
@@ -94,6 +120,8 @@ pub(crate) enum Admitted {
     Client(Box<ClientClaim>),
     /// A request answered at once: the answer goes as one text message.
     Answer(Answer),
+    /// A recording, read out in messages of one chunk each.
+    Recording(Box<Stream>),
 }
 
 /// A user's connection to an instance, counted against the user's limit.
@@ -127,7 +155,9 @@ pub(crate) struct Gate<'a> {
 }
 
 const NOT_FOUND: &str = "unknown path: use /v1/agent/<id>, /v1/client/<instance>, /v1/instances, \
-                         /v1/sessions, /v1/sessions/<id>/terminate or /v1/settings/<account>?sessions=on|off";
+                         /v1/sessions, /v1/sessions/<id>/terminate, /v1/settings/<account>?sessions=on|off, \
+                         /v1/settings/<account>?recording=off|metadata|full, /v1/recordings or \
+                         /v1/recordings/<id>";
 
 impl Gate<'_> {
     /// Who the peer of `request` is, and whether it may ask for what the path names. A refusal
@@ -246,6 +276,36 @@ impl Gate<'_> {
                 });
                 Ok(Admitted::Answer(Answer::of(&Switched { account, sessions_enabled: enabled })))
             }
+            Target::Record { account, mode, input } => {
+                let resource = access.settings(&account);
+                access.check(&who, MODIFY_SETTINGS, &resource).map_err(Refused::forbidden)?;
+                let unknown = |e: StoreError| match e {
+                    StoreError::UnknownAccount(_) => Refused::new(StatusCode::NOT_FOUND, e.to_string()),
+                    _ => Refused::unavailable(&e),
+                };
+                // Input stays as it was unless the request names it; off for an account never set.
+                let before = access.store.recording(&account).map_err(unknown)?;
+                let input = input.or(before.map(|s| s.input)).unwrap_or(false);
+                let settings = Settings { mode, input };
+                access.store.set_recording(&account, settings).map_err(unknown)?;
+                access.audit.write(&Record {
+                    actor: Some(who.user),
+                    action: Some(MODIFY_SETTINGS.to_owned()),
+                    resource: Some(resource),
+                    reason: Some(format!("recording {mode}, input {}", if input { "on" } else { "off" })),
+                    ..Record::new(Kind::Settings, Outcome::Allowed)
+                });
+                Ok(Admitted::Answer(Answer::of(&RecordingSet { account, recording: mode.as_str(), input })))
+            }
+            Target::Recordings { limit } => {
+                let listing = endpoint::listing(access, &who, limit).map_err(denied)?;
+                Ok(Admitted::Answer(Answer(listing)))
+            }
+            Target::Recording { id, from, follow } => {
+                let stream =
+                    endpoint::open(access, &who, &id, from, follow, self.sessions).map_err(denied)?;
+                Ok(Admitted::Recording(Box::new(stream)))
+            }
         }
     }
 
@@ -276,6 +336,15 @@ impl Gate<'_> {
             })
             .collect();
         Ok(Instances { instances })
+    }
+}
+
+/// A refusal of the recordings' endpoints, as the handshake's.
+fn denied(denied: Denied) -> Refused {
+    match denied {
+        Denied::NotFound(reason) => Refused::new(StatusCode::NOT_FOUND, reason),
+        Denied::Forbidden(reason) => Refused::forbidden(reason),
+        Denied::Unavailable(reason) => Refused::new(StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }
 
@@ -416,6 +485,16 @@ fn parse_target(request: &Request) -> Option<Target> {
         ["v1", "sessions", session, "terminate"] if valid_session(session) => {
             Some(Target::Terminate { session: owned(session) })
         }
+        ["v1", "settings", account] if valid_name(account) && param("recording").is_some() => {
+            let mode = param("recording")?.parse().ok()?;
+            let input = match param("input") {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(_) => return None,
+            };
+            Some(Target::Record { account: owned(account), mode, input })
+        }
         ["v1", "settings", account] if valid_name(account) => {
             let enabled = match param("sessions")? {
                 "on" => true,
@@ -423,6 +502,25 @@ fn parse_target(request: &Request) -> Option<Target> {
                 _ => return None,
             };
             Some(Target::Switch { account: owned(account), enabled })
+        }
+        ["v1", "recordings"] => {
+            let limit = match param("limit") {
+                None => endpoint::MAX_LISTED,
+                Some(limit) => limit.parse().ok().filter(|&n| n > 0)?,
+            };
+            Some(Target::Recordings { limit })
+        }
+        ["v1", "recordings", id] if valid_session(id) => {
+            let from = match param("from") {
+                None => 0,
+                Some(from) => from.parse().ok()?,
+            };
+            let follow = match param("follow") {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(_) => return None,
+            };
+            Some(Target::Recording { id: owned(id), from, follow })
         }
         _ => None,
     }

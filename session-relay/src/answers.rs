@@ -57,6 +57,14 @@ pub(crate) struct Switched {
     pub(crate) sessions_enabled: bool,
 }
 
+/// `/v1/settings/<account>?recording=off|metadata|full`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RecordingSet {
+    pub(crate) account: String,
+    pub(crate) recording: &'static str,
+    pub(crate) input: bool,
+}
+
 /// An answer, serialized once.
 #[derive(Debug)]
 pub(crate) struct Answer(pub(crate) String);

@@ -144,6 +144,9 @@ pub struct Record {
     pub file_sha256: Option<String>,
     /// How many events a record stands for, when it sums up several (refusals sampled).
     pub count: Option<u64>,
+    /// What a session left recorded (spec 12.12): `full`, `metadata` or `off`, as its
+    /// account's setting said when it started; null where the relay records nothing.
+    pub recording: Option<String>,
 }
 
 impl Record {
@@ -172,6 +175,7 @@ impl Record {
             file_size: None,
             file_sha256: None,
             count: None,
+            recording: None,
         }
     }
 
@@ -213,6 +217,9 @@ pub struct Audit {
     file: Option<Arc<Mutex<File>>>,
     store: Option<StoreQueue>,
     sampler: Arc<Mutex<Sampler>>,
+    /// The recordings' writer, which takes each session's record too: it ends the session's
+    /// recording, or is the session's metadata entry (spec 12.12).
+    recordings: Option<crate::recording::Queue>,
 }
 
 /// The queue to the store's writer thread.
@@ -272,8 +279,17 @@ impl Audit {
         self.sampler.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The same, each session's record going to the recordings' writer too.
+    pub(crate) fn with_recordings(mut self, recordings: Option<crate::recording::Queue>) -> Audit {
+        self.recordings = recordings;
+        self
+    }
+
     /// Writes `record` everywhere records go.
     pub fn write(&self, record: &Record) {
+        if let Some(recordings) = self.recordings.as_ref().filter(|_| record.event == Kind::Session) {
+            crate::recording::ended(recordings, record);
+        }
         let record = record.to_json();
         tracing::info!(target: "audit", "{record}");
         if let Some(store) = &self.store {
@@ -450,6 +466,8 @@ pub(crate) struct SessionRecord {
     /// without one is a cancelled one.
     pub(crate) file: Option<FileOutcome>,
     is_file: bool,
+    /// What the session leaves recorded, once the gate decided (spec 12.12).
+    pub(crate) recording: Option<crate::recording::Mode>,
 }
 
 impl SessionRecord {
@@ -473,6 +491,7 @@ impl SessionRecord {
             exit: None,
             file: None,
             is_file: matches!(kind, OpenKind::File { .. }),
+            recording: None,
         }
     }
 
@@ -517,6 +536,7 @@ impl SessionRecord {
                 Some(FileOutcome::Ok(Some((_, sha256)))) => Some(hex::encode(sha256)),
                 _ => None,
             },
+            recording: self.recording.map(|mode| mode.as_str().to_owned()),
             ..Record::new(Kind::Session, outcome)
         }
     }

@@ -30,6 +30,12 @@ const CLIENT_CHANNELS: usize = 64;
 /// Route ids are unique across the relay.
 static NEXT_ROUTE: AtomicU64 = AtomicU64::new(1);
 
+/// A route id no other coupling has: for the console's own File channels too, which the agent's
+/// task tells apart from clients' channels only by it.
+pub(crate) fn new_route() -> RouteId {
+    NEXT_ROUTE.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Client sessions are numbered so that an ended one cannot unregister another.
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
@@ -49,6 +55,8 @@ struct Coupling {
     files: u8,
     /// The session counted against its user's limit, until the coupling goes.
     _lease: Lease,
+    /// The session's recording (spec 12.12), which ends when the coupling goes.
+    recording: crate::recording::Recorder,
 }
 
 /// What a client's task reaches beyond its connection.
@@ -184,6 +192,7 @@ impl ClientTask {
         if let Event::Data { channel, payload, .. } = event {
             if let Some((route, coupling)) = self.couplings.get_mut(channel) {
                 coupling.record.to_instance += payload.len() as u64;
+                coupling.recording.input(payload);
                 if coupling.inflow.push(frame) {
                     let inflow = Arc::clone(&coupling.inflow);
                     let _ = coupling.agent.send(ToAgent::Data { route, inflow });
@@ -248,7 +257,7 @@ impl ClientTask {
                 return;
             }
         };
-        let route = NEXT_ROUTE.fetch_add(1, Ordering::Relaxed);
+        let route = new_route();
         let open = ToAgent::Open { route, kind: Box::new(admitted.kind), reply: self.reply.clone() };
         if admitted.agent.to_agent.send(open).is_err() {
             let message = "the instance's connection just ended";
@@ -277,12 +286,16 @@ impl ClientTask {
             accepted: false,
             files: 0,
             _lease: lease,
+            recording: admitted.recording,
         };
         self.couplings.insert(channel, route, coupling);
     }
 
     fn control(&self, channel: u16, resize: Option<WindowSize>, signal: Option<Signal>) {
         if let Some((route, coupling)) = self.couplings.get(channel) {
+            if let Some(size) = resize {
+                coupling.recording.resize(size);
+            }
             if coupling.controls.record(resize, signal) {
                 let controls = Arc::clone(&coupling.controls);
                 let _ = coupling.agent.send(ToAgent::Controls { route, controls });
@@ -343,7 +356,11 @@ impl ClientTask {
             ToClient::Data { route, inflow } => {
                 let data = inflow.take();
                 if let Some(channel) = self.couplings.channel(route) {
+                    let recording = self.couplings.get(channel).map(|(_, coupling)| &coupling.recording);
                     for data in data {
+                        if let Some(recording) = recording {
+                            recording.output(data.payload());
+                        }
                         driver.queue(channel, Op::Data(data));
                     }
                 }
@@ -354,6 +371,7 @@ impl ClientTask {
                     self.couplings.channel(route).and_then(|c| self.couplings.get_mut(c))
                 {
                     coupling.record.exit = Some(status);
+                    coupling.recording.exit(status);
                 }
                 (route, Op::Exit(status))
             }

@@ -5,7 +5,9 @@
 //! - `/v1/client/<instance>`: a client's connection, whose channels go to that instance's agent.
 //! - `/v1/instances`: one text message of JSON listing instances and their status.
 //! - `/v1/sessions` and `/v1/sessions/<id>/terminate`: a user's sessions, and ending one.
-//! - `/v1/settings/<account>?sessions=on|off`: an account's switch.
+//! - `/v1/settings/<account>?sessions=on|off`: an account's switch (`?recording=...`: what its
+//!   sessions leave recorded).
+//! - `/v1/recordings` and `/v1/recordings/<id>`: the session recordings a user may read.
 //!
 //! The relay terminates each connection with session-proto's state machine, driven by
 //! `session-link`'s driver, and couples a client's channel to a channel of the agent's
@@ -25,7 +27,9 @@
 //! - state lives in SQLite (`store.rs`) and survives restarts; `session-relay admin` manages it,
 //!   and `watch.rs` is how a running relay hears of it: once a second it publishes its sessions
 //!   to the store, takes the terminations an operator asked for, and ends the sessions whose
-//!   token or instance was taken away.
+//!   token or instance was taken away;
+//! - `recording/` records each shell's and command's output as asciicast, as it passes, in
+//!   hash-chained chunks, by a thread of its own behind a bounded queue (spec 12.12).
 
 #![forbid(unsafe_code)]
 // A std program: the core-and-alloc discipline of the protocol crates buys nothing here.
@@ -44,6 +48,7 @@ mod handshakes;
 mod http;
 mod listener;
 pub mod policy;
+pub mod recording;
 mod registry;
 mod route;
 mod secret;
@@ -64,6 +69,7 @@ pub use access::Access;
 pub use audit::Audit;
 pub use handshakes::HandshakeLimits;
 pub use listener::serve;
+pub use recording::Recordings;
 pub use registry::Registry;
 pub use store::Store;
 pub use usage::Limits;

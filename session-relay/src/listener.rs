@@ -114,11 +114,18 @@ where
         Err(_) => return Err("handshake timed out".to_owned()),
     };
     if !head.is_upgrade() {
-        // The console's requests hold the handshake slot: whoever sends them has proved nothing.
-        let place = console::Place { console: &shared.console, access: &shared.config.access, peer };
-        let served = Box::pin(console::serve(stream, head_bytes, head, place)).await;
-        drop(slot);
-        return served;
+        // The console's requests hold the handshake slot: whoever sends them has proved nothing,
+        // until a file request proves who sent it (and the connection ends with that request).
+        let place = console::Place {
+            console: &shared.console,
+            access: &shared.config.access,
+            registry: &shared.registry,
+            sessions: &shared.sessions,
+            usage: &shared.usage,
+            limits: &shared.config.limits,
+            peer,
+        };
+        return Box::pin(console::serve(stream, head_bytes, head, place, slot)).await;
     }
     drop(head);
     // The WebSocket handshake reads the request again.
@@ -172,6 +179,7 @@ where
             let _ = ws.close(None).await;
             Ok(())
         }
+        Admitted::Recording(stream) => Box::pin(stream.serve(&mut ws)).await,
         Admitted::Client(claim) => {
             let ClientClaim { who, instance, lease } = *claim;
             info!(%peer, user = %who.user, instance = %instance.id, "client connected");

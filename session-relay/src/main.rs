@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use session_relay::audit::Retention;
+use session_relay::recording::{self, Mode, Recordings};
 use session_relay::store::{self, StoreError};
 use session_relay::{Access, Audit, HandshakeLimits, Limits, Registry, RelayConfig, Store, serve, tls};
 
@@ -80,12 +81,51 @@ struct ServeArgs {
     /// the relay's own; repeat for several. WebSockets and logins from any other are refused.
     #[arg(long = "console-origin", value_name = "ORIGIN")]
     console_origins: Vec<String>,
+    #[command(flatten)]
+    recording: RecordingArgs,
+}
+
+/// Session recording (spec 12.12): shells' and commands' output as asciicast, and an entry for
+/// every session, in a directory beside the store.
+#[derive(Debug, clap::Args)]
+struct RecordingArgs {
+    /// Where recordings go [default: `recordings` beside the store].
+    #[arg(long, env = "SESSION_RELAY_RECORDING_DIR")]
+    recording_dir: Option<PathBuf>,
+    /// What the sessions of an account no one set (`admin recording mode`) leave recorded:
+    /// `full` (shells' and commands' output, and an entry for every session), `metadata` (the
+    /// entries alone) or `off`. Input is recorded only where an account asks for it.
+    #[arg(long, default_value = "full", env = "SESSION_RELAY_RECORDING_DEFAULT")]
+    recording_default: Mode,
+    /// Refuse shells and commands to be recorded in full while recording fails (the directory
+    /// cannot be written, the disk is full), rather than run them unrecorded: they are refused
+    /// UNAVAILABLE, saying why.
+    #[arg(long)]
+    recording_required: bool,
+    /// Days recordings are kept.
+    #[arg(long, default_value_t = 90)]
+    recording_max_age_days: u64,
+    /// MiB of recordings kept in all; past it, the oldest go.
+    #[arg(long, default_value_t = 10 * 1024)]
+    recording_max_total_mib: u64,
+    /// MiB one recording may take; output past it is counted, not recorded.
+    #[arg(long, default_value_t = 256)]
+    recording_max_mib: u64,
+    /// MiB of output waiting for the disk, at most, across all sessions; past it, output is
+    /// dropped from the recordings and counted (sessions never wait for the disk).
+    #[arg(long, default_value_t = 16)]
+    recording_queue_mib: usize,
+    /// KiB of events gathered into one chunk at most (or one second of them), each written and
+    /// synced before the next: what a crash of the relay may lose, against how often the disk
+    /// syncs.
+    #[arg(long, default_value_t = recording::CHUNK_BYTES / 1024)]
+    recording_chunk_kib: usize,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manages users, tokens, policies, activation codes, instances, the switch and the sessions
-    /// in progress; reads the audit log.
+    /// Manages users, tokens, policies, activation codes, instances, the switch, recording
+    /// settings and the sessions in progress; reads the audit log and the recordings.
     #[command(subcommand)]
     Admin(admin::Admin),
 }
@@ -107,7 +147,7 @@ fn main() -> ExitCode {
         }
         None => Store::open(&args.db)
             .map_err(|e| opening(&args.db, &e))
-            .and_then(|store| serve_until_killed(store, args.serve)),
+            .and_then(|store| serve_until_killed(store, &args.db, args.serve)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,7 +168,7 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
+fn serve_until_killed(store: Store, db: &Path, args: ServeArgs) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -156,7 +196,8 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
         max_rows: args.audit_max_rows,
     };
     let audit = audit.with_store(store.clone(), retention).map_err(|e| e.to_string())?;
-    let access = Access::new(store, &args.region, audit);
+    let recordings = start_recording(&store, db, &args.recording)?;
+    let access = Access::new(store, &args.region, audit).with_recordings(recordings);
     let config = RelayConfig {
         detach_timeout: Duration::from_secs(args.detach_timeout),
         tls,
@@ -182,6 +223,25 @@ fn serve_until_killed(store: Store, args: ServeArgs) -> Result<(), String> {
         serve(listener, Registry::default(), config).await;
         Ok(())
     })
+}
+
+/// The recordings' writer, as the options say; the directory defaults to `recordings` beside
+/// the store.
+fn start_recording(store: &Store, db: &Path, args: &RecordingArgs) -> Result<Recordings, String> {
+    let dir = match &args.recording_dir {
+        Some(dir) => dir.clone(),
+        None => db.parent().unwrap_or_else(|| Path::new(".")).join("recordings"),
+    };
+    let mut config = recording::Config::new(dir);
+    config.required = args.recording_required;
+    config.default = recording::Settings { mode: args.recording_default, input: false };
+    config.max_age = Duration::from_secs(args.recording_max_age_days.saturating_mul(86_400));
+    config.max_total = args.recording_max_total_mib.saturating_mul(1 << 20);
+    config.max_recording = args.recording_max_mib.saturating_mul(1 << 20);
+    config.queue_bytes = args.recording_queue_mib.saturating_mul(1 << 20);
+    config.chunk_bytes = args.recording_chunk_kib.saturating_mul(1024);
+    tracing::info!(dir = %config.dir.display(), default = %args.recording_default, required = config.required, "session recording");
+    Recordings::start(store.clone(), config).map_err(|e| format!("the recording writer: {e}"))
 }
 
 /// Raises the soft limit of open files to the hard one, so that every connection the operator

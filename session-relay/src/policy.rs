@@ -28,7 +28,8 @@
 //!   `session:StartSesion` and `ecs:*` are errors (`... is not an action: the actions are ...`),
 //!   `session:*`, `session:Start*` and `*` are not.
 //! - A `Condition` maps operators to keys to a value or a list of values: `StringEquals` and
-//!   `StringLike` on `session:ForwardHost` and `session:FilePath`, `NumericEquals`,
+//!   `StringLike` on `session:ForwardHost`, `session:FilePath` and `session:SessionOwner` (the
+//!   user whose session a recording is, for `session:ReadRecording`), `NumericEquals`,
 //!   `NumericLessThanEquals` and `NumericGreaterThanEquals` on `session:ForwardPort`. One of a
 //!   list's values must match; every operator and key must hold. A request without the key (a
 //!   shell, a command, a listing) makes a condition on it false: a statement with a forward
@@ -63,9 +64,11 @@ pub const LIST_FILES: &str = "session:ListFiles";
 pub const READ_FILE: &str = "session:ReadFile";
 /// Upload a file, make a directory, rename, remove, or change a mode.
 pub const WRITE_FILE: &str = "session:WriteFile";
+/// List the recordings of an instance's sessions, and read (export, play, watch) them.
+pub const READ_RECORDING: &str = "session:ReadRecording";
 
 /// Every action the relay asks about: an action pattern in a policy must match one of them.
-pub const ACTIONS: [&str; 8] = [
+pub const ACTIONS: [&str; 9] = [
     START_SESSION,
     START_PORT_FORWARD,
     LIST_FILES,
@@ -74,6 +77,7 @@ pub const ACTIONS: [&str; 8] = [
     DESCRIBE_INSTANCE_STATUS,
     TERMINATE_SESSION,
     MODIFY_SETTINGS,
+    READ_RECORDING,
 ];
 
 /// The longest action or resource pattern or name accepted, and the longest condition value.
@@ -85,6 +89,8 @@ pub const FORWARD_HOST: &str = "session:ForwardHost";
 pub const FORWARD_PORT: &str = "session:ForwardPort";
 /// The condition key whose value is the path a file request names, as its bytes.
 pub const FILE_PATH: &str = "session:FilePath";
+/// The condition key whose value is the user whose session a recording is.
+pub const SESSION_OWNER: &str = "session:SessionOwner";
 
 /// The three file actions, so that a file request cannot be asked with another action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +172,13 @@ pub enum Condition {
         /// The paths or path patterns, as written.
         values: Vec<String>,
     },
+    /// On `session:SessionOwner`.
+    SessionOwner {
+        /// How the user is compared (case-sensitively, as user names are).
+        operator: StringOperator,
+        /// The users or user patterns, as written.
+        values: Vec<String>,
+    },
 }
 
 impl fmt::Display for Condition {
@@ -202,6 +215,10 @@ impl fmt::Display for Condition {
                 write!(f, "{} {FILE_PATH} ", string(*operator))?;
                 list(f, values)
             }
+            Condition::SessionOwner { operator, values } => {
+                write!(f, "{} {SESSION_OWNER} ", string(*operator))?;
+                list(f, values)
+            }
             Condition::ForwardPort { operator, values } => {
                 let name = match operator {
                     NumericOperator::Equals => "NumericEquals",
@@ -219,7 +236,7 @@ impl Condition {
     /// Whether it holds for a request in `context`; `None` when that cannot be known yet (a
     /// forward whose target, or a file request whose path, is not named).
     fn holds(&self, context: Context<'_>) -> Option<bool> {
-        use Condition::{FilePath, ForwardHost, ForwardPort};
+        use Condition::{FilePath, ForwardHost, ForwardPort, SessionOwner};
         Some(match (self, context) {
             (ForwardHost { .. } | ForwardPort { .. }, Context::AnyForward)
             | (FilePath { .. }, Context::AnyFile) => return None,
@@ -244,12 +261,22 @@ impl Condition {
             (FilePath { operator: StringOperator::Like, values }, Context::File { path }) => {
                 values.iter().any(|v| glob_bytes(v.as_bytes(), path))
             }
+            (SessionOwner { operator: StringOperator::Equals, values }, Context::Session { owner }) => {
+                values.iter().any(|v| v == owner)
+            }
+            (SessionOwner { operator: StringOperator::Like, values }, Context::Session { owner }) => {
+                values.iter().any(|v| glob(v, owner))
+            }
             // A key the request does not have makes the condition false (AWS does the same):
             // so a grant with a forward condition never lends itself to a shell or a file, nor
-            // one with a path condition to a shell, a forward or the home directory.
+            // one with a path condition to a shell, a forward or the home directory, nor one
+            // with an owner condition to anything but a recording.
             (_, Context::Empty)
             | (ForwardHost { .. } | ForwardPort { .. }, Context::File { .. } | Context::AnyFile)
-            | (FilePath { .. }, Context::Forward { .. } | Context::AnyForward) => false,
+            | (FilePath { .. }, Context::Forward { .. } | Context::AnyForward)
+            | (ForwardHost { .. } | ForwardPort { .. } | FilePath { .. }, Context::Session { .. })
+            | (SessionOwner { .. }, Context::Forward { .. } | Context::AnyForward)
+            | (SessionOwner { .. }, Context::File { .. } | Context::AnyFile) => false,
         })
     }
 
@@ -259,6 +286,7 @@ impl Condition {
             (self, context),
             (Condition::ForwardHost { .. } | Condition::ForwardPort { .. }, Context::Forward { .. })
                 | (Condition::FilePath { .. }, Context::File { .. })
+                | (Condition::SessionOwner { .. }, Context::Session { .. })
         )
     }
 }
@@ -305,7 +333,16 @@ impl Statement {
     /// could meet it, since none has both.
     fn mixes_forward_and_file(&self) -> bool {
         let file = |c: &Condition| matches!(c, Condition::FilePath { .. });
-        self.conditions.iter().any(file) && !self.conditions.iter().all(file)
+        let forward =
+            |c: &Condition| matches!(c, Condition::ForwardHost { .. } | Condition::ForwardPort { .. });
+        self.conditions.iter().any(file) && self.conditions.iter().any(forward)
+    }
+
+    /// Whether it has a condition on a recording's owner and one on another kind of request's
+    /// key: no request has both.
+    fn mixes_owner_and_other(&self) -> bool {
+        let owner = |c: &Condition| matches!(c, Condition::SessionOwner { .. });
+        self.conditions.iter().any(owner) && !self.conditions.iter().all(owner)
     }
 
     /// Whether its conditions all hold in `context`: `Some(false)` when one does not, with the
@@ -381,6 +418,11 @@ pub enum Context<'a> {
     },
     /// Some file request whose path is not named yet: as [`Context::AnyForward`], for paths.
     AnyFile,
+    /// A request about a recorded session of `owner`'s (`session:ReadRecording`).
+    Session {
+        /// `session:SessionOwner`: the user whose session it was.
+        owner: &'a str,
+    },
 }
 
 impl<'a> Context<'a> {
@@ -509,6 +551,15 @@ fn parse_statement(at: &str, value: &Value) -> Result<Statement, PolicyError> {
             ),
         ));
     }
+    if statement.mixes_owner_and_other() {
+        return Err(error(
+            format!("{at}.Condition"),
+            format!(
+                "a condition on {SESSION_OWNER} and one on {FORWARD_HOST}, {FORWARD_PORT} or \
+                 {FILE_PATH} in one statement: no request has both, so it would apply to none"
+            ),
+        ));
+    }
     Ok(statement)
 }
 
@@ -557,6 +608,13 @@ fn parse_conditions(at: &str, value: &Value) -> Result<Vec<Condition>, PolicyErr
                     operator: *operator,
                     values: names(&at, Some(values), check_path_pattern)?,
                 },
+                (Operator::String(operator), "session:sessionowner") => Condition::SessionOwner {
+                    operator: *operator,
+                    values: names(&at, Some(values), |_| Ok(()))?,
+                },
+                (Operator::Numeric(_), "session:sessionowner") => {
+                    return Err(error(at, format!("{name} compares numbers; {SESSION_OWNER} is a string")));
+                }
                 (Operator::String(_), "session:forwardport") => {
                     return Err(error(at, format!("{name} compares strings; {FORWARD_PORT} is a number")));
                 }
@@ -570,7 +628,8 @@ fn parse_conditions(at: &str, value: &Value) -> Result<Vec<Condition>, PolicyErr
                     return Err(error(
                         at,
                         format!(
-                            "unknown condition key (expected {FORWARD_HOST}, {FORWARD_PORT} or {FILE_PATH})"
+                            "unknown condition key (expected {FORWARD_HOST}, {FORWARD_PORT}, {FILE_PATH} \
+                             or {SESSION_OWNER})"
                         ),
                     ));
                 }
@@ -822,7 +881,7 @@ mod tests {
         };
         let known = "the actions are session:StartSession, session:StartPortForward, session:ListFiles, \
                      session:ReadFile, session:WriteFile, session:DescribeInstanceStatus, \
-                     session:TerminateSession, session:ModifySettings";
+                     session:TerminateSession, session:ModifySettings, session:ReadRecording";
         for (action, problem) in [
             ("session:ReadFiles", format!("session:ReadFiles is not an action: {known}")),
             ("session:ListFile", format!("session:ListFile is not an action: {known}")),
@@ -878,11 +937,50 @@ mod tests {
             )
         );
         let unknown = document("StringLike", r#""/srv""#).replace("session:FilePath", "session:FilePaths");
-        assert!(
-            refusal(&unknown)
-                .1
-                .contains("(expected session:ForwardHost, session:ForwardPort or session:FilePath)")
+        assert!(refusal(&unknown).1.contains(
+            "(expected session:ForwardHost, session:ForwardPort, session:FilePath or session:SessionOwner)"
+        ));
+    }
+
+    #[test]
+    fn a_recording_is_read_by_its_session_owner_condition_and_nothing_else_is() {
+        let policy = policy(
+            r#"{"Effect": "Allow", "Action": "session:ReadRecording", "Resource": "*",
+                "Condition": {"StringLike": {"session:SessionOwner": ["alice", "ops-*"]}}}"#,
         );
+        let read = |owner| {
+            policy
+                .decide(&Request {
+                    action: READ_RECORDING,
+                    resource: WEB_1,
+                    context: Context::Session { owner },
+                })
+                .decision
+        };
+        assert_eq!(read("alice"), Decision::Allow);
+        assert_eq!(read("ops-1"), Decision::Allow);
+        assert_eq!(read("Alice"), Decision::ImplicitDeny, "user names compare byte for byte");
+        assert_eq!(read("bob"), Decision::ImplicitDeny);
+        // The condition speaks of recordings only: no other request has the key.
+        let listing = Request { action: READ_RECORDING, resource: WEB_1, context: Context::Empty };
+        assert_eq!(policy.decide(&listing).decision, Decision::ImplicitDeny);
+        let refused = policy.decide(&Request {
+            action: READ_RECORDING,
+            resource: WEB_1,
+            context: Context::Session { owner: "bob" },
+        });
+        assert_eq!(refused.conditions.len(), 1, "the condition that did not hold is named");
+        assert_eq!(refused.conditions[0].to_string(), "StringLike session:SessionOwner [alice, ops-*]");
+        // A numeric operator, or another key beside it, is refused.
+        let numeric = r#"{"Version": "1", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*",
+            "Condition": {"NumericEquals": {"session:SessionOwner": 1}}}}"#;
+        assert!(
+            refusal(numeric).1.contains("NumericEquals compares numbers; session:SessionOwner is a string")
+        );
+        let mixed = r#"{"Version": "1", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*",
+            "Condition": {"StringLike": {"session:SessionOwner": "a", "session:FilePath": "/x"}}}}"#;
+        assert_eq!(refusal(mixed).0, "Statement[0].Condition");
+        assert!(refusal(mixed).1.contains("no request has both"));
     }
 
     #[test]

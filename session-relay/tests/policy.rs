@@ -340,7 +340,8 @@ fn the_seed_documents_examples_are_refused_for_their_actions_and_parse_in_ours()
 fn unknown_actions_are_refused_naming_them_and_wildcards_must_match_one() {
     let known = "the actions are session:StartSession, session:StartPortForward, \
                  session:ListFiles, session:ReadFile, session:WriteFile, \
-                 session:DescribeInstanceStatus, session:TerminateSession, session:ModifySettings";
+                 session:DescribeInstanceStatus, session:TerminateSession, session:ModifySettings, \
+                 session:ReadRecording";
     let refusals = [
         (
             r#""session:StartSesion""#,

@@ -307,6 +307,14 @@ impl Browser {
         Ok(seen.console.clone())
     }
 
+    /// Runs the Chrome DevTools Protocol command `cmd` with `params` in the current page, as
+    /// ChromeDriver relays it, and returns its result: for what WebDriver has no command for,
+    /// such as where downloads go (`Browser.setDownloadBehavior`).
+    pub async fn devtools(&self, cmd: &str, params: Value) -> Result<Value, BrowserError> {
+        let body = json!({ "cmd": cmd, "params": params });
+        Ok(self.client.issue_cmd(Devtools(body)).await?)
+    }
+
     /// The entries of ChromeDriver's log `kind` that it has not handed out before.
     async fn log(&self, kind: &'static str) -> Result<Vec<Value>, BrowserError> {
         match self.client.issue_cmd(GetLog(kind)).await? {
@@ -462,6 +470,20 @@ impl WebDriverCompatibleCommand for GetLog {
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
         (http::Method::POST, Some(json!({ "type": self.0 }).to_string()))
+    }
+}
+
+/// ChromeDriver's own command relaying a DevTools Protocol command: `{"cmd", "params"}`.
+#[derive(Debug)]
+struct Devtools(Value);
+
+impl WebDriverCompatibleCommand for Devtools {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.0.to_string()))
     }
 }
 

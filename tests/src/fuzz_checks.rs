@@ -16,8 +16,8 @@ use session_proto::{
     Accumulator, DEFAULT_MAX_FRAME, Error, Feed, HEADER_LEN, MAX_BODY_LEN, MIN_MAX_FRAME, Message, frame,
 };
 use session_proto::{
-    Capabilities, EndReason, Env, ErrorCode, ExitStatus, Hello, OpenKind, Pty, RefuseReason, Resume, Signal,
-    Stream, WindowSize,
+    Capabilities, EndReason, Env, ErrorCode, ExitStatus, FileError, FileEvent, FileRequest, Hello, OpenKind,
+    Pty, RefuseReason, Resume, Signal, Stream, WindowSize,
 };
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::{Decoder, FramedRead};
@@ -200,7 +200,9 @@ const SESSION_CHANNELS: usize = 4;
 pub fn session(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let role = if u.arbitrary().unwrap_or(false) { Role::Acceptor } else { Role::Initiator };
-    let config = Config { initial_window: 1_000, keepalive_ms: 1_000, ..Config::new(role) };
+    // FILES on either side, or both: with it in effect File channels are reached.
+    let files = u.arbitrary().unwrap_or(true);
+    let config = Config { initial_window: 1_000, keepalive_ms: 1_000, files, ..Config::new(role) };
     let mut now = Instant::from_millis(0);
     let mut replay = [0u8; MIN_REPLAY_LEN];
     let resumable = u.arbitrary().unwrap_or(false);
@@ -212,17 +214,20 @@ pub fn session(data: &[u8]) {
     };
     if u.arbitrary().unwrap_or(true) {
         // Most runs get past the handshake, so that the channel rules are reached.
-        let (capabilities, resume) = match (resumable, role) {
+        let (mut capabilities, resume) = match (resumable, role) {
             (true, Role::Initiator) => (Capabilities::RESUME, Some(Resume { token: b"t", offset: 0 })),
             (true, Role::Acceptor) => (Capabilities::RESUME, None),
             (false, _) => (Capabilities::NONE, None),
         };
+        if u.arbitrary().unwrap_or(true) {
+            capabilities = capabilities.union(Capabilities::FILES);
+        }
         let hello = Hello { capabilities, max_frame: 16_384, initial_window: 500, keepalive_ms: 0, resume };
         handle(&mut conn, &encode(&Message::Hello(hello)), now);
     }
     let mut out = vec![0u8; 1 << 15];
     while !u.is_empty() {
-        let Ok(op) = u.int_in_range(0..=19u8) else { break };
+        let Ok(op) = u.int_in_range(0..=21u8) else { break };
         let channel = u.int_in_range(1..=8u16).unwrap_or(1);
         match op {
             0 => {
@@ -238,10 +243,13 @@ pub fn session(data: &[u8]) {
                 }
             }
             2 => {
-                let kind = match u.int_in_range(0..=3u8).unwrap_or(0) {
+                let kind = match u.int_in_range(0..=4u8).unwrap_or(0) {
                     0 => OpenKind::Shell { pty: Pty::default(), env: Env::EMPTY },
                     1 => OpenKind::Exec { command: "true", pty: None, env: Env::EMPTY },
                     2 => OpenKind::Forward { host: "h", port: 1 },
+                    3 => {
+                        OpenKind::File { request: FileRequest::Read { path: b"/f", offset: 0, prefix: None } }
+                    }
                     _ => OpenKind::Unknown { index: 9, params: b"" },
                 };
                 let _ = conn.open(&kind);
@@ -288,6 +296,17 @@ pub fn session(data: &[u8]) {
                 let stream = [Stream::Stdin, Stream::Stdout, Stream::Stderr][usize::from(channel) % 3];
                 handle(&mut conn, &encode(&Message::Data { channel, stream, payload: b"" }), now);
             }
+            19 => {
+                // A File message of either side: the connection decides whether it may go.
+                let event = match u.int_in_range(0..=3u8).unwrap_or(0) {
+                    0 => FileEvent::Start { offset: 0, size: 1, mode: 0o644, mtime: 0 },
+                    1 => FileEvent::End { size: 1, sha256: [0; 32] },
+                    2 => FileEvent::Done,
+                    _ => FileEvent::Failed { error: FileError::IO, message: "no" },
+                };
+                let _ = conn.file(channel, &event);
+            }
+            20 => drop(conn.session_id(channel, "fuzz-1")),
             18 => {
                 // Unknown codes (5) are valid to send too.
                 let code = EndReason(u.int_in_range(0..=5u32).unwrap_or(0));

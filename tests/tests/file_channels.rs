@@ -279,7 +279,8 @@ async fn an_upload_cut_mid_way_leaves_no_file_and_resumes_without_resending() {
     raw.conn.file(channel, &end).unwrap();
     raw.conn.eof(channel).unwrap();
     raw.flush().await;
-    let answer = raw.until(|e| e.starts_with("File") && (e.contains("End") || e.contains("Failed")), 30).await;
+    let answer =
+        raw.until(|e| e.starts_with("File") && (e.contains("End") || e.contains("Failed")), 30).await;
     assert!(answer.contains("End { size: 2000000"), "{answer}");
     assert!(std::fs::read(&target).unwrap() == content, "the whole file, its hash the client's");
     assert!(!partial.exists(), "the partial upload became the file");

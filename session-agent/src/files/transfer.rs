@@ -196,7 +196,9 @@ fn partial_name(name: &[u8]) -> Vec<u8> {
         return plain;
     }
     // Still derived from the name, so that a resume finds it, and short enough.
-    let hash = hex::encode(ring::digest::digest(&SHA256, name));
+    // The first 32 hex digits, as spec 12.11 says: clients derive the same name to resume.
+    let digest = ring::digest::digest(&SHA256, name);
+    let hash = hex::encode(digest.as_ref().get(..16).unwrap_or_default());
     [b".", hash.as_bytes(), PARTIAL_SUFFIX].concat()
 }
 

@@ -1,9 +1,12 @@
 //! The browser console, served on the relay's port over plain HTTP/1.1 (spec 11.10): the page
-//! and its files, and logging in and out. Everything else the page does goes over the same
-//! WebSocket endpoints as the CLI (11.4), authenticated by the login's cookie instead of a
-//! bearer token, and only from an allowed Origin.
+//! and its assets, logging in and out, and files moved to and from instances (`files.rs`).
+//! Everything else the page does goes over the same WebSocket endpoints as the CLI (11.4),
+//! authenticated by the login's cookie instead of a bearer token, and only from an allowed
+//! Origin.
 
 mod assets;
+mod channel;
+mod files;
 mod logins;
 
 use logins::Logins;
@@ -19,9 +22,12 @@ use tracing::{debug, info};
 
 use crate::access::Access;
 use crate::audit::{Kind, Outcome, Record};
-use crate::handshakes::off_workers;
+use crate::handshakes::{Slot, off_workers};
 use crate::http::{Head, HeadError, read_head};
+use crate::registry::Registry;
+use crate::sessions::Sessions;
 use crate::store::{Principal, Refusal};
+use crate::usage::{Limits, Usage};
 
 /// How long a kept-alive connection may wait for its next request.
 const IDLE: Duration = Duration::from_secs(10);
@@ -70,26 +76,38 @@ impl Console {
     }
 }
 
-/// What the console's requests read.
+/// What the console's requests read: for the file endpoints, what a client's connection
+/// reaches too (the instances' agents, the sessions in progress, the users' limits).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Place<'a> {
     pub(crate) console: &'a Console,
     pub(crate) access: &'a Access,
+    pub(crate) registry: &'a Registry,
+    pub(crate) sessions: &'a Sessions,
+    pub(crate) usage: &'a Usage,
+    pub(crate) limits: &'a Limits,
     pub(crate) peer: SocketAddr,
 }
 
 /// Serves HTTP requests on a connection whose first request, `head`, is already in `buf`,
-/// until the peer closes it, idles, or a response closes it.
+/// until the peer closes it, idles, or a response closes it. The connection holds its
+/// handshake `slot` until a file request proves who sent it, and no longer than it lasts.
 pub(crate) async fn serve<S>(
     mut stream: S,
     mut buf: Vec<u8>,
     mut head: Head,
     place: Place<'_>,
+    slot: Slot,
 ) -> Result<(), String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut slot = Some(slot);
     loop {
+        if files::handles(&head) {
+            // A file request streams its own body and response, and ends the connection.
+            return Box::pin(files::serve(&mut stream, &mut buf, &head, place, &mut slot)).await;
+        }
         let (response, body_len) = match body_len(&head) {
             Ok(len) => {
                 read_body(&mut stream, &mut buf, head.len + len).await?;
@@ -325,11 +343,20 @@ struct Response {
     headers: Vec<(&'static str, String)>,
     /// The connection closes after it.
     close: bool,
+    /// Not to be kept in any cache (a file's contents), rather than revalidated.
+    no_store: bool,
 }
 
 impl Response {
     fn new(status: u16, content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Response {
-        Response { status, content_type, body: body.into(), headers: Vec::new(), close: false }
+        Response {
+            status,
+            content_type,
+            body: body.into(),
+            headers: Vec::new(),
+            close: false,
+            no_store: false,
+        }
     }
 
     fn text(status: u16, text: &str) -> Response {
@@ -361,15 +388,24 @@ impl Response {
 
     /// The status line and headers, through the blank line.
     fn head(&self, close: bool) -> String {
+        self.head_of(self.body.len() as u64, close)
+    }
+
+    /// As [`Response::head`] for a body of `len` bytes sent apart from it (a download).
+    fn head_of(&self, len: u64, close: bool) -> String {
         use std::fmt::Write;
         let mut out = String::with_capacity(512);
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         if !self.content_type.is_empty() {
             let _ = write!(out, "Content-Type: {}\r\n", self.content_type);
         }
-        let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        let _ = write!(out, "Content-Length: {len}\r\n");
         // Revalidated at each load (assets carry an ETag); answers about logins never cached.
-        out.push_str("Cache-Control: no-cache\r\n");
+        out.push_str(if self.no_store {
+            "Cache-Control: no-store\r\n"
+        } else {
+            "Cache-Control: no-cache\r\n"
+        });
         let _ = write!(out, "Content-Security-Policy: {CSP}\r\n");
         out.push_str(
             "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n",
@@ -392,16 +428,22 @@ impl Response {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        507 => "Insufficient Storage",
         _ => "",
     }
 }
