@@ -12,7 +12,7 @@
 //! - [`frame`] reads and rewrites headers, so a relay routes frames without decoding bodies.
 //! - [`Accumulator`] gathers frames from a byte stream that arrives in pieces.
 //! - [`owned`] keeps the bounded parts of a message in fixed-capacity storage.
-//! - [`file`] holds what File channels carry: requests, events, listing records.
+//! - [`file`](mod@file) holds what File channels carry: requests, events, listing records.
 //! - [`connection`] is the sans-IO state machine: channels, credit, keepalive.
 //!
 //! ```

@@ -12,7 +12,7 @@
 //! argument [`WORKER_ARG`], with the login user's uid and gid (as shells get them, see
 //! [`LoginUser`]), an empty environment and `/` as its working directory. It does one
 //! operation, talks to the agent over its stdin and stdout in the private framing of
-//! [`pipe`], and exits.
+//! `pipe`, and exits.
 //!
 //! As for shells, std's switch to the user drops every supplementary group: a file the user
 //! may reach only through one (a group-writable `/srv/www` of group `www-data`) is refused,
