@@ -187,13 +187,14 @@ async fn the_panel_lists_a_folder_and_the_browser_downloads_a_file_whole() {
     browser.close().await.unwrap();
 }
 
-/// Waits until `done` holds, checking every 50 ms, for at most [`BOUND`].
+/// Waits until `done` holds, checking every 50 ms; a hang fails the test after [`BOUND`].
 async fn until(done: impl Fn() -> bool, what: &str) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(start.elapsed() < BOUND, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(BOUND, wait).await.unwrap_or_else(|_| panic!("gave up waiting for {what}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,16 +314,21 @@ async fn an_upload_cancelled_mid_way_leaves_no_file_under_its_name() {
 
 /// The first audit record that `wanted` picks, once the store has it.
 async fn audited(system: &System, wanted: impl Fn(&Value) -> bool) -> Value {
-    let start = std::time::Instant::now();
-    loop {
-        let records = system.store.audit(10_000).unwrap();
-        if let Some(record) =
-            records.iter().filter_map(|r| serde_json::from_str::<Value>(r).ok()).find(|r| wanted(r))
-        {
-            return record;
+    let find = async {
+        loop {
+            let records = system.store.audit(10_000).unwrap();
+            if let Some(record) =
+                records.iter().filter_map(|r| serde_json::from_str::<Value>(r).ok()).find(|r| wanted(r))
+            {
+                return record;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(start.elapsed() < BOUND, "no such audit record in {records:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // A hang fails the test after BOUND, saying what the audit held then.
+    match tokio::time::timeout(BOUND, find).await {
+        Ok(record) => record,
+        Err(_) => panic!("no such audit record in {:#?}", system.store.audit(10_000).unwrap()),
     }
 }
 
