@@ -33,6 +33,7 @@ mod channel;
 pub mod files;
 pub mod forward_rules;
 mod identity;
+pub mod labels;
 mod process;
 
 use std::collections::HashMap;
@@ -44,7 +45,7 @@ use futures_util::{SinkExt, StreamExt};
 use session_codec::Frame;
 use session_link::dial::{DialError, Trust};
 use session_link::identity::{
-    ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER, CHALLENGE_LEN,
+    ACTIVATION_HEADER, ADMITTED, AGENT_KEY_HEADER, CHALLENGE_HEADER, CHALLENGE_LEN, LABELS_HEADER,
 };
 use session_link::pipe::PipeEvent;
 use session_link::{Clock, Driver, End, Op, Transport, Wake};
@@ -105,6 +106,9 @@ pub struct AgentConfig {
     /// argument as the agent's binary does; a program that embeds the agent otherwise (a test)
     /// names the agent's binary here.
     pub file_worker: Option<std::path::PathBuf>,
+    /// The instance's labels (`--label`), sent on every dial: the relay keeps what the last
+    /// proof came with, so a label removed here is gone there at the next connection.
+    pub labels: labels::Labels,
 }
 
 impl core::fmt::Debug for AgentConfig {
@@ -120,6 +124,7 @@ impl core::fmt::Debug for AgentConfig {
             .field("first_backoff", &self.first_backoff)
             .field("max_backoff", &self.max_backoff)
             .field("forward", &self.forward)
+            .field("labels", &self.labels)
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +144,7 @@ impl AgentConfig {
             max_backoff: Duration::from_secs(30),
             forward: ForwardRules::default(),
             file_worker: None,
+            labels: labels::Labels::new(),
         }
     }
 }
@@ -424,6 +430,10 @@ impl Agent {
         if let Some(code) = &config.activation {
             headers.insert(ACTIVATION_HEADER, header(code)?);
         }
+        // None is sent as no header, which the relay reads as no labels.
+        if !config.labels.is_empty() {
+            headers.insert(LABELS_HEADER, header(&labels::header(&config.labels))?);
+        }
         let handshake = async {
             let (mut ws, response) =
                 config.trust.dial(request, DEFAULT_MAX_FRAME).await.map_err(ConnectError::Dial)?;
@@ -462,7 +472,9 @@ impl Agent {
                 info!("session resumed");
                 self.connected = true;
             }
-            Event::Opened { channel, kind } => self.open(channel, &kind),
+            // An agent never announces FLEET, so its connection ends on an OpenOn rather than
+            // tell one; were it told, it would be served as the Open it is.
+            Event::Opened { channel, kind } | Event::OpenedOn { channel, kind, .. } => self.open(channel, &kind),
             Event::Data { channel, payload, .. } => {
                 let taken = match (self.channels.get(&channel), self.files.get(&channel), frame.payload()) {
                     (Some(ch), _, Some(bytes)) => {

@@ -5,7 +5,7 @@
 //! - 0: stopped by SIGTERM, SIGINT, SIGHUP or SIGQUIT, after closing its sessions and telling
 //!   the relay it stops;
 //! - 2: it cannot start as configured (the key file, the login user, the CA file, a
-//!   `--forward-allow` or `--forward-deny` rule);
+//!   `--forward-allow` or `--forward-deny` rule, a `--label`);
 //! - 3: the relay refused it for good (an activation code used, malformed, unknown or expired;
 //!   a key the relay does not know, or not this instance's): the reason is on stderr;
 //! - 4: another agent with the same key connected as this instance and replaced it.
@@ -35,6 +35,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use session_agent::forward_rules::{ForwardRules, Rule};
+use session_agent::labels::{self, Label};
 use session_agent::{AgentConfig, AgentError, AgentKey, LoginUser, run_until};
 use session_link::dial::Trust;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -50,7 +51,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  stopped by SIGTERM, SIGINT, SIGHUP or SIGQUIT: its sessions were closed (each process gets
      SIGHUP, then SIGTERM and SIGKILL 2 s apart) and the relay was told it stops
-  2  it cannot start as configured (key file, user, CA file, ws:// off loopback, a forward rule)
+  2  it cannot start as configured (key file, user, CA file, ws:// off loopback, a forward rule,
+     a label)
   3  the relay refused it for good (activation code used, malformed, unknown or expired; key
      unknown or not this instance's): the relay's reason is on stderr
   4  another agent with the same key connected as this instance and replaced this one";
@@ -104,6 +106,12 @@ struct Args {
     /// allow. Repeatable.
     #[arg(long = "forward-deny", value_name = "RULE")]
     forward_deny: Vec<Rule>,
+    /// A label for this instance, `key=value` (`--label env=prod --label role=web`): users
+    /// select instances by their labels (`session-client run -l env=prod`) and policies may
+    /// test them (`session:InstanceLabel/env`). Key and value are each 1 to 64 of `A-Z a-z 0-9 -
+    /// _ . @`; `region`, `account` and `name` are the relay's own. Repeatable, 16 at most.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<Label>,
 }
 
 fn main() {
@@ -125,7 +133,10 @@ async fn agent() {
     // Colours only for a person at a terminal, never in a journal or a file.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // A mistake in the command line itself, told before anything else is looked at.
+    let labels =
+        labels::collect(core::mem::take(&mut args.labels)).unwrap_or_else(|e| exit(&format!("--label: {e}")));
     // Before any session starts: see the top of this file.
     let stop = StopSignals::install().unwrap_or_else(|e| exit(&format!("cannot handle signals: {e}")));
     if !args.insecure {
@@ -148,6 +159,7 @@ async fn agent() {
         (code, None) => code.clone(),
     };
     config.forward = ForwardRules::new(args.forward_allow, args.forward_deny);
+    config.labels = labels;
     match run_until(config, stop.first()).await {
         Ok(()) => {}
         Err(e) => {

@@ -136,6 +136,34 @@ fn a_malformed_forward_rule_exits_2_naming_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A label the relay would refuse stops the agent before it dials, saying which and why,
+/// rather than having every dial refused.
+#[test]
+fn a_bad_label_exits_2_naming_it() {
+    let dir = scratch("bad-label");
+    for (labels, problem) in [
+        (&["env=prod", "region=eu"][..], "region is the relay's own label"),
+        (&["env=prod", "env=dev"][..], "--label: env is given twice"),
+    ] {
+        let mut command = std::process::Command::new(AGENT);
+        command
+            .args(["--name", "i-label", "--relay", "ws://127.0.0.1:1"])
+            .arg("--key-file")
+            .arg(dir.join("agent.key"));
+        for label in labels {
+            command.args(["--label", label]);
+        }
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{labels:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(problem), "{stderr}");
+    }
+    let out = std::process::Command::new(AGENT).args(["--label", "env=a b"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--label"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `--forward-allow` as an operator gives it: the port it names is reached, another loopback
 /// port is refused before any connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

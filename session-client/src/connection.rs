@@ -1,9 +1,10 @@
-//! A connection to the relay for one instance, and the task that drives it: each channel opened
-//! on it is wired to local streams, the remote's output written out as fast as they take it,
-//! local input sent as fast as the remote's credit allows. The session outlives a lost
+//! A connection to the relay for one instance, or a fleet connection whose channels each name
+//! theirs (spec 5.21), and the task that drives it: each channel opened on it is wired to local
+//! streams, the remote's output written out as fast as they take it, local input sent as fast
+//! as the remote's credit allows. The session outlives a lost
 //! connection: the task dials again and re-attaches (spec 7.4, 12.9), and no byte is lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -25,8 +26,16 @@ use tracing::{info, warn};
 
 use crate::{Error, Relay};
 
-/// Channels at once on one connection.
-const CHANNELS: usize = 64;
+/// Channels at once on one connection: as many as a relay takes on a fleet connection, one
+/// target each (spec 11.4).
+const CHANNELS: usize = 256;
+
+/// The relay's endpoint for a connection not bound to one instance (spec 11.4).
+const FLEET_PATH: &str = "/v1/fleet";
+
+/// The header of the relay's `101` answer to [`FLEET_PATH`] that names the fleet command, as
+/// the audit records of its channels do.
+const FLEET_HEADER: &str = "x-session-fleet";
 
 /// The most payload one read of local input takes.
 const CHUNK: usize = 64 * 1024;
@@ -203,6 +212,8 @@ enum Input {
     Open {
         /// Names the request, so that giving it up can be told.
         id: u64,
+        /// On a fleet connection, the instance the channel is for (an OpenOn).
+        instance: Option<String>,
         kind: Box<OwnedOpenKind>,
         io: ChannelIo,
         done: oneshot::Sender<Result<Outcome, Error>>,
@@ -299,10 +310,37 @@ impl Connection {
     pub async fn connect(relay: &Relay, instance: &str) -> Result<Connection, Error> {
         let path = format!("/v1/client/{instance}");
         let ws = relay.dial(&path).await?;
+        Connection::establish(relay, path, ws, false).await
+    }
+
+    /// Connects to `relay`'s fleet endpoint, whose channels are each opened on an instance
+    /// they name ([`open_on`](Connection::open_on)) and each checked by the relay's policies
+    /// as a connection to that instance would be: one connection for many targets. Returns
+    /// it with the fleet command's id, which the relay's audit records of its channels carry.
+    pub async fn fleet(relay: &Relay) -> Result<(Connection, String), Error> {
+        let (ws, answer) = relay.dial_answered(FLEET_PATH).await?;
+        let id = answer.headers().get(FLEET_HEADER).and_then(|id| id.to_str().ok()).map(str::to_owned);
+        let Some(id) = id else {
+            return Err(Error::BadAnswer(format!(
+                "{}{FLEET_PATH}: the relay named no fleet command ({FLEET_HEADER})",
+                relay.url
+            )));
+        };
+        let connection = Connection::establish(relay, FLEET_PATH.to_owned(), ws, true).await?;
+        Ok((connection, id))
+    }
+
+    /// Runs the protocol over `ws`, dialed at `path`, and waits until it is established.
+    async fn establish(
+        relay: &Relay,
+        path: String,
+        ws: session_link::dial::Dialed,
+        fleet: bool,
+    ) -> Result<Connection, Error> {
         let clock = Clock::default();
         // FILES announced, for cp and ls; with a relay that does not announce it the other
         // kinds work as before, and a File Open is refused here, saying so.
-        let config = Config { files: true, ..Config::new(Role::Initiator) };
+        let config = Config { files: true, fleet, ..Config::new(Role::Initiator) };
         let protocol = Protocol::with_owned_resume(config, REPLAY_LEN, &[], clock.now())
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let mut driver = Driver::new(Box::new(protocol), clock);
@@ -316,6 +354,7 @@ impl Connection {
             path,
             redialing: None,
             waiting_opens: Vec::new(),
+            waiting_room: VecDeque::new(),
             pipes: inputs.clone(),
             channels: HashMap::new(),
             released: false,
@@ -330,7 +369,33 @@ impl Connection {
 
     /// Opens a channel of `kind` wired to `io`, and waits until it ends.
     pub async fn open(&self, kind: OwnedOpenKind, io: ChannelIo) -> Result<Outcome, Error> {
-        self.open_telling(kind, io, None).await
+        self.open_telling(None, kind, io, None).await
+    }
+
+    /// On a fleet connection ([`fleet`](Connection::fleet)): opens a channel of `kind` on
+    /// `instance`, wired to `io`, and waits until it ends. The relay refuses it as it would a
+    /// connection to the instance: [`RefuseReason::UNAVAILABLE`] for an instance not
+    /// registered or not connected, [`RefuseReason::PROHIBITED`] when no policy allows it.
+    /// Dropping the future closes the channel, and the instance ends its process.
+    pub async fn open_on(
+        &self,
+        instance: &str,
+        kind: OwnedOpenKind,
+        io: ChannelIo,
+    ) -> Result<Outcome, Error> {
+        self.open_telling(Some(instance), kind, io, None).await
+    }
+
+    /// As [`open_on`](Connection::open_on), telling `session` the relay's session id as
+    /// [`open_with_session`](Connection::open_with_session) does.
+    pub async fn open_on_with_session(
+        &self,
+        instance: &str,
+        kind: OwnedOpenKind,
+        io: ChannelIo,
+        session: oneshot::Sender<Option<String>>,
+    ) -> Result<Outcome, Error> {
+        self.open_telling(Some(instance), kind, io, Some(session)).await
     }
 
     /// As [`open`](Connection::open), and once the channel is accepted `session` is told the
@@ -342,18 +407,21 @@ impl Connection {
         io: ChannelIo,
         session: oneshot::Sender<Option<String>>,
     ) -> Result<Outcome, Error> {
-        self.open_telling(kind, io, Some(session)).await
+        self.open_telling(None, kind, io, Some(session)).await
     }
 
     async fn open_telling(
         &self,
+        instance: Option<&str>,
         kind: OwnedOpenKind,
         io: ChannelIo,
         session: Option<oneshot::Sender<Option<String>>>,
     ) -> Result<Outcome, Error> {
         let (done, outcome) = oneshot::channel();
         let id = self.handle.opens.fetch_add(1, Ordering::Relaxed);
-        let sent = self.handle.inputs.send(Input::Open { id, kind: Box::new(kind), io, done, session });
+        let instance = instance.map(str::to_owned);
+        let sent =
+            self.handle.inputs.send(Input::Open { id, instance, kind: Box::new(kind), io, done, session });
         let Ok(()) = sent else { return Err(self.lost()) };
         let mut waiting = Waiting { inputs: &self.handle.inputs, id, done: false };
         let result = outcome.await.unwrap_or_else(|_| Err(self.lost()));
@@ -523,6 +591,10 @@ struct Client {
     redialing: Option<JoinHandle<()>>,
     /// Opens asked for while the session was detached, in order: each an [`Input::Open`].
     waiting_opens: Vec<Input>,
+    /// Opens that found every channel id taken, in order: each goes once a channel is freed,
+    /// so that a caller running as many channels at once as the connection holds (a fleet run
+    /// of 256) never has one fail because an earlier one is still closing.
+    waiting_room: VecDeque<Input>,
     /// For the pipes of channels yet to start.
     pipes: mpsc::UnboundedSender<Input>,
     channels: HashMap<u16, Channel>,
@@ -580,7 +652,7 @@ impl Client {
         if let Some(ready) = ready.take() {
             let _ = ready.send(Err(failure()));
         }
-        for open in self.waiting_opens.drain(..) {
+        for open in self.waiting_opens.drain(..).chain(self.waiting_room.drain(..)) {
             match open {
                 Input::Open { done, .. } => {
                     let _ = done.send(Err(failure()));
@@ -631,6 +703,7 @@ impl Client {
                     if let Some(accepted) = ch.file.as_mut().and_then(|file| file.accepted.take()) {
                         let _ = accepted.send(Err(refused()));
                     }
+                    self.open_waiting();
                 }
             }
             Event::Session { channel, id } => {
@@ -687,7 +760,8 @@ impl Client {
                     ch.tell(FileNews::Eof);
                 }
             }
-            Event::Opened { channel, .. } => {
+            // An OpenOn never reaches an initiator: its connection ends instead (spec 5.21).
+            Event::Opened { channel, .. } | Event::OpenedOn { channel, .. } => {
                 let _ = self.driver.connection_mut().refuse(channel, RefuseReason::PROHIBITED, "");
             }
             Event::File { channel, event } => {
@@ -769,15 +843,33 @@ impl Client {
                     }
                 }
             }
-            Input::Open { id, kind, io, done, session } => match self.driver.open(&kind.as_open_kind()) {
-                Ok(channel) => {
-                    let ch = Channel { io: Some(io), done: Some(done), session, ..Channel::new(id) };
-                    self.channels.insert(channel, ch);
+            Input::Open { id, instance, kind, io, done, session } => {
+                let opened = match &instance {
+                    Some(instance) => self.driver.open_on(instance, &kind.as_open_kind()),
+                    None => self.driver.open(&kind.as_open_kind()),
+                };
+                match opened {
+                    Ok(channel) => {
+                        let ch = Channel { io: Some(io), done: Some(done), session, ..Channel::new(id) };
+                        self.channels.insert(channel, ch);
+                    }
+                    // Every id is taken by channels of ours, which will end: this one waits.
+                    Err(CommandError::TooManyChannels) if !self.channels.is_empty() => {
+                        self.waiting_room.push_back(Input::Open { id, instance, kind, io, done, session });
+                    }
+                    // An OpenOn on a connection without FLEET in effect.
+                    Err(CommandError::NotAllowed) if instance.is_some() => {
+                        let _ = done.send(Err(Error::Invalid(
+                            "the relay does not open channels by instance on this connection (FLEET): \
+                             dial it with Connection::fleet, or upgrade it"
+                                .to_owned(),
+                        )));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(Error::Invalid(format!("cannot open a channel: {e}"))));
+                    }
                 }
-                Err(e) => {
-                    let _ = done.send(Err(Error::Invalid(format!("cannot open a channel: {e}"))));
-                }
-            },
+            }
             Input::Resize(size) => {
                 for &channel in self.channels.keys() {
                     // Only terminal channels take it; the others refuse, which is right.
@@ -813,6 +905,7 @@ impl Client {
                     ch.unwritten = ch.unwritten.saturating_sub(len);
                     if ch.finish() {
                         self.channels.remove(&channel);
+                        self.open_waiting();
                     }
                 }
             }
@@ -828,6 +921,13 @@ impl Client {
             // A local stderr that cannot be written is no reason to stop the session.
             Input::Pipe(PipeEvent::WriteFailed { .. }) => {}
             Input::Abandoned { id } => {
+                // One still waiting is forgotten: opened later, it would run for nobody.
+                let waiting = |open: &Input| match open {
+                    Input::Open { id: waiting, .. } | Input::OpenFile { id: waiting, .. } => *waiting != id,
+                    _ => true,
+                };
+                self.waiting_opens.retain(waiting);
+                self.waiting_room.retain(waiting);
                 // A File channel whose `open_file` was given up never got a FileChannel to
                 // cancel it: it is cancelled here, accepted or not.
                 let abandoned = self
@@ -922,6 +1022,22 @@ impl Client {
             ch.closed = true;
             if ch.finish() {
                 self.channels.remove(&channel);
+                self.open_waiting();
+            }
+        }
+    }
+
+    /// A channel was freed: the opens waiting for room go, in order, as far as there is room.
+    fn open_waiting(&mut self) {
+        while let Some(open) = self.waiting_room.pop_front() {
+            let waiting = self.waiting_room.len();
+            self.on_input(open);
+            if self.waiting_room.len() > waiting {
+                // Still no room: it went back at the end; it goes first next time.
+                if let Some(open) = self.waiting_room.pop_back() {
+                    self.waiting_room.push_front(open);
+                }
+                return;
             }
         }
     }

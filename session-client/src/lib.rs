@@ -5,6 +5,9 @@
 //! says who the user is. [`Connection::connect`] dials it for one instance;
 //! [`Connection::open`] runs one channel to its end and returns how the remote process exited.
 //! Channels of one connection share it, so a port forward opens one per local TCP connection.
+//! [`Connection::fleet`] dials a connection bound to no instance, whose channels each name
+//! theirs ([`Connection::open_on`], spec 5.21): `session-client run` reaches many targets over
+//! it, each checked by the relay's policies as its own connection would be.
 //! [`Connection::open_file`] opens a File channel (spec 5.19) and hands its news over in order
 //! ([`FileChannel`]): the Entries, Start and End of a listing or a transfer, whose credit the
 //! caller returns as it uses the bytes, so that memory stays bounded whatever the file's size.

@@ -6,6 +6,7 @@
 mod demo;
 mod escape;
 mod files;
+mod fleet;
 mod output;
 mod profile;
 mod recordings;
@@ -38,6 +39,7 @@ Examples:
   session-client cp web-1:/etc/hosts ./        a file from the instance, checked by SHA-256
   session-client cp -r ./site web-1:/srv/      a directory to it; --resume goes on from a cut
   session-client ls -l web-1:/var/log          a remote directory; web-1: is the home directory
+  session-client run -t 'web-*' -l env=prod -- uptime   a command on many instances at once
   ssh -o ProxyCommand='session-client proxy %h 22' user@web-1
   session-client --profile prod list           relay, CA and token from a profile
 
@@ -62,6 +64,9 @@ Exit status:
   recordings, play  0 done; play: 1 for a recording of metadata only (no output to play)
   proxy           0 once both directions ended; 141 as exec; 128 + N ended by signal N (HUP,
                   INT, TERM), the channel closed; 255 as above, stderr saying what refused
+  run             0 all succeeded; 1 some failed or timed out; 2 usage, or no target; 3 some
+                  unreachable, refused or not started; 130 Ctrl-C; 255 the relay not reached or
+                  lost (`run --help` says more)
   cp, ls          0 done; 1 a copy failed (the instance's error, named on stderr: no space, is a
                   directory, ...); 2 usage; 3 not found; 4 permission denied; 5 the target
                   exists (nothing overwritten: --force); 6 verification failed (size or SHA-256
@@ -109,6 +114,47 @@ Examples:
 
 Exit status: 0 listed; 2 usage; 3 not found; 4 permission denied; 255 no session (refused, by a
 policy too, or unreachable).";
+
+/// `run`'s help after its options.
+const RUN_AFTER_HELP: &str = "\
+Examples:
+  session-client run -t 'web-*' -- uptime             every instance named web-...
+  session-client run -l env=prod -l role=web --max-concurrency 10% --max-errors 2 -- systemctl restart app
+  session-client run -t web-1 -t web-2 --script ./fix.sh        the script is each one's stdin (sh -s)
+  session-client run -t '*' --json -- df -h / | jq .           JSON lines
+  session-client run -t 'db-?' --output-dir out -- pg_dump app  out/db-1.stdout, out/db-1.stderr, ...
+
+Targets:
+  Instances you may see (as `list` shows them) whose name matches a --target and that have every
+  --label; a --target that is a plain name is run even when not listed (the relay then answers
+  for it), unless a --label is given; -t '*' is every instance. In order of name. One
+  connection to the relay carries every target (256 at once at most), each checked by its
+  policies as a connection to that instance would be.
+
+Output:
+  Each line of a target's stdout and stderr as `<target>: <line>` on this stdout and stderr, as
+  it comes; a partial line waits for its newline (64 KiB at most) or its target's end. A slow
+  reader of this output slows the targets down rather than filling memory. On stderr,
+  a first line names the fleet command (the id the relay's audit records carry) and a line per
+  target tells how it ended, as it ends:
+    [web-1] succeeded
+    [web-2] failed (exit code 2)          or (signal KILL)
+    [web-3] timed out                     --timeout passed: the channel closed, the process ended
+    [web-4] unreachable (<why>)           not connected, or no such instance
+    [web-5] refused (<the relay's words>) a policy does not allow it
+    [web-6] not started                   --max-errors passed, or the relay lost, before its turn
+    [web-7] cancelled                     Ctrl-C: what runs is ended, what waits never starts
+  then a summary. --json writes JSON lines on stdout instead of output lines: {\"target\",
+  \"stream\", \"data\"} for output, {\"target\", \"status\", ...} per target, and a last
+  {\"summary\", \"fleet\", \"exit_code\"}; stderr keeps its lines.
+
+Exit status (the first that holds):
+  130  Ctrl-C
+  255  the relay was not reached, or the connection to it was lost for good
+  3    some target was unreachable, refused, or not started
+  1    every target was reached, and some failed or timed out
+  0    every target succeeded
+  2    usage: a bad option, no command, no target selected";
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Shells, commands and port forwards on instances, through the relay", after_help = AFTER_HELP)]
@@ -171,6 +217,46 @@ enum Command {
         tty: bool,
         /// The command line, run by the login shell.
         #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Runs a command on many instances at once (by name, glob or label), a status line for
+    /// each as it ends: `run -t 'web-*' -l env=prod -- uptime`.
+    #[command(
+        after_help = RUN_AFTER_HELP,
+        group = clap::ArgGroup::new("selection").args(["targets", "labels"]).required(true).multiple(true),
+    )]
+    Run {
+        /// An instance, or a glob of names: `*` any run of characters, `?` any one. Repeatable.
+        #[arg(short = 't', long = "target", value_name = "NAME_OR_GLOB", value_parser = fleet::parse_target)]
+        targets: Vec<String>,
+        /// Only instances with this label, `key=value` as `list` shows them. Repeatable: all
+        /// must hold.
+        #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = fleet::parse_label)]
+        labels: Vec<(String, String)>,
+        /// Targets at once: a number, or a percentage of the targets (rounded up); at most 256
+        /// [default: 32].
+        #[arg(long, value_name = "N|P%", value_parser = fleet::parse_concurrency)]
+        max_concurrency: Option<fleet::Limit>,
+        /// Once more targets than this did not succeed (a number, or a percentage of the
+        /// targets, rounded down), no new one starts [default: no limit].
+        #[arg(long, value_name = "N|P%")]
+        max_errors: Option<fleet::Limit>,
+        /// Seconds each target may take, from its start; then its channel is closed and the
+        /// agent ends the process.
+        #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+        /// Each target's output in DIR/<target>.stdout and DIR/<target>.stderr.
+        #[arg(long, value_name = "DIR", conflicts_with = "json")]
+        output_dir: Option<PathBuf>,
+        /// JSON lines on stdout: output, statuses and the summary.
+        #[arg(long)]
+        json: bool,
+        /// A file sent as each target's stdin, run by `sh -s` unless a command is given.
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
+        /// The command line, run by each target's login shell; its stdin is empty unless
+        /// --script.
+        #[arg(last = true)]
         command: Vec<String>,
     },
     /// Lists the instances you may see, with their status and labels.
@@ -379,6 +465,33 @@ async fn run(args: Args) -> Result<i32, Error> {
             shell(&relay, &instance).await
         }
         Command::Exec { instance, tty, command } => exec(&relay, &instance, &command.join(" "), tty).await,
+        Command::Run {
+            targets,
+            labels,
+            max_concurrency,
+            max_errors,
+            timeout,
+            output_dir,
+            json,
+            script,
+            command,
+        } => {
+            let mode = match output_dir {
+                Some(dir) => fleet::Mode::Dir(dir),
+                None if json => fleet::Mode::Json,
+                None => fleet::Mode::Prefixed,
+            };
+            let options = fleet::Options {
+                selection: fleet::Selection { names: targets, labels },
+                concurrency: max_concurrency.unwrap_or(fleet::Limit::Count(fleet::DEFAULT_CONCURRENCY)),
+                max_errors,
+                timeout,
+                mode,
+                script,
+                command,
+            };
+            Ok(fleet::run(&relay, options).await)
+        }
         Command::List => {
             print!("{}", output::instances(&relay.list().await?, args.output, SystemTime::now()));
             Ok(0)
@@ -548,6 +661,14 @@ async fn forward(relay: &Relay, instance: &str, specs: &[String]) -> Result<i32,
     match running.join_next().await {
         Some(Ok(lost)) => Err(lost),
         _ => Err(Error::Closed),
+    }
+}
+
+/// A positive number of seconds, fractions allowed: `--timeout 90`, `--timeout 0.5`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 => Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string()),
+        _ => Err(format!("{text:?}: expected a number of seconds above 0")),
     }
 }
 

@@ -7,7 +7,7 @@ use session_codec::websocket::ws_config;
 use session_link::dial::{Dialed, Trust};
 use session_proto::DEFAULT_MAX_FRAME;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -57,11 +57,16 @@ impl Relay {
 
     /// Dials `path` with the token, within [`DIAL_TIMEOUT`], for frames.
     pub(crate) async fn dial(&self, path: &str) -> Result<Dialed, Error> {
+        Ok(self.dial_answered(path).await?.0)
+    }
+
+    /// As [`dial`](Relay::dial), with the relay's `101` answer, for what its headers say.
+    pub(crate) async fn dial_answered(&self, path: &str) -> Result<(Dialed, Response), Error> {
         self.dial_with(path, ws_config(DEFAULT_MAX_FRAME)).await
     }
 
     /// Dials `path` with the token and the WebSocket limits of `config`.
-    async fn dial_with(&self, path: &str, config: WebSocketConfig) -> Result<Dialed, Error> {
+    async fn dial_with(&self, path: &str, config: WebSocketConfig) -> Result<(Dialed, Response), Error> {
         let invalid = |e: &dyn core::fmt::Display| Error::Invalid(format!("{}{path}: {e}", self.url));
         let mut request: Request =
             format!("{}{path}", self.url).into_client_request().map_err(|e| invalid(&e))?;
@@ -71,7 +76,7 @@ impl Relay {
             request.headers_mut().insert("authorization", bearer);
         }
         match tokio::time::timeout(DIAL_TIMEOUT, self.trust.dial_with(request, config)).await {
-            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Ok(dialed)) => Ok(dialed),
             Ok(Err(e)) => Err(Error::dial(&self.url, e)),
             Err(_) => Err(Error::Unreachable { url: self.url.clone(), cause: None }),
         }
@@ -82,7 +87,7 @@ impl Relay {
         // An answer is not a frame: a fleet's listing is longer than any frame may be.
         let limit = Some(MAX_ANSWER_LEN);
         let config = WebSocketConfig::default().max_message_size(limit).max_frame_size(limit);
-        let mut ws = self.dial_with(path, config).await?;
+        let (mut ws, _) = self.dial_with(path, config).await?;
         let lost = |e: &dyn core::fmt::Display| Error::BadAnswer(format!("{}{path}: {e}", self.url));
         while let Some(message) = ws.next().await {
             if let Ok(text) = message.map_err(|e| lost(&e))?.into_text() {

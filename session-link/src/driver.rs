@@ -214,6 +214,13 @@ impl<const C: usize> Driver<C> {
         self.conn.open(kind)
     }
 
+    /// Opens a channel of `kind` on `instance` with an OpenOn (a fleet connection's), after
+    /// moving out what is due as [`Driver::open`] does.
+    pub fn open_on(&mut self, instance: &str, kind: &OpenKind<'_>) -> Result<u16, CommandError> {
+        self.flush();
+        self.conn.open_on(instance, kind)
+    }
+
     /// Queues `op` on `channel`, behind what is queued there already.
     pub fn queue(&mut self, channel: u16, op: Op) {
         self.outboxes.entry(channel).or_default().push(op);

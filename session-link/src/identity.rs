@@ -5,6 +5,9 @@
 pub const AGENT_KEY_HEADER: &str = "x-session-agent-key";
 /// An activation code, on an agent's handshake until its key is registered.
 pub const ACTIVATION_HEADER: &str = "x-session-activation";
+/// An agent's labels for its instance, `key=value` pairs separated by `,`, on every agent
+/// handshake that has any (spec 11.1).
+pub const LABELS_HEADER: &str = "x-session-labels";
 /// The relay's fresh challenge, 64 hex digits, in its `101 Switching Protocols` response.
 pub const CHALLENGE_HEADER: &str = "x-session-challenge";
 /// The relay's text message after a good proof; a refusal is a Close with the reason instead.

@@ -41,6 +41,8 @@ pub mod frame_type {
     /// A file transfer's start, end or failure (only with FILES in effect). Not `0x1a`: a
     /// published vector pins that code as unknown.
     pub const FILE: u8 = 0x1b;
+    /// Opens a channel for a named instance (only with FLEET in effect, only from the initiator).
+    pub const OPEN_ON: u8 = 0x1c;
     /// The first code of the ignorable range.
     pub const FIRST_IGNORABLE: u8 = 0x80;
     /// Why a channel ends, sent just before its Close. Ignorable, so that a receiver that
@@ -62,7 +64,7 @@ pub mod frame_type {
             HELLO..=ACK => Some(Scope::Connection),
             // Reason is ignorable, but defined: a receiver that knows it holds it to the channel
             // rule like every channel message.
-            OPEN..=CLOSE | FILE | REASON | SESSION => Some(Scope::Channel),
+            OPEN..=CLOSE | FILE | OPEN_ON | REASON | SESSION => Some(Scope::Channel),
             _ if is_ignorable(code) => Some(Scope::Any),
             _ => None,
         }

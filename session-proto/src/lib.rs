@@ -60,7 +60,7 @@ pub use error::Error;
 pub use file::{Digest, Entry, EntryKind, FileEvent, FileRequest, Record};
 pub use frame::Header;
 pub use limits::*;
-pub use message::{Hello, Message, OpenKind, Resume};
+pub use message::{Hello, Message, OpenKind, Resume, is_instance_name};
 pub use types::{
     Capabilities, EndReason, ErrorCode, ExitStatus, FileError, Pty, RefuseReason, Signal, Stream, WindowSize,
 };

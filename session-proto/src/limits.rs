@@ -48,6 +48,8 @@ pub const DIGEST_LEN: usize = 32;
 pub const MAX_ENTRY_LEN: usize = (2 + MAX_PATH_LEN) + 1 + 10 + 2 + 10 + (2 + MAX_PATH_LEN);
 /// Longest session id a relay names in a Session message.
 pub const MAX_SESSION_ID_LEN: usize = 64;
+/// Longest instance name an OpenOn carries (spec 5.21): the instance-name syntax of 11.1.
+pub const MAX_INSTANCE_LEN: usize = 64;
 
 /// Largest encoding of one environment variable: two length-prefixed strings.
 const MAX_ENV_VAR_ENCODED_LEN: usize = 1 + MAX_ENV_NAME_LEN + 2 + MAX_ENV_VALUE_LEN;
@@ -55,17 +57,21 @@ const MAX_ENV_VAR_ENCODED_LEN: usize = 1 + MAX_ENV_NAME_LEN + 2 + MAX_ENV_VALUE_
 pub(crate) const MAX_ENV_ENCODED_LEN: usize = MAX_ENV * MAX_ENV_VAR_ENCODED_LEN;
 /// Largest encoding of a pty request: TERM and four 16-bit varints.
 const MAX_PTY_LEN: usize = 1 + MAX_TERM_LEN + 4 * 3;
-/// Largest body of any message but Data and Extension: an Exec Open with every field full.
-pub const MAX_CONTROL_BODY_LEN: usize =
-    1 + (2 + MAX_COMMAND_LEN) + (1 + MAX_PTY_LEN) + (1 + MAX_ENV_ENCODED_LEN);
+/// Largest Open body of a defined kind: an Exec with every field full.
+const MAX_OPEN_LEN: usize = 1 + (2 + MAX_COMMAND_LEN) + (1 + MAX_PTY_LEN) + (1 + MAX_ENV_ENCODED_LEN);
+/// Largest body of any message but Data and Extension: an Exec OpenOn with every field full, the
+/// longest instance name (its length is one varint byte) before the Open's body.
+pub const MAX_CONTROL_BODY_LEN: usize = (1 + MAX_INSTANCE_LEN) + MAX_OPEN_LEN;
 
 // Control frames always fit the smallest maximum a peer may announce, so a sender never has
 // to split or drop one.
 const _: () = assert!(MAX_CONTROL_BODY_LEN <= MIN_MAX_FRAME);
 /// The largest File Open body: a Rename of two longest paths (kind, request, paths, overwrite).
 const MAX_FILE_OPEN_LEN: usize = 1 + 1 + 2 * (2 + MAX_PATH_LEN) + 1;
-// It is a control frame too.
-const _: () = assert!(MAX_FILE_OPEN_LEN <= MAX_CONTROL_BODY_LEN);
+// No larger than an Exec Open, so a File Open, and a File OpenOn, is a control frame too.
+const _: () = assert!(MAX_FILE_OPEN_LEN <= MAX_OPEN_LEN);
+// An instance name's length is a one-byte varint, as MAX_CONTROL_BODY_LEN counts it.
+const _: () = assert!(MAX_INSTANCE_LEN < 128);
 const _: () = assert!(DEFAULT_MAX_FRAME >= MIN_MAX_FRAME && DEFAULT_MAX_FRAME <= MAX_BODY_LEN);
 // An environment list's count is one byte, which `OwnedEnv` relies on.
 const _: () = assert!(MAX_ENV < 128);

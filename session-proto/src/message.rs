@@ -20,8 +20,8 @@ use crate::primitives::{Reader, Writer, bytes_len, varint_len};
 use crate::types::check_no_nul;
 use crate::{
     Capabilities, EndReason, Env, Error, ErrorCode, ExitStatus, HEADER_LEN, MAX_BODY_LEN, MAX_COMMAND_LEN,
-    MAX_HOST_LEN, MAX_MESSAGE_LEN, MAX_SESSION_ID_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, PROTOCOL_VERSION, Pty,
-    RefuseReason, Signal, Stream, WindowSize,
+    MAX_HOST_LEN, MAX_INSTANCE_LEN, MAX_MESSAGE_LEN, MAX_SESSION_ID_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME,
+    PROTOCOL_VERSION, Pty, RefuseReason, Signal, Stream, WindowSize,
 };
 
 /// One frame of the protocol, borrowing its strings and payload from the bytes it was decoded
@@ -132,6 +132,18 @@ pub enum Message<'a> {
         channel: u16,
         /// What happened.
         event: FileEvent<'a>,
+    },
+    /// Opens `channel` for the instance it names (spec 5.21): an Open that a relay serving many
+    /// instances on one connection routes by its `instance`. Sent only with FLEET in effect, and
+    /// only by the initiator; answered, and then used, exactly as an Open.
+    OpenOn {
+        /// The new channel's id: odd, the initiator's parity.
+        channel: u16,
+        /// The instance: 1 to [`MAX_INSTANCE_LEN`] bytes of `A-Z a-z 0-9 - _ . @`
+        /// ([`is_instance_name`]).
+        instance: &'a str,
+        /// What to run or connect to, as an Open's.
+        kind: OpenKind<'a>,
     },
     /// Why `channel` ends, when its process's Exit does not say: sent just before the sender's
     /// Close, for the person at the other end. Its type code is ignorable (`0x81`), so a
@@ -398,6 +410,19 @@ fn check_session_id(id: &str) -> Result<&str, Error> {
     if id.is_empty() { Err(Error::InvalidValue) } else { Ok(id) }
 }
 
+/// Whether `name` is an instance name (spec 11.1): 1 to [`MAX_INSTANCE_LEN`] bytes of
+/// `A-Z a-z 0-9 - _ . @`. What an OpenOn's `instance` must be.
+pub fn is_instance_name(name: &[u8]) -> bool {
+    (1..=MAX_INSTANCE_LEN).contains(&name.len())
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
+}
+
+/// The rule of an OpenOn's `instance` once its length is within the maximum: the rest of the
+/// instance-name syntax, so that a relay can put it in a resource name or a log unescaped.
+pub(crate) fn check_instance(instance: &str) -> Result<&str, Error> {
+    if is_instance_name(instance.as_bytes()) { Ok(instance) } else { Err(Error::InvalidValue) }
+}
+
 fn check_increment(increment: u32) -> Result<u32, Error> {
     if increment == 0 { Err(Error::InvalidValue) } else { Ok(increment) }
 }
@@ -452,6 +477,10 @@ impl<'a> Message<'a> {
             frame_type::EXIT => Message::Exit { channel, status: ExitStatus::decode(&mut r)? },
             frame_type::CLOSE => Message::Close { channel },
             frame_type::FILE => Message::File { channel, event: FileEvent::decode(&mut r)? },
+            frame_type::OPEN_ON => {
+                let instance = check_instance(r.str(MAX_INSTANCE_LEN)?)?;
+                Message::OpenOn { channel, instance, kind: OpenKind::decode(&mut r)? }
+            }
             frame_type::REASON => {
                 Message::Reason { channel, code: EndReason(r.u32()?), message: r.str(MAX_MESSAGE_LEN)? }
             }
@@ -483,6 +512,7 @@ impl<'a> Message<'a> {
             Message::Exit { .. } => frame_type::EXIT,
             Message::Close { .. } => frame_type::CLOSE,
             Message::File { .. } => frame_type::FILE,
+            Message::OpenOn { .. } => frame_type::OPEN_ON,
             Message::Reason { .. } => frame_type::REASON,
             Message::Session { .. } => frame_type::SESSION,
             Message::Extension { kind, .. } => *kind,
@@ -508,6 +538,7 @@ impl<'a> Message<'a> {
             | Message::Exit { channel, .. }
             | Message::Close { channel }
             | Message::File { channel, .. }
+            | Message::OpenOn { channel, .. }
             | Message::Reason { channel, .. }
             | Message::Session { channel, .. }
             | Message::Extension { channel, .. } => channel,
@@ -523,6 +554,7 @@ impl<'a> Message<'a> {
             }
             Message::GoAway { code, message } => varint_len(code.0 as u64) + bytes_len(message.len()),
             Message::Open { kind, .. } => kind.encoded_len(),
+            Message::OpenOn { instance, kind, .. } => bytes_len(instance.len()) + kind.encoded_len(),
             Message::Accept { .. } | Message::Eof { .. } | Message::Close { .. } => 0,
             Message::Refuse { reason, message, .. } => varint_len(reason.0 as u64) + bytes_len(message.len()),
             Message::Data { payload, .. } => 1 + payload.len(),
@@ -583,6 +615,12 @@ impl<'a> Message<'a> {
                 w.str(message, MAX_MESSAGE_LEN)
             }
             Message::Open { kind, .. } => kind.encode(w),
+            Message::OpenOn { instance, kind, .. } => {
+                // Length before content, in the decoder's order, so both report the same error.
+                w.str(instance, MAX_INSTANCE_LEN)?;
+                check_instance(instance)?;
+                kind.encode(w)
+            }
             Message::Accept { .. } | Message::Eof { .. } | Message::Close { .. } => Ok(()),
             Message::Refuse { reason, message, .. } => {
                 w.varint(reason.0.into())?;

@@ -285,6 +285,9 @@ impl Capabilities {
     pub const RESUME: Capabilities = Capabilities(1);
     /// The sender handles File channels: OpenKind File and the File message (spec 5.19).
     pub const FILES: Capabilities = Capabilities(2);
+    /// The sender implements OpenOn (spec 5.21): channels opened for a named instance, which
+    /// only the initiator sends.
+    pub const FLEET: Capabilities = Capabilities(4);
 
     /// Whether every flag of `other` is set.
     pub const fn contains(self, other: Capabilities) -> bool {

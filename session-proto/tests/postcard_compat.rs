@@ -191,6 +191,13 @@ fn check(spec: &Spec) -> Result<(), TestCaseError> {
             same(event, body)
         }
         Spec::Session(_, id) => same(id, body),
+        // The instance as a postcard string, then exactly the body of the Open it wraps.
+        Spec::OpenOn { instance, open } => {
+            let head = postcard::to_allocvec(&instance).expect("serializes");
+            let open_frame = open.encode();
+            prop_assert_eq!(body, &[&head[..], &open_frame[HEADER_LEN..]].concat()[..]);
+            check(&open)
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use session_proto::owned::OwnedOpenKind;
 use session_proto::{FileRequest, OpenKind, RefuseReason};
 
 use crate::audit::{Audit, Record, SessionRecord, describe};
-use crate::policy::{Context, Decision, Policy, Request, decide, may_hold_client, show_path};
+use crate::policy::{Context, Decision, Labels, Policy, Request, decide, may_hold_client, show_path};
 use crate::recording::{self, Recorder, Recordings};
 use crate::registry::{Entry, Registry};
 use crate::secret::{self, constant_time_eq};
@@ -98,7 +98,7 @@ impl Access {
     /// Whether `who` may do `action` on `resource`, by their token's standing now and the
     /// policies attached to them now. A refusal is audited.
     pub fn check(&self, who: &Principal, action: &str, resource: &str) -> Result<(), String> {
-        let request = Request { action, resource, context: Context::Empty };
+        let request = Request::new(action, resource, Context::Empty);
         self.decide(who, &request).inspect_err(|refused| {
             self.audit.write(&Record {
                 actor: Some(who.user.clone()),
@@ -109,15 +109,17 @@ impl Access {
         })
     }
 
-    /// As [`Access::check`], for a request with condition keys (`context`).
+    /// As [`Access::check`], for a request with condition keys (`context`), on an instance
+    /// with `labels` when it is on one.
     pub fn check_in(
         &self,
         who: &Principal,
         action: &str,
         resource: &str,
         context: Context<'_>,
+        labels: Option<&Labels>,
     ) -> Result<(), String> {
-        let request = Request { action, resource, context };
+        let request = Request { action, resource, context, labels };
         self.decide(who, &request).inspect_err(|refused| {
             self.audit.write(&Record {
                 actor: Some(who.user.clone()),
@@ -128,15 +130,16 @@ impl Access {
         })
     }
 
-    /// Whether `who` may hold a `/v1/client` connection to instance `resource` (spec 11.4):
-    /// whether StartSession, or StartPortForward or a file action for some target or path
-    /// not named yet, could be allowed. Each Open is checked again on its own. The refusal,
-    /// audited, is the one for StartSession, as it was before forwards and files could admit.
-    pub fn check_client(&self, who: &Principal, resource: &str) -> Result<(), String> {
-        if self.policies(who).is_ok_and(|policies| may_hold_client(&policies, resource)) {
+    /// Whether `who` may hold a `/v1/client` connection to instance `resource`, which has
+    /// `labels` (spec 11.4): whether StartSession, or StartPortForward or a file action for
+    /// some target or path not named yet, could be allowed. Each Open is checked again on its
+    /// own. The refusal, audited, is the one for StartSession, as it was before forwards and
+    /// files could admit.
+    pub fn check_client(&self, who: &Principal, resource: &str, labels: &Labels) -> Result<(), String> {
+        if self.policies(who).is_ok_and(|policies| may_hold_client(&policies, resource, labels)) {
             return Ok(());
         }
-        self.check(who, START_SESSION, resource)
+        self.check_in(who, START_SESSION, resource, Context::Empty, Some(labels))
     }
 
     /// Whether `who` may do file `action` on instance `resource` for `path`, or for no path
@@ -147,10 +150,10 @@ impl Access {
         &self,
         who: &Principal,
         action: FileAction,
-        resource: &str,
+        (resource, labels): (&str, &Labels),
         path: Option<&[u8]>,
     ) -> Result<(), String> {
-        let request = Request { action: action.name(), resource, context: Context::file(path) };
+        let request = Request::new(action.name(), resource, Context::file(path)).on(labels);
         self.decide(who, &request)
     }
 
@@ -161,33 +164,33 @@ impl Access {
     pub fn decide_rename(
         &self,
         who: &Principal,
-        resource: &str,
+        (resource, labels): (&str, &Labels),
         from: &[u8],
         to: &[u8],
     ) -> Result<(), String> {
         let policies = self.policies(who)?;
         for path in [from, to] {
-            let request =
-                Request { action: FileAction::Write.name(), resource, context: Context::File { path } };
+            let request = Request::new(FileAction::Write.name(), resource, Context::File { path }).on(labels);
             refusal(&who.user, &policies, &request)?;
         }
         Ok(())
     }
 
-    /// Whether `who` may do `action` in `context`, as a test of resources, without auditing a
-    /// refusal: for filtering a list, or for asking whether an action could be allowed before
-    /// an Open names its target or path ([`Context::AnyForward`], [`Context::AnyFile`]). The
-    /// token and policies are read once, for every resource tested; a token that no longer
-    /// stands, or a store that fails, allows nothing.
+    /// Whether `who` may do `action` in `context`, as a test of resources (each with its
+    /// instance's labels, for a resource that is an instance), without auditing a refusal: for
+    /// filtering a list, or for asking whether an action could be allowed before an Open names
+    /// its target or path ([`Context::AnyForward`], [`Context::AnyFile`]). The token and
+    /// policies are read once, for every resource tested; a token that no longer stands, or a
+    /// store that fails, allows nothing.
     pub fn allowed<'a>(
         &self,
         who: &Principal,
         action: &'a str,
         context: Context<'a>,
-    ) -> impl Fn(&str) -> bool + 'a {
+    ) -> impl Fn(&str, Option<&Labels>) -> bool + 'a {
         let policies = self.policies(who).ok();
-        move |resource| {
-            let request = Request { action, resource, context };
+        move |resource, labels| {
+            let request = Request { action, resource, context, labels };
             policies.as_deref().is_some_and(|p| decide(p, &request).decision.is_allowed())
         }
     }
@@ -198,10 +201,10 @@ impl Access {
         &self,
         who: &Principal,
         action: &'a str,
-    ) -> impl Fn(&str, Context<'_>) -> bool + 'a {
+    ) -> impl Fn(&str, Context<'_>, Option<&Labels>) -> bool + 'a {
         let policies = self.policies(who).ok();
-        move |resource, context| {
-            let request = Request { action, resource, context };
+        move |resource, context, labels| {
+            let request = Request { action, resource, context, labels };
             policies.as_deref().is_some_and(|p| decide(p, &request).decision.is_allowed())
         }
     }
@@ -220,27 +223,53 @@ impl Access {
     /// Every check an Open from `who` on their connection to `instance` gets, in order, and the
     /// audit of a refusal: the kind's action; the instance as the store has it now (it may have
     /// been removed, or registered anew with another key and account, since the connection
-    /// began); its account's switch; the user's token and policies as they stand now; and an
-    /// agent connection, among `registry`'s, that proved the key the store holds now.
+    /// began); its account's switch; the user's token and policies as they stand now, with the
+    /// instance's labels as its agent last gave them; and an agent connection, among
+    /// `registry`'s, that proved the key the store holds now. On a fleet connection (`fleet`,
+    /// its id), whose Open names the instance, that it is registered comes first (spec 11.6);
+    /// the records, a refusal's and the session's, carry the fleet's id.
     pub(crate) fn admit_open(
         &self,
         who: &Principal,
         instance: &str,
         kind: &OpenKind<'_>,
         registry: &Registry,
+        fleet: Option<&str>,
     ) -> Result<OpenAdmitted, OpenRefused> {
         let mut record = Record {
             actor: Some(who.user.clone()),
             instance: Some(instance.to_owned()),
+            fleet: fleet.map(str::to_owned),
             ..Record::refused("")
         };
-        let admitted = self.open_checks(who, instance, kind, registry, &mut record);
+        let admitted = match fleet {
+            Some(_) => self
+                .fleet_checks(instance)
+                .and_then(|()| self.open_checks(who, instance, kind, registry, &mut record)),
+            None => self.open_checks(who, instance, kind, registry, &mut record),
+        };
+        let admitted = admitted.map(|mut admitted| {
+            admitted.record.fleet = fleet.map(str::to_owned);
+            admitted
+        });
         if let Err(refused) = &admitted {
             tracing::info!(user = %who.user, %instance, reason = %refused.reason, message = %refused.message, "open refused");
             record.reason = Some(refused.message.clone());
             self.audit.write(&record);
         }
         admitted
+    }
+
+    /// The check an Open on a fleet connection gets before the others: the instance it names is
+    /// registered. Its name came from the peer, not from an admitted handshake.
+    fn fleet_checks(&self, instance: &str) -> Result<(), OpenRefused> {
+        match self.store.instance(instance) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                Err(OpenRefused::new(RefuseReason::UNAVAILABLE, format!("unknown instance {instance}")))
+            }
+            Err(e) => Err(OpenRefused::new(RefuseReason::UNAVAILABLE, e.to_string())),
+        }
     }
 
     fn open_checks(
@@ -302,9 +331,12 @@ impl Access {
             }
             Err(e) => return Err(OpenRefused::new(Why::UNAVAILABLE, e.to_string())),
         }
+        let labels = &registered.labels;
         let decided = match ask {
-            Ask::One(action, context) => self.decide(who, &Request { action, resource: &resource, context }),
-            Ask::Rename { from, to } => self.decide_rename(who, &resource, from, to),
+            Ask::One(action, context) => {
+                self.decide(who, &Request::new(action, &resource, context).on(labels))
+            }
+            Ask::Rename { from, to } => self.decide_rename(who, (&resource, labels), from, to),
         };
         decided.map_err(|message| OpenRefused::new(Why::PROHIBITED, message))?;
         // A shell or command to be recorded in full, while recording is required and failing,
@@ -349,7 +381,7 @@ enum Ask<'a> {
 /// what, for which forward target or path, if any, and the condition that decided, if one did.
 fn refusal(user: &str, policies: &[Policy], request: &Request<'_>) -> Result<(), String> {
     let verdict = decide(policies, request);
-    let Request { action, resource, context } = request;
+    let Request { action, resource, context, .. } = request;
     let target = match context {
         // An IPv6 address in brackets, so that its port stands apart.
         Context::Forward { host, port } if host.contains(':') => format!(" for [{host}]:{port}"),
@@ -376,6 +408,9 @@ mod tests {
     use super::*;
     use crate::audit::Audit;
 
+    /// An instance without labels.
+    static NONE: Labels = Labels::new();
+
     /// A gate whose store has user alice, with `statements` as her one policy, and her
     /// principal.
     fn gate(statements: &str) -> (Access, Principal) {
@@ -400,9 +435,12 @@ mod tests {
     fn a_file_refusal_names_the_path_after_the_resource() {
         let (access, who) = gate(&format!("{LOGS}, {APP}, {NO_SECRETS}"));
         let web_1 = access.instance("default", "web-1");
-        assert_eq!(access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/syslog")), Ok(()));
         assert_eq!(
-            access.decide_file(&who, FileAction::Read, &web_1, Some(b"/etc/shadow")),
+            access.decide_file(&who, FileAction::Read, (&web_1, &NONE), Some(b"/var/log/syslog")),
+            Ok(())
+        );
+        assert_eq!(
+            access.decide_file(&who, FileAction::Read, (&web_1, &NONE), Some(b"/etc/shadow")),
             Err("alice may not session:ReadFile on srn:session:local:default:instance/web-1 for /etc/shadow: \
                  no policy allows it (condition StringLike session:FilePath /var/log/* does not hold)"
                 .to_owned())
@@ -410,13 +448,13 @@ mod tests {
         // No statement speaks of the action on the resource: no condition to name.
         let web_2 = access.instance("default", "web-2");
         assert_eq!(
-            access.decide_file(&who, FileAction::Write, &web_2, Some(b"/srv/app/x")),
+            access.decide_file(&who, FileAction::Write, (&web_2, &NONE), Some(b"/srv/app/x")),
             Err("alice may not session:WriteFile on srn:session:local:default:instance/web-2 for /srv/app/x: \
                  no policy allows it"
                 .to_owned())
         );
         assert_eq!(
-            access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/secret.log")),
+            access.decide_file(&who, FileAction::Read, (&web_1, &NONE), Some(b"/var/log/secret.log")),
             Err("alice may not session:ReadFile on srn:session:local:default:instance/web-1 for \
                  /var/log/secret.log: a policy denies it (condition StringLike session:FilePath */secret*)"
                 .to_owned())
@@ -427,12 +465,17 @@ mod tests {
     fn a_path_that_is_not_utf8_is_decided_as_bytes_and_shown_escaped() {
         let (access, who) = gate(&format!("{LOGS}, {NO_SECRETS}"));
         let web_1 = access.instance("default", "web-1");
-        assert_eq!(access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/\xff\xfe")), Ok(()));
-        let refused = access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/secret\xff\nx"));
+        assert_eq!(
+            access.decide_file(&who, FileAction::Read, (&web_1, &NONE), Some(b"/var/log/\xff\xfe")),
+            Ok(())
+        );
+        let refused =
+            access.decide_file(&who, FileAction::Read, (&web_1, &NONE), Some(b"/var/log/secret\xff\nx"));
         let refused = refused.expect_err("a secret");
         assert!(refused.contains(" for /var/log/secret\\xff\\x0ax: a policy denies it"), "{refused}");
-        let refused =
-            access.decide_file(&who, FileAction::Read, &web_1, Some(b"/VAR/log/x")).expect_err("case");
+        let refused = access
+            .decide_file(&who, FileAction::Read, (&web_1, &NONE), Some(b"/VAR/log/x"))
+            .expect_err("case");
         assert!(refused.contains(" for /VAR/log/x: no policy allows it"), "{refused}");
     }
 
@@ -441,43 +484,47 @@ mod tests {
         let (access, who) = gate(LOGS);
         let web_1 = access.instance("default", "web-1");
         assert_eq!(
-            access.decide_file(&who, FileAction::List, &web_1, None),
+            access.decide_file(&who, FileAction::List, (&web_1, &NONE), None),
             Err("alice may not session:ListFiles on srn:session:local:default:instance/web-1: \
                  no policy allows it"
                 .to_owned())
         );
         let (access, who) = gate(r#"{"Effect": "Allow", "Action": "session:ListFiles", "Resource": "*"}"#);
-        assert_eq!(access.decide_file(&who, FileAction::List, &web_1, None), Ok(()));
+        assert_eq!(access.decide_file(&who, FileAction::List, (&web_1, &NONE), None), Ok(()));
     }
 
     #[test]
     fn a_rename_needs_write_on_both_paths_and_names_the_one_refused() {
         let (access, who) = gate(&format!("{APP}, {NO_SECRETS}"));
         let web_1 = access.instance("default", "web-1");
-        assert_eq!(access.decide_rename(&who, &web_1, b"/srv/app/a", b"/srv/app/b"), Ok(()));
-        let out = access.decide_rename(&who, &web_1, b"/srv/app/a", b"/tmp/a").expect_err("out of the app");
+        assert_eq!(access.decide_rename(&who, (&web_1, &NONE), b"/srv/app/a", b"/srv/app/b"), Ok(()));
+        let out = access
+            .decide_rename(&who, (&web_1, &NONE), b"/srv/app/a", b"/tmp/a")
+            .expect_err("out of the app");
         assert!(out.starts_with("alice may not session:WriteFile on "), "{out}");
         assert!(out.contains("web-1 for /tmp/a: no policy allows it"), "{out}");
-        let into =
-            access.decide_rename(&who, &web_1, b"/etc/passwd", b"/srv/app/passwd").expect_err("into it");
+        let into = access
+            .decide_rename(&who, (&web_1, &NONE), b"/etc/passwd", b"/srv/app/passwd")
+            .expect_err("into it");
         assert!(into.contains("web-1 for /etc/passwd: no policy allows it"), "{into}");
-        let denied =
-            access.decide_rename(&who, &web_1, b"/srv/app/a", b"/srv/app/secret").expect_err("denied");
+        let denied = access
+            .decide_rename(&who, (&web_1, &NONE), b"/srv/app/a", b"/srv/app/secret")
+            .expect_err("denied");
         assert!(denied.contains("for /srv/app/secret: a policy denies it"), "{denied}");
         // Writing each path is what is asked, not reading or listing.
         let (reader, who) = gate(LOGS);
-        assert!(reader.decide_rename(&who, &web_1, b"/var/log/a", b"/var/log/b").is_err());
+        assert!(reader.decide_rename(&who, (&web_1, &NONE), b"/var/log/a", b"/var/log/b").is_err());
     }
 
     #[test]
     fn file_grants_alone_admit_a_client_connection() {
         let (access, who) = gate(LOGS);
         let web_1 = access.instance("default", "web-1");
-        assert_eq!(access.check_client(&who, &web_1), Ok(()));
+        assert_eq!(access.check_client(&who, &web_1, &NONE), Ok(()));
         // Elsewhere, the refusal is the one for StartSession, as before.
         let db_1 = access.instance("default", "db-1");
         assert_eq!(
-            access.check_client(&who, &db_1),
+            access.check_client(&who, &db_1, &NONE),
             Err("alice may not session:StartSession on srn:session:local:default:instance/db-1: \
                  no policy allows it"
                 .to_owned())
@@ -486,12 +533,12 @@ mod tests {
         let (access, who) = gate(&format!(
             r#"{LOGS}, {{"Effect": "Deny", "Action": "session:*", "Resource": "*:instance/web-1"}}"#
         ));
-        assert!(access.check_client(&who, &web_1).is_err());
+        assert!(access.check_client(&who, &web_1, &NONE).is_err());
         // A token that no longer stands admits nothing, whatever the policies allow.
         let (access, who) = gate(LOGS);
         access.store.revoke_token(&who.token).expect("revoked");
-        let refused = access.check_client(&who, &web_1).expect_err("revoked");
+        let refused = access.check_client(&who, &web_1, &NONE).expect_err("revoked");
         assert!(refused.contains("revoked"), "{refused}");
-        assert!(access.decide_file(&who, FileAction::Read, &web_1, Some(b"/var/log/x")).is_err());
+        assert!(access.decide_file(&who, FileAction::Read, (&web_1, &NONE), Some(b"/var/log/x")).is_err());
     }
 }

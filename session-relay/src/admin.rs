@@ -55,6 +55,11 @@ pub(crate) enum Admin {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only the records of one fleet command: its sessions and refused Opens, by the id the
+        /// relay told its `/v1/fleet` connection (`x-session-fleet`, `session-client run` prints
+        /// it).
+        #[arg(long, value_name = "ID")]
+        fleet: Option<String>,
         #[command(flatten)]
         listing: Listing,
     },
@@ -248,8 +253,10 @@ pub(crate) enum RecordingCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum InstanceCommand {
-    /// Lists registered instances: id, account, name label, when last seen, agent version
-    /// (`-o json`: `{"instances": [{"id", "account", "label", "last_seen", "agent_version"}]}`).
+    /// Lists registered instances: id, account, name label, when last seen, agent version, and
+    /// the labels its agent gave at its last proof as `key=value,...` (`-o json`: `{"instances":
+    /// [{"id", "account", "label", "last_seen", "agent_version", "labels"}]}`, `labels` an
+    /// object).
     List(Listing),
     /// Forgets an instance's key: its agent must register again, and its sessions in progress
     /// end.
@@ -613,6 +620,7 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
                     serde_json::json!({
                         "id": i.id, "account": i.account, "label": i.label,
                         "last_seen": i.last_seen.map(rfc3339), "agent_version": i.agent_version,
+                        "labels": i.labels,
                     })
                 });
                 print_json("instances", instances.collect());
@@ -621,7 +629,9 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
                     let seen =
                         i.last_seen.map_or_else(|| "never seen".to_owned(), |t| format!("seen {}", when(t)));
                     let version = i.agent_version.unwrap_or_default();
-                    println!("{}\t{}\t{}\t{seen}\t{version}", i.id, i.account, i.label);
+                    // Last, so that the columns before keep their places for scripts.
+                    let labels = session_relay::labels::show(&i.labels);
+                    println!("{}\t{}\t{}\t{seen}\t{version}\t{labels}", i.id, i.account, i.label);
                 }
             }
         }
@@ -683,8 +693,11 @@ fn execute(store: &Store, command: Admin) -> Result<(), AdminError> {
             }
         }
         Admin::Switch { account, state: Some(state), .. } => store.set_switch(&account, state == "on")?,
-        Admin::Audit { limit, listing } => {
-            let records = store.audit(limit)?;
+        Admin::Audit { limit, fleet, listing } => {
+            let records = match fleet {
+                Some(fleet) => store.audit_of_fleet(&fleet, limit)?,
+                None => store.audit(limit)?,
+            };
             if listing.json() {
                 print_json("records", records.iter().map(|line| audit_json(line)).collect());
             } else {

@@ -25,6 +25,7 @@ use crate::answers::{Answer, InstanceStatus, Instances, Labels, RecordingSet, Sw
 use crate::audit::{Kind, Outcome, Record};
 use crate::console::Console;
 use crate::handshakes::off_workers;
+use crate::labels::LABELS_HEADER;
 use crate::policy::Context;
 use crate::recording::endpoint::{self, Denied, Stream};
 use crate::recording::{Mode, Settings};
@@ -86,6 +87,8 @@ pub(crate) enum Target {
     Client {
         instance: String,
     },
+    /// `/v1/fleet`: a user's connection whose channels each name their instance.
+    Fleet,
     Instances,
     Sessions,
     Terminate {
@@ -118,6 +121,8 @@ pub(crate) enum Admitted {
     Agent(Box<AgentClaim>),
     /// A client's connection to an instance.
     Client(Box<ClientClaim>),
+    /// A user's fleet connection, to every instance its Opens name.
+    Fleet(Box<FleetClaim>),
     /// A request answered at once: the answer goes as one text message.
     Answer(Answer),
     /// A recording, read out in messages of one chunk each.
@@ -132,6 +137,18 @@ pub(crate) struct ClientClaim {
     pub(crate) lease: Lease,
 }
 
+/// A user's fleet connection, counted against the user's limit of fleet connections.
+#[derive(Debug)]
+pub(crate) struct FleetClaim {
+    pub(crate) who: Principal,
+    /// The fleet command id, `<user>-<16 hex digits>`, told in the 101's `x-session-fleet`.
+    pub(crate) id: String,
+    pub(crate) lease: Lease,
+}
+
+/// The response header that tells a fleet connection its fleet command id (spec 11.1).
+pub(crate) const FLEET_HEADER: &str = "x-session-fleet";
+
 /// An agent's claim to an instance, to prove by signing `challenge`.
 #[derive(Debug)]
 pub(crate) struct AgentClaim {
@@ -140,6 +157,8 @@ pub(crate) struct AgentClaim {
     pub(crate) key: Vec<u8>,
     /// The code to register `key` with, when it is not registered yet.
     activation: Option<String>,
+    /// The labels the agent gives its instance, stored once it proved its key.
+    labels: crate::labels::Labels,
     pub(crate) challenge: [u8; CHALLENGE_LEN],
 }
 
@@ -154,7 +173,7 @@ pub(crate) struct Gate<'a> {
     pub(crate) console: &'a Console,
 }
 
-const NOT_FOUND: &str = "unknown path: use /v1/agent/<id>, /v1/client/<instance>, /v1/instances, \
+const NOT_FOUND: &str = "unknown path: use /v1/agent/<id>, /v1/client/<instance>, /v1/fleet, /v1/instances, \
                          /v1/sessions, /v1/sessions/<id>/terminate, /v1/settings/<account>?sessions=on|off, \
                          /v1/settings/<account>?recording=off|metadata|full, /v1/recordings or \
                          /v1/recordings/<id>";
@@ -223,12 +242,23 @@ impl Gate<'_> {
                 // Open is checked again. No forward target or path is named yet: one allowed
                 // only for some admits the connection, and a Deny of only some does not refuse it.
                 let resource = access.instance(&instance.account, &instance.id);
-                access.check_client(&who, &resource).map_err(Refused::forbidden)?;
+                access.check_client(&who, &resource, &instance.labels).map_err(Refused::forbidden)?;
                 let lease = self
                     .usage
                     .connect(&who.user, &instance.id, self.limits)
                     .map_err(|over| Refused::new(StatusCode::TOO_MANY_REQUESTS, over.0))?;
                 Ok(Admitted::Client(Box::new(ClientClaim { who, instance, lease })))
+            }
+            Target::Fleet => {
+                // A token alone: each Open names its instance and is checked then (spec 11.6).
+                let lease = self
+                    .usage
+                    .connect_fleet(&who.user, self.limits)
+                    .map_err(|over| Refused::new(StatusCode::TOO_MANY_REQUESTS, over.0))?;
+                let suffix = secret::random::<8>()
+                    .map_err(|e| Refused::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+                let id = format!("{}-{}", who.user, hex::encode(suffix));
+                Ok(Admitted::Fleet(Box::new(FleetClaim { who, id, lease })))
             }
             Target::Instances => {
                 Ok(Admitted::Answer(Answer::of(&self.status(&who).map_err(|e| Refused::unavailable(&e))?)))
@@ -317,7 +347,7 @@ impl Gate<'_> {
             .store
             .instances()?
             .into_iter()
-            .filter(|i| describes(&access.instance(&i.account, &i.id)))
+            .filter(|i| describes(&access.instance(&i.account, &i.id), Some(&i.labels)))
             .map(|i| {
                 // An agent whose key the store no longer holds does not make its name online.
                 let presence = self.registry.presence(&i.id, &i.public_key);
@@ -330,7 +360,12 @@ impl Gate<'_> {
                     status,
                     agent_version: i.agent_version,
                     last_seen: presence.map_or(i.last_seen, |(_, seen)| Some(seen)),
-                    labels: Labels { region: access.region.clone(), account: i.account, name: i.label },
+                    labels: Labels {
+                        region: access.region.clone(),
+                        account: i.account,
+                        name: i.label,
+                        agent: i.labels,
+                    },
                     name: i.id,
                 }
             })
@@ -379,6 +414,9 @@ fn admit_agent(
     version: String,
 ) -> Result<Admitted, Refused> {
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    // Before the key: a malformed header is the agent's configuration, told at once (400).
+    let labels = agent_labels(request)
+        .map_err(|why| Refused::unproven(StatusCode::BAD_REQUEST, format!("{LABELS_HEADER}: {why}")))?;
     let key = header(AGENT_KEY_HEADER)
         .ok_or(Refusal::Missing("agent key"))
         .map_err(|e| Refused::unauthorized(&e))?;
@@ -402,7 +440,19 @@ fn admit_agent(
     };
     let challenge =
         secret::random().map_err(|e| Refused::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(Admitted::Agent(Box::new(AgentClaim { instance, version, key, activation, challenge })))
+    Ok(Admitted::Agent(Box::new(AgentClaim { instance, version, key, activation, labels, challenge })))
+}
+
+/// The labels of an agent's request: none without the header. Sent more than once, it is
+/// refused rather than one of its values picked. A value that is not visible ASCII is taken for
+/// absent, as every header's (spec 11.1).
+fn agent_labels(request: &Request) -> Result<crate::labels::Labels, String> {
+    let mut values = request.headers().get_all(LABELS_HEADER).iter();
+    let Some(value) = values.next() else { return Ok(crate::labels::Labels::new()) };
+    if values.next().is_some() {
+        return Err("given more than once".to_owned());
+    }
+    value.to_str().map_or_else(|_| Ok(crate::labels::Labels::new()), crate::labels::parse)
 }
 
 /// The agent's first message must be its signature of the challenge; then a code it came with
@@ -461,7 +511,7 @@ fn check_proof(proof: Option<&[u8]>, claim: &AgentClaim, access: &Access) -> Res
             access.store.register(&claim.instance, &claim.key, code).map_err(|e| e.to_string())?;
         info!(instance = %claim.instance, account = %registered.account, "agent registered its key");
     }
-    access.store.seen(&claim.instance, &claim.version).map_err(|e| e.to_string())
+    access.store.seen(&claim.instance, &claim.version, &claim.labels).map_err(|e| e.to_string())
 }
 
 fn parse_target(request: &Request) -> Option<Target> {
@@ -480,6 +530,7 @@ fn parse_target(request: &Request) -> Option<Target> {
         ["v1", "client", instance] if valid_name(instance) => {
             Some(Target::Client { instance: owned(instance) })
         }
+        ["v1", "fleet"] => Some(Target::Fleet),
         ["v1", "instances"] => Some(Target::Instances),
         ["v1", "sessions"] => Some(Target::Sessions),
         ["v1", "sessions", session, "terminate"] if valid_session(session) => {

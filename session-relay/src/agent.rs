@@ -232,7 +232,7 @@ impl AgentTask {
                 }
             }
             Event::Eof { channel } => self.tell(channel, |route| ToClient::Eof { route }),
-            Event::Opened { channel, .. } => {
+            Event::Opened { channel, .. } | Event::OpenedOn { channel, .. } => {
                 // Agents serve channels; they do not open them.
                 let _ = driver.connection_mut().refuse(
                     channel,

@@ -21,11 +21,15 @@ pub(crate) struct InstanceStatus {
     pub(crate) labels: Labels,
 }
 
+/// The relay's three labels, then those the instance's agent gave, in order of key: an agent
+/// cannot give one of the relay's keys (spec 11.1), so none hides another.
 #[derive(Debug, Serialize)]
 pub(crate) struct Labels {
     pub(crate) region: String,
     pub(crate) account: String,
     pub(crate) name: String,
+    #[serde(flatten)]
+    pub(crate) agent: crate::labels::Labels,
 }
 
 /// `/v1/sessions`.

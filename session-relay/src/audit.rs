@@ -147,6 +147,9 @@ pub struct Record {
     /// What a session left recorded (spec 12.12): `full`, `metadata` or `off`, as its
     /// account's setting said when it started; null where the relay records nothing.
     pub recording: Option<String>,
+    /// The fleet command id of the `/v1/fleet` connection that opened the session, or whose
+    /// Open was refused (spec 11.6): every target of one fleet command is found by it.
+    pub fleet: Option<String>,
 }
 
 impl Record {
@@ -176,6 +179,7 @@ impl Record {
             file_sha256: None,
             count: None,
             recording: None,
+            fleet: None,
         }
     }
 
@@ -468,6 +472,8 @@ pub(crate) struct SessionRecord {
     is_file: bool,
     /// What the session leaves recorded, once the gate decided (spec 12.12).
     pub(crate) recording: Option<crate::recording::Mode>,
+    /// The fleet command that opened it, if one did.
+    pub(crate) fleet: Option<String>,
 }
 
 impl SessionRecord {
@@ -492,6 +498,7 @@ impl SessionRecord {
             file: None,
             is_file: matches!(kind, OpenKind::File { .. }),
             recording: None,
+            fleet: None,
         }
     }
 
@@ -537,6 +544,7 @@ impl SessionRecord {
                 _ => None,
             },
             recording: self.recording.map(|mode| mode.as_str().to_owned()),
+            fleet: self.fleet,
             ..Record::new(Kind::Session, outcome)
         }
     }

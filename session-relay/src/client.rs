@@ -1,6 +1,8 @@
 //! The relay's task for one client's session: each channel the client opens, once the gate
-//! admits it, is coupled to a channel on the connection of the instance the client named. A
-//! client that offers RESUME keeps its session across a lost connection, as an agent does.
+//! admits it, is coupled to a channel on the connection of its instance: the one its
+//! `/v1/client/<instance>` path named, or on a fleet connection (`/v1/fleet`) the one its
+//! OpenOn names. A client that offers RESUME keeps its session across a lost connection, as an
+//! agent does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::access::Access;
-use crate::audit::{FileOutcome, SessionRecord};
+use crate::audit::{FileOutcome, Record, SessionRecord, describe};
 use crate::clients::{self, Clients};
 use crate::registry::Registry;
 use crate::route::{AgentTx, ClientTx, Controls, Couplings, Inflow, RouteId, ToAgent, ToClient};
@@ -24,8 +26,51 @@ use crate::store::{Principal, unix_now};
 use crate::usage::{Lease, Limits, Usage};
 use crate::{HANDSHAKE_TIMEOUT, NO_HELLO, clip, first_hello, go_away};
 
-/// Channels at once on one client connection.
-const CLIENT_CHANNELS: usize = 64;
+/// Channels at once on one client or fleet connection: a fleet command reaches up to 256
+/// targets at once over its one connection. A connection's table holds only the channels in
+/// use, so a client that opens few pays for few.
+const CLIENT_CHANNELS: usize = 256;
+
+/// What a plain Open on a fleet connection is refused with: it names no instance.
+const OPEN_ON_FLEET: &str = "a fleet connection opens channels with OpenOn, naming their instance";
+
+/// What a client's connection reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// `/v1/client/<instance>`: every channel goes to the instance.
+    Instance(String),
+    /// `/v1/fleet`, with its fleet command id: each channel names its instance.
+    Fleet(String),
+}
+
+impl Scope {
+    /// What the clients' registry knows the session by besides its user: the instance, or for
+    /// a fleet connection the name no instance has (""), so that a fleet session is re-attached
+    /// only on `/v1/fleet`, and a client's only on its instance's path.
+    fn resume_key(&self) -> &str {
+        match self {
+            Scope::Instance(instance) => instance,
+            Scope::Fleet(_) => "",
+        }
+    }
+
+    /// The fleet command id, on a fleet connection.
+    fn fleet(&self) -> Option<&str> {
+        match self {
+            Scope::Instance(_) => None,
+            Scope::Fleet(id) => Some(id),
+        }
+    }
+}
+
+impl core::fmt::Display for Scope {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Scope::Instance(instance) => f.write_str(instance),
+            Scope::Fleet(id) => write!(f, "fleet {id}"),
+        }
+    }
+}
 
 /// Route ids are unique across the relay.
 static NEXT_ROUTE: AtomicU64 = AtomicU64::new(1);
@@ -44,6 +89,8 @@ type ClientDriver = Driver<CLIENT_CHANNELS>;
 /// What a client's channel keeps of the agent's channel it is coupled to.
 #[derive(Debug)]
 struct Coupling {
+    /// The instance the channel is on.
+    instance: String,
     agent: AgentTx,
     controls: Arc<Controls>,
     /// Data from the client, on its way to the agent's task.
@@ -74,17 +121,19 @@ pub(crate) struct Place {
     pub(crate) replay_len: usize,
 }
 
-/// Serves a client's new connection to `instance`: a fresh session until it ends, or a
-/// re-attach of `who`'s detached session on `instance`, which its Hello asks for.
-pub(crate) async fn serve(transport: Transport, who: Principal, instance: String, place: Place) {
+/// Serves a client's new connection to `scope`: a fresh session until it ends, or a re-attach
+/// of `who`'s detached session there, which its Hello asks for. A fleet session re-attached
+/// keeps the fleet command id it began with: the one the new connection's 101 told names
+/// nothing.
+pub(crate) async fn serve(transport: Transport, who: Principal, scope: Scope, place: Place) {
     let Ok((transport, hello, resume_token)) = first_hello(transport).await else { return };
     if let Some(token) = resume_token {
-        let Some(to_client) = place.clients.get(&token, &who.user, &instance) else {
-            info!(user = %who.user, %instance, "client resume refused: no such session");
+        let Some(to_client) = place.clients.get(&token, &who.user, scope.resume_key()) else {
+            info!(user = %who.user, %scope, "client resume refused: no such session");
             let _ = go_away::<()>(transport, ErrorCode::RESUME_REJECTED, "no session for this token").await;
             return;
         };
-        info!(user = %who.user, %instance, "client re-attaching");
+        info!(user = %who.user, %scope, "client re-attaching");
         if let Err(mpsc::error::SendError(ToClient::Reattach { transport, .. })) =
             to_client.send(ToClient::Reattach { transport, hello })
         {
@@ -100,8 +149,11 @@ pub(crate) async fn serve(transport: Transport, who: Principal, instance: String
             go_away::<()>(transport, ErrorCode::INTERNAL_ERROR, "the relay's random generator failed").await;
         return;
     }
+    // FLEET is offered on fleet connections alone: an OpenOn on a client's connection, which
+    // names its instance in its path, ends the connection (spec 5.21).
+    let fleet = scope.fleet().is_some();
     let Ok(conn) = Connection::<CLIENT_CHANNELS>::with_owned_resume(
-        Config { files: true, ..Config::new(Role::Acceptor) },
+        Config { files: true, fleet, ..Config::new(Role::Acceptor) },
         replay_len,
         &token,
         clock.now(),
@@ -117,13 +169,13 @@ pub(crate) async fn serve(transport: Transport, who: Principal, instance: String
     let entry = clients::Entry {
         serial,
         user: who.user.clone(),
-        instance: instance.clone(),
+        instance: scope.resume_key().to_owned(),
         to_client: reply.clone(),
     };
     clients.insert(&token, entry);
     let mut task = ClientTask {
         who,
-        instance,
+        scope,
         registry,
         access,
         sessions,
@@ -140,7 +192,7 @@ pub(crate) async fn serve(transport: Transport, who: Principal, instance: String
             Wake::Frame(frame) => task.on_frame(&mut driver, frame),
             Wake::Input(ToClient::Reattach { transport, hello }) => {
                 if driver.attach(transport) {
-                    info!(user = %task.who.user, instance = %task.instance, "client re-attached");
+                    info!(user = %task.who.user, scope = %task.scope, "client re-attached");
                     driver.wake_at(None);
                     task.on_frame(&mut driver, hello);
                 }
@@ -149,7 +201,7 @@ pub(crate) async fn serve(transport: Transport, who: Principal, instance: String
             Wake::Sent { channel, len } => task.sent(channel, len),
             Wake::Closed { channel } => task.finish(channel),
             Wake::Alarm if driver.connection().is_detached() => {
-                info!(user = %task.who.user, instance = %task.instance, "detached client session expired");
+                info!(user = %task.who.user, scope = %task.scope, "detached client session expired");
                 break;
             }
             Wake::Alarm => {
@@ -159,7 +211,7 @@ pub(crate) async fn serve(transport: Transport, who: Principal, instance: String
             }
             // Only a client that offered RESUME is kept: it may come back (spec 12.9).
             Wake::Detached => {
-                info!(user = %task.who.user, instance = %task.instance, "client connection lost; session kept");
+                info!(user = %task.who.user, scope = %task.scope, "client connection lost; session kept");
                 driver.wake_at(Some(tokio::time::Instant::now() + detach_timeout));
             }
             Wake::Ended(end) => {
@@ -174,8 +226,9 @@ pub(crate) async fn serve(transport: Transport, who: Principal, instance: String
 
 struct ClientTask {
     who: Principal,
-    /// The instance's id; its record is read anew at each Open.
-    instance: String,
+    /// The instance the connection is to, or its fleet command; an instance's record is read
+    /// anew at each Open.
+    scope: Scope,
     registry: Registry,
     access: Access,
     sessions: Sessions,
@@ -201,7 +254,22 @@ impl ClientTask {
             return;
         }
         match event {
-            Event::Opened { channel, kind } => self.open(driver, channel, &kind),
+            Event::Opened { channel, kind } => match &self.scope {
+                Scope::Instance(instance) => {
+                    let instance = instance.clone();
+                    self.open(driver, channel, &instance, &kind);
+                }
+                Scope::Fleet(_) => self.refuse(driver, channel, &kind, None, OPEN_ON_FLEET),
+            },
+            Event::OpenedOn { channel, instance, kind } => match &self.scope {
+                Scope::Fleet(_) => self.open(driver, channel, instance, &kind),
+                // FLEET is not in effect here, and the connection refuses OpenOn itself: this
+                // is never reached, and would be refused if it were.
+                Scope::Instance(_) => {
+                    let message = "OpenOn is for fleet connections (/v1/fleet)";
+                    self.refuse(driver, channel, &kind, Some(instance), message);
+                }
+            },
             Event::Resized { channel, size } => self.control(channel, Some(size), None),
             Event::Signal { channel, signal } => self.control(channel, None, Some(signal)),
             Event::Eof { channel } => self.tell(channel, |route| ToAgent::Eof { route }),
@@ -231,10 +299,32 @@ impl ClientTask {
         }
     }
 
-    /// The client asks for a channel on its instance: the gate decides, and an admitted Open
-    /// goes to the agent's task.
-    fn open(&mut self, driver: &mut ClientDriver, channel: u16, kind: &OpenKind<'_>) {
-        let admitted = self.access.admit_open(&self.who, &self.instance, kind, &self.registry);
+    /// Refuses an Open PROHIBITED that no instance's gate is asked about, and audits it as
+    /// every refused Open is.
+    fn refuse(
+        &self,
+        driver: &mut ClientDriver,
+        channel: u16,
+        kind: &OpenKind<'_>,
+        instance: Option<&str>,
+        message: &str,
+    ) {
+        info!(user = %self.who.user, scope = %self.scope, %message, "open refused");
+        self.access.audit.write(&Record {
+            actor: Some(self.who.user.clone()),
+            instance: instance.map(str::to_owned),
+            kind: Some(describe(kind)),
+            fleet: self.scope.fleet().map(str::to_owned),
+            ..Record::refused(message)
+        });
+        let _ = driver.connection_mut().refuse(channel, RefuseReason::PROHIBITED, message);
+    }
+
+    /// The client asks for a channel on `instance`: the gate decides, and an admitted Open goes
+    /// to the agent's task.
+    fn open(&mut self, driver: &mut ClientDriver, channel: u16, instance: &str, kind: &OpenKind<'_>) {
+        let fleet = self.scope.fleet();
+        let admitted = self.access.admit_open(&self.who, instance, kind, &self.registry, fleet);
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(refused) => {
@@ -246,10 +336,10 @@ impl ClientTask {
                 return;
             }
         };
-        let lease = match self.usage.open(&self.who.user, &self.instance, &self.limits) {
+        let lease = match self.usage.open(&self.who.user, instance, &self.limits) {
             Ok(lease) => lease,
             Err(over) => {
-                info!(user = %self.who.user, instance = %self.instance, reason = %over.0, "open refused");
+                info!(user = %self.who.user, %instance, reason = %over.0, "open refused");
                 let refusal = format!("{}: {}", RefuseReason::RESOURCE_SHORTAGE, over.0);
                 self.access.audit.write(&admitted.record.end(Some(refusal)));
                 let message = clip(&over.0, MAX_MESSAGE_LEN);
@@ -268,7 +358,7 @@ impl ClientTask {
         let record = admitted.record;
         let active = Active {
             owner: self.who.user.clone(),
-            instance: self.instance.clone(),
+            instance: instance.to_owned(),
             account: admitted.account,
             kind: record.kind().to_owned(),
             started: unix_now(),
@@ -279,6 +369,7 @@ impl ClientTask {
         };
         self.sessions.insert(&record.id, active);
         let coupling = Coupling {
+            instance: instance.to_owned(),
             agent: admitted.agent.to_agent,
             controls: Arc::default(),
             inflow: Arc::default(),
@@ -342,7 +433,9 @@ impl ClientTask {
             ToClient::Terminate { route, why } => {
                 if let Some(channel) = self.couplings.channel(route) {
                     let message = clip(&why.message, MAX_MESSAGE_LEN);
-                    info!(user = %self.who.user, instance = %self.instance, why = %message, "session terminated");
+                    let instance =
+                        self.couplings.get(channel).map(|(_, c)| c.instance.as_str()).unwrap_or_default();
+                    info!(user = %self.who.user, %instance, why = %message, "session terminated");
                     let conn = driver.connection_mut();
                     let _ = conn.reason(channel, why.code, message);
                     // Not yet accepted (the agent is still starting it): refused instead.

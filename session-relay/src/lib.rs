@@ -3,6 +3,9 @@
 //! - `/v1/agent/<name>?version=<v>`: an agent dials in and keeps the connection; its session
 //!   is resumable, so a dropped network loses no byte.
 //! - `/v1/client/<instance>`: a client's connection, whose channels go to that instance's agent.
+//! - `/v1/fleet`: a user's fleet connection, whose channels each name their instance (OpenOn),
+//!   for one command run on many instances; its 101 names the fleet command's id, which every
+//!   record of its channels carries.
 //! - `/v1/instances`: one text message of JSON listing instances and their status.
 //! - `/v1/sessions` and `/v1/sessions/<id>/terminate`: a user's sessions, and ending one.
 //! - `/v1/settings/<account>?sessions=on|off`: an account's switch (`?recording=...`: what its
@@ -46,6 +49,7 @@ mod console;
 pub mod dev;
 mod handshakes;
 mod http;
+pub mod labels;
 mod listener;
 pub mod policy;
 pub mod recording;

@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::Message as WsMessage;
 use tracing::{debug, info, warn};
 
-use crate::admission::{self, Admitted, ClientClaim, Gate};
+use crate::admission::{self, Admitted, ClientClaim, FLEET_HEADER, FleetClaim, Gate};
 use crate::clients::Clients;
 use crate::console::{self, Console};
 use crate::handshakes::{Handshakes, Slot, off_workers};
@@ -148,6 +148,12 @@ where
                 .map_err(|_| refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
             response.headers_mut().insert(CHALLENGE_HEADER, challenge);
         }
+        if let Admitted::Fleet(claim) = &admission {
+            // The id every session of the fleet command is audited with (spec 11.4).
+            let id = HeaderValue::from_str(&claim.id)
+                .map_err(|_| refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;
+            response.headers_mut().insert(FLEET_HEADER, id);
+        }
         admitted = Some(admission);
         // Admission checked that the peer offered it.
         response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
@@ -184,20 +190,19 @@ where
             let ClientClaim { who, instance, lease } = *claim;
             info!(%peer, user = %who.user, instance = %instance.id, "client connected");
             let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
-            let Shared { registry, sessions, usage, clients, config, .. } = shared;
-            let place = client::Place {
-                registry,
-                access: config.access,
-                sessions,
-                usage,
-                limits: config.limits,
-                clients,
-                detach_timeout: config.detach_timeout,
-                replay_len: config.replay_len,
-            };
-            Box::pin(client::serve(transport, who, instance.id, place)).await;
+            Box::pin(client::serve(transport, who, client::Scope::Instance(instance.id), place(shared)))
+                .await;
             drop(lease);
             info!(%peer, "client disconnected");
+            Ok(())
+        }
+        Admitted::Fleet(claim) => {
+            let FleetClaim { who, id, lease } = *claim;
+            info!(%peer, user = %who.user, fleet = %id, "fleet client connected");
+            let transport = Transport::new(ws, DEFAULT_MAX_FRAME);
+            Box::pin(client::serve(transport, who, client::Scope::Fleet(id), place(shared))).await;
+            drop(lease);
+            info!(%peer, "fleet client disconnected");
             Ok(())
         }
         Admitted::Agent(claim) => {
@@ -207,6 +212,21 @@ where
             let config = &shared.config;
             Box::pin(agent::serve(transport, peer, claim.instance, claim.key, shared.registry, config)).await
         }
+    }
+}
+
+/// What a client's task reaches, of what every connection shares.
+fn place(shared: Shared) -> client::Place {
+    let Shared { registry, sessions, usage, clients, config, .. } = shared;
+    client::Place {
+        registry,
+        access: config.access,
+        sessions,
+        usage,
+        limits: config.limits,
+        clients,
+        detach_timeout: config.detach_timeout,
+        replay_len: config.replay_len,
     }
 }
 

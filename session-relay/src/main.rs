@@ -67,7 +67,8 @@ struct ServeArgs {
     /// Connections in their handshake at once from one address.
     #[arg(long, default_value_t = HandshakeLimits::default().per_source)]
     max_handshakes_per_source: usize,
-    /// Client connections one user may hold to one instance at once.
+    /// Client connections one user may hold to one instance at once; and fleet connections
+    /// (`/v1/fleet`, counted apart) one user may hold at once.
     #[arg(long, default_value_t = Limits::default().connections_per_user)]
     max_connections_per_user: usize,
     /// Sessions (shells, commands, port forwards) one user may hold on one instance at once.

@@ -35,6 +35,11 @@
 //!   shell, a command, a listing) makes a condition on it false: a statement with a forward
 //!   condition speaks of forwards only, and one with a path condition of requests that name a
 //!   path only, whether it allows or denies; one statement may not have both.
+//! - `StringEquals` and `StringLike` on `session:InstanceLabel/<key>` test the label `<key>`
+//!   that the instance's agent last gave (`x-session-labels`), byte for byte: every request on
+//!   an instance has its labels, whatever its kind, so the key goes with any other; a request on
+//!   a session or settings, or on an instance without that label, makes it false. `<key>` is a
+//!   label's key, and not one of the relay's own (`region`, `account`, `name`).
 //! - A host compares without regard to ASCII case, a path byte for byte: paths are
 //!   case-sensitive, and may be any bytes but NUL (not only UTF-8). A path on the wire is
 //!   absolute and in normal form, so `/var/log/*` confines to what is under `/var/log`; a path
@@ -47,6 +52,9 @@ use core::fmt;
 
 use serde_json::{Map, Value};
 use session_link::pattern::{glob, glob_bytes};
+
+pub use crate::labels::Labels;
+use crate::labels::{RESERVED_KEYS, valid_key};
 
 /// Start a shell or a command.
 pub const START_SESSION: &str = "session:StartSession";
@@ -91,6 +99,9 @@ pub const FORWARD_PORT: &str = "session:ForwardPort";
 pub const FILE_PATH: &str = "session:FilePath";
 /// The condition key whose value is the user whose session a recording is.
 pub const SESSION_OWNER: &str = "session:SessionOwner";
+/// The prefix of the condition keys whose values are an instance's labels, as its agent last
+/// gave them: `session:InstanceLabel/env` is its label `env`.
+pub const INSTANCE_LABEL: &str = "session:InstanceLabel/";
 
 /// The three file actions, so that a file request cannot be asked with another action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +190,15 @@ pub enum Condition {
         /// The users or user patterns, as written.
         values: Vec<String>,
     },
+    /// On `session:InstanceLabel/<key>`.
+    InstanceLabel {
+        /// The label's key, as written after the prefix (compared byte for byte).
+        key: String,
+        /// How the label's value is compared (byte for byte).
+        operator: StringOperator,
+        /// The values or value patterns, as written.
+        values: Vec<String>,
+    },
 }
 
 impl fmt::Display for Condition {
@@ -219,6 +239,10 @@ impl fmt::Display for Condition {
                 write!(f, "{} {SESSION_OWNER} ", string(*operator))?;
                 list(f, values)
             }
+            Condition::InstanceLabel { key, operator, values } => {
+                write!(f, "{} {INSTANCE_LABEL}{key} ", string(*operator))?;
+                list(f, values)
+            }
             Condition::ForwardPort { operator, values } => {
                 let name = match operator {
                     NumericOperator::Equals => "NumericEquals",
@@ -233,11 +257,20 @@ impl fmt::Display for Condition {
 }
 
 impl Condition {
-    /// Whether it holds for a request in `context`; `None` when that cannot be known yet (a
-    /// forward whose target, or a file request whose path, is not named).
-    fn holds(&self, context: Context<'_>) -> Option<bool> {
-        use Condition::{FilePath, ForwardHost, ForwardPort, SessionOwner};
-        Some(match (self, context) {
+    /// Whether it holds for `request`; `None` when that cannot be known yet (a forward whose
+    /// target, or a file request whose path, is not named).
+    fn holds(&self, request: &Request<'_>) -> Option<bool> {
+        use Condition::{FilePath, ForwardHost, ForwardPort, InstanceLabel, SessionOwner};
+        if let InstanceLabel { key, operator, values } = self {
+            // Known for every request on an instance, whatever its kind; absent otherwise, or
+            // when the instance has no such label: then false, as any absent key.
+            let Some(value) = request.labels.and_then(|labels| labels.get(key)) else { return Some(false) };
+            return Some(match operator {
+                StringOperator::Equals => values.iter().any(|v| v == value),
+                StringOperator::Like => values.iter().any(|v| glob(v, value)),
+            });
+        }
+        Some(match (self, request.context) {
             (ForwardHost { .. } | ForwardPort { .. }, Context::AnyForward)
             | (FilePath { .. }, Context::AnyFile) => return None,
             (ForwardHost { operator: StringOperator::Equals, values }, Context::Forward { host, .. }) => {
@@ -277,17 +310,20 @@ impl Condition {
             | (ForwardHost { .. } | ForwardPort { .. } | FilePath { .. }, Context::Session { .. })
             | (SessionOwner { .. }, Context::Forward { .. } | Context::AnyForward)
             | (SessionOwner { .. }, Context::File { .. } | Context::AnyFile) => false,
+            (InstanceLabel { .. }, _) => return Some(false),
         })
     }
 
-    /// Whether the request has the key it is on: only then may a refusal name it.
-    fn on_key_of(&self, context: Context<'_>) -> bool {
+    /// Whether the request has the key it is on: only then may a refusal name it. A request on
+    /// an instance may be told of a label condition its instance did not meet, even for want of
+    /// the label: that is why it was refused, whatever its kind.
+    fn on_key_of(&self, request: &Request<'_>) -> bool {
         matches!(
-            (self, context),
+            (self, request.context),
             (Condition::ForwardHost { .. } | Condition::ForwardPort { .. }, Context::Forward { .. })
                 | (Condition::FilePath { .. }, Context::File { .. })
                 | (Condition::SessionOwner { .. }, Context::Session { .. })
-        )
+        ) || matches!(self, Condition::InstanceLabel { .. }) && request.labels.is_some()
     }
 }
 
@@ -339,18 +375,20 @@ impl Statement {
     }
 
     /// Whether it has a condition on a recording's owner and one on another kind of request's
-    /// key: no request has both.
+    /// key: no request has both. An instance's labels are not of a kind: every request on an
+    /// instance has them, a recording's too.
     fn mixes_owner_and_other(&self) -> bool {
         let owner = |c: &Condition| matches!(c, Condition::SessionOwner { .. });
-        self.conditions.iter().any(owner) && !self.conditions.iter().all(owner)
+        let kind = |c: &Condition| !matches!(c, Condition::InstanceLabel { .. });
+        self.conditions.iter().any(owner) && !self.conditions.iter().filter(|c| kind(c)).all(owner)
     }
 
-    /// Whether its conditions all hold in `context`: `Some(false)` when one does not, with the
+    /// Whether its conditions all hold for `request`: `Some(false)` when one does not, with the
     /// first such, `None` when one cannot be known yet.
-    fn conditions_hold(&self, context: Context<'_>) -> (Option<bool>, Option<&Condition>) {
+    fn conditions_hold(&self, request: &Request<'_>) -> (Option<bool>, Option<&Condition>) {
         let mut known = true;
         for condition in &self.conditions {
-            match condition.holds(context) {
+            match condition.holds(request) {
                 Some(false) => return (Some(false), Some(condition)),
                 None => known = false,
                 Some(true) => {}
@@ -442,6 +480,21 @@ pub struct Request<'a> {
     pub resource: &'a str,
     /// The values of the condition keys.
     pub context: Context<'a>,
+    /// The labels of the instance, for a request on an instance (`session:InstanceLabel/<key>`);
+    /// `None` for a request on a session or settings, which has none.
+    pub labels: Option<&'a Labels>,
+}
+
+impl<'a> Request<'a> {
+    /// `action` on `resource` in `context`, with no instance's labels.
+    pub fn new(action: &'a str, resource: &'a str, context: Context<'a>) -> Request<'a> {
+        Request { action, resource, context, labels: None }
+    }
+
+    /// The same request, on an instance that has `labels`.
+    pub fn on(self, labels: &'a Labels) -> Request<'a> {
+        Request { labels: Some(labels), ..self }
+    }
 }
 
 /// The outcome of evaluating a request.
@@ -596,6 +649,10 @@ fn parse_conditions(at: &str, value: &Value) -> Result<Vec<Condition>, PolicyErr
         };
         for (key, values) in object(&at, keys, "an object of condition keys")? {
             let at = format!("{at}.{key}");
+            if let Some(label) = label_key(key) {
+                conditions.push(label_condition(&at, &op, name, label, values)?);
+                continue;
+            }
             let condition = match (&op, key.to_ascii_lowercase().as_str()) {
                 (Operator::String(operator), "session:forwardhost") => Condition::ForwardHost {
                     operator: *operator,
@@ -628,8 +685,8 @@ fn parse_conditions(at: &str, value: &Value) -> Result<Vec<Condition>, PolicyErr
                     return Err(error(
                         at,
                         format!(
-                            "unknown condition key (expected {FORWARD_HOST}, {FORWARD_PORT}, {FILE_PATH} \
-                             or {SESSION_OWNER})"
+                            "unknown condition key (expected {FORWARD_HOST}, {FORWARD_PORT}, {FILE_PATH}, \
+                             {SESSION_OWNER} or {INSTANCE_LABEL}<key>)"
                         ),
                     ));
                 }
@@ -638,6 +695,50 @@ fn parse_conditions(at: &str, value: &Value) -> Result<Vec<Condition>, PolicyErr
         }
     }
     Ok(conditions)
+}
+
+/// The label a condition key names, when it is `session:InstanceLabel/<key>`: the prefix without
+/// regard to ASCII case, as every key; the label's key as written, compared byte for byte.
+fn label_key(key: &str) -> Option<&str> {
+    let prefix = key.get(..INSTANCE_LABEL.len())?;
+    prefix.eq_ignore_ascii_case(INSTANCE_LABEL).then(|| &key[INSTANCE_LABEL.len()..])
+}
+
+/// A condition on an instance's label `label`: a string, compared by a string operator; a key no
+/// agent can give would hold for no instance, and is refused for that.
+fn label_condition(
+    at: &str,
+    op: &Operator,
+    name: &str,
+    label: &str,
+    values: &Value,
+) -> Result<Condition, PolicyError> {
+    if RESERVED_KEYS.contains(&label) {
+        return Err(error(
+            at,
+            format!(
+                "{label} is a label the relay gives, never an agent: use the resource name \
+                 (srn:session:<region>:<account>:instance/<id>) to speak of it"
+            ),
+        ));
+    }
+    if !valid_key(label) {
+        return Err(error(
+            at,
+            format!(
+                "{INSTANCE_LABEL}<key>: a label's key is 1 to {} of A-Z a-z 0-9 - _ . @",
+                crate::labels::MAX_LABEL_LEN
+            ),
+        ));
+    }
+    let Operator::String(operator) = op else {
+        return Err(error(at, format!("{name} compares numbers; {INSTANCE_LABEL}{label} is a string")));
+    };
+    Ok(Condition::InstanceLabel {
+        key: label.to_owned(),
+        operator: *operator,
+        values: names(at, Some(values), |_| Ok(()))?,
+    })
 }
 
 /// A non-empty JSON object.
@@ -748,17 +849,20 @@ fn check_path_pattern(value: &str) -> Result<(), String> {
 /// Whether a `/v1/client` connection to `resource` could be of use: whether StartSession, or
 /// StartPortForward or a file action with its target or path not named yet, could be allowed
 /// ([`Context::AnyForward`], [`Context::AnyFile`]). Each Open is decided again on its own.
-pub fn may_hold_client(policies: &[Policy], resource: &str) -> bool {
+pub fn may_hold_client(policies: &[Policy], resource: &str, labels: &Labels) -> bool {
     let file = FileAction::ALL.map(|action| (action.name(), Context::AnyFile));
     [(START_SESSION, Context::Empty), (START_PORT_FORWARD, Context::AnyForward)].into_iter().chain(file).any(
-        |(action, context)| decide(policies, &Request { action, resource, context }).decision.is_allowed(),
+        |(action, context)| {
+            let request = Request::new(action, resource, context).on(labels);
+            decide(policies, &request).decision.is_allowed()
+        },
     )
 }
 
 /// What `policies` together say of `action` on `resource` in a request without condition keys:
 /// an explicit Deny in any of them wins, then any Allow, and otherwise deny.
 pub fn evaluate(policies: &[Policy], action: &str, resource: &str) -> Decision {
-    decide(policies, &Request { action, resource, context: Context::Empty }).decision
+    decide(policies, &Request::new(action, resource, Context::Empty)).decision
 }
 
 /// What `policies` together say of `request`, and the conditions that decided it: a statement
@@ -773,7 +877,7 @@ pub fn decide(policies: &[Policy], request: &Request<'_>) -> Verdict {
         if !acts || !statement.resources.iter().any(|p| glob(p, request.resource)) {
             continue;
         }
-        let (holds, failed) = statement.conditions_hold(request.context);
+        let (holds, failed) = statement.conditions_hold(request);
         match (statement.effect, holds) {
             (Effect::Deny, Some(true)) => {
                 return Verdict {
@@ -788,7 +892,7 @@ pub fn decide(policies: &[Policy], request: &Request<'_>) -> Verdict {
             // shell refused for want of a grant is not told about forward targets, nor a forward
             // about paths.
             (Effect::Allow, Some(false)) => {
-                unmet = unmet.or(failed.filter(|c| c.on_key_of(request.context)));
+                unmet = unmet.or(failed.filter(|c| c.on_key_of(request)));
             }
         }
     }
@@ -826,7 +930,7 @@ mod tests {
     }
 
     fn file<'a>(action: FileAction, resource: &'a str, path: Option<&'a [u8]>) -> Request<'a> {
-        Request { action: action.name(), resource, context: Context::file(path) }
+        Request { action: action.name(), resource, context: Context::file(path), labels: None }
     }
 
     fn decision(policy: &Policy, action: FileAction, resource: &str, path: &[u8]) -> Decision {
@@ -865,7 +969,7 @@ mod tests {
             assert_eq!(decision(&policy, action, WEB_1, b"/var/log/syslog"), Decision::Allow, "{action:?}");
         }
         // `session:*File*` names the three file actions, and nothing else.
-        let shell = Request { action: START_SESSION, resource: WEB_1, context: Context::Empty };
+        let shell = Request { action: START_SESSION, resource: WEB_1, context: Context::Empty, labels: None };
         assert_eq!(policy.decide(&shell).decision, Decision::ImplicitDeny);
         // Condition keys are matched without regard to case, as the other keys are.
         let lower = on_path("Allow", "session:ReadFile", "StringLike", r#""/srv/*""#)
@@ -938,7 +1042,8 @@ mod tests {
         );
         let unknown = document("StringLike", r#""/srv""#).replace("session:FilePath", "session:FilePaths");
         assert!(refusal(&unknown).1.contains(
-            "(expected session:ForwardHost, session:ForwardPort, session:FilePath or session:SessionOwner)"
+            "(expected session:ForwardHost, session:ForwardPort, session:FilePath, session:SessionOwner or \
+             session:InstanceLabel/<key>)"
         ));
     }
 
@@ -954,6 +1059,7 @@ mod tests {
                     action: READ_RECORDING,
                     resource: WEB_1,
                     context: Context::Session { owner },
+                    labels: None,
                 })
                 .decision
         };
@@ -962,12 +1068,14 @@ mod tests {
         assert_eq!(read("Alice"), Decision::ImplicitDeny, "user names compare byte for byte");
         assert_eq!(read("bob"), Decision::ImplicitDeny);
         // The condition speaks of recordings only: no other request has the key.
-        let listing = Request { action: READ_RECORDING, resource: WEB_1, context: Context::Empty };
+        let listing =
+            Request { action: READ_RECORDING, resource: WEB_1, context: Context::Empty, labels: None };
         assert_eq!(policy.decide(&listing).decision, Decision::ImplicitDeny);
         let refused = policy.decide(&Request {
             action: READ_RECORDING,
             resource: WEB_1,
             context: Context::Session { owner: "bob" },
+            labels: None,
         });
         assert_eq!(refused.conditions.len(), 1, "the condition that did not hold is named");
         assert_eq!(refused.conditions[0].to_string(), "StringLike session:SessionOwner [alice, ops-*]");
@@ -1034,10 +1142,10 @@ mod tests {
         );
         assert_eq!(decision(&policy, FileAction::Read, WEB_1, b"/etc/hosts"), Decision::Allow);
         // A Deny with a path condition refuses no shell, no forward and no home directory.
-        let shell = Request { action: START_SESSION, resource: WEB_1, context: Context::Empty };
+        let shell = Request { action: START_SESSION, resource: WEB_1, context: Context::Empty, labels: None };
         assert_eq!(policy.decide(&shell).decision, Decision::Allow);
         let forward = Context::Forward { host: "127.0.0.1", port: 22 };
-        let forward = Request { action: START_PORT_FORWARD, resource: WEB_1, context: forward };
+        let forward = Request { action: START_PORT_FORWARD, resource: WEB_1, context: forward, labels: None };
         assert_eq!(policy.decide(&forward).decision, Decision::Allow);
         assert_eq!(policy.decide(&file(FileAction::List, WEB_1, None)).decision, Decision::Allow);
     }
@@ -1081,6 +1189,7 @@ mod tests {
             action: START_PORT_FORWARD,
             resource: WEB_1,
             context: Context::Forward { host: "localhost", port: 80 },
+            labels: None,
         };
         assert_eq!(host.decide(&forward).decision, Decision::Allow);
     }
@@ -1130,7 +1239,7 @@ mod tests {
         assert!(refused.conditions.is_empty(), "a file refusal names no forward condition");
         let path_only = policy(&on_path("Allow", "session:*", "StringLike", r#""*""#));
         for context in [Context::Forward { host: "127.0.0.1", port: 80 }, Context::AnyForward] {
-            let forward = Request { action: START_PORT_FORWARD, resource: WEB_1, context };
+            let forward = Request { action: START_PORT_FORWARD, resource: WEB_1, context, labels: None };
             let verdict = path_only.decide(&forward);
             assert_eq!(verdict.decision, Decision::ImplicitDeny, "{context:?}");
             assert!(verdict.conditions.is_empty(), "a forward refusal names no path condition");
@@ -1153,7 +1262,9 @@ mod tests {
 
     #[test]
     fn a_client_connection_is_admitted_for_file_grants_alone() {
-        let admits = |statements: &str, resource: &str| may_hold_client(&[policy(statements)], resource);
+        let admits = |statements: &str, resource: &str| {
+            may_hold_client(&[policy(statements)], resource, &Labels::new())
+        };
         // Unconditional, or conditional on a path not named yet.
         assert!(admits(&unconditional("Allow", "session:ListFiles", "*:instance/web-*"), WEB_1));
         assert!(!admits(&unconditional("Allow", "session:ListFiles", "*:instance/web-*"), DB_1));
@@ -1182,6 +1293,186 @@ mod tests {
         let forward = r#"{"Effect": "Allow", "Action": "session:StartPortForward", "Resource": "*",
             "Condition": {"NumericEquals": {"session:ForwardPort": 5432}}}"#;
         assert!(admits(forward, WEB_1));
+    }
+
+    fn labels(header: &str) -> Labels {
+        crate::labels::parse(header).expect("labels")
+    }
+
+    #[test]
+    fn an_instance_label_condition_parses_and_names_its_key() {
+        let policy = policy(
+            r#"{"Effect": "Allow", "Action": "session:StartSession", "Resource": "*",
+                "Condition": {"StringLike": {"SESSION:instancelabel/env": ["prod", "stag*"]}}}"#,
+        );
+        assert_eq!(
+            policy.statements[0].conditions,
+            vec![Condition::InstanceLabel {
+                key: "env".to_owned(),
+                operator: StringOperator::Like,
+                values: vec!["prod".to_owned(), "stag*".to_owned()],
+            }]
+        );
+        assert_eq!(
+            policy.statements[0].conditions[0].to_string(),
+            "StringLike session:InstanceLabel/env [prod, stag*]"
+        );
+        let document = |key: &str, operator: &str| {
+            format!(
+                r#"{{"Version": "1", "Statement": {{"Effect": "Allow", "Action": "*", "Resource": "*",
+                    "Condition": {{"{operator}": {{"{key}": "x"}}}}}}}}"#
+            )
+        };
+        for (key, operator, problem) in [
+            (
+                "session:InstanceLabel/account",
+                "StringEquals",
+                "account is a label the relay gives, never an agent",
+            ),
+            ("session:InstanceLabel/name", "StringLike", "name is a label the relay gives"),
+            ("session:InstanceLabel/region", "StringLike", "region is a label the relay gives"),
+            ("session:InstanceLabel/", "StringEquals", "a label's key is 1 to 64 of"),
+            ("session:InstanceLabel/a b", "StringEquals", "a label's key is 1 to 64 of"),
+            (
+                "session:InstanceLabel/env",
+                "NumericEquals",
+                "NumericEquals compares numbers; session:InstanceLabel/env is a string",
+            ),
+            ("session:InstanceLabels/env", "StringEquals", "unknown condition key"),
+        ] {
+            let (at, given) = refusal(&document(key, operator));
+            assert_eq!(at, format!("Statement[0].Condition.{operator}.{key}"));
+            assert!(given.contains(problem), "{key}: {given}");
+        }
+        // The key after the prefix is compared byte for byte: `Name` is not `name`.
+        assert!(Policy::parse(&document("session:InstanceLabel/Name", "StringEquals")).is_ok());
+        // With any other key, a recording's owner too: every request on an instance has labels.
+        let owner = r#"{"Version": "1", "Statement": {"Effect": "Allow", "Action": "*", "Resource": "*",
+            "Condition": {"StringEquals": {"session:SessionOwner": "alice", "session:InstanceLabel/env": "prod"}}}}"#;
+        assert!(Policy::parse(owner).is_ok());
+    }
+
+    #[test]
+    fn an_instance_label_condition_holds_for_every_request_on_an_instance_that_has_it() {
+        let policy = policy(&format!(
+            "{}, {}",
+            r#"{"Effect": "Allow", "Action": "session:*", "Resource": "*:instance/*",
+                "Condition": {"StringEquals": {"session:InstanceLabel/env": "prod"}}}"#,
+            r#"{"Effect": "Deny", "Action": "session:*", "Resource": "*",
+                "Condition": {"StringLike": {"session:InstanceLabel/tier": "secret*"}}}"#,
+        ));
+        let (prod, dev, none, secret) =
+            (labels("env=prod,role=web"), labels("env=dev"), Labels::new(), labels("env=prod,tier=secret-1"));
+        let decide = |action, context, labels: Option<&Labels>| {
+            policy.decide(&Request { action, resource: WEB_1, context, labels })
+        };
+        let forward = Context::Forward { host: "127.0.0.1", port: 22 };
+        let owner = Context::Session { owner: "bob" };
+        for (action, context) in [
+            (START_SESSION, Context::Empty),
+            (START_PORT_FORWARD, forward),
+            (READ_FILE, Context::File { path: b"/etc/hosts" }),
+            (LIST_FILES, Context::Empty),
+            (DESCRIBE_INSTANCE_STATUS, Context::Empty),
+            (READ_RECORDING, owner),
+            (START_PORT_FORWARD, Context::AnyForward),
+        ] {
+            assert_eq!(
+                decide(action, context, Some(&prod)).decision,
+                Decision::Allow,
+                "{action} {context:?}"
+            );
+            let refused = decide(action, context, Some(&dev));
+            assert_eq!(refused.decision, Decision::ImplicitDeny, "{action}");
+            // Named: the instance's label is why, whatever the request's kind.
+            assert_eq!(refused.conditions[0].to_string(), "StringEquals session:InstanceLabel/env prod");
+            let without = decide(action, context, Some(&none));
+            assert_eq!(without.decision, Decision::ImplicitDeny, "no label, no grant");
+            assert_eq!(without.conditions.len(), 1, "named too: the instance lacks it");
+            let denied = decide(action, context, Some(&secret));
+            assert_eq!(denied.decision, Decision::ExplicitDeny, "{action}");
+            assert_eq!(denied.conditions[0].to_string(), "StringLike session:InstanceLabel/tier secret*");
+        }
+        // A request on no instance has no labels: the Allow does not apply, nor is it named.
+        let settings = decide(MODIFY_SETTINGS, Context::Empty, None);
+        assert_eq!(settings, Verdict { decision: Decision::ImplicitDeny, conditions: Vec::new() });
+        // Values compare byte for byte, keys too.
+        assert_eq!(
+            decide(START_SESSION, Context::Empty, Some(&labels("env=Prod"))).decision,
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            decide(START_SESSION, Context::Empty, Some(&labels("Env=prod"))).decision,
+            Decision::ImplicitDeny
+        );
+        // A client connection is admitted on what the instance's labels allow.
+        assert!(may_hold_client(core::slice::from_ref(&policy), WEB_1, &prod));
+        assert!(!may_hold_client(core::slice::from_ref(&policy), WEB_1, &dev));
+        assert!(!may_hold_client(core::slice::from_ref(&policy), WEB_1, &secret));
+    }
+
+    #[test]
+    fn a_label_condition_and_another_key_must_both_hold() {
+        let policy = policy(
+            r#"{"Effect": "Allow", "Action": "session:StartPortForward", "Resource": "*",
+                "Condition": {"StringEquals": {"session:InstanceLabel/role": "db"},
+                              "NumericEquals": {"session:ForwardPort": 5432}}}"#,
+        );
+        let (db, web) = (labels("role=db"), labels("role=web"));
+        let forward = |port, labels| {
+            let context = Context::Forward { host: "127.0.0.1", port };
+            policy.decide(&Request::new(START_PORT_FORWARD, WEB_1, context).on(labels)).decision
+        };
+        assert_eq!(forward(5432, &db), Decision::Allow);
+        assert_eq!(forward(22, &db), Decision::ImplicitDeny);
+        assert_eq!(forward(5432, &web), Decision::ImplicitDeny);
+        let shell = policy.decide(&Request::new(START_SESSION, WEB_1, Context::Empty).on(&db));
+        assert_eq!(
+            shell.decision,
+            Decision::ImplicitDeny,
+            "a forward condition still speaks of forwards only"
+        );
+    }
+
+    /// The label example of spec section 11.5 parses and decides what the text says it does.
+    #[test]
+    fn the_spec_label_example_means_what_it_says() {
+        let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/PROTOCOL.md");
+        let spec = std::fs::read_to_string(spec).expect("the spec");
+        let section = spec
+            .split("### 11.5 ")
+            .nth(1)
+            .and_then(|rest| rest.split("### 11.6 ").next())
+            .expect("spec section 11.5");
+        let example = section
+            .split("```json\n")
+            .skip(1)
+            .filter_map(|block| block.split("```").next())
+            .find(|block| block.contains("session:InstanceLabel/"))
+            .expect("a label example");
+        let policy = Policy::parse(example).unwrap_or_else(|e| panic!("{e}: {example}"));
+        let web = |id: &str| format!("srn:session:local:default:instance/{id}");
+        let shell = |id: &str, labels: &Labels| {
+            policy.decide(&Request::new(START_SESSION, &web(id), Context::Empty).on(labels))
+        };
+        assert_eq!(shell("web-1", &labels("env=dev")).decision, Decision::Allow);
+        let prod = shell("web-2", &labels("env=prod"));
+        assert_eq!(prod.decision, Decision::ExplicitDeny);
+        assert_eq!(prod.conditions[0].to_string(), "StringLike session:InstanceLabel/env prod*");
+        assert_eq!(shell("web-3", &Labels::new()).decision, Decision::Allow);
+        let (web_2, prod) = (web("web-2"), labels("env=prod"));
+        let listed = Request::new(DESCRIBE_INSTANCE_STATUS, &web_2, Context::Empty).on(&prod);
+        assert_eq!(policy.decide(&listed).decision, Decision::Allow, "still listed");
+        let forward = |id: &str, labels: &Labels| {
+            let context = Context::Forward { host: "127.0.0.1", port: 5432 };
+            policy.decide(&Request::new(START_PORT_FORWARD, &web(id), context).on(labels))
+        };
+        assert_eq!(forward("web-4", &labels("role=db")).decision, Decision::Allow);
+        let not_db = forward("web-5", &labels("role=web"));
+        assert_eq!(not_db.decision, Decision::ImplicitDeny);
+        assert_eq!(not_db.conditions[0].to_string(), "StringEquals session:InstanceLabel/role db");
+        let db_1 = forward("db-1", &labels("role=db"));
+        assert_eq!(db_1, Verdict { decision: Decision::ImplicitDeny, conditions: Vec::new() });
     }
 
     /// The file example of spec section 11.5 parses and decides what the text says it does.
@@ -1219,11 +1510,11 @@ mod tests {
         assert_eq!(decision(&policy, Read, WEB_1, b"/srv/app/config"), Decision::ImplicitDeny);
         assert_eq!(policy.decide(&file(List, WEB_1, None)).decision, Decision::ImplicitDeny);
         let policies = [policy];
-        assert!(may_hold_client(&policies, WEB_2));
-        assert!(!may_hold_client(&policies, DB_1));
+        assert!(may_hold_client(&policies, WEB_2, &Labels::new()));
+        assert!(!may_hold_client(&policies, DB_1, &Labels::new()));
         for (action, context) in [(START_SESSION, Context::Empty), (START_PORT_FORWARD, Context::AnyForward)]
         {
-            let request = Request { action, resource: WEB_1, context };
+            let request = Request { action, resource: WEB_1, context, labels: None };
             assert_eq!(decide(&policies, &request).decision, Decision::ImplicitDeny, "{action}");
         }
     }

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use crate::labels::Labels;
 use crate::policy::{Policy, PolicyError};
 pub use crate::secret::RandomError;
 use crate::secret::{self, Hashed};
@@ -198,7 +199,8 @@ CREATE TABLE IF NOT EXISTS instances (
     activation TEXT NOT NULL,
     registered INTEGER NOT NULL,
     last_seen INTEGER,
-    agent_version TEXT);
+    agent_version TEXT,
+    labels TEXT);
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY,
     sessions_enabled INTEGER NOT NULL);
@@ -248,6 +250,10 @@ CREATE TABLE IF NOT EXISTS recordings (
     record TEXT);
 CREATE INDEX IF NOT EXISTS recordings_by_start ON recordings (started);
 ";
+
+/// Columns added to tables since their first version, which [`Store::migrate`] adds to a store
+/// made before: table, column, type. Each is in [`SCHEMA`] too, for a new store.
+const MIGRATIONS: [(&str, &str, &str); 1] = [("instances", "labels", "TEXT")];
 
 /// The store, shared by every task of the relay.
 #[derive(Debug, Clone)]
@@ -334,6 +340,8 @@ pub struct Instance {
     pub last_seen: Option<i64>,
     /// The version its agent last reported.
     pub agent_version: Option<String>,
+    /// The labels its agent gave at its last proof (`x-session-labels`, spec 11.1).
+    pub labels: Labels,
 }
 
 /// A relay running on this store, as it publishes its sessions.
@@ -483,7 +491,37 @@ impl Store {
         db.busy_timeout(Duration::from_secs(5))?;
         db.pragma_update(None, "foreign_keys", "ON")?;
         db.execute_batch(SCHEMA)?;
+        Store::migrate(&db)?;
         Ok(Store { db: Arc::new(Mutex::new(db)) })
+    }
+
+    /// Brings a store made by an earlier version up to [`SCHEMA`]: `CREATE TABLE IF NOT EXISTS`
+    /// leaves an existing table as it was, so a column added since is added here. The relay and
+    /// `admin` may open the same old store at once: a column the other just added is taken as
+    /// added.
+    fn migrate(db: &Connection) -> Result<(), StoreError> {
+        for (table, column, kind) in MIGRATIONS {
+            if Store::has_column(db, table, column)? {
+                continue;
+            }
+            if let Err(e) = db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}")) {
+                if !Store::has_column(db, table, column)? {
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn has_column(db: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {
+        let mut query = db.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = query.query_map([], |row| row.get::<_, String>(1))?;
+        for name in names {
+            if name? == column {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
@@ -782,6 +820,7 @@ impl Store {
             label,
             last_seen: None,
             agent_version: None,
+            labels: Labels::new(),
         })
     }
 
@@ -792,7 +831,8 @@ impl Store {
 
     fn instance_in(db: &Connection, id: &str) -> Result<Option<Instance>, rusqlite::Error> {
         db.query_row(
-            "SELECT id, public_key, account, label, last_seen, agent_version FROM instances WHERE id = ?1",
+            "SELECT id, public_key, account, label, last_seen, agent_version, labels FROM instances
+             WHERE id = ?1",
             [id],
             Store::instance_row,
         )
@@ -807,6 +847,17 @@ impl Store {
             label: row.get(3)?,
             last_seen: row.get(4)?,
             agent_version: row.get(5)?,
+            labels: Store::labels_column(row, 6)?,
+        })
+    }
+
+    /// Labels as stored: a JSON object of strings, or NULL for none. One that does not parse
+    /// (written by hand into the file) is an error, never no labels: a policy's Deny on a label
+    /// would otherwise no longer apply.
+    fn labels_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Labels> {
+        let Some(text) = row.get::<_, Option<String>>(index)? else { return Ok(Labels::new()) };
+        serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
         })
     }
 
@@ -814,7 +865,8 @@ impl Store {
     pub fn instances(&self) -> Result<Vec<Instance>, StoreError> {
         let db = self.db();
         let mut query = db.prepare(
-            "SELECT id, public_key, account, label, last_seen, agent_version FROM instances ORDER BY id",
+            "SELECT id, public_key, account, label, last_seen, agent_version, labels FROM instances
+             ORDER BY id",
         )?;
         let rows = query.query_map([], Store::instance_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -826,11 +878,13 @@ impl Store {
         if removed == 0 { not_found("instance", id) } else { Ok(()) }
     }
 
-    /// Notes that instance `id`'s agent is connected now, running `version`.
-    pub fn seen(&self, id: &str, version: &str) -> Result<(), StoreError> {
+    /// Notes that instance `id`'s agent is connected now, running `version`, and gave `labels`:
+    /// they replace what the instance had.
+    pub fn seen(&self, id: &str, version: &str, labels: &Labels) -> Result<(), StoreError> {
+        let labels = (!labels.is_empty()).then(|| serde_json::to_string(labels).unwrap_or_default());
         self.db().execute(
-            "UPDATE instances SET last_seen = ?2, agent_version = ?3 WHERE id = ?1",
-            params![id, unix_now(), version],
+            "UPDATE instances SET last_seen = ?2, agent_version = ?3, labels = ?4 WHERE id = ?1",
+            params![id, unix_now(), version, labels],
         )?;
         Ok(())
     }
@@ -1131,6 +1185,19 @@ impl Store {
         let rows = query.query_map([limit], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// The last `limit` records of fleet command `fleet` (their `fleet` field), oldest first. A
+    /// line that is not JSON (written by hand) is of no fleet.
+    pub fn audit_of_fleet(&self, fleet: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare(
+            "SELECT record FROM (SELECT seq, record FROM audit
+               WHERE CASE WHEN json_valid(record) THEN json_extract(record, '$.fleet') END = ?1
+               ORDER BY seq DESC LIMIT ?2) ORDER BY seq",
+        )?;
+        let rows = query.query_map(params![fleet, limit], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 #[cfg(test)]
@@ -1375,5 +1442,56 @@ mod tests {
         let kept: Vec<String> = store.audit(100).unwrap();
         assert_eq!(kept.first().map(String::as_str), Some(r#"{"n":5}"#), "the newest are kept");
         assert_eq!(store.prune_audit(Duration::from_secs(86_400), 5).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_fleet_commands_records_are_found_by_its_id() {
+        let store = Store::in_memory().unwrap();
+        let records: Vec<serde_json::Value> = (0..6)
+            .map(|n| serde_json::json!({ "n": n, "fleet": if n % 2 == 0 { Some("alice-1") } else { None } }))
+            .collect();
+        store.append_audit(&records).unwrap();
+        store.db().execute("INSERT INTO audit (at, record) VALUES (0, 'not json')", []).unwrap();
+        let found = store.audit_of_fleet("alice-1", 100).unwrap();
+        assert_eq!(found.len(), 3);
+        assert!(found[0].contains(r#""n":0"#) && found[2].contains(r#""n":4"#), "oldest first: {found:?}");
+        let last = store.audit_of_fleet("alice-1", 1).unwrap();
+        assert!(last[0].contains(r#""n":4"#), "the latest: {last:?}");
+        assert!(store.audit_of_fleet("alice-2", 100).unwrap().is_empty());
+    }
+
+    /// A store made before instances had labels gains the column, and keeps its instances; one
+    /// opened twice (the relay and `admin`) is migrated once.
+    #[test]
+    fn a_store_made_before_labels_gains_them() {
+        let dir = std::env::temp_dir().join(format!("store-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("relay.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE instances (id TEXT PRIMARY KEY, public_key BLOB NOT NULL, account TEXT NOT NULL,
+                    label TEXT NOT NULL, activation TEXT NOT NULL, registered INTEGER NOT NULL,
+                    last_seen INTEGER, agent_version TEXT);
+                 INSERT INTO instances VALUES ('web-1', x'00', 'default', 'web-1', 'id', 0, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let again = Store::open_existing(&path).unwrap();
+        let web_1 = store.instance("web-1").unwrap().expect("kept");
+        assert!(web_1.labels.is_empty());
+        let labels = crate::labels::parse("env=prod,role=web").unwrap();
+        store.seen("web-1", "1.0", &labels).unwrap();
+        assert_eq!(again.instance("web-1").unwrap().expect("kept").labels, labels);
+        // Each proof replaces them; none is none.
+        store.seen("web-1", "1.0", &Labels::new()).unwrap();
+        assert!(again.instances().unwrap()[0].labels.is_empty());
+        // A column changed by hand into what is not labels is an error, never no labels.
+        store.db().execute("UPDATE instances SET labels = 'x'", []).unwrap();
+        assert!(store.instance("web-1").is_err());
+        drop((store, again));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

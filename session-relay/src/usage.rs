@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// How much of one instance one user may hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Client connections to the instance.
+    /// Client connections to the instance; and fleet connections, counted apart (`/v1/fleet`
+    /// reaches no one instance).
     pub connections_per_user: usize,
     /// Sessions (shells, commands, port forwards) on the instance, over all the user's
     /// connections.
@@ -22,6 +23,9 @@ impl Default for Limits {
         Limits { connections_per_user: 8, channels_per_user: 32 }
     }
 }
+
+/// The instance key fleet connections count under: no instance has an empty name.
+const FLEET: &str = "";
 
 /// Which count a lease holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,13 @@ impl Usage {
         self.lease(user, instance, Kind::Connection, limits.connections_per_user)
     }
 
+    /// Counts a fleet connection of `user` (`/v1/fleet`), if the limit allows one more: fleet
+    /// connections count as connections to one instance of their own, named by no name can be
+    /// (""), whatever instances their channels reach; each channel counts on its instance.
+    pub(crate) fn connect_fleet(&self, user: &str, limits: &Limits) -> Result<Lease, OverLimit> {
+        self.lease(user, FLEET, Kind::Connection, limits.connections_per_user)
+    }
+
     /// Counts a session of `user` on `instance`, if the limit allows one more.
     pub(crate) fn open(&self, user: &str, instance: &str, limits: &Limits) -> Result<Lease, OverLimit> {
         self.lease(user, instance, Kind::Channel, limits.channels_per_user)
@@ -79,9 +90,12 @@ impl Usage {
             Kind::Channel => (&mut entry.channels, "sessions on", "--max-channels-per-user"),
         };
         if *count >= limit {
-            return Err(OverLimit(format!(
-                "{user} holds {count} {what} instance {instance}, the relay's limit per user ({flag})"
-            )));
+            let held = if instance == FLEET {
+                format!("{count} fleet connections")
+            } else {
+                format!("{count} {what} instance {instance}")
+            };
+            return Err(OverLimit(format!("{user} holds {held}, the relay's limit per user ({flag})")));
         }
         *count += 1;
         drop(held);
@@ -125,5 +139,20 @@ mod tests {
         assert!(usage.connect("alice", "web", &limits).is_ok());
         let _one = usage.open("alice", "web", &limits).unwrap();
         assert!(usage.open("alice", "web", &limits).is_err());
+    }
+
+    #[test]
+    fn fleet_connections_have_a_count_of_their_own() {
+        let usage = Usage::default();
+        let limits = Limits { connections_per_user: 1, channels_per_user: 1 };
+        let _web = usage.connect("alice", "web", &limits).unwrap();
+        let fleet = usage.connect_fleet("alice", &limits).unwrap();
+        assert_eq!(
+            usage.connect_fleet("alice", &limits).unwrap_err().0,
+            "alice holds 1 fleet connections, the relay's limit per user (--max-connections-per-user)"
+        );
+        assert!(usage.connect_fleet("bob", &limits).is_ok());
+        drop(fleet);
+        assert!(usage.connect_fleet("alice", &limits).is_ok());
     }
 }

@@ -723,7 +723,8 @@ fn condition_decisions() {
     for (name, statements, action, context, expected, named) in &cases {
         let policy = policy(&statements.join(", "));
         let resource = res("i-001");
-        let verdict = policy.decide(&Request { action, resource: &resource, context: *context });
+        let verdict =
+            policy.decide(&Request { action, resource: &resource, context: *context, labels: None });
         assert_eq!(verdict.decision, *expected, "{name}");
         let conditions: Vec<String> = verdict.conditions.iter().map(ToString::to_string).collect();
         assert_eq!(conditions.join(" and "), *named, "{name}: the conditions a refusal names");
@@ -857,7 +858,8 @@ fn the_documented_policies_parse() {
         .expect("the README's web.json");
     let web = Policy::parse(web).unwrap_or_else(|e| panic!("the README's policy: {e}"));
     let web_1 = "srn:session:local:default:instance/web-1";
-    let forward = |host, port| Request { action: FORWARD, resource: web_1, context: to(host, port) };
+    let forward =
+        |host, port| Request { action: FORWARD, resource: web_1, context: to(host, port), labels: None };
     assert!(web.decide(&forward("127.0.0.1", 80)).decision.is_allowed());
     assert!(!web.decide(&forward("127.0.0.1", 22)).decision.is_allowed());
     assert!(!web.decide(&forward("169.254.169.254", 80)).decision.is_allowed());
@@ -877,7 +879,8 @@ fn the_documented_policies_parse() {
     // The forward example says what it decides.
     let forwards = &examples[1];
     let db_1 = "srn:session:local:default:instance/db-1";
-    let on = |resource, host, port| Request { action: FORWARD, resource, context: to(host, port) };
+    let on =
+        |resource, host, port| Request { action: FORWARD, resource, context: to(host, port), labels: None };
     assert_eq!(forwards.decide(&on(db_1, "127.0.0.1", 5432)).decision, Decision::Allow);
     let refused = forwards.decide(&on(db_1, "127.0.0.1", 6379));
     assert_eq!(refused.decision, Decision::ImplicitDeny);

@@ -19,8 +19,8 @@ use session_proto::connection::{
 };
 use session_proto::frame::{DATA_PREFIX_LEN, peek_len};
 use session_proto::{
-    EndReason, Env, ErrorCode, ExitStatus, HEADER_LEN, MIN_MAX_FRAME, OpenKind, Pty, RefuseReason, Signal,
-    Stream, WindowSize,
+    EndReason, Env, EnvVar, ErrorCode, ExitStatus, HEADER_LEN, MIN_MAX_FRAME, OpenKind, Pty, RefuseReason,
+    Signal, Stream, WindowSize,
 };
 
 /// Channels open at once. A console tab uses one; the rest leave room for a tab that opens a
@@ -240,6 +240,7 @@ impl Client {
             initial_window: INITIAL_WINDOW,
             keepalive_ms: KEEPALIVE_MS,
             files: false,
+            fleet: false,
         };
         // It fails only for a replay buffer below the minimum, which the assertion above rules
         // out; a connection without resume is still a working one.
@@ -327,8 +328,24 @@ impl Client {
     /// `cols` x `rows`, and returns its channel; [`Output::Accepted`] or [`Output::Refused`]
     /// answers.
     pub fn open_shell(&mut self, term: &str, cols: u32, rows: u32) -> Result<u16, CommandFailed> {
+        self.open_shell_with_env(term, cols, rows, &[])
+    }
+
+    /// [`open_shell`](Client::open_shell) with environment variables for the shell, `(name,
+    /// value)` in order: the console's grid sets `PROMPT_COMMAND` so that bash reports each
+    /// command's exit status. The spec's bounds (count, lengths, no `=` in a name, no NUL) are
+    /// checked here, as an invalid request.
+    pub fn open_shell_with_env(
+        &mut self,
+        term: &str,
+        cols: u32,
+        rows: u32,
+        env: &[(String, String)],
+    ) -> Result<u16, CommandFailed> {
         let size = window_size(cols, rows);
-        self.open(&OpenKind::Shell { pty: Pty { term, size }, env: Env::EMPTY }, Some(size))
+        let vars: Vec<EnvVar<'_>> =
+            env.iter().map(|(name, value)| EnvVar { name: name.as_str(), value: value.as_str() }).collect();
+        self.open(&OpenKind::Shell { pty: Pty { term, size }, env: Env::new(&vars) }, Some(size))
     }
 
     /// Runs `command` through the login shell on a terminal of type `term` (empty: the agent's
@@ -534,7 +551,9 @@ impl Client {
                 Output::Connected
             }
             Event::Resumed => Output::Resumed,
-            Event::Opened { channel, kind } => {
+            // An OpenOn never reaches an initiator (its connection ends instead): folded in only
+            // so that the match stays whole.
+            Event::Opened { channel, kind } | Event::OpenedOn { channel, kind, .. } => {
                 // Clients open channels; a relay does not open one towards a client.
                 let reason = match kind {
                     OpenKind::Unknown { .. } => RefuseReason::UNKNOWN_KIND,

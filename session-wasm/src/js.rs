@@ -4,6 +4,7 @@
 //! Channel ids, sizes and lengths come in as `u32`: wasm-bindgen converts a JS number with
 //! `>>> 0`, so any number arrives as some `u32`, and one that is no channel is simply unknown.
 
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -48,10 +49,21 @@ impl Session {
     }
 
     /// Opens a login shell on a terminal; returns the channel, or throws an `Error` saying why
-    /// it cannot.
+    /// it cannot. `env`, if given, is a plain object of environment variables for the shell
+    /// (`{PROMPT_COMMAND: "..."}`), each value a string.
     #[wasm_bindgen(js_name = openShell)]
-    pub fn open_shell(&mut self, term: &str, cols: u32, rows: u32) -> Result<u16, JsError> {
-        self.client.open_shell(term, cols, rows).map_err(js_error)
+    pub fn open_shell(
+        &mut self,
+        term: &str,
+        cols: u32,
+        rows: u32,
+        env: Option<Object>,
+    ) -> Result<u16, JsError> {
+        let env = match env {
+            Some(env) => env_pairs(&env)?,
+            None => Vec::new(),
+        };
+        self.client.open_shell_with_env(term, cols, rows, &env).map_err(js_error)
     }
 
     /// Runs `command` on a terminal of type `term` (left out: the agent's default); returns the
@@ -145,6 +157,24 @@ impl Session {
 /// A channel id from a JS number: ids are 16 bits, so anything larger names no channel.
 fn id(channel: u32) -> Option<u16> {
     u16::try_from(channel).ok()
+}
+
+/// The `(name, value)` pairs of a plain object, in its own enumerable properties' order; a
+/// value that is not a string is refused rather than turned into some text.
+fn env_pairs(env: &Object) -> Result<Vec<(String, String)>, JsError> {
+    Object::entries(env)
+        .iter()
+        .map(|entry| {
+            let entry = js_sys::Array::from(&entry);
+            let name = entry.get(0).as_string().unwrap_or_default();
+            match entry.get(1).as_string() {
+                Some(value) => Ok((name, value)),
+                None => {
+                    Err(JsError::new(&format!("invalid request: the value of env {name} is not a string")))
+                }
+            }
+        })
+        .collect()
 }
 
 fn js_error(failed: CommandFailed) -> JsError {

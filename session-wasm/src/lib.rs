@@ -21,7 +21,8 @@
 //! pollTransmit(): Uint8Array | undefined    send each as one binary message, until undefined
 //! pollTimeout(): number | undefined         when to call handleTimeout, in nowMs's clock
 //! handleTimeout(nowMs)
-//! openShell(term, cols, rows): number       the channel; throws an Error saying why not
+//! openShell(term, cols, rows, env?): number  the channel; throws an Error saying why not;
+//!                                           env: {NAME: "value", ...} for the shell
 //! openExec(command, cols, rows, term?): number
 //! write(channel, bytes: Uint8Array): boolean   false: refused whole (queue full, not open)
 //! consume(channel, len): boolean            the page rendered len bytes: credit goes back

@@ -53,6 +53,7 @@ MAX_PATH_LEN = 4_096
 DIGEST_LEN = 32
 MAX_ENTRY_LEN = 8_219
 MAX_SESSION_ID_LEN = 64
+MAX_INSTANCE_LEN = 64
 
 # Mode bounds (§5.19): a request asks for permission bits only; a Start or an
 # Entry reports them with set-user-id, set-group-id and sticky bits.
@@ -182,6 +183,24 @@ def _path_problem(path: bytes) -> str:
         if component in (b"", b".", b".."):
             return f"component {component!r} (empty, . or ..)"
     return ""
+
+
+class InstanceRule(LengthRule):
+    """OpenOn `instance` (§5.21): 1 to MAX_INSTANCE_LEN bytes of A-Z a-z 0-9 - _ . @."""
+
+    ALLOWED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.@")
+
+    def __init__(self) -> None:
+        super().__init__("instance", MAX_INSTANCE_LEN, non_empty=True)
+
+    def check_content(self, value: str, fail: Callable[[str, str], Exception]) -> None:
+        super().check_content(value, fail)
+        for char in value:
+            if char not in self.ALLOWED:
+                raise fail("invalid_value", f"instance: {char!r} is not A-Z a-z 0-9 - _ . @")
+
+
+INSTANCE_RULE = InstanceRule()
 
 
 PATH_RULE = PathRule("path")
@@ -468,6 +487,12 @@ def _decode_file(reader: BodyReader) -> dict:
         error = reader.varint(U32, "error")
         event = {"event": name, "error": error, "message": reader.str(MESSAGE_RULE)}
     return {"event": event}
+
+
+def _decode_open_on(reader: BodyReader) -> dict:
+    """OpenOn (0x1C, §5.21): the instance, then an Open body."""
+    instance = reader.str(INSTANCE_RULE)
+    return {"instance": instance, **_decode_open(reader)}
 
 
 def _decode_session(reader: BodyReader) -> dict:
@@ -852,6 +877,11 @@ def _encode_open(writer: BodyWriter, msg: dict) -> None:
         raise ValueError("kind: expected an object with kind shell, exec, forward, file or unknown")
 
 
+def _encode_open_on(writer: BodyWriter, msg: dict) -> None:
+    writer.str(_text(msg, "instance"), INSTANCE_RULE)
+    _encode_open(writer, msg)
+
+
 def _encode_empty(writer: BodyWriter, msg: dict) -> None:
     pass
 
@@ -946,6 +976,7 @@ MESSAGE_TYPES = [
     _message(0x18, "Exit", False, {"status"}, _decode_exit, _encode_exit),
     _message(0x19, "Close", False, set(), _decode_empty, _encode_empty),
     _message(0x1B, "File", False, {"event"}, _decode_file, _encode_file),
+    _message(0x1C, "OpenOn", False, {"instance", "kind"}, _decode_open_on, _encode_open_on),
     # Ignorable range, but defined: decoded as strictly as the others (§5.18, §5.20).
     _message(0x81, "Reason", False, {"code", "message"}, _decode_reason, _encode_reason),
     _message(0x83, "Session", False, {"id"}, _decode_session, _encode_session),

@@ -17,6 +17,13 @@ pub fn agent_binary() -> &'static Path {
     })
 }
 
+/// The `session-client` binary, for tests that run the CLI as a user does, found or built as
+/// [`agent_binary`] is (as for session-client's own `cli` test).
+pub fn client_binary() -> &'static Path {
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    FOUND.get_or_init(|| beside_the_tests("session-client").unwrap_or_else(|| build("session-client", "cli")))
+}
+
 /// `target/<profile>/<name>`, when the running test is in `target/<profile>/deps/` and it exists.
 fn beside_the_tests(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;

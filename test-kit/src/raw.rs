@@ -24,6 +24,8 @@ pub struct Raw {
     pub start: std::time::Instant,
     /// Every Data payload received, of every channel, in order.
     pub output: Vec<u8>,
+    /// The same, by channel: what each channel's peer sent, however the channels interleave.
+    pub outputs: std::collections::BTreeMap<u16, Vec<u8>>,
 }
 
 /// The handshake of a client connection to `instance` with `token`.
@@ -32,7 +34,19 @@ fn request(
     token: &str,
     instance: &str,
 ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
-    let mut request = format!("{url}/v1/client/{instance}").into_client_request().unwrap();
+    request_to(url, token, &format!("/v1/client/{instance}"))
+}
+
+/// The header of the relay's 101 to `/v1/fleet` that names the fleet command (spec 11.1).
+pub const FLEET_HEADER: &str = "x-session-fleet";
+
+/// The handshake of a user's connection to `path` with `token`.
+fn request_to(
+    url: &str,
+    token: &str,
+    path: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut request = format!("{url}{path}").into_client_request().unwrap();
     let headers = request.headers_mut();
     headers.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
     headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
@@ -64,6 +78,40 @@ impl Raw {
         .await
         .unwrap();
         Raw::hello(ws, config).await
+    }
+
+    /// A fleet connection (`/v1/fleet`, spec 11.4) with `token`, offering FLEET and FILES, its
+    /// channels opened with `conn.open_on`; with the fleet command id the relay's 101 named.
+    /// With `resume`, offering RESUME too.
+    pub async fn connect_fleet(url: &str, token: &str, resume: bool) -> (Raw, String) {
+        let (ws, fleet) = Raw::dial_fleet(url, token).await;
+        let config = Config { fleet: true, files: true, ..Config::new(Role::Initiator) };
+        let conn = if resume {
+            Connection::with_owned_resume(config, 1 << 20, &[], Instant::from_millis(0)).unwrap()
+        } else {
+            Connection::new(config, Instant::from_millis(0))
+        };
+        (Raw::start(ws, Box::new(conn)).await, fleet)
+    }
+
+    /// As `reattach`, for a fleet connection: returns the notices, and the fleet command id
+    /// the new connection's 101 named.
+    pub async fn reattach_fleet(&mut self, url: &str, token: &str) -> (Vec<String>, String) {
+        let (ws, fleet) = Raw::dial_fleet(url, token).await;
+        self.ws = ws;
+        self.conn.detach();
+        let now = self.now();
+        self.conn.reattach(now).unwrap();
+        (self.flush().await, fleet)
+    }
+
+    async fn dial_fleet(url: &str, token: &str) -> (Ws, String) {
+        let request = request_to(url, token, "/v1/fleet");
+        let config = Some(ws_config(DEFAULT_MAX_FRAME));
+        let (ws, response) =
+            tokio_tungstenite::connect_async_with_config(request, config, true).await.unwrap();
+        let fleet = response.headers().get(FLEET_HEADER).expect("the fleet command id");
+        (ws, fleet.to_str().expect("visible ASCII").to_owned())
     }
 
     /// As `connect`, offering RESUME: the relay keeps the session when the WebSocket drops.
@@ -99,7 +147,13 @@ impl Raw {
     }
 
     async fn start(ws: Ws, conn: Box<Connection<'static, 64>>) -> Raw {
-        let mut raw = Raw { ws, conn, start: std::time::Instant::now(), output: Vec::new() };
+        let mut raw = Raw {
+            ws,
+            conn,
+            start: std::time::Instant::now(),
+            output: Vec::new(),
+            outputs: Default::default(),
+        };
         raw.flush().await;
         raw.until(|e| e.starts_with("Connected"), 5).await;
         raw
@@ -147,6 +201,7 @@ impl Raw {
                     if let Event::Data { channel, payload, .. } = event {
                         let n = payload.len();
                         self.output.extend_from_slice(payload);
+                        self.outputs.entry(channel).or_default().extend_from_slice(payload);
                         events.push(format!("Data {channel} {n}"));
                         let _ = self.conn.consume(channel, n);
                     } else {

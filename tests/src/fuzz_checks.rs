@@ -202,7 +202,9 @@ pub fn session(data: &[u8]) {
     let role = if u.arbitrary().unwrap_or(false) { Role::Acceptor } else { Role::Initiator };
     // FILES on either side, or both: with it in effect File channels are reached.
     let files = u.arbitrary().unwrap_or(true);
-    let config = Config { initial_window: 1_000, keepalive_ms: 1_000, files, ..Config::new(role) };
+    // FLEET likewise: with it in effect an initiator opens with OpenOn and an acceptor is told one.
+    let fleet = u.arbitrary().unwrap_or(true);
+    let config = Config { initial_window: 1_000, keepalive_ms: 1_000, files, fleet, ..Config::new(role) };
     let mut now = Instant::from_millis(0);
     let mut replay = [0u8; MIN_REPLAY_LEN];
     let resumable = u.arbitrary().unwrap_or(false);
@@ -222,12 +224,15 @@ pub fn session(data: &[u8]) {
         if u.arbitrary().unwrap_or(true) {
             capabilities = capabilities.union(Capabilities::FILES);
         }
+        if u.arbitrary().unwrap_or(true) {
+            capabilities = capabilities.union(Capabilities::FLEET);
+        }
         let hello = Hello { capabilities, max_frame: 16_384, initial_window: 500, keepalive_ms: 0, resume };
         handle(&mut conn, &encode(&Message::Hello(hello)), now);
     }
     let mut out = vec![0u8; 1 << 15];
     while !u.is_empty() {
-        let Ok(op) = u.int_in_range(0..=21u8) else { break };
+        let Ok(op) = u.int_in_range(0..=23u8) else { break };
         let channel = u.int_in_range(1..=8u16).unwrap_or(1);
         match op {
             0 => {
@@ -243,16 +248,21 @@ pub fn session(data: &[u8]) {
                 }
             }
             2 => {
-                let kind = match u.int_in_range(0..=4u8).unwrap_or(0) {
-                    0 => OpenKind::Shell { pty: Pty::default(), env: Env::EMPTY },
-                    1 => OpenKind::Exec { command: "true", pty: None, env: Env::EMPTY },
-                    2 => OpenKind::Forward { host: "h", port: 1 },
-                    3 => {
-                        OpenKind::File { request: FileRequest::Read { path: b"/f", offset: 0, prefix: None } }
-                    }
-                    _ => OpenKind::Unknown { index: 9, params: b"" },
-                };
-                let _ = conn.open(&kind);
+                let _ = conn.open(&open_kind(&mut u));
+            }
+            21 => {
+                // Our OpenOn, naming a good instance or one the codec refuses.
+                let instance = ["web-1", "", "web 1", "a.b@c_d-0"][usize::from(channel) % 4];
+                let kind = open_kind(&mut u);
+                if conn.open_on(instance, &kind).is_ok() {
+                    assert!(conn.fleet_in_effect() && conn.config().role == Role::Initiator);
+                }
+            }
+            22 => {
+                // The peer's OpenOn on an id of either parity: the connection decides whether it
+                // may come at all (FLEET, who sent it) before the rules of an Open.
+                let kind = open_kind(&mut u);
+                handle(&mut conn, &encode(&Message::OpenOn { channel, instance: "web-1", kind }), now);
             }
             3 => drop(conn.accept(channel)),
             4 => drop(conn.refuse(channel, RefuseReason::PROHIBITED, "no")),
@@ -329,12 +339,30 @@ pub fn session(data: &[u8]) {
 /// An empty Data frame, which costs no credit, always ends an established connection (spec 8.3).
 fn handle<const C: usize>(conn: &mut Connection<'_, C>, frame: &[u8], now: Instant) {
     let established = conn.is_established();
-    let empty_data = matches!(Message::decode(frame, MAX_BODY_LEN), Ok(Message::Data { payload: [], .. }));
+    let decoded = Message::decode(frame, MAX_BODY_LEN);
+    let empty_data = matches!(decoded, Ok(Message::Data { payload: [], .. }));
+    // An OpenOn is for an acceptor with FLEET in effect (spec 5.21); to any other it is an error.
+    let forbidden_open_on = matches!(decoded, Ok(Message::OpenOn { .. }))
+        && (!conn.fleet_in_effect() || conn.config().role == Role::Initiator);
     match conn.handle(frame, now) {
         Err(e) => assert_ne!((e.code, e.reason), (ErrorCode::INTERNAL_ERROR, "events not polled")),
-        Ok(_) => assert!(!(established && empty_data), "an empty Data frame was accepted"),
+        Ok(_) => {
+            assert!(!(established && empty_data), "an empty Data frame was accepted");
+            assert!(!(established && forbidden_open_on), "a forbidden OpenOn was accepted");
+        }
     }
     while conn.poll_event().is_some() {}
+}
+
+/// One kind of each variant, for the Opens and OpenOns the `session` target sends and receives.
+fn open_kind(u: &mut Unstructured<'_>) -> OpenKind<'static> {
+    match u.int_in_range(0..=4u8).unwrap_or(0) {
+        0 => OpenKind::Shell { pty: Pty::default(), env: Env::EMPTY },
+        1 => OpenKind::Exec { command: "true", pty: None, env: Env::EMPTY },
+        2 => OpenKind::Forward { host: "h", port: 1 },
+        3 => OpenKind::File { request: FileRequest::Read { path: b"/f", offset: 0, prefix: None } },
+        _ => OpenKind::Unknown { index: 9, params: b"" },
+    }
 }
 
 fn encode(message: &Message<'_>) -> Vec<u8> {

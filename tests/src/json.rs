@@ -64,6 +64,9 @@ pub fn to_json(message: &Message<'_>) -> Value {
             json!({ "type": "File", "channel": channel, "event": file_event(event) })
         }
         Message::Session { channel, id } => json!({ "type": "Session", "channel": channel, "id": id }),
+        Message::OpenOn { channel, instance, kind } => json!({
+            "type": "OpenOn", "channel": channel, "instance": instance, "kind": open_kind(kind),
+        }),
         Message::Extension { kind, channel, body } => json!({
             "type": "Extension", "kind": kind, "channel": channel, "body_hex": hex::encode(body),
         }),

@@ -5,9 +5,9 @@
 use session_proto::{
     Capabilities, DEFAULT_INITIAL_WINDOW, DEFAULT_KEEPALIVE_MS, DEFAULT_MAX_FRAME, Digest, EndReason, Env,
     EnvVar, Error, ErrorCode, ExitStatus, FileError, FileEvent, FileRequest, Hello, MAX_BODY_LEN,
-    MAX_COMMAND_LEN, MAX_ENV, MAX_ENV_NAME_LEN, MAX_ENV_VALUE_LEN, MAX_HOST_LEN, MAX_MESSAGE_LEN,
-    MAX_TERM_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, Message, OpenKind, Pty, RefuseReason, Resume, Signal, Stream,
-    WindowSize,
+    MAX_COMMAND_LEN, MAX_ENV, MAX_ENV_NAME_LEN, MAX_ENV_VALUE_LEN, MAX_HOST_LEN, MAX_INSTANCE_LEN,
+    MAX_MESSAGE_LEN, MAX_TERM_LEN, MAX_TOKEN_LEN, MIN_MAX_FRAME, Message, OpenKind, Pty, RefuseReason,
+    Resume, Signal, Stream, WindowSize,
 };
 
 /// The receiver's maximum body length that vectors are decoded with.
@@ -636,6 +636,93 @@ pub fn valid() -> Vec<(String, Message<'static>)> {
         ),
         ("session_id_one_byte", Message::Session { channel: 7, id: "x" }),
         ("extension_0x84", Message::Extension { kind: 0x84, channel: 0, body: hx("01") }),
+        // OpenOn (spec 5.21): the instance, then an Open's body. The first is the spec's A.14.
+        (
+            "open_on_exec_uptime",
+            Message::OpenOn {
+                channel: 3,
+                instance: "web-1",
+                kind: OpenKind::Exec { command: "uptime", pty: None, env: Env::EMPTY },
+            },
+        ),
+        (
+            "open_on_shell",
+            Message::OpenOn {
+                channel: 1,
+                instance: "web-1",
+                kind: OpenKind::Shell { pty: xterm, env: Env::new(lang) },
+            },
+        ),
+        (
+            "open_on_forward",
+            Message::OpenOn {
+                channel: 5,
+                instance: "db-eu.prod@acme",
+                kind: OpenKind::Forward { host: "localhost", port: 5432 },
+            },
+        ),
+        (
+            "open_on_file_home",
+            Message::OpenOn {
+                channel: 7,
+                instance: "i-0123456789abcdef0",
+                kind: OpenKind::File { request: FileRequest::Home },
+            },
+        ),
+        (
+            "open_on_file_read",
+            Message::OpenOn {
+                channel: 9,
+                instance: "web-2",
+                kind: OpenKind::File {
+                    request: FileRequest::Read { path: b"/etc/hosts", offset: 0, prefix: None },
+                },
+            },
+        ),
+        (
+            "open_on_unknown_kind",
+            Message::OpenOn {
+                channel: 11,
+                instance: "web-1",
+                kind: OpenKind::Unknown { index: 1000, params: b"\x01\x02\x03" },
+            },
+        ),
+        (
+            "open_on_unknown_kind_3_no_params",
+            Message::OpenOn {
+                channel: 13,
+                instance: "web-1",
+                kind: OpenKind::Unknown { index: 3, params: b"" },
+            },
+        ),
+        (
+            "open_on_instance_every_character_class",
+            Message::OpenOn {
+                channel: 15,
+                instance: "AZaz09-_.@",
+                kind: OpenKind::Forward { host: "::1", port: 22 },
+            },
+        ),
+        (
+            "open_on_instance_one_byte",
+            Message::OpenOn {
+                channel: 17,
+                instance: "x",
+                kind: OpenKind::Shell { pty: Pty::default(), env: Env::EMPTY },
+            },
+        ),
+        (
+            "open_on_exec_maximum",
+            Message::OpenOn {
+                channel: 65535,
+                instance: repeat('i', MAX_INSTANCE_LEN),
+                kind: OpenKind::Exec {
+                    command: repeat('c', MAX_COMMAND_LEN),
+                    pty: Some(Pty { term: repeat('t', MAX_TERM_LEN), size: SIZE_MAX }),
+                    env: full_env(),
+                },
+            },
+        ),
     ];
     cases.into_iter().map(|(name, message)| (name.to_owned(), message)).collect()
 }
@@ -689,6 +776,7 @@ const EOF: u8 = 0x17;
 const EXIT: u8 = 0x18;
 const CLOSE: u8 = 0x19;
 const FILE: u8 = 0x1b;
+const OPEN_ON: u8 = 0x1c;
 const REASON: u8 = 0x81;
 
 /// A valid Hello body with every field present: version 1, capabilities 1, max_frame 131072,
@@ -704,6 +792,8 @@ const OPEN_EXEC_BODY: &[u8] = &[
 ];
 /// A valid Open body: forward to "db" port 5432.
 const OPEN_FORWARD_BODY: &[u8] = &[0x02, 0x02, b'd', b'b', 0xb8, 0x2a];
+/// A valid OpenOn body: instance "web-1", then [`OPEN_FORWARD_BODY`].
+const OPEN_ON_BODY: &[u8] = &[0x05, b'w', b'e', b'b', b'-', b'1', 0x02, 0x02, b'd', b'b', 0xb8, 0x2a];
 
 /// Hand-built byte strings and the error the spec assigns to each.
 pub fn invalid() -> Vec<(String, Vec<u8>, Error)> {
@@ -1097,6 +1187,49 @@ pub fn invalid() -> Vec<(String, Vec<u8>, Error)> {
     add("session_id_bad_utf8", hex_frame("00000483000103732dff"), BadUtf8);
     add("session_empty_body", hex_frame("000000830001"), Truncated);
     add("session_byte_after_id", hex_frame("00000583000103732d3100"), TrailingBytes);
+
+    // OpenOn (spec 5.21): the instance's rules, then every rule of an Open's kind.
+    let web_1 = &OPEN_ON_BODY[..6];
+    let on = |instance: &[u8]| frame(OPEN_ON, 1, &cat(&[&str_field(instance), OPEN_FORWARD_BODY]));
+    add("open_on_on_channel_0", frame(OPEN_ON, 0, OPEN_ON_BODY), BadChannel);
+    add("open_on_channel_checked_before_body", frame(OPEN_ON, 0, &[]), BadChannel);
+    add("open_on_instance_65_bytes", on(&[b'i'; 65]), TooLong);
+    add("open_on_instance_65_bytes_claimed", frame(OPEN_ON, 1, &[0x41]), TooLong);
+    add("open_on_instance_empty", on(b""), InvalidValue);
+    add("open_on_instance_space", on(b"web 1"), InvalidValue);
+    add("open_on_instance_slash", on(b"acme/web-1"), InvalidValue);
+    add("open_on_instance_colon", on(b"web-1:22"), InvalidValue);
+    add("open_on_instance_percent_encoded", on(b"web%2D1"), InvalidValue);
+    add("open_on_instance_newline", on(b"web-1\n"), InvalidValue);
+    add("open_on_instance_nul", on(b"web\x001"), InvalidValue);
+    add("open_on_instance_non_ascii", on("wéb-1".as_bytes()), InvalidValue);
+    add("open_on_instance_bad_utf8", on(b"w\xffb"), BadUtf8);
+    add("open_on_instance_length_overlong", frame(OPEN_ON, 1, &[0x85, 0x00]), BadVarint);
+    add(
+        "open_on_instance_checked_before_kind",
+        frame(OPEN_ON, 1, &cat(&[&str_field(b"web 1"), &[0x80, 0x00]])),
+        InvalidValue,
+    );
+    add("open_on_kind_overlong", frame(OPEN_ON, 1, &cat(&[web_1, &[0x80, 0x00]])), BadVarint);
+    add(
+        "open_on_exec_empty_command",
+        frame(OPEN_ON, 1, &cat(&[web_1, &[0x01, 0x00, 0x00, 0x00]])),
+        InvalidValue,
+    );
+    add(
+        "open_on_forward_port_0",
+        frame(OPEN_ON, 1, &cat(&[web_1, &[0x02, 0x02, b'd', b'b', 0x00]])),
+        InvalidValue,
+    );
+    add(
+        "open_on_file_path_relative",
+        frame(OPEN_ON, 1, &cat(&[web_1, &[0x04, 0x01, 0x03, b's', b'r', b'v']])),
+        InvalidValue,
+    );
+    add("open_on_byte_after_kind", frame(OPEN_ON, 1, &cat(&[OPEN_ON_BODY, &[0x00]])), TrailingBytes);
+    for cut in 0..OPEN_ON_BODY.len() {
+        add(&format!("open_on_truncated_body_at_{cut}"), frame(OPEN_ON, 1, &OPEN_ON_BODY[..cut]), Truncated);
+    }
 
     cases
 }

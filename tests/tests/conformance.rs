@@ -81,6 +81,7 @@ fn every_message_type_and_every_decode_error_has_a_vector() {
         "Exit",
         "Close",
         "File",
+        "OpenOn",
         "Reason",
         "Session",
         "Extension",

@@ -28,6 +28,17 @@ pub enum Event<'a> {
         /// What the peer asks for.
         kind: OpenKind<'a>,
     },
+    /// The peer asks to open `channel` for `instance` with an OpenOn (spec 5.21), which only an
+    /// acceptor with FLEET in effect receives: answer as [`Event::Opened`], with
+    /// [`accept`](super::Connection::accept) or [`refuse`](super::Connection::refuse).
+    OpenedOn {
+        /// The new channel.
+        channel: u16,
+        /// The instance it is for: an instance name ([`is_instance_name`](crate::is_instance_name)).
+        instance: &'a str,
+        /// What the peer asks for.
+        kind: OpenKind<'a>,
+    },
     /// The peer accepted our Open.
     Accepted {
         /// The channel.

@@ -3,7 +3,8 @@
 //!
 //! - Feed each received frame to [`Connection::handle`]; it returns what the peer did as an
 //!   [`Event`] borrowing from the frame, or the [`ConnectionError`] the frame caused.
-//! - Give commands: [`open`](Connection::open), [`accept`](Connection::accept),
+//! - Give commands: [`open`](Connection::open), [`open_on`](Connection::open_on),
+//!   [`accept`](Connection::accept),
 //!   [`refuse`](Connection::refuse), [`send`](Connection::send),
 //!   [`consume`](Connection::consume), [`resize`](Connection::resize),
 //!   [`signal`](Connection::signal), [`eof`](Connection::eof), [`exit`](Connection::exit),
@@ -152,6 +153,10 @@ pub struct Config {
     /// Announce FILES: the application handles File channels (spec 5.19). Without it, and
     /// when the peer does not announce it, a File Open is refused here with UNKNOWN_KIND.
     pub files: bool,
+    /// Announce FLEET: this side implements OpenOn (spec 5.21). Only an initiator sends OpenOn,
+    /// with [`Connection::open_on`]; an acceptor with it receives [`Event::OpenedOn`]. Without
+    /// it on both sides, an OpenOn received ends the connection.
+    pub fleet: bool,
 }
 
 impl Config {
@@ -163,6 +168,7 @@ impl Config {
             initial_window: DEFAULT_INITIAL_WINDOW,
             keepalive_ms: DEFAULT_KEEPALIVE_MS,
             files: false,
+            fleet: false,
         }
     }
 }
@@ -458,6 +464,32 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     /// Opens a channel and returns its id; the Open waits in the outbox.
     pub fn open(&mut self, kind: &OpenKind<'_>) -> Result<u16, CommandError> {
+        self.open_channel(None, kind)
+    }
+
+    /// Opens a channel for `instance` with an OpenOn (spec 5.21) and returns its id; the OpenOn
+    /// waits in the outbox, and the channel is then one as [`open`](Connection::open) makes.
+    /// Only an initiator with FLEET in effect may ([`CommandError::NotAllowed`] otherwise);
+    /// `instance` must be an instance name ([`is_instance_name`](crate::is_instance_name)):
+    /// [`CommandError::Invalid`] with [`TooLong`](crate::Error::TooLong) or
+    /// [`InvalidValue`](crate::Error::InvalidValue) when it is not.
+    pub fn open_on(&mut self, instance: &str, kind: &OpenKind<'_>) -> Result<u16, CommandError> {
+        self.check_established()?;
+        if self.config.role != Role::Initiator || !self.fleet_in_effect() {
+            return Err(CommandError::NotAllowed);
+        }
+        // Checked before the id is taken, so that a bad name is told as itself and not as a
+        // frame too large for the outbox.
+        if instance.len() > crate::MAX_INSTANCE_LEN {
+            return Err(CommandError::Invalid(crate::Error::TooLong));
+        }
+        crate::message::check_instance(instance).map_err(CommandError::Invalid)?;
+        self.open_channel(Some(instance), kind)
+    }
+
+    /// What [`open`](Connection::open) and [`open_on`](Connection::open_on) share: an Open, or an
+    /// OpenOn when `instance` is given.
+    fn open_channel(&mut self, instance: Option<&str>, kind: &OpenKind<'_>) -> Result<u16, CommandError> {
         self.check_established()?;
         if matches!(kind, OpenKind::File { .. }) && !self.files_in_effect() {
             return Err(CommandError::NotAllowed);
@@ -466,7 +498,11 @@ impl<'r, const C: usize> Connection<'r, C> {
             return Err(CommandError::TooManyChannels);
         }
         let channel = self.allocate_id().ok_or(CommandError::TooManyChannels)?;
-        self.queue(&Message::Open { channel, kind: *kind })?;
+        let open = match instance {
+            Some(instance) => Message::OpenOn { channel, instance, kind: *kind },
+            None => Message::Open { channel, kind: *kind },
+        };
+        self.queue(&open)?;
         let (window, recv_window) = (self.peer_window(), self.config.initial_window);
         self.insert(Channel::new(channel, true, State::OpenSent, Kind::of(kind), window, recv_window));
         self.advance_id(channel);
@@ -807,6 +843,9 @@ impl<'r, const C: usize> Connection<'r, C> {
         if self.config.files {
             capabilities = capabilities.union(Capabilities::FILES);
         }
+        if self.config.fleet {
+            capabilities = capabilities.union(Capabilities::FLEET);
+        }
         Hello {
             capabilities,
             max_frame: self.config.max_frame,
@@ -819,6 +858,12 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// Whether both Hellos announced FILES: File channels may be used (spec 5.19).
     pub fn files_in_effect(&self) -> bool {
         self.config.files && self.peer().is_some_and(|p| p.capabilities.contains(Capabilities::FILES))
+    }
+
+    /// Whether both Hellos announced FLEET: the initiator may open channels with OpenOn
+    /// (spec 5.21).
+    pub fn fleet_in_effect(&self) -> bool {
+        self.config.fleet && self.peer().is_some_and(|p| p.capabilities.contains(Capabilities::FLEET))
     }
 
     fn check_established(&self) -> Result<(), CommandError> {
@@ -894,9 +939,11 @@ impl<'r, const C: usize> Connection<'r, C> {
 
 /// Channel frames form the session stream that resume counts and replays; connection frames,
 /// Reason, Session and extensions belong to one transport (spec 7.4). A File frame can only be
-/// part of a session with FILES in effect: without it the frame ends the connection.
+/// part of a session with FILES in effect, an OpenOn with FLEET: without it the frame ends the
+/// connection.
 fn is_session_frame(code: u8) -> bool {
-    (frame_type::OPEN..=frame_type::CLOSE).contains(&code) || code == frame_type::FILE
+    (frame_type::OPEN..=frame_type::CLOSE).contains(&code)
+        || matches!(code, frame_type::FILE | frame_type::OPEN_ON)
 }
 
 fn next_of_parity(id: u16) -> u16 {

@@ -53,7 +53,18 @@ impl<const C: usize> Connection<'_, C> {
             Message::Pong { .. } | Message::Extension { .. } => Ok(None),
             Message::Ack { offset } => self.on_ack(offset),
             Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
-            Message::Open { channel, kind } => self.on_open(channel, kind),
+            Message::Open { channel, kind } => self.on_open(channel, None, kind),
+            Message::OpenOn { channel, instance, kind } => {
+                // Like File frames without FILES: a peer that sends what was not agreed is broken.
+                if !self.fleet_in_effect() {
+                    return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "OpenOn without FLEET"));
+                }
+                // The instance is named to the side that serves many of them, never by it.
+                if self.config.role == Role::Initiator {
+                    return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "OpenOn from the acceptor"));
+                }
+                self.on_open(channel, Some(instance), kind)
+            }
             Message::Reason { channel, code, message } => {
                 // A receiver that predates Reason skips it in every state, so one that knows it
                 // never makes it an error: only an open channel has a person to tell (spec 5.18).
@@ -141,9 +152,11 @@ impl<const C: usize> Connection<'_, C> {
         Event::GoAway { code, message }
     }
 
+    /// An Open, or an OpenOn naming `instance`: the same rules, told as the event of each.
     fn on_open<'a>(
         &mut self,
         channel: u16,
+        instance: Option<&'a str>,
         kind: OpenKind<'a>,
     ) -> Result<Option<Event<'a>>, ConnectionError> {
         match self.find(channel) {
@@ -174,7 +187,10 @@ impl<const C: usize> Connection<'_, C> {
         let window = self.peer_window();
         let recv_window = self.config.initial_window;
         self.insert(Channel::new(channel, false, State::OpenReceived, Kind::of(&kind), window, recv_window));
-        Ok(Some(Event::Opened { channel, kind }))
+        Ok(Some(match instance {
+            Some(instance) => Event::OpenedOn { channel, instance, kind },
+            None => Event::Opened { channel, kind },
+        }))
     }
 
     fn on_channel<'a>(&mut self, message: Message<'a>) -> Result<Option<Event<'a>>, ConnectionError> {

@@ -17,14 +17,37 @@ pub(crate) struct PtySpec {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Spec {
-    Hello { caps: u64, max_frame: u32, window: u32, keepalive: u32, resume: Option<(Vec<u8>, u64)> },
+    Hello {
+        caps: u64,
+        max_frame: u32,
+        window: u32,
+        keepalive: u32,
+        resume: Option<(Vec<u8>, u64)>,
+    },
     Ping(u64),
     Pong(u64),
     GoAway(u32, String),
-    Shell { channel: u16, pty: PtySpec, env: Vec<(String, String)> },
-    Exec { channel: u16, command: String, pty: Option<PtySpec>, env: Vec<(String, String)> },
-    Forward { channel: u16, host: String, port: u16 },
-    UnknownKind { channel: u16, kind: u32, params: Vec<u8> },
+    Shell {
+        channel: u16,
+        pty: PtySpec,
+        env: Vec<(String, String)>,
+    },
+    Exec {
+        channel: u16,
+        command: String,
+        pty: Option<PtySpec>,
+        env: Vec<(String, String)>,
+    },
+    Forward {
+        channel: u16,
+        host: String,
+        port: u16,
+    },
+    UnknownKind {
+        channel: u16,
+        kind: u32,
+        params: Vec<u8>,
+    },
     Accept(u16),
     Refuse(u16, u32, String),
     Data(u16, Stream, Vec<u8>),
@@ -36,9 +59,17 @@ pub(crate) enum Spec {
     Close(u16),
     Reason(u16, u32, String),
     Extension(u8, u16, Vec<u8>),
-    FileOpen { channel: u16, file: FileSpec },
+    FileOpen {
+        channel: u16,
+        file: FileSpec,
+    },
     File(u16, EventSpec),
     Session(u16, String),
+    /// The Open `open` describes, sent as an OpenOn naming `instance`.
+    OpenOn {
+        instance: String,
+        open: Box<Spec>,
+    },
 }
 
 /// A File request: `op` is its index, and the fields it does not have are ignored.
@@ -91,6 +122,18 @@ fn pty_of(spec: &PtySpec) -> Pty<'_> {
 impl Spec {
     /// Calls `f` with the message this spec describes.
     pub(crate) fn with<R>(&self, f: impl FnOnce(Message<'_>) -> R) -> R {
+        match self {
+            Spec::OpenOn { instance, open } => open.lend(|message| match message {
+                Message::Open { channel, kind } => f(Message::OpenOn { channel, instance, kind }),
+                other => panic!("an OpenOn wraps an Open, not {other:?}"),
+            }),
+            _ => self.lend(f),
+        }
+    }
+
+    /// [`Spec::with`] for every spec but an OpenOn, which lends its Open through this (a
+    /// recursion through `with` would instantiate closures without end).
+    fn lend<R>(&self, f: impl FnOnce(Message<'_>) -> R) -> R {
         let vars: Vec<EnvVar<'_>> = match self {
             Spec::Shell { env, .. } | Spec::Exec { env, .. } => {
                 env.iter().map(|(name, value)| EnvVar { name, value }).collect()
@@ -158,6 +201,7 @@ impl Spec {
                 },
             },
             Spec::Session(channel, id) => Message::Session { channel: *channel, id },
+            Spec::OpenOn { .. } => panic!("an OpenOn wraps an Open, not another OpenOn"),
         })
     }
 
@@ -262,6 +306,25 @@ pub(crate) fn spec(max_payload: usize) -> impl Strategy<Value = Spec> {
         (channel(), file_spec()).prop_map(|(channel, file)| Spec::FileOpen { channel, file }),
         (channel(), event_spec()).prop_map(|(ch, e)| Spec::File(ch, e)),
         (channel(), "[ -~é]{1,32}").prop_map(|(ch, id)| Spec::Session(ch, id)),
+        ("[A-Za-z0-9._@-]{1,64}", open_spec())
+            .prop_map(|(instance, open)| Spec::OpenOn { instance, open: Box::new(open) }),
+    ]
+}
+
+/// Any valid Open, of each kind.
+fn open_spec() -> impl Strategy<Value = Spec> {
+    prop_oneof![
+        (channel(), pty(), env()).prop_map(|(channel, pty, env)| Spec::Shell { channel, pty, env }),
+        (channel(), "[ -~✓]{1,300}", prop::option::of(pty()), env())
+            .prop_map(|(channel, command, pty, env)| Spec::Exec { channel, command, pty, env }),
+        (channel(), "[a-z0-9.:-]{1,255}", 1..=u16::MAX).prop_map(|(channel, host, port)| Spec::Forward {
+            channel,
+            host,
+            port
+        }),
+        (channel(), prop_oneof![Just(3u32), 5..=u32::MAX], bytes(32))
+            .prop_map(|(channel, kind, params)| Spec::UnknownKind { channel, kind, params }),
+        (channel(), file_spec()).prop_map(|(channel, file)| Spec::FileOpen { channel, file }),
     ]
 }
 

@@ -22,6 +22,8 @@ pub(crate) enum Seen {
     Connected,
     Resumed,
     Opened(u16),
+    /// An OpenOn, with the instance it names.
+    OpenedOn(u16, String),
     Accepted(u16),
     Refused(u16, RefuseReason),
     Data(u16, Stream, Vec<u8>),
@@ -46,6 +48,7 @@ impl Seen {
             Event::Connected => Seen::Connected,
             Event::Resumed => Seen::Resumed,
             Event::Opened { channel, .. } => Seen::Opened(channel),
+            Event::OpenedOn { channel, instance, .. } => Seen::OpenedOn(channel, instance.to_owned()),
             Event::Accepted { channel } => Seen::Accepted(channel),
             Event::Refused { channel, reason, .. } => Seen::Refused(channel, reason),
             Event::Data { channel, stream, payload } => Seen::Data(channel, stream, payload.to_vec()),

@@ -92,9 +92,9 @@ export class Session {
     openExec(command, cols, rows, term) {
         try {
             const retptr = wasm.__wbindgen_add_to_stack_pointer(-16);
-            const ptr0 = passStringToWasm0(command, wasm.__wbindgen_export2, wasm.__wbindgen_export3);
+            const ptr0 = passStringToWasm0(command, wasm.__wbindgen_export, wasm.__wbindgen_export2);
             const len0 = WASM_VECTOR_LEN;
-            var ptr1 = isLikeNone(term) ? 0 : passStringToWasm0(term, wasm.__wbindgen_export2, wasm.__wbindgen_export3);
+            var ptr1 = isLikeNone(term) ? 0 : passStringToWasm0(term, wasm.__wbindgen_export, wasm.__wbindgen_export2);
             var len1 = WASM_VECTOR_LEN;
             wasm.session_openExec(retptr, this.__wbg_ptr, ptr0, len0, cols, rows, ptr1, len1);
             var r0 = getDataViewMemory0().getInt32(retptr + 4 * 0, true);
@@ -110,18 +110,20 @@ export class Session {
     }
     /**
      * Opens a login shell on a terminal; returns the channel, or throws an `Error` saying why
-     * it cannot.
+     * it cannot. `env`, if given, is a plain object of environment variables for the shell
+     * (`{PROMPT_COMMAND: "..."}`), each value a string.
      * @param {string} term
      * @param {number} cols
      * @param {number} rows
+     * @param {object | null} [env]
      * @returns {number}
      */
-    openShell(term, cols, rows) {
+    openShell(term, cols, rows, env) {
         try {
             const retptr = wasm.__wbindgen_add_to_stack_pointer(-16);
-            const ptr0 = passStringToWasm0(term, wasm.__wbindgen_export2, wasm.__wbindgen_export3);
+            const ptr0 = passStringToWasm0(term, wasm.__wbindgen_export, wasm.__wbindgen_export2);
             const len0 = WASM_VECTOR_LEN;
-            wasm.session_openShell(retptr, this.__wbg_ptr, ptr0, len0, cols, rows);
+            wasm.session_openShell(retptr, this.__wbg_ptr, ptr0, len0, cols, rows, isLikeNone(env) ? 0 : addHeapObject(env));
             var r0 = getDataViewMemory0().getInt32(retptr + 4 * 0, true);
             var r1 = getDataViewMemory0().getInt32(retptr + 4 * 1, true);
             var r2 = getDataViewMemory0().getInt32(retptr + 4 * 2, true);
@@ -210,7 +212,7 @@ export class Session {
      * @param {number} now_ms
      */
     receive(message, now_ms) {
-        const ptr0 = passArray8ToWasm0(message, wasm.__wbindgen_export2);
+        const ptr0 = passArray8ToWasm0(message, wasm.__wbindgen_export);
         const len0 = WASM_VECTOR_LEN;
         wasm.session_receive(this.__wbg_ptr, ptr0, len0, now_ms);
     }
@@ -234,7 +236,7 @@ export class Session {
     signal(channel, name) {
         try {
             const retptr = wasm.__wbindgen_add_to_stack_pointer(-16);
-            const ptr0 = passStringToWasm0(name, wasm.__wbindgen_export2, wasm.__wbindgen_export3);
+            const ptr0 = passStringToWasm0(name, wasm.__wbindgen_export, wasm.__wbindgen_export2);
             const len0 = WASM_VECTOR_LEN;
             wasm.session_signal(retptr, this.__wbg_ptr, channel, ptr0, len0);
             var r0 = getDataViewMemory0().getInt32(retptr + 4 * 0, true);
@@ -255,7 +257,7 @@ export class Session {
      * @returns {boolean}
      */
     write(channel, bytes) {
-        const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_export2);
+        const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_export);
         const len0 = WASM_VECTOR_LEN;
         const ret = wasm.session_write(this.__wbg_ptr, channel, ptr0, len0);
         return ret !== 0;
@@ -269,8 +271,36 @@ function __wbg_get_imports() {
             const ret = Error(getStringFromWasm0(arg0, arg1));
             return addHeapObject(ret);
         },
+        __wbg___wbindgen_string_get_0380ccaa2f57f0d9: function(arg0, arg1) {
+            const obj = getObject(arg1);
+            const ret = typeof(obj) === 'string' ? obj : undefined;
+            var ptr1 = isLikeNone(ret) ? 0 : passStringToWasm0(ret, wasm.__wbindgen_export, wasm.__wbindgen_export2);
+            var len1 = WASM_VECTOR_LEN;
+            getDataViewMemory0().setInt32(arg0 + 4 * 1, len1, true);
+            getDataViewMemory0().setInt32(arg0 + 4 * 0, ptr1, true);
+        },
         __wbg___wbindgen_throw_41e9ee4f547fc59a: function(arg0, arg1) {
             throw new Error(getStringFromWasm0(arg0, arg1));
+        },
+        __wbg_entries_fb6397112b1de25f: function(arg0) {
+            const ret = Object.entries(getObject(arg0));
+            return addHeapObject(ret);
+        },
+        __wbg_from_296ca31f8d0f1c52: function(arg0) {
+            const ret = Array.from(getObject(arg0));
+            return addHeapObject(ret);
+        },
+        __wbg_get_6c896e0571ddae51: function(arg0, arg1) {
+            const ret = getObject(arg0)[arg1 >>> 0];
+            return addHeapObject(ret);
+        },
+        __wbg_get_unchecked_288889d017702237: function(arg0, arg1) {
+            const ret = getObject(arg0)[arg1 >>> 0];
+            return addHeapObject(ret);
+        },
+        __wbg_length_d4bdea10311bd9cf: function(arg0) {
+            const ret = getObject(arg0).length;
+            return ret;
         },
         __wbg_new_617a8cdb8bb1130e: function() {
             const ret = new Object();
@@ -354,7 +384,7 @@ function handleError(f, args) {
     try {
         return f.apply(this, args);
     } catch (e) {
-        wasm.__wbindgen_export(addHeapObject(e));
+        wasm.__wbindgen_export3(addHeapObject(e));
     }
 }
 

@@ -100,7 +100,7 @@ impl FileChannel {
         request: FileRequest<'_>,
     ) -> Result<FileChannel, OpenRefused> {
         let kind = OpenKind::File { request };
-        let admitted = place.access.admit_open(who, instance, &kind, place.registry)?;
+        let admitted = place.access.admit_open(who, instance, &kind, place.registry, None)?;
         let lease = match place.usage.open(&who.user, instance, place.limits) {
             Ok(lease) => lease,
             Err(over) => {

@@ -4,6 +4,7 @@
 //! needs `session:ReadRecording` on the recording's instance (11.5), whose condition key
 //! `session:SessionOwner` is the user whose session it was.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -18,7 +19,7 @@ use super::read::Recording;
 use crate::access::{Access, READ_RECORDING};
 use crate::clip;
 use crate::handshakes::off_workers;
-use crate::policy::Context;
+use crate::policy::{Context, Labels};
 use crate::sessions::Sessions;
 use crate::store::Principal;
 
@@ -47,10 +48,22 @@ pub(crate) fn listing(access: &Access, who: &Principal, limit: u32) -> Result<St
     let entries =
         index::list(&access.store, limit.min(MAX_LISTED)).map_err(|e| Denied::Unavailable(e.to_string()))?;
     let reads = access.allowed_each(who, READ_RECORDING);
+    // Each recording is on its instance, whose labels are as its agent last gave them: read
+    // once for the whole list. An instance no longer registered has none.
+    let labels: HashMap<String, Labels> = access
+        .store
+        .instances()
+        .map_err(|e| Denied::Unavailable(e.to_string()))?
+        .into_iter()
+        .map(|instance| (instance.id, instance.labels))
+        .collect();
+    let none = Labels::new();
     let readable: Vec<serde_json::Value> = entries
         .iter()
         .filter(|entry| {
-            reads(&access.instance(&entry.account, &entry.instance), Context::Session { owner: &entry.user })
+            let resource = access.instance(&entry.account, &entry.instance);
+            let labels = labels.get(&entry.instance).unwrap_or(&none);
+            reads(&resource, Context::Session { owner: &entry.user }, Some(labels))
         })
         .map(Entry::to_json)
         .collect();
@@ -94,8 +107,10 @@ pub(crate) fn open(
             .ok_or_else(|| Denied::NotFound(format!("no recording {id}")))?,
     };
     let resource = access.instance(&entry.account, &entry.instance);
+    let instance = access.store.instance(&entry.instance).map_err(|e| Denied::Unavailable(e.to_string()))?;
+    let labels = instance.map(|instance| instance.labels).unwrap_or_default();
     access
-        .check_in(who, READ_RECORDING, &resource, Context::Session { owner: &entry.user })
+        .check_in(who, READ_RECORDING, &resource, Context::Session { owner: &entry.user }, Some(&labels))
         .map_err(Denied::Forbidden)?;
     let recording = match &entry.path {
         None => None,

@@ -57,6 +57,8 @@ struct Relay {
     conn: Connection<'static, CHANNELS>,
     seen: Vec<Seen>,
     stdin: BTreeMap<u16, Vec<u8>>,
+    /// The environment each Open asked for, `(name, value)` in order.
+    envs: BTreeMap<u16, Vec<(String, String)>>,
     /// Accept every Open as it comes.
     accept: bool,
     /// Consume stdin as it comes, so that credit flows back.
@@ -75,6 +77,7 @@ impl Relay {
             conn: Connection::with_owned_resume(config, 1 << 20, &TOKEN, now).unwrap(),
             seen: Vec::new(),
             stdin: BTreeMap::new(),
+            envs: BTreeMap::new(),
             accept: true,
             consume: true,
             now,
@@ -101,11 +104,13 @@ impl Relay {
                 Some(Event::Connected) => self.seen.push(Seen::Connected),
                 Some(Event::Resumed) => self.seen.push(Seen::Resumed),
                 Some(Event::Opened { channel, kind }) => {
-                    let (pty, command) = match kind {
-                        OpenKind::Shell { pty, .. } => (Some(pty), None),
-                        OpenKind::Exec { command, pty, .. } => (pty, Some(command.to_string())),
-                        _ => (None, None),
+                    let (pty, command, env) = match kind {
+                        OpenKind::Shell { pty, env } => (Some(pty), None, Some(env)),
+                        OpenKind::Exec { command, pty, env } => (pty, Some(command.to_string()), Some(env)),
+                        _ => (None, None, None),
                     };
+                    let env = env.iter().flatten().map(|v| (v.name.to_string(), v.value.to_string()));
+                    self.envs.insert(channel, env.collect());
                     let pty = pty.unwrap_or_default();
                     self.seen.push(Seen::Opened { channel, term: pty.term.into(), size: pty.size, command });
                     if self.accept {
@@ -290,6 +295,33 @@ fn hello_open_accept() {
 
     let long_term = "x".repeat(65);
     assert!(client.open_shell(&long_term, 80, 24).unwrap_err().0.contains("invalid request"));
+}
+
+#[test]
+fn a_shell_carries_its_environment() {
+    let (mut client, mut relay) = connected();
+    let prompt = r#"printf "\033]133;D;%s\007" "$?""#;
+    let env = [("PROMPT_COMMAND".to_string(), prompt.to_string()), ("LC_X".to_string(), String::new())];
+    let channel = client.open_shell_with_env("xterm-256color", 80, 24, &env).unwrap();
+    pump(&mut client, &mut relay);
+    assert!(matches!(events(&mut client)[..], [Output::Accepted { channel: c }] if c == channel));
+    assert_eq!(relay.envs[&channel], env);
+    // Without: none.
+    let plain = client.open_shell("xterm", 80, 24).unwrap();
+    pump(&mut client, &mut relay);
+    assert_eq!(relay.envs[&plain], []);
+
+    // What the spec refuses is refused here, and opens nothing.
+    for bad in [("", "x"), ("A=B", "x"), ("A\0", "x"), ("A", "x\0")] {
+        let env = [(bad.0.to_string(), bad.1.to_string())];
+        let err = client.open_shell_with_env("xterm", 80, 24, &env).unwrap_err();
+        assert!(err.0.contains("invalid request"), "{bad:?}: {err}");
+    }
+    let many: Vec<(String, String)> =
+        (0..=session_proto::MAX_ENV).map(|i| (format!("V{i}"), String::new())).collect();
+    assert!(client.open_shell_with_env("xterm", 80, 24, &many).unwrap_err().0.contains("invalid request"));
+    pump(&mut client, &mut relay);
+    assert_eq!(relay.envs.len(), 2);
 }
 
 fn hello_bytes(hello: &session_proto::Hello<'_>) -> Vec<u8> {
