@@ -1,30 +1,19 @@
 // The browser console. The protocol is session-proto itself, compiled to WebAssembly
-// (session-wasm): this file only moves bytes between it, the relay's WebSocket and xterm.js.
-//
-// Flow control ends at the screen: a channel's output is granted back to the relay only once
-// xterm.js has parsed it (its write callback), so what the page holds stays under the window
-// the Session announces, whatever the output rate.
+// (session-wasm): the page only moves bytes between it, the relay's WebSocket and xterm.js.
+// Each shell, in a tab or in the grid, is a Shell (shell.js); the grid is in grid.js.
 
-import init, { Session } from "/console/wasm/session_wasm.js";
+import { Shell, ask, encoder, loadWasm, whoAmI } from "/console/shell.js";
+import { Grid, MAX_GRID } from "/console/grid.js";
+import { RecordingsView } from "/console/player.js";
 
-const SUBPROTOCOL = "session-proto.v1";
-const WS_BASE = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
 const REFRESH_MS = 3000;
-// Re-attach attempts after a lost connection: quick at first, then every few seconds, for as
-// long as the relay keeps the session (it says RESUME_REJECTED once it has given up).
-const RETRY_MS = [250, 500, 1000, 2000, 4000];
-const encoder = new TextEncoder();
 
 const $ = (selector) => document.querySelector(selector);
 
-// ---- Logging in ----------------------------------------------------------------------------
+// The Recordings tab and its player (player.js).
+const recordings = new RecordingsView({ ask, select, loggedOut: () => showLogin("Your login ended: log in again.") });
 
-// The login's user, or null when there is none.
-async function whoAmI() {
-  const response = await fetch("/console/api/me", { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
-  return (await response.json()).user;
-}
+// ---- Logging in ----------------------------------------------------------------------------
 
 async function logIn(token) {
   const response = await fetch("/console/api/login", {
@@ -40,9 +29,10 @@ async function logIn(token) {
 
 function showLogin(message) {
   stopRefreshing();
-  for (const tab of [...tabs]) tab.dispose();
+  for (const view of [...tabs, ...grids]) view.dispose();
   $("#bar").hidden = true;
   $("#instances-page").hidden = true;
+  recordings.reset();
   $("#login-page").hidden = false;
   $("#login-error").textContent = message || "";
   $("#token").focus();
@@ -74,35 +64,12 @@ $("#logout").addEventListener("click", async () => {
   showLogin("Logged out.");
 });
 
-// ---- The JSON endpoints (spec 11.4), over WebSocket as for the CLI ---------------------------
-
-// One request: the relay answers with one text message and closes. A refused upgrade is only
-// a close to a page (browsers hide the status), so the login is checked to say why.
-function ask(path) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(WS_BASE + path, SUBPROTOCOL);
-    let answered = false;
-    ws.onmessage = (event) => {
-      answered = true;
-      try {
-        resolve(JSON.parse(event.data));
-      } catch (e) {
-        reject(e);
-      }
-      ws.close();
-    };
-    ws.onclose = async () => {
-      if (answered) return;
-      const who = await whoAmI().catch(() => null);
-      reject(new Error(who ? `the relay refused ${path}` : "LOGGED_OUT"));
-    };
-  });
-}
-
 // ---- Instances ------------------------------------------------------------------------------
 
 let refreshTimer = null;
 let lastInstances = [];
+// The instances ticked for a grid, by name, through the list's refreshes.
+const picked = new Set();
 
 function startRefreshing() {
   stopRefreshing();
@@ -147,90 +114,179 @@ function cell(row, className, text) {
   return td;
 }
 
+// Keys the relay gives every instance (11.4): told in a few words beside the agent's own.
+const RELAY_LABELS = ["account", "region", "name"];
+
+// The list is drawn again at each refresh: a row whose instance did not change is kept as it
+// is, so that its checkbox or button keeps the keyboard's focus and a click in progress.
 function renderInstances() {
   const filter = $("#filter").value.trim().toLowerCase();
   const body = $("#instances tbody");
-  body.replaceChildren();
+  for (const name of [...picked]) {
+    if (!lastInstances.some((i) => i.name === name && i.status !== "offline")) picked.delete(name);
+  }
   const shown = lastInstances.filter((i) => {
     const words = [i.name, ...Object.entries(i.labels || {}).map(([k, v]) => `${k}=${v}`)];
     return !filter || words.some((w) => w.toLowerCase().includes(filter));
   });
-  for (const instance of shown) {
-    const row = body.insertRow();
-    row.dataset.instance = instance.name;
-    cell(row, "name", instance.name);
-    const status = cell(row, "status");
-    const badge = document.createElement("span");
-    badge.className = `badge ${instance.status}`;
-    badge.textContent = instance.status;
-    status.append(badge);
-    const labels = cell(row, "labels");
-    for (const [key, value] of Object.entries(instance.labels || {})) {
-      const chip = document.createElement("span");
-      chip.className = "label";
-      chip.textContent = `${key}=${value}`;
-      labels.append(chip);
-    }
-    cell(row, "version", instance.agent_version || "—");
-    const seen = cell(row, "last-seen", ago(instance.last_seen));
-    if (instance.last_seen) seen.title = new Date(instance.last_seen * 1000).toISOString();
-    const action = cell(row, "action");
-    const connect = document.createElement("button");
-    connect.className = "connect";
-    connect.type = "button";
-    connect.textContent = "Connect";
-    connect.disabled = instance.status === "offline";
-    connect.addEventListener("click", () => openTerminal(instance.name));
-    action.append(connect);
-  }
+  const kept = new Map([...body.rows].map((row) => [row.dataset.instance, row]));
+  const rows = shown.map((instance) => {
+    const signature = JSON.stringify([instance.status, instance.labels, instance.agent_version, instance.last_seen]);
+    let row = kept.get(instance.name);
+    if (!row || row.dataset.signature !== signature) row = instanceRow(instance);
+    row.dataset.signature = signature;
+    row.querySelector(".last-seen").textContent = ago(instance.last_seen);
+    row.querySelector("input.pick").checked = picked.has(instance.name);
+    return row;
+  });
+  // Only rows out of place move: a moved element loses the focus.
+  rows.forEach((row, at) => {
+    if (body.rows[at] !== row) body.insertBefore(row, body.rows[at] || null);
+  });
+  while (body.rows.length > rows.length) body.rows[rows.length].remove();
   $("#instances-empty").hidden = lastInstances.length !== 0;
+  renderPicked();
+}
+
+function instanceRow(instance) {
+  const row = document.createElement("tr");
+  row.dataset.instance = instance.name;
+  const pick = cell(row, "pick");
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "pick";
+  box.disabled = instance.status === "offline";
+  box.setAttribute("aria-label", `Select ${instance.name} for a grid`);
+  box.addEventListener("change", () => {
+    if (box.checked) picked.add(instance.name);
+    else picked.delete(instance.name);
+    renderPicked();
+  });
+  pick.append(box);
+  cell(row, "name", instance.name);
+  const status = cell(row, "status");
+  const badge = document.createElement("span");
+  badge.className = `badge ${instance.status}`;
+  badge.textContent = instance.status;
+  status.append(badge);
+  const labels = cell(row, "labels");
+  const all = instance.labels || {};
+  for (const [key, value] of Object.entries(all)) {
+    if (RELAY_LABELS.includes(key)) continue;
+    const chip = document.createElement("span");
+    chip.className = "label";
+    chip.textContent = `${key}=${value}`;
+    labels.append(chip);
+  }
+  // The account and the region, and the activation's label when it is not the name: values
+  // only, their keys in the title.
+  const own = RELAY_LABELS.filter((key) => key in all && !(key === "name" && all.name === instance.name));
+  if (own.length) {
+    const relay = document.createElement("span");
+    relay.className = "relay-labels";
+    relay.textContent = own.map((key) => all[key]).join(" · ");
+    relay.title = own.map((key) => `${key}=${all[key]}`).join(", ");
+    labels.append(relay);
+  }
+  cell(row, "version", instance.agent_version || "—");
+  const seen = cell(row, "last-seen");
+  if (instance.last_seen) seen.title = new Date(instance.last_seen * 1000).toISOString();
+  const action = cell(row, "action");
+  const connect = document.createElement("button");
+  connect.className = "connect";
+  connect.type = "button";
+  connect.textContent = "Connect";
+  connect.disabled = instance.status === "offline";
+  connect.addEventListener("click", () => openTerminal(instance.name));
+  action.append(connect);
+  return row;
+}
+
+// The "Open grid" button and the checkbox that ticks every row shown, after the selection.
+function renderPicked() {
+  const count = picked.size;
+  const open = $("#open-grid");
+  open.disabled = count === 0 || count > MAX_GRID;
+  open.textContent = count ? `Open grid (${count})` : "Open grid";
+  open.title = count > MAX_GRID
+    ? `A grid holds at most ${MAX_GRID} terminals`
+    : count ? `A terminal on each of ${[...picked].sort().join(", ")}` : "Tick instances to open a terminal on each";
+  const boxes = [...document.querySelectorAll("#instances tbody input.pick:not(:disabled)")];
+  const all = $("#pick-all");
+  all.disabled = boxes.length === 0;
+  all.checked = boxes.length !== 0 && boxes.every((box) => box.checked);
+  all.indeterminate = !all.checked && boxes.some((box) => box.checked);
 }
 
 $("#filter").addEventListener("input", renderInstances);
 
+$("#pick-all").addEventListener("change", (event) => {
+  for (const box of document.querySelectorAll("#instances tbody input.pick:not(:disabled)")) {
+    const name = box.closest("tr").dataset.instance;
+    if (event.target.checked) picked.add(name);
+    else picked.delete(name);
+  }
+  renderInstances();
+});
+
+$("#open-grid").addEventListener("click", () => {
+  const names = lastInstances.map((i) => i.name).filter((name) => picked.has(name));
+  picked.clear();
+  renderInstances();
+  openGrid(names);
+});
+
 // ---- Tabs -----------------------------------------------------------------------------------
 
 const tabs = [];
-let wasmReady = null;
+const grids = [];
 
 function select(name) {
   for (const button of document.querySelectorAll("#tabs .tab")) {
-    button.classList.toggle("active", button.dataset.tab === name);
+    const active = button.dataset.tab === name;
+    button.classList.toggle("active", active);
+    button.setAttribute("aria-current", String(active));
   }
   $("#instances-page").hidden = name !== "instances";
-  for (const tab of tabs) {
-    const active = tab.id === name;
-    tab.element.hidden = !active;
-    if (active) tab.focus();
+  recordings.select(name);
+  for (const view of [...tabs, ...grids]) {
+    const active = view.id === name;
+    view.element.hidden = !active;
+    if (active) view.focus();
   }
 }
 
 let nextTab = 1;
 
 async function openTerminal(instance) {
-  wasmReady = wasmReady || init();
-  await wasmReady;
-  const tab = new TerminalTab(instance, performance.now());
+  const clickedAt = performance.now();
+  await loadWasm();
+  const tab = new TerminalTab(instance, clickedAt);
   tabs.push(tab);
   select(tab.id);
   tab.connect();
 }
 
-class TerminalTab {
+async function openGrid(instances) {
+  if (!instances.length) return;
+  await loadWasm();
+  const grid = new Grid(instances, {
+    select,
+    closed: () => {
+      grids.splice(grids.indexOf(grid), 1);
+      select("instances");
+    },
+  });
+  grids.push(grid);
+  select(grid.id);
+  grid.connect();
+}
+
+// A shell in a tab of its own: search, files beside it, terminate.
+class TerminalTab extends Shell {
   constructor(instance, clickedAt) {
+    super(instance, { clickedAt });
     this.id = `t${nextTab++}`;
-    this.instance = instance;
-    this.sessionId = null;
-    this.state = "connecting";
-    this.channel = null;
-    this.ws = null;
-    this.retry = 0;
-    this.ended = false;
-    this.pendingBytes = 0; // handed to xterm.js, not yet parsed by it
-    this.maxPending = 0;
-    this.rendered = 0; // output bytes xterm.js has parsed
-    this.timings = { clicked: clickedAt };
-    this.timer = null;
 
     this.button = document.createElement("button");
     this.button.type = "button";
@@ -261,36 +317,10 @@ class TerminalTab {
     $("#terminals").append(this.element);
     this.files = new FilesPanel(this);
 
-    this.term = new Terminal({
-      allowProposedApi: true, // the Unicode 11 widths
-      cursorBlink: true,
-      scrollback: 5000,
-      fontFamily: "ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace",
-      fontSize: 14,
-    });
-    this.fit = new FitAddon.FitAddon();
     this.search = new SearchAddon.SearchAddon();
-    this.term.loadAddon(this.fit);
     this.term.loadAddon(this.search);
-    this.term.loadAddon(new Unicode11Addon.Unicode11Addon());
-    this.term.unicode.activeVersion = "11";
-    const host = this.element.querySelector(".terminal-host");
-    this.term.open(host);
-    this.fit.fit();
-    new ResizeObserver(() => {
-      if (!this.element.hidden) this.fit.fit();
-    }).observe(host);
-
+    this.mount(this.element.querySelector(".terminal-host"));
     this.term.attachCustomKeyEventHandler((event) => this.key(event));
-    this.term.onData((text) => this.input(encoder.encode(text)));
-    // Mouse reports and the like: one byte per character code.
-    this.term.onBinary((text) => this.input(Uint8Array.from(text, (c) => c.charCodeAt(0))));
-    this.term.onResize(({ cols, rows }) => {
-      if (this.channel !== null && !this.ended) {
-        this.session.resize(this.channel, cols, rows);
-        this.flush();
-      }
-    });
 
     const search = this.element.querySelector(".search");
     search.addEventListener("keydown", (event) => {
@@ -300,8 +330,10 @@ class TerminalTab {
     this.element.querySelector(".files-toggle").addEventListener("click", () => this.files.toggle());
     this.element.querySelector(".terminate").addEventListener("click", () => this.terminate());
     this.element.querySelector(".close-tab").addEventListener("click", () => this.dispose());
+  }
 
-    this.session = new Session(performance.now());
+  shown() {
+    return !this.element.hidden;
   }
 
   focus() {
@@ -326,195 +358,25 @@ class TerminalTab {
     return true;
   }
 
-  setState(state) {
-    this.state = state;
+  onState(state) {
     const status = this.element.querySelector(".conn-status");
     status.textContent = state;
     status.dataset.state = state;
   }
 
-  connect() {
-    this.setState(this.channel === null ? "connecting" : "reconnecting");
-    const ws = new WebSocket(`${WS_BASE}/v1/client/${encodeURIComponent(this.instance)}`, SUBPROTOCOL);
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    ws.onopen = () => {
-      if (ws !== this.ws) return;
-      this.timings.opened = this.timings.opened || performance.now();
-      if (this.channel !== null) this.session.reattach(performance.now());
-      this.flush();
-    };
-    ws.onmessage = (event) => {
-      if (ws !== this.ws) return;
-      this.session.receive(new Uint8Array(event.data), performance.now());
-      this.pump();
-    };
-    ws.onclose = (event) => {
-      if (ws !== this.ws) return;
-      this.ws = null;
-      this.lost(event);
-    };
+  onAccepted() {
+    this.element.querySelector(".terminate").disabled = false;
+    this.findSessionId();
   }
 
-  // The connection dropped: the session is kept at the relay, and this side re-attaches.
-  lost(event) {
-    if (this.ended) return;
-    this.session.detach();
-    this.pump();
-    if (this.ended) return;
-    if (!this.session.isResumable() || this.session.isEnded()) {
-      // A refused upgrade reaches a page as a bare close: the status is hidden from scripts.
-      const why = this.timings.accepted === undefined
-        ? `the relay refused the connection (close ${event.code}): is the instance online, and may you start sessions on it?`
-        : "the connection to the relay was lost, and the session cannot be resumed";
-      this.end(why);
-      return;
-    }
-    const wait = RETRY_MS[Math.min(this.retry, RETRY_MS.length - 1)];
-    this.retry += 1;
-    this.setState(`reconnecting (attempt ${this.retry})`);
-    setTimeout(() => this.connect(), wait);
-  }
-
-  // Everything the Session has to say, then everything it has to send.
-  pump() {
-    let event;
-    while ((event = this.session.pollEvent()) !== undefined) this.on(event);
-    this.flush();
-  }
-
-  flush() {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-      let message;
-      while ((message = this.session.pollTransmit()) !== undefined) this.ws.send(message);
-    }
-    this.arm();
-  }
-
-  // Keepalive: the Session says when it next needs the time.
-  arm() {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    const due = this.session.pollTimeout();
-    if (due === undefined || this.ended) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.session.handleTimeout(performance.now());
-      this.pump();
-    }, Math.max(0, due - performance.now()));
-  }
-
-  on(event) {
-    switch (event.type) {
-      case "connected": {
-        const { cols, rows } = this.term;
-        try {
-          this.channel = this.session.openShell("xterm-256color", cols, rows);
-        } catch (e) {
-          this.end(`could not open a shell: ${e.message}`);
-        }
-        break;
-      }
-      case "resumed":
-        this.retry = 0;
-        this.setState("connected");
-        break;
-      case "accepted":
-        this.timings.accepted = performance.now();
-        this.retry = 0;
-        this.setState("connected");
-        this.element.querySelector(".terminate").disabled = false;
-        this.findSessionId();
-        break;
-      case "refused":
-        this.end(`refused: ${event.message || event.reason}`);
-        break;
-      case "data": {
-        if (this.timings.firstOutput === undefined) this.timings.firstOutput = performance.now();
-        const bytes = event.bytes;
-        const channel = event.channel;
-        this.pendingBytes += bytes.length;
-        this.maxPending = Math.max(this.maxPending, this.pendingBytes);
-        // Raw bytes: xterm.js decodes UTF-8 itself, across message boundaries.
-        this.term.write(bytes, () => {
-          this.pendingBytes -= bytes.length;
-          this.rendered += bytes.length;
-          if (this.ended) return;
-          this.session.consume(channel, bytes.length);
-          this.flush();
-        });
-        break;
-      }
-      case "exit": {
-        const how = event.signal ? `killed by signal ${event.signal}` : `exited with code ${event.code}`;
-        this.notice(`[process ${how}]`);
-        break;
-      }
-      case "reason":
-        this.notice(`[${event.message}]`);
-        break;
-      case "closed":
-        this.end("session ended");
-        break;
-      case "goaway":
-        if (event.message) this.notice(`[relay: ${event.message}]`);
-        break;
-      case "ended":
-        this.end(event.message);
-        break;
-      case "detached":
-        // The relay fell silent past the keepalive: this socket is dead, the session is not.
-        if (this.ws) {
-          const ws = this.ws;
-          this.ws = null;
-          ws.close();
-          this.lost({ code: 1006 });
-        }
-        break;
-      default:
-        break;
-    }
-  }
-
-  input(bytes) {
-    if (this.channel === null || this.ended) return;
-    this.timings.lastInput = performance.now();
-    if (!this.session.write(this.channel, bytes)) this.notice("[input dropped: too much typed ahead]");
-    this.flush();
-  }
-
-  notice(text) {
-    this.term.write(`\r\n\x1b[2m${text}\x1b[0m\r\n`);
-  }
-
-  end(message) {
-    if (this.ended) return;
-    this.ended = true;
-    this.setState("ended");
+  onEnded() {
     this.element.querySelector(".terminate").disabled = true;
-    if (message) this.notice(`[${message}]`);
-    // A GoAway the Session queued goes before the socket closes.
-    this.flush();
-    if (this.ws) this.ws.close();
-    if (this.timer !== null) clearTimeout(this.timer);
   }
 
-  // The relay names sessions in its listing (11.4); this tab's is the newest shell on its
-  // instance that no other tab shows.
   async findSessionId() {
-    try {
-      const { sessions } = await ask("/v1/sessions");
-      const taken = new Set(tabs.map((t) => t.sessionId));
-      const mine = sessions
-        .filter((s) => s.instance === this.instance && s.kind === "shell" && !taken.has(s.id))
-        .sort((a, b) => b.started - a.started)[0];
-      if (mine) {
-        this.sessionId = mine.id;
-        this.element.querySelector(".session-id").textContent = mine.id;
-      }
-    } catch (e) {
-      // Shown without its id; the listing is retried on the next terminate.
-    }
+    const id = await super.findSessionId();
+    if (id) this.element.querySelector(".session-id").textContent = id;
+    return id;
   }
 
   async terminate() {
@@ -529,25 +391,11 @@ class TerminalTab {
 
   dispose() {
     this.files.dispose();
-    if (!this.ended && this.channel !== null) {
-      this.session.close(this.channel);
-      this.flush();
-    }
-    this.end();
-    this.term.dispose();
+    super.dispose();
     this.element.remove();
     this.button.remove();
     tabs.splice(tabs.indexOf(this), 1);
     select("instances");
-  }
-
-  // The text of the terminal's active buffer, lines trimmed of trailing blanks.
-  text() {
-    const buffer = this.term.buffer.active;
-    const lines = [];
-    for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i).translateToString(true));
-    while (lines.length && lines[lines.length - 1] === "") lines.pop();
-    return lines.join("\n");
   }
 }
 
@@ -1115,6 +963,9 @@ window.sessionConsole = {
       timings: t.timings,
     })),
   text: (index) => tabs[index].text(),
+  // Each grid's terminals: instance, connection state, broadcast toggle, last command's status.
+  grids: () => grids.map((g) => ({ id: g.id, terminals: g.terminals.map((t) => t.summary()) })),
+  gridText: (grid, index) => grids[grid].terminals[index].text(),
   // The files panel of tab `index`: the names it lists (none until it has listed a folder).
   files: (index) => (tabs[index].files.path === null ? [] : tabs[index].files.entries.map((e) => e.name)),
   filesState: (index) => {

@@ -33,6 +33,9 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const ASSETS: &[Asset] = assets! {
     "index.html" => HTML,
     "console.js" => JS,
+    "shell.js" => JS,
+    "grid.js" => JS,
+    "player.js" => JS,
     "console.css" => CSS,
     "wasm/session_wasm.js" => JS,
     "wasm/session_wasm_bg.wasm" => "application/wasm",
