@@ -315,7 +315,7 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// [`Connection::with_resume`] with a replay buffer the connection owns, so that it can be
     /// kept (a detached session in a relay's map) without borrowing. It holds at most
     /// `replay_len` bytes, and only what waits for the peer's Ack: it grows as frames wait, and
-    /// is released once all are acknowledged.
+    /// is released once all are acknowledged (but for a first few KiB while channels are open).
     #[cfg(feature = "alloc")]
     pub fn with_owned_resume(
         config: Config,
@@ -919,6 +919,19 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     fn clear_slot(&mut self, index: usize) {
         self.channels.clear(index);
+        self.release_if_idle();
+    }
+
+    /// With no channel left and everything acknowledged, the replay buffer goes back whole: it
+    /// is kept between frames only for a connection in use, and one that served a command may
+    /// then idle for days.
+    fn release_if_idle(&mut self) {
+        #[cfg(feature = "alloc")]
+        if self.channels.len() == 0 {
+            if let Some(resumption) = self.resumption.as_mut() {
+                resumption.replay.release_above(0);
+            }
+        }
     }
 
     /// Encodes a control frame into the outbox, or fails with [`CommandError::Busy`].

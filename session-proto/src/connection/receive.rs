@@ -144,6 +144,7 @@ impl<const C: usize> Connection<'_, C> {
         if !resumption.replay.release_to_frame(offset) {
             return Err(self.fail(ErrorCode::PROTOCOL_ERROR, "Ack inside a frame"));
         }
+        self.release_if_idle();
         Ok(None)
     }
 

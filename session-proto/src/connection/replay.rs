@@ -15,7 +15,8 @@ pub(super) enum Storage<'r> {
     },
 }
 
-/// The first size of an owned buffer, and the size below which an empty one is kept.
+/// The first size of an owned buffer, and the size below which an empty one is kept while the
+/// connection has channels.
 #[cfg(feature = "alloc")]
 const FIRST_OWNED: usize = 16 * 1024;
 
@@ -129,10 +130,17 @@ impl<'r> Replay<'r> {
             self.len -= drop;
             self.start += drop as u64;
         }
+        // Everything acknowledged: the room goes back until it is needed, but for the first
+        // size, which a connection in use would otherwise allocate anew for each frame.
         #[cfg(feature = "alloc")]
+        self.release_above(FIRST_OWNED);
+    }
+
+    /// Gives an owned buffer's room back when it holds nothing and is larger than `keep` bytes.
+    #[cfg(feature = "alloc")]
+    pub(super) fn release_above(&mut self, keep: usize) {
         if let Storage::Owned { buf, .. } = &mut self.buf {
-            if self.len == 0 && buf.len() > FIRST_OWNED {
-                // Everything is acknowledged: the room goes back until it is needed.
+            if self.len == 0 && buf.len() > keep {
                 *buf = alloc::vec::Vec::new();
                 self.head = 0;
             }
@@ -249,6 +257,22 @@ mod tests {
         ring.release_to(ring.end());
         assert_eq!((ring.buf.len(), ring.room()), (0, bound), "released once all are acknowledged");
         assert!(ring.push(b"again") && ring.copy_from(ring.start(), &mut out) == 5);
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn the_first_size_is_kept_between_acknowledgements_until_released_whole() {
+        let mut ring = Replay::new(Storage::Owned { buf: alloc::vec::Vec::new(), bound: 4 * FIRST_OWNED });
+        assert!(ring.push(b"frame"));
+        ring.release_to(ring.end());
+        assert_eq!(ring.buf.len(), FIRST_OWNED, "kept for the next frame of a connection in use");
+        assert!(ring.push(b"more"));
+        ring.release_above(0);
+        assert_eq!(ring.buf.len(), FIRST_OWNED, "not while it holds a frame");
+        ring.release_to(ring.end());
+        ring.release_above(0);
+        assert_eq!((ring.buf.len(), ring.room()), (0, 4 * FIRST_OWNED), "released whole once idle");
+        assert!(ring.push(b"again") && ring.start() == 9, "the stream goes on where it was");
     }
 
     #[test]
