@@ -582,12 +582,21 @@ async fn settings_metadata_entries_policy_and_the_endpoints() {
     let back = session_test_kit::forward_echo(&connection, "127.0.0.1", port, b"ping!").await.unwrap();
     assert_eq!(back, b"pong!");
     connection.close().await;
-    let listing: Value = serde_json::from_str(&ok(&db, &["recording", "list", "-o", "json"])).unwrap();
+    // The forward's entry gets its record once the relay has ended the channel, a moment after
+    // the client saw it end.
+    let kind = format!("forward: 127.0.0.1:{port}");
+    let is_ended_forward =
+        |r: &Value| r["kind"] == kind.as_str() && r["session"]["bytes_to_instance"].is_u64();
+    let mut listing = Value::Null;
+    for _ in 0..1000 {
+        listing = serde_json::from_str(&ok(&db, &["recording", "list", "-o", "json"])).unwrap();
+        if listing["recordings"].as_array().unwrap().iter().any(is_ended_forward) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let recordings = listing["recordings"].as_array().unwrap();
-    let forward = recordings
-        .iter()
-        .find(|r| r["kind"] == format!("forward: 127.0.0.1:{port}"))
-        .expect("the forward is listed");
+    let forward = recordings.iter().find(|r| is_ended_forward(r)).expect("the ended forward is listed");
     assert_eq!(forward["mode"], "metadata");
     assert_eq!(
         (
