@@ -468,15 +468,7 @@ impl Live {
         let limited = matches!(code, Code::Output | Code::Input | Code::Resize);
         let size = self.offset + self.pending.len() as u64 + line.len() as u64;
         if limited && (self.capped || size > config.max_recording) {
-            if !self.capped {
-                self.capped = true;
-                self.flags.stopped.store(true, Ordering::Relaxed);
-                let marker = format!(
-                    "recording limit of {} bytes reached: what follows is not recorded",
-                    config.max_recording
-                );
-                self.line(config, health, at, Code::Marker, &marker);
-            }
+            self.cap(config, health, at);
             return false;
         }
         if !self.pending.is_empty() && self.pending.len() + line.len() > self.chunk_limit {
@@ -489,6 +481,18 @@ impl Live {
         self.pending.extend_from_slice(&line);
         self.last = micros;
         true
+    }
+
+    /// Stops the recording at its limit, saying so once: what follows is only counted.
+    fn cap(&mut self, config: &Config, health: &Health, at: Instant) {
+        if !core::mem::replace(&mut self.capped, true) {
+            self.flags.stopped.store(true, Ordering::Relaxed);
+            let marker = format!(
+                "recording limit of {} bytes reached: what follows is not recorded",
+                config.max_recording
+            );
+            self.line(config, health, at, Code::Marker, &marker);
+        }
     }
 
     /// Once a recording that reached its limit ends: how much it left out in all.
@@ -505,6 +509,11 @@ impl Live {
             return;
         }
         self.unrecorded += output + input;
+        if self.offset + self.pending.len() as u64 >= config.max_recording {
+            // Past the limit a gap is capped as output would be: a writer that falls behind
+            // and drops all but gaps would otherwise add a marker for each, past any bound.
+            self.cap(config, health, at);
+        }
         if self.capped {
             // Counted: the recording's last marker says how much in all.
             return;
