@@ -16,9 +16,11 @@ pub(super) enum Storage<'r> {
 }
 
 /// The first size of an owned buffer, and the size below which an empty one is kept while the
-/// connection has channels.
+/// connection has channels. A page: the frames of a command, or of typing, that wait for an Ack
+/// fit in it, and each connection with a session touches all of it (memory the allocator hands
+/// out again is zeroed whole); a busy one grows it by doubling.
 #[cfg(feature = "alloc")]
-const FIRST_OWNED: usize = 16 * 1024;
+const FIRST_OWNED: usize = 4 * 1024;
 
 impl Storage<'_> {
     /// The most it may hold.
