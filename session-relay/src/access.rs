@@ -240,6 +240,8 @@ impl Access {
             actor: Some(who.user.clone()),
             instance: Some(instance.to_owned()),
             fleet: fleet.map(str::to_owned),
+            // What was asked for, said even by a refusal that comes before the policy's checks.
+            kind: Some(describe(kind)),
             ..Record::refused("")
         };
         let admitted = match fleet {

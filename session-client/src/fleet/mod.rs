@@ -101,8 +101,15 @@ pub(crate) async fn run(relay: &Relay, options: Options) -> i32 {
         sink: &sink,
         timeout: options.timeout,
     };
-    let interrupted = async {
+    let interrupted = async move {
         interrupts.recv().await;
+        // The first Ctrl-C waits for what the targets printed to be written, which a reader of
+        // stdout that stopped reading (a pager) holds up: a second one ends the run at once.
+        tokio::spawn(async move {
+            interrupts.recv().await;
+            eprintln!("session-client: interrupted again: stopping without the rest of the output");
+            std::process::exit(130);
+        });
     };
     let lost = async {
         let why = connection.closed().await;
@@ -137,7 +144,8 @@ impl Target<'_> {
     /// ended once its output is all written, with the relay's id for its session.
     async fn run(&self, name: &str, mut cancelled: watch::Receiver<bool>) -> (Status, Option<String>) {
         // The timeout counts from here, the Open, as --help says.
-        let deadline = self.timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+        // One past what the clock can count (`--timeout 1e19`) is no deadline at all.
+        let deadline = self.timeout.and_then(|timeout| tokio::time::Instant::now().checked_add(timeout));
         let expired = async {
             match deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,

@@ -25,6 +25,9 @@ pub(crate) const MAX_PARTIAL: usize = 64 * 1024;
 /// The pipe between a target's channel and the task that writes its lines.
 const PIPE_LEN: usize = 16 * 1024;
 
+/// Bytes of a read formatted and written at once.
+const FORMAT_SLICE: usize = 1024;
+
 /// How the targets' output is told apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -241,10 +244,14 @@ async fn drain(
             _ = given_up.wait_for(|&given_up| given_up) => break,
         };
         let Ok(len @ 1..) = read else { break };
-        let mut text = Vec::new();
-        lines
-            .feed(buf.get(..len).unwrap_or_default(), |piece| sink.format(&mut text, &target, stream, piece));
-        Sink::write(sink.stream(stream), &text).await;
+        // A slice at a time: a line grows by its prefix as it is formatted (a JSON record of a
+        // bare newline is a hundred bytes), so formatting a whole read of short lines at once
+        // would hold a hundred times the read while it waits for the stream.
+        for slice in buf.get(..len).unwrap_or_default().chunks(FORMAT_SLICE) {
+            let mut text = Vec::new();
+            lines.feed(slice, |piece| sink.format(&mut text, &target, stream, piece));
+            Sink::write(sink.stream(stream), &text).await;
+        }
     }
     let mut text = Vec::new();
     lines.finish(|piece| sink.format(&mut text, &target, stream, piece));

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use session_proto::is_instance_name;
 
 /// What the command line selects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -95,7 +96,11 @@ impl Selection {
             .into_iter()
             .flatten()
             .filter_map(|instance| {
-                let name = instance.get("name").and_then(Value::as_str)?;
+                // Checked, as it may become a file's name under --output-dir.
+                let name = instance
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .filter(|name| is_instance_name(name.as_bytes()))?;
                 Some((name, instance.get("labels").and_then(Value::as_object)))
             })
             .collect();
