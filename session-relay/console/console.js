@@ -4,7 +4,7 @@
 
 import { Shell, ask, encoder, loadWasm, whoAmI } from "/console/shell.js";
 import { Grid, MAX_GRID } from "/console/grid.js";
-import { RecordingsView } from "/console/player.js";
+import { RecordingsView, bytesInWords } from "/console/player.js";
 
 const REFRESH_MS = 3000;
 
@@ -492,18 +492,6 @@ async function filesApi(method, url) {
     throw new FilesError(message || `${response.status} ${response.statusText}`, body.code || null, response.status);
   }
   return body;
-}
-
-function bytesInWords(n) {
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let value = n / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
 }
 
 // "5 min ago" for the last month, a date before.

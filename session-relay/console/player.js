@@ -558,7 +558,8 @@ export function clockTime(seconds) {
   return h ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
 }
 
-function bytes(n) {
+// "12 B", "3.0 MiB", "640 KiB": the recordings' sizes, and the file panel's.
+export function bytesInWords(n) {
   if (n === null || n === undefined) return "—";
   if (n < 1024) return `${n} B`;
   const units = ["KiB", "MiB", "GiB", "TiB"];
@@ -609,17 +610,17 @@ function facts(entry) {
   const took = lasted(entry);
   if (took !== null) rows.push(["Duration", `${clockTime(took)} (${took.toFixed(1)} s)`]);
   if (entry.mode === "full") {
-    rows.push(["Size", entry.ended === null ? "still growing" : bytes(entry.size)]);
+    rows.push(["Size", entry.ended === null ? "still growing" : bytesInWords(entry.size)]);
     if (entry.chunks !== null && entry.chunks !== undefined) rows.push(["Chunks", String(entry.chunks)]);
   }
-  if (entry.unrecorded) rows.push(["Not recorded", bytes(entry.unrecorded)]);
+  if (entry.unrecorded) rows.push(["Not recorded", bytesInWords(entry.unrecorded)]);
   const s = entry.session;
   if (s) {
-    rows.push(["To the instance", bytes(s.bytes_to_instance)]);
-    rows.push(["From the instance", bytes(s.bytes_from_instance)]);
+    rows.push(["To the instance", bytesInWords(s.bytes_to_instance)]);
+    rows.push(["From the instance", bytesInWords(s.bytes_from_instance)]);
     if (s.exit) rows.push(["Exit", exitWords(s.exit)]);
     if (s.file_outcome) rows.push(["File", s.file_outcome]);
-    if (s.file_size !== null && s.file_size !== undefined) rows.push(["File size", bytes(s.file_size)]);
+    if (s.file_size !== null && s.file_size !== undefined) rows.push(["File size", bytesInWords(s.file_size)]);
     if (s.file_sha256) rows.push(["File SHA-256", s.file_sha256]);
     if (s.reason) rows.push(["Reason", s.reason]);
   }
@@ -761,7 +762,7 @@ export class RecordingsView {
       mode.append(badge);
       const took = lasted(entry);
       cell("duration", took === null ? "running" : clockTime(took));
-      cell("size", entry.mode === "full" && !running ? bytes(entry.size) : "—");
+      cell("size", entry.mode === "full" && !running ? bytesInWords(entry.size) : "—");
       const action = cell("action");
       const button = (className, text, options) => {
         const b = document.createElement("button");
