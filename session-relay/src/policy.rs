@@ -1434,9 +1434,8 @@ mod tests {
         );
     }
 
-    /// The label example of spec section 11.5 parses and decides what the text says it does.
-    #[test]
-    fn the_spec_label_example_means_what_it_says() {
+    /// The policy of spec section 11.5's JSON example that mentions `needle`, parsed.
+    fn spec_example(needle: &str) -> Policy {
         let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/PROTOCOL.md");
         let spec = std::fs::read_to_string(spec).expect("the spec");
         let section = spec
@@ -1448,9 +1447,15 @@ mod tests {
             .split("```json\n")
             .skip(1)
             .filter_map(|block| block.split("```").next())
-            .find(|block| block.contains("session:InstanceLabel/"))
-            .expect("a label example");
-        let policy = Policy::parse(example).unwrap_or_else(|e| panic!("{e}: {example}"));
+            .find(|block| block.contains(needle))
+            .unwrap_or_else(|| panic!("an example with {needle}"));
+        Policy::parse(example).unwrap_or_else(|e| panic!("{e}: {example}"))
+    }
+
+    /// The label example of spec section 11.5 parses and decides what the text says it does.
+    #[test]
+    fn the_spec_label_example_means_what_it_says() {
+        let policy = spec_example("session:InstanceLabel/");
         let web = |id: &str| format!("srn:session:local:default:instance/{id}");
         let shell = |id: &str, labels: &Labels| {
             policy.decide(&Request::new(START_SESSION, &web(id), Context::Empty).on(labels))
@@ -1478,20 +1483,7 @@ mod tests {
     /// The file example of spec section 11.5 parses and decides what the text says it does.
     #[test]
     fn the_spec_file_example_means_what_it_says() {
-        let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/PROTOCOL.md");
-        let spec = std::fs::read_to_string(spec).expect("the spec");
-        let section = spec
-            .split("### 11.5 ")
-            .nth(1)
-            .and_then(|rest| rest.split("### 11.6 ").next())
-            .expect("spec section 11.5");
-        let example = section
-            .split("```json\n")
-            .skip(1)
-            .filter_map(|block| block.split("```").next())
-            .find(|block| block.contains("session:FilePath"))
-            .expect("a file example");
-        let policy = Policy::parse(example).unwrap_or_else(|e| panic!("{e}: {example}"));
+        let policy = spec_example("session:FilePath");
         use FileAction::{List, Read, Write};
         assert_eq!(decision(&policy, List, WEB_2, b"/var/log"), Decision::Allow);
         assert_eq!(decision(&policy, Read, WEB_2, b"/var/log/nginx/access.log"), Decision::Allow);
