@@ -25,7 +25,9 @@ struct Args {
     /// `admin activation create`; every other admin command fails, naming it. By default
     /// /var/lib/session-relay/relay.db for root, and for anyone else
     /// $XDG_STATE_HOME/session-relay/relay.db, or ~/.local/state/session-relay/relay.db without
-    /// XDG_STATE_HOME: the same store from any directory.
+    /// XDG_STATE_HOME: the same store from any directory. A PostgreSQL URL
+    /// (postgres://user:password@host/database) puts it in a database that several relays
+    /// share; `sqlite:PATH` names a file as plainly as PATH.
     #[arg(long, global = true, default_value_os_t = store::default_path(), env = "SESSION_RELAY_DB")]
     db: PathBuf,
     #[command(flatten)]
@@ -136,17 +138,10 @@ fn main() -> ExitCode {
     let result = match args.command {
         // Files, not the store: no store is opened or made for it.
         Some(Command::Admin(admin::Admin::Tls(tls))) => admin::tls(&tls).map_err(|e| e.to_string()),
-        Some(Command::Admin(command)) => {
-            let opened = if admin::makes_store(&command) {
-                Store::open(&args.db)
-            } else {
-                Store::open_existing(&args.db)
-            };
-            opened
-                .map_err(|e| opening(&args.db, &e))
-                .and_then(|store| admin::run(&store, command).map_err(|e| e.to_string()))
-        }
-        None => Store::open(&args.db)
+        Some(Command::Admin(command)) => Store::at(&args.db, admin::makes_store(&command))
+            .map_err(|e| opening(&args.db, &e))
+            .and_then(|store| admin::run(&store, command).map_err(|e| e.to_string())),
+        None => Store::at(&args.db, true)
             .map_err(|e| opening(&args.db, &e))
             .and_then(|store| serve_until_killed(store, &args.db, args.serve)),
     };
@@ -160,7 +155,7 @@ fn main() -> ExitCode {
 fn opening(path: &Path, e: &StoreError) -> String {
     match e {
         StoreError::NoStore(_) | StoreError::File { .. } => e.to_string(),
-        _ => format!("{}: {e}", path.display()),
+        _ => format!("{}: {e}", Store::shown(path)),
     }
 }
 
@@ -231,7 +226,11 @@ fn serve_until_killed(store: Store, db: &Path, args: ServeArgs) -> Result<(), St
 fn start_recording(store: &Store, db: &Path, args: &RecordingArgs) -> Result<Recordings, String> {
     let dir = match &args.recording_dir {
         Some(dir) => dir.clone(),
-        None => db.parent().unwrap_or_else(|| Path::new(".")).join("recordings"),
+        // Beside an SQLite file; with PostgreSQL, where the file would be by default.
+        None => match Store::file(db) {
+            Some(file) => file.parent().unwrap_or_else(|| Path::new(".")).join("recordings"),
+            None => store::default_path().parent().unwrap_or_else(|| Path::new(".")).join("recordings"),
+        },
     };
     let mut config = recording::Config::new(dir);
     config.required = args.recording_required;

@@ -9,6 +9,7 @@ pub mod agent_by_hand;
 pub mod binaries;
 pub mod browser;
 pub mod measure;
+pub mod postgres;
 pub mod raw;
 pub mod relay_by_hand;
 pub mod run;

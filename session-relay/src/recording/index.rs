@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
-use crate::store::{Store, StoreError};
+use crate::store::db::{DbError, Row};
+use crate::store::{Store, StoreError, params};
 
 /// One recording, as the index has it.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,26 +77,31 @@ impl Entry {
     }
 }
 
-const COLUMNS: &str = "id, user, instance, account, kind, mode, input, started, ended, path, size, chunks, \
-                       sha256, unrecorded, record";
+/// The columns of an [`Entry`], in its order.
+macro_rules! columns {
+    () => {
+        r#"id, "user", instance, account, kind, mode, input, started, ended, path, size, chunks,
+           sha256, unrecorded, record"#
+    };
+}
 
-fn row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
-    let record: Option<String> = row.get(14)?;
+fn row(row: &Row) -> Result<Entry, DbError> {
+    let record = row.opt_text(14)?;
     Ok(Entry {
-        id: row.get(0)?,
-        user: row.get(1)?,
-        instance: row.get(2)?,
-        account: row.get(3)?,
-        kind: row.get(4)?,
-        mode: row.get(5)?,
-        input: row.get(6)?,
-        started: row.get(7)?,
-        ended: row.get(8)?,
-        path: row.get::<_, Option<String>>(9)?.map(PathBuf::from),
-        size: row.get::<_, i64>(10)?.unsigned_abs(),
-        chunks: row.get::<_, Option<i64>>(11)?.map(i64::unsigned_abs),
-        sha256: row.get(12)?,
-        unrecorded: row.get::<_, i64>(13)?.unsigned_abs(),
+        id: row.text(0)?,
+        user: row.text(1)?,
+        instance: row.text(2)?,
+        account: row.text(3)?,
+        kind: row.text(4)?,
+        mode: row.text(5)?,
+        input: row.bool(6)?,
+        started: row.real(7)?,
+        ended: row.opt_real(8)?,
+        path: row.opt_text(9)?.map(PathBuf::from),
+        size: row.int(10)?.unsigned_abs(),
+        chunks: row.opt_int(11)?.map(i64::unsigned_abs),
+        sha256: row.opt_text(12)?,
+        unrecorded: row.int(13)?.unsigned_abs(),
         record: record.and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
@@ -108,25 +113,31 @@ fn signed(n: u64) -> i64 {
 /// Adds `entry`.
 pub(crate) fn insert(store: &Store, entry: &Entry) -> Result<(), StoreError> {
     let record = entry.record.as_ref().map(Value::to_string);
-    store.connection().execute(
-        &format!(
-            "INSERT OR REPLACE INTO recordings ({COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    store.execute(
+        concat!(
+            "INSERT INTO recordings (",
+            columns!(),
+            r#") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT (id) DO UPDATE SET "user" = excluded."user", instance = excluded.instance,
+               account = excluded.account, kind = excluded.kind, mode = excluded.mode,
+               input = excluded.input, started = excluded.started, ended = excluded.ended,
+               path = excluded.path, size = excluded.size, chunks = excluded.chunks,
+               sha256 = excluded.sha256, unrecorded = excluded.unrecorded, record = excluded.record"#
         ),
-        params![
-            entry.id,
-            entry.user,
-            entry.instance,
-            entry.account,
-            entry.kind,
-            entry.mode,
+        &params![
+            &entry.id,
+            &entry.user,
+            &entry.instance,
+            &entry.account,
+            &entry.kind,
+            &entry.mode,
             entry.input,
             entry.started,
             entry.ended,
             entry.path.as_deref().map(|p| p.to_string_lossy().into_owned()),
             signed(entry.size),
             entry.chunks.map(signed),
-            entry.sha256,
+            entry.sha256.as_deref(),
             signed(entry.unrecorded),
             record,
         ],
@@ -137,9 +148,9 @@ pub(crate) fn insert(store: &Store, entry: &Entry) -> Result<(), StoreError> {
 /// Gives recording `id` its session's audit record, ended at `ended`: false when there is no
 /// such recording.
 pub(crate) fn set_record(store: &Store, id: &str, record: &Value, ended: f64) -> Result<bool, StoreError> {
-    let changed = store.connection().execute(
+    let changed = store.execute(
         "UPDATE recordings SET record = ?2, ended = ?3 WHERE id = ?1",
-        params![id, record.to_string(), ended],
+        &params![id, record.to_string(), ended],
     )?;
     Ok(changed > 0)
 }
@@ -156,15 +167,15 @@ pub(crate) struct Finished {
 
 /// Notes the end of recording `id`.
 pub(crate) fn finish(store: &Store, id: &str, finished: &Finished) -> Result<(), StoreError> {
-    store.connection().execute(
+    store.execute(
         "UPDATE recordings SET ended = COALESCE(ended, ?2), size = ?3, chunks = ?4, sha256 = ?5,
          unrecorded = ?6 WHERE id = ?1",
-        params![
+        &params![
             id,
             finished.ended,
             signed(finished.size),
             signed(finished.chunks),
-            finished.sha256,
+            &finished.sha256,
             signed(finished.unrecorded)
         ],
     )?;
@@ -173,17 +184,17 @@ pub(crate) fn finish(store: &Store, id: &str, finished: &Finished) -> Result<(),
 
 /// Recording `id`, if the index has it.
 pub fn get(store: &Store, id: &str) -> Result<Option<Entry>, StoreError> {
-    let db = store.connection();
-    Ok(db.query_row(&format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"), [id], row).optional()?)
+    let found = store.row(concat!("SELECT ", columns!(), " FROM recordings WHERE id = ?1"), &params![id])?;
+    Ok(found.as_ref().map(row).transpose()?)
 }
 
 /// The newest `limit` recordings, newest first.
 pub fn list(store: &Store, limit: u32) -> Result<Vec<Entry>, StoreError> {
-    let db = store.connection();
-    let mut query =
-        db.prepare(&format!("SELECT {COLUMNS} FROM recordings ORDER BY started DESC, id LIMIT ?1"))?;
-    let rows = query.query_map([limit], row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let rows = store.query(
+        concat!("SELECT ", columns!(), " FROM recordings ORDER BY started DESC, id LIMIT ?1"),
+        &params![limit],
+    )?;
+    Ok(rows.iter().map(row).collect::<Result<_, DbError>>()?)
 }
 
 /// A recording as the retention weighs it.
@@ -198,30 +209,26 @@ pub(crate) struct Weighed {
 
 /// Every recording, oldest first, as the retention weighs them.
 pub(crate) fn by_age(store: &Store) -> Result<Vec<Weighed>, StoreError> {
-    let db = store.connection();
-    let mut query =
-        db.prepare("SELECT id, started, ended, path, size FROM recordings ORDER BY started, id")?;
-    let rows = query.query_map([], |row| {
+    let rows = store
+        .query("SELECT id, started, ended, path, size FROM recordings ORDER BY started, id", &params![])?;
+    let weighed = |row: &Row| {
         Ok(Weighed {
-            id: row.get(0)?,
-            started: row.get(1)?,
-            ended: row.get(2)?,
-            path: row.get::<_, Option<String>>(3)?.map(PathBuf::from),
-            size: row.get::<_, i64>(4)?.unsigned_abs(),
+            id: row.text(0)?,
+            started: row.real(1)?,
+            ended: row.opt_real(2)?,
+            path: row.opt_text(3)?.map(PathBuf::from),
+            size: row.int(4)?.unsigned_abs(),
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    };
+    Ok(rows.iter().map(weighed).collect::<Result<_, DbError>>()?)
 }
 
 /// Forgets recording `id` and removes its files: the row first, so that a file that cannot be
 /// removed is not listed as a recording any more.
 pub(crate) fn remove(store: &Store, id: &str) -> Result<(), StoreError> {
-    let path: Option<Option<String>> = store
-        .connection()
-        .query_row("SELECT path FROM recordings WHERE id = ?1", [id], |row| row.get(0))
-        .optional()?;
-    store.connection().execute("DELETE FROM recordings WHERE id = ?1", [id])?;
-    if let Some(Some(path)) = path {
+    let found = store.row("SELECT path FROM recordings WHERE id = ?1", &params![id])?;
+    store.execute("DELETE FROM recordings WHERE id = ?1", &params![id])?;
+    if let Some(path) = found.map(|row| row.opt_text(0)).transpose()?.flatten() {
         remove_files(Path::new(&path));
     }
     Ok(())
