@@ -80,8 +80,10 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How the agent runs.
 #[derive(Clone)]
 pub struct AgentConfig {
-    /// The relay's base URL, `ws://host:port` or `wss://host:port`.
-    pub relay: String,
+    /// The relays' base URLs, `ws://host:port` or `wss://host:port`, in the order they are
+    /// tried: relays that share one store (spec appendix C), any of which may hold the agent.
+    /// Never empty.
+    pub relays: Vec<String>,
     /// Which relay certificates `wss://` accepts.
     pub trust: Trust,
     /// This instance's name.
@@ -115,7 +117,7 @@ impl core::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // The activation code is a secret until used: only whether there is one.
         f.debug_struct("AgentConfig")
-            .field("relay", &self.relay)
+            .field("relays", &self.relays)
             .field("name", &self.name)
             .field("key", &self.key)
             .field("activation", &self.activation.as_ref().map(|_| "<secret>"))
@@ -133,7 +135,7 @@ impl AgentConfig {
     /// An agent for `name` at `relay`, proving itself with `key`, running sessions as `user`.
     pub fn new(relay: &str, name: &str, key: AgentKey, user: LoginUser) -> AgentConfig {
         AgentConfig {
-            relay: relay.trim_end_matches('/').to_owned(),
+            relays: vec![relay.trim_end_matches('/').to_owned()],
             trust: Trust::system(),
             name: name.to_owned(),
             key,
@@ -272,6 +274,11 @@ struct Agent {
     /// abandoned.
     connecting: HashMap<u16, (u64, JoinHandle<()>)>,
     attempts: u64,
+    /// The relay of [`AgentConfig::relays`] dialed last, and dialed first again after a lost
+    /// connection: only it can resume the session.
+    relay: usize,
+    /// Dials that failed in a row: a round of every relay is tried at once before a backoff.
+    failed_dials: usize,
     /// The Hellos went through on the current transport.
     connected: bool,
     /// The current transport carries a detached session's resume, not a fresh session.
@@ -300,6 +307,8 @@ impl Agent {
             files: HashMap::new(),
             connecting: HashMap::new(),
             attempts: 0,
+            relay: 0,
+            failed_dials: 0,
             connected: false,
             resuming: false,
             local_tx,
@@ -323,14 +332,22 @@ impl Agent {
                     dialed = self.dial() => dialed,
                 };
                 match dialed {
-                    Ok(transport) => self.attach(transport),
+                    Ok(transport) => {
+                        self.failed_dials = 0;
+                        self.attach(transport);
+                    }
                     Err(e) => {
                         if let Some(reason) = e.permanent_refusal() {
                             return Err(AgentError::Refused { reason });
                         }
-                        warn!(relay = %self.config.relay, error = %e, "cannot reach the relay");
-                        self.back_off(&mut backoff);
-                        waiting = true;
+                        warn!(relay = %self.relay_url(), error = %e, "cannot reach the relay");
+                        // The next relay at once; a backoff once each has failed in turn.
+                        self.failed_dials += 1;
+                        self.relay = (self.relay + 1) % self.config.relays.len().max(1);
+                        if self.failed_dials.is_multiple_of(self.config.relays.len().max(1)) {
+                            self.back_off(&mut backoff);
+                            waiting = true;
+                        }
                         continue;
                     }
                 }
@@ -397,6 +414,11 @@ impl Agent {
         while self.reaped.recv().await.is_some() {}
     }
 
+    /// The URL of the relay dialed now.
+    fn relay_url(&self) -> &str {
+        self.config.relays.get(self.relay).map_or("", String::as_str)
+    }
+
     /// Waits `backoff`, give or take, before the next dial, and doubles it for the one after.
     fn back_off(&mut self, backoff: &mut Duration) {
         self.driver.wake_at(Some(tokio::time::Instant::now() + jitter(*backoff)));
@@ -420,7 +442,8 @@ impl Agent {
     /// Connects and proves the agent's key (spec section 11).
     async fn dial(&mut self) -> Result<Transport, ConnectError> {
         let config = &self.config;
-        let url = format!("{}/v1/agent/{}?version={}", config.relay, config.name, env!("CARGO_PKG_VERSION"));
+        let url =
+            format!("{}/v1/agent/{}?version={}", self.relay_url(), config.name, env!("CARGO_PKG_VERSION"));
         let mut request = url.into_client_request().map_err(|e| ConnectError::Invalid(e.to_string()))?;
         let header = |value: &str| {
             HeaderValue::from_str(value).map_err(|_| ConnectError::Invalid("not a header value".to_owned()))
@@ -465,7 +488,7 @@ impl Agent {
     fn on_event(&mut self, frame: &Frame, event: Event<'_>) {
         match event {
             Event::Connected => {
-                info!(relay = %self.config.relay, name = %self.config.name, "connected");
+                info!(relay = %self.relay_url(), name = %self.config.name, "connected");
                 self.connected = true;
             }
             Event::Resumed => {

@@ -64,9 +64,17 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(version, after_help = EXIT_CODES)]
 struct Args {
-    /// The relay's URL: `ws://` on loopback, `wss://` elsewhere.
-    #[arg(long, default_value = "ws://127.0.0.1:7070", env = "SESSION_RELAY", hide_env_values = true)]
-    relay: String,
+    /// The relay's URL: `ws://` on loopback, `wss://` elsewhere. Several, comma-separated or
+    /// repeated, name relays that share one store: the agent dials them in turn until one takes
+    /// it, and goes to the next at once when the one it had is gone.
+    #[arg(
+        long,
+        default_value = "ws://127.0.0.1:7070",
+        env = "SESSION_RELAY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    relay: Vec<String>,
     /// Trust only the certificate authorities in this PEM file for `wss://` (default: the
     /// system's roots).
     #[arg(long, env = "SESSION_CA_FILE")]
@@ -140,7 +148,9 @@ async fn agent() {
     // Before any session starts: see the top of this file.
     let stop = StopSignals::install().unwrap_or_else(|e| exit(&format!("cannot handle signals: {e}")));
     if !args.insecure {
-        session_link::dial::refuse_cleartext(&args.relay).unwrap_or_else(|e| exit(&e.to_string()));
+        for relay in &args.relay {
+            session_link::dial::refuse_cleartext(relay).unwrap_or_else(|e| exit(&e.to_string()));
+        }
     }
     let user = LoginUser::resolve(args.user.as_deref(), args.allow_root).unwrap_or_else(|e| exit(&e));
     let key = AgentKey::load_or_create(&args.key_file).unwrap_or_else(|e| exit(&e));
@@ -149,7 +159,8 @@ async fn agent() {
         None => Trust::system(),
     };
     let name = args.name.unwrap_or_else(default_name);
-    let mut config = AgentConfig::new(&args.relay, &name, key, user);
+    let mut config = AgentConfig::new(args.relay.first().map_or("", String::as_str), &name, key, user);
+    config.relays = args.relay.iter().map(|relay| relay.trim_end_matches('/').to_owned()).collect();
     config.trust = trust;
     config.activation = match (&args.activation_code, &args.activation_code_file) {
         (_, Some(path)) => match std::fs::read_to_string(path) {
