@@ -31,6 +31,8 @@ pub struct Access {
     pub(crate) audit: Audit,
     /// Where sessions are recorded (spec 12.12); nowhere by default.
     pub(crate) recordings: Recordings,
+    /// This relay's id in the store, random at each start: a restarted relay is another one.
+    pub(crate) relay: String,
 }
 
 /// An Open the gate let through.
@@ -64,7 +66,12 @@ impl OpenRefused {
 impl Access {
     /// The gate over `store` for a relay in `region`, auditing refusals to `audit`.
     pub fn new(store: Store, region: &str, audit: Audit) -> Access {
-        Access { store, region: region.to_owned(), audit, recordings: Recordings::default() }
+        let relay = match secret::random::<8>() {
+            Ok(bytes) => hex::encode(bytes),
+            // Only told apart from other relays on the store: the process and the time will do.
+            Err(_) => format!("{:08x}{:08x}", std::process::id(), crate::store::unix_now()),
+        };
+        Access { store, region: region.to_owned(), audit, recordings: Recordings::default(), relay }
     }
 
     /// The same gate, recording sessions to `recordings`: each session's audit record goes
@@ -349,7 +356,13 @@ impl Access {
             .map_err(|message| OpenRefused::new(Why::UNAVAILABLE, message))?;
         let serving = |e: &Entry| e.online && constant_time_eq(&e.key, &registered.public_key);
         let Some(agent) = registry.get(instance).filter(serving) else {
-            let message = format!("instance {instance} is not connected to the relay");
+            // Relays do not forward to each other yet (spec C.3): the client is told where to go.
+            let message = match self.store.agent_elsewhere(instance, &self.relay) {
+                Ok(Some(address)) => {
+                    format!("instance {instance} is connected to the relay at {address}, not this one")
+                }
+                _ => format!("instance {instance} is not connected to the relay"),
+            };
             return Err(OpenRefused::new(Why::UNAVAILABLE, message));
         };
         let owned = OwnedOpenKind::new(kind).map_err(|_| OpenRefused::new(Why::UNKNOWN_KIND, ""))?;

@@ -343,6 +343,8 @@ impl Gate<'_> {
     fn status(&self, who: &Principal) -> Result<Instances, StoreError> {
         let access = self.access;
         let describes = access.allowed(who, DESCRIBE_INSTANCE_STATUS, Context::Empty);
+        let elsewhere: std::collections::HashMap<String, String> =
+            access.store.agents_elsewhere(&access.relay)?.into_iter().collect();
         let instances = access
             .store
             .instances()?
@@ -351,13 +353,16 @@ impl Gate<'_> {
             .map(|i| {
                 // An agent whose key the store no longer holds does not make its name online.
                 let presence = self.registry.presence(&i.id, &i.public_key);
-                let status = match presence {
-                    Some((true, _)) => "online",
-                    Some((false, _)) => "reconnecting",
-                    None => "offline",
+                let relay = presence.is_none().then(|| elsewhere.get(&i.id).cloned()).flatten();
+                let status = match (presence, &relay) {
+                    (Some((true, _)), _) => "online",
+                    (Some((false, _)), _) => "reconnecting",
+                    (None, Some(_)) => "elsewhere",
+                    (None, None) => "offline",
                 };
                 InstanceStatus {
                     status,
+                    relay,
                     agent_version: i.agent_version,
                     last_seen: presence.map_or(i.last_seen, |(_, seen)| Some(seen)),
                     labels: Labels {

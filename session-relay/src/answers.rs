@@ -13,8 +13,11 @@ pub(crate) struct Instances {
 #[derive(Debug, Serialize)]
 pub(crate) struct InstanceStatus {
     pub(crate) name: String,
-    /// `online`, `reconnecting` or `offline`.
+    /// `online`, `reconnecting`, `elsewhere` or `offline`.
     pub(crate) status: &'static str,
+    /// For `elsewhere`: the address of the relay that holds the agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) relay: Option<String>,
     pub(crate) agent_version: Option<String>,
     /// Unix seconds.
     pub(crate) last_seen: Option<i64>,

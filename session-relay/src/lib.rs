@@ -130,6 +130,9 @@ pub struct RelayConfig {
     /// Origins (`https://ops.example`) whose pages may use the relay besides its own: the
     /// browser console's WebSockets and logins from anywhere else are refused (spec 11.10).
     pub console_origins: Vec<String>,
+    /// The address other relays on the store tell clients to reach this one at (spec C.2);
+    /// where it listens when `None`.
+    pub advertise: Option<String>,
 }
 
 impl core::fmt::Debug for RelayConfig {
@@ -142,6 +145,7 @@ impl core::fmt::Debug for RelayConfig {
             .field("limits", &self.limits)
             .field("handshakes", &self.handshakes)
             .field("console_origins", &self.console_origins)
+            .field("advertise", &self.advertise)
             .finish()
     }
 }
@@ -157,6 +161,7 @@ impl RelayConfig {
             limits: Limits::default(),
             handshakes: HandshakeLimits::default(),
             console_origins: Vec::new(),
+            advertise: None,
         }
     }
 }

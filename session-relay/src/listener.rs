@@ -44,8 +44,9 @@ pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfi
     let console = Console::new(&config.console_origins, config.tls.is_some());
     let sessions = Sessions::default();
     // Named by where it listens, for an operator; it ends when this future is dropped.
-    let address = listener.local_addr().map_or_else(|_| "unknown address".to_owned(), |a| a.to_string());
-    let _watching = watch::start(config.access.store.clone(), sessions.clone(), address);
+    let listening = listener.local_addr().map_or_else(|_| "unknown address".to_owned(), |a| a.to_string());
+    let address = config.advertise.clone().unwrap_or(listening);
+    let _watching = watch::start(&config.access, sessions.clone(), registry.clone(), address);
     let shared =
         Shared { registry, sessions, usage: Usage::default(), clients: Clients::default(), console, config };
     let mut quiet = Quiet::default();

@@ -84,6 +84,10 @@ struct ServeArgs {
     /// the relay's own; repeat for several. WebSockets and logins from any other are refused.
     #[arg(long = "console-origin", value_name = "ORIGIN")]
     console_origins: Vec<String>,
+    /// Where clients reach this relay (`wss://relay-2.example.com:7070`), which relays sharing
+    /// its store tell a client whose agent is here (spec C.2). Where it listens by default.
+    #[arg(long, env = "SESSION_RELAY_ADVERTISE")]
+    advertise: Option<String>,
     #[command(flatten)]
     recording: RecordingArgs,
 }
@@ -207,6 +211,7 @@ fn serve_until_killed(store: Store, db: &Path, args: ServeArgs) -> Result<(), St
         }
         .within(descriptors),
         console_origins: args.console_origins,
+        advertise: args.advertise,
         ..RelayConfig::new(access)
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

@@ -71,6 +71,11 @@ impl Registry {
         }
     }
 
+    /// The instances whose agents are connected (not detached) now.
+    pub(crate) fn online(&self) -> std::collections::HashSet<String> {
+        self.lock().iter().filter(|(_, e)| e.online).map(|(name, _)| name.clone()).collect()
+    }
+
     /// Whether `name`'s agent is connected (not detached) now.
     pub fn is_online(&self, name: &str) -> bool {
         self.lock().get(name).is_some_and(|e| e.online)

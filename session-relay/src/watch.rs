@@ -20,6 +20,8 @@ use std::time::Duration;
 use session_proto::EndReason;
 use tokio::task::JoinHandle;
 
+use crate::access::Access;
+use crate::registry::Registry;
 use crate::route::Why;
 use crate::secret;
 use crate::sessions::{Active, Sessions, terminated_by};
@@ -41,30 +43,28 @@ impl Drop for Watching {
     }
 }
 
-/// Starts watching the store for the relay listening at `address`, which holds `sessions`.
-pub(crate) fn start(store: Store, sessions: Sessions, address: String) -> Watching {
-    let id = match secret::random::<8>() {
-        Ok(bytes) => hex::encode(bytes),
-        // Only told apart from other relays on the store: the process and the time will do.
-        Err(_) => format!("{:08x}{:08x}", std::process::id(), unix_now()),
-    };
-    let mark = RelayMark { id, address, pid: std::process::id(), started: unix_now() };
-    let watcher = Watcher { mark, published: HashSet::new(), ending: HashSet::new() };
-    Watching(tokio::spawn(watch(store, sessions, watcher)))
+/// Starts watching the store for the relay listening at `address`, which holds `sessions` and
+/// the agents of `registry`.
+pub(crate) fn start(access: &Access, sessions: Sessions, registry: Registry, address: String) -> Watching {
+    let mark = RelayMark { id: access.relay.clone(), address, pid: std::process::id(), started: unix_now() };
+    let watcher = Watcher { mark, published: HashSet::new(), ending: HashSet::new(), held: HashSet::new() };
+    Watching(tokio::spawn(watch(access.store.clone(), sessions, registry, watcher)))
 }
 
-async fn watch(store: Store, sessions: Sessions, mut watcher: Watcher) {
+async fn watch(store: Store, sessions: Sessions, registry: Registry, mut watcher: Watcher) {
     let mut ticks = tokio::time::interval(WATCH_EVERY);
     // A store that was slow to answer delays the next look; looks do not pile up after it.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let now = sessions.snapshot();
+        let agents = registry.online();
         let store = store.clone();
         // The store may wait for another process's lock (up to its busy timeout): never on a
         // thread that moves sessions' data.
         let looked = tokio::task::spawn_blocking(move || {
-            let ends = watcher.tick(&store, &now);
+            let ends =
+                watcher.tick(&store, &now).and_then(|ends| watcher.hold(&store, agents).map(|()| ends));
             (watcher, ends, now)
         })
         .await;
@@ -98,6 +98,8 @@ struct Watcher {
     published: HashSet<String>,
     /// Sessions told to end, not yet gone from the relay's map: never published again.
     ending: HashSet<String>,
+    /// The agents whose location the store has as this relay.
+    held: HashSet<String>,
 }
 
 impl Watcher {
@@ -108,6 +110,7 @@ impl Watcher {
         if store.relay_alive(&self.mark)? {
             // New, or taken for gone while it was slow (its rows removed): all written anew.
             self.published.clear();
+            self.held.clear();
         }
         let here: HashMap<&str, &Active> = now.iter().map(|(id, a)| (id.as_str(), a)).collect();
         let mut ends: Vec<(String, Why)> = Vec::new();
@@ -177,6 +180,19 @@ impl Watcher {
     }
 }
 
+impl Watcher {
+    /// Tells the store which agents this relay holds now, `agents`: only what changed.
+    fn hold(&mut self, store: &Store, agents: HashSet<String>) -> Result<(), StoreError> {
+        let held: Vec<String> = agents.difference(&self.held).cloned().collect();
+        let released: Vec<String> = self.held.difference(&agents).cloned().collect();
+        if !(held.is_empty() && released.is_empty()) {
+            store.hold_agents(&self.mark.id, &held, &released)?;
+        }
+        self.held = agents;
+        Ok(())
+    }
+}
+
 /// Why a session ends whose token no longer stands; `None` while it stands, or when the store
 /// cannot say (a store that fails ends nothing).
 fn token_gone(standing: Result<(), Refusal>) -> Option<Why> {
@@ -241,7 +257,7 @@ mod tests {
 
     fn watcher() -> Watcher {
         let mark = RelayMark { id: "r".into(), address: "127.0.0.1:7070".into(), pid: 1, started: 0 };
-        Watcher { mark, published: HashSet::new(), ending: HashSet::new() }
+        Watcher { mark, published: HashSet::new(), ending: HashSet::new(), held: HashSet::new() }
     }
 
     fn listed(store: &Store) -> Vec<String> {
@@ -331,7 +347,8 @@ mod tests {
         let sessions = Sessions::default();
         let (a, mut told) = session(&token, 9);
         sessions.insert("alice-a", a);
-        let _watching = start(store.clone(), sessions, "127.0.0.1:7070".into());
+        let access = Access::new(store.clone(), "local", crate::audit::Audit::log_only());
+        let _watching = start(&access, sessions, Registry::default(), "127.0.0.1:7070".into());
         store.revoke_token(&token).unwrap();
         let message = tokio::time::timeout(Duration::from_secs(10), told.recv()).await.unwrap();
         let Some(ToClient::Terminate { route, why }) = message else { panic!("{message:?}") };

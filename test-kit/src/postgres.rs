@@ -19,9 +19,16 @@ pub fn database() -> String {
     let server = SERVER.get_or_init(Server::find_or_start);
     static MADE: AtomicU32 = AtomicU32::new(0);
     let name = format!("t{}_{}_{}", std::process::id(), MADE.fetch_add(1, Ordering::Relaxed), nonce());
-    let mut admin = postgres::Client::connect(&server.url("postgres"), postgres::NoTls)
-        .unwrap_or_else(|e| panic!("the tests' PostgreSQL at {}: {e}", server.describe()));
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("a database for the test");
+    let (admin, described) = (server.url("postgres"), server.describe());
+    let create = format!("CREATE DATABASE {name}");
+    // On a thread of its own: the blocking client must not run on a test's runtime.
+    let made = std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("the tests' PostgreSQL at {described}: {e}"));
+        admin.batch_execute(&create).expect("a database for the test");
+    })
+    .join();
+    assert!(made.is_ok(), "no database for the test");
     server.url(&name)
 }
 

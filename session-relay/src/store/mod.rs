@@ -1118,6 +1118,52 @@ impl Store {
         Ok(row.map(|row| row.opt_text(0)).transpose()?)
     }
 
+    // Where each agent is: the relay that holds its connection (spec C.2).
+
+    /// Notes that `relay` now holds the agents of `held` and no longer those of `released`, in
+    /// one transaction. An agent another relay had is taken over: it dialed here since.
+    pub fn hold_agents(&self, relay: &str, held: &[String], released: &[String]) -> Result<(), StoreError> {
+        let (relay, held, released) = (relay.to_owned(), held.to_vec(), released.to_vec());
+        self.transaction(move |db| {
+            for instance in &released {
+                db.execute(
+                    "DELETE FROM agent_locations WHERE instance = ?1 AND relay = ?2",
+                    &params![instance, &relay],
+                )?;
+            }
+            for instance in &held {
+                db.execute(
+                    "INSERT INTO agent_locations (instance, relay, since) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (instance) DO UPDATE SET relay = excluded.relay, since = excluded.since",
+                    &params![instance, &relay, unix_now()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The address of the running relay other than `relay` that holds `instance`'s agent, if
+    /// one does.
+    pub fn agent_elsewhere(&self, instance: &str, relay: &str) -> Result<Option<String>, StoreError> {
+        let row = self.row(
+            "SELECT r.address FROM agent_locations l JOIN relays r ON r.id = l.relay
+             WHERE l.instance = ?1 AND r.id <> ?2 AND r.heartbeat >= ?3",
+            &params![instance, relay, unix_now() - gone_after()],
+        )?;
+        Ok(row.map(|row| row.text(0)).transpose()?)
+    }
+
+    /// Every agent a running relay other than `relay` holds: its instance, and that relay's
+    /// address.
+    pub fn agents_elsewhere(&self, relay: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.query(
+            "SELECT l.instance, r.address FROM agent_locations l JOIN relays r ON r.id = l.relay
+             WHERE r.id <> ?1 AND r.heartbeat >= ?2",
+            &params![relay, unix_now() - gone_after()],
+        )?;
+        Ok(rows.iter().map(|row| Ok((row.text(0)?, row.text(1)?))).collect::<Result<_, DbError>>()?)
+    }
+
     // The audit log.
 
     /// Appends records, in one transaction. A record's `fleet` field is kept beside it, for

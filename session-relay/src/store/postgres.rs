@@ -39,26 +39,23 @@ pub fn is_postgres(location: &str) -> bool {
 }
 
 impl Pool {
-    /// Connects to `url`, brings the schema up to date, and starts the connections' threads.
+    /// Starts the connections' threads for `url`, and brings the schema up to date on one of
+    /// them: the blocking client must never run on a thread of the caller's runtime.
     pub(super) fn connect(url: &str) -> Result<Pool, DbError> {
         let config: postgres::Config = url.parse()?;
-        let mut first = Connection::new(config.clone());
-        first.transaction(Box::new(migrate))?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..CONNECTIONS {
-            let connection = if n == 0 {
-                std::mem::replace(&mut first, Connection::new(config.clone()))
-            } else {
-                Connection::new(config.clone())
-            };
+            let connection = Connection::new(config.clone());
             let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("store-pg-{n}"))
                 .spawn(move || serve(connection, &queue))
                 .map_err(|_| DbError::Closed)?;
         }
-        Ok(Pool { jobs })
+        let pool = Pool { jobs };
+        pool.run(true, Box::new(migrate))?;
+        Ok(pool)
     }
 
     /// Runs `work` on a connection, in a transaction when `transaction`, and waits for it.

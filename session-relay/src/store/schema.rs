@@ -26,6 +26,19 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         postgres: "ALTER TABLE audit ADD COLUMN fleet TEXT;
                    CREATE INDEX audit_by_fleet ON audit (fleet) WHERE fleet IS NOT NULL;",
     },
+    // Which relay holds each connected agent: a row lives while its relay's heartbeat does
+    // (`relays`, renewed each second), and goes with it, so a dead relay's claims expire.
+    Migration {
+        version: 3,
+        sqlite: "CREATE TABLE agent_locations (
+                   instance TEXT PRIMARY KEY,
+                   relay TEXT NOT NULL REFERENCES relays(id) ON DELETE CASCADE,
+                   since INTEGER NOT NULL);",
+        postgres: "CREATE TABLE agent_locations (
+                     instance TEXT PRIMARY KEY,
+                     relay TEXT NOT NULL REFERENCES relays(id) ON DELETE CASCADE,
+                     since BIGINT NOT NULL);",
+    },
 ];
 
 /// Refuses a store made by a later version than this build's: it may hold what this one would
