@@ -309,8 +309,9 @@ impl Connection {
     /// Connects to `relay` for `instance` and waits until the connection is established.
     pub async fn connect(relay: &Relay, instance: &str) -> Result<Connection, Error> {
         let path = format!("/v1/client/{instance}");
-        let ws = relay.dial(&path).await?;
-        Connection::establish(relay, path, ws, false).await
+        // Re-attaches go to the relay that answered, which holds the session.
+        let (relay, ws) = relay.dial_held(&path).await?;
+        Connection::establish(&relay, path, ws, false).await
     }
 
     /// Connects to `relay`'s fleet endpoint, whose channels are each opened on an instance

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use session_codec::websocket::ws_config;
-use session_link::dial::{Dialed, Trust};
+use session_link::dial::{DialError, Dialed, Trust};
 use session_proto::DEFAULT_MAX_FRAME;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
@@ -18,6 +18,23 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest JSON answer read (spec 11.4): a listing of some 400,000 instances.
 const MAX_ANSWER_LEN: usize = 64 << 20;
+
+/// How many redirects a dial follows: relays on one store redirect once, to the relay that holds
+/// the instance; a second covers an agent that moved meanwhile.
+const MAX_REDIRECTS: usize = 2;
+
+/// A dial that did not give a WebSocket.
+enum Dialing {
+    /// To be dialed again there.
+    Redirected(String),
+    Failed(Error),
+}
+
+impl From<Error> for Dialing {
+    fn from(e: Error) -> Self {
+        Dialing::Failed(e)
+    }
+}
 
 /// How long a lost connection is dialed again, by default: the relay's default detach timeout,
 /// after which it has given the session up too.
@@ -65,8 +82,47 @@ impl Relay {
         self.dial_with(path, ws_config(DEFAULT_MAX_FRAME)).await
     }
 
-    /// Dials `path` with the token and the WebSocket limits of `config`.
+    /// Dials `path`, following a relay's redirect to the relay that holds the instance (spec
+    /// C.2), at most [`MAX_REDIRECTS`] times: the relay that answered, and its WebSocket. A
+    /// redirect from `wss://` to `ws://` is refused: the token would then cross in the clear.
+    pub(crate) async fn dial_held(&self, path: &str) -> Result<(Relay, Dialed), Error> {
+        let mut relay = self.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            match relay.try_dial(path, ws_config(DEFAULT_MAX_FRAME)).await {
+                Ok((ws, _)) => return Ok((relay, ws)),
+                Err(Dialing::Redirected(location)) => {
+                    let downgrade = relay.url.starts_with("wss://");
+                    let base = location.strip_suffix(path).filter(|base| {
+                        base.starts_with("wss://") || (base.starts_with("ws://") && !downgrade)
+                    });
+                    let Some(base) = base else {
+                        return Err(Error::Invalid(format!(
+                            "{}{path}: redirected to {location}, which is not the same path on a relay as safe",
+                            relay.url
+                        )));
+                    };
+                    relay.url = base.to_owned();
+                }
+                Err(Dialing::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::Invalid(format!("{}{path}: redirected more than {MAX_REDIRECTS} times", self.url)))
+    }
+
+    /// Dials `path` with the token and the WebSocket limits of `config`; a redirect is a
+    /// refusal here.
     async fn dial_with(&self, path: &str, config: WebSocketConfig) -> Result<(Dialed, Response), Error> {
+        self.try_dial(path, config).await.map_err(|dialing| match dialing {
+            Dialing::Failed(e) => e,
+            Dialing::Redirected(location) => Error::Refused {
+                url: self.url.clone(),
+                status: 307,
+                reason: format!("the relay sent it to {location}"),
+            },
+        })
+    }
+
+    async fn try_dial(&self, path: &str, config: WebSocketConfig) -> Result<(Dialed, Response), Dialing> {
         let invalid = |e: &dyn core::fmt::Display| Error::Invalid(format!("{}{path}: {e}", self.url));
         let mut request: Request =
             format!("{}{path}", self.url).into_client_request().map_err(|e| invalid(&e))?;
@@ -77,8 +133,9 @@ impl Relay {
         }
         match tokio::time::timeout(DIAL_TIMEOUT, self.trust.dial_with(request, config)).await {
             Ok(Ok(dialed)) => Ok(dialed),
-            Ok(Err(e)) => Err(Error::dial(&self.url, e)),
-            Err(_) => Err(Error::Unreachable { url: self.url.clone(), cause: None }),
+            Ok(Err(DialError::Redirected { location, .. })) => Err(Dialing::Redirected(location)),
+            Ok(Err(e)) => Err(Dialing::Failed(Error::dial(&self.url, e))),
+            Err(_) => Err(Dialing::Failed(Error::Unreachable { url: self.url.clone(), cause: None })),
         }
     }
 

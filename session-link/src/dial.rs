@@ -30,6 +30,14 @@ pub enum DialError {
     },
     /// The relay could not be reached, or the WebSocket or TLS handshake failed.
     Unreachable(tokio_tungstenite::tungstenite::Error),
+    /// The relay sent the dial to another (`307` with a `Location`): the relay that holds the
+    /// instance, among relays sharing one store (spec C.2).
+    Redirected {
+        /// Where to: a `ws://` or `wss://` URL, with the path and query dialed.
+        location: String,
+        /// The relay's words (the response's body); may be empty.
+        reason: String,
+    },
 }
 
 impl DialError {
@@ -51,6 +59,7 @@ impl core::fmt::Display for DialError {
                     write!(f, "refused by the relay: {status}: {reason}")
                 }
             }
+            DialError::Redirected { location, .. } => write!(f, "the relay sent the dial to {location}"),
             DialError::Unreachable(e) => e.fmt(f),
         }
     }
@@ -59,7 +68,7 @@ impl core::fmt::Display for DialError {
 impl std::error::Error for DialError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DialError::Refused { .. } => None,
+            DialError::Refused { .. } | DialError::Redirected { .. } => None,
             DialError::Unreachable(e) => Some(e),
         }
     }
@@ -71,7 +80,12 @@ impl From<tokio_tungstenite::tungstenite::Error> for DialError {
         match error {
             Error::Http(response) => {
                 let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                DialError::Refused { status: response.status().as_u16(), reason: body.trim().to_owned() }
+                let reason = body.trim().to_owned();
+                let location = response.headers().get("location").and_then(|l| l.to_str().ok());
+                match (response.status().as_u16(), location) {
+                    (307, Some(location)) => DialError::Redirected { location: location.to_owned(), reason },
+                    (status, _) => DialError::Refused { status, reason },
+                }
             }
             other => DialError::Unreachable(other),
         }

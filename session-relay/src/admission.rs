@@ -50,15 +50,28 @@ pub(crate) struct Refused {
     /// The peer proved nothing (no token, a bad one, no key, not the subprotocol): its
     /// refusals are sampled in the audit, since it can cause them at will.
     pub(crate) unproven: bool,
+    /// For a redirect: where to dial instead.
+    pub(crate) location: Option<String>,
 }
 
 impl Refused {
     fn new(status: StatusCode, reason: impl Into<String>) -> Refused {
-        Refused { status, reason: reason.into(), unproven: false }
+        Refused { status, reason: reason.into(), unproven: false, location: None }
     }
 
     fn unproven(status: StatusCode, reason: impl Into<String>) -> Refused {
-        Refused { status, reason: reason.into(), unproven: true }
+        Refused { status, reason: reason.into(), unproven: true, location: None }
+    }
+
+    /// `307` to the same path and query at `relay`, the relay that holds the instance (spec
+    /// C.2), saying so.
+    fn redirect(instance: &str, relay: &str, request: &Request) -> Refused {
+        let path = request.uri().path_and_query().map_or("", |p| p.as_str());
+        let reason = format!("instance {instance} is connected to the relay at {relay}");
+        Refused {
+            location: Some(format!("{relay}{path}")),
+            ..Refused::new(StatusCode::TEMPORARY_REDIRECT, reason)
+        }
     }
 
     fn unauthorized(refusal: &Refusal) -> Refused {
@@ -243,6 +256,13 @@ impl Gate<'_> {
                 // only for some admits the connection, and a Deny of only some does not refuse it.
                 let resource = access.instance(&instance.account, &instance.id);
                 access.check_client(&who, &resource, &instance.labels).map_err(Refused::forbidden)?;
+                // Told only to whom the instance is open: where an agent is tells something.
+                if self.registry.get(&instance.id).is_none() {
+                    let elsewhere = access.store.agent_elsewhere(&instance.id, &access.relay);
+                    if let Ok(Some(relay)) = elsewhere {
+                        return Err(Refused::redirect(&instance.id, &relay, request));
+                    }
+                }
                 let lease = self
                     .usage
                     .connect(&who.user, &instance.id, self.limits)

@@ -44,7 +44,9 @@ pub async fn serve(listener: TcpListener, registry: Registry, config: RelayConfi
     let console = Console::new(&config.console_origins, config.tls.is_some());
     let sessions = Sessions::default();
     // Named by where it listens, for an operator; it ends when this future is dropped.
-    let listening = listener.local_addr().map_or_else(|_| "unknown address".to_owned(), |a| a.to_string());
+    let scheme = if config.tls.is_some() { "wss" } else { "ws" };
+    let listening =
+        listener.local_addr().map_or_else(|_| "unknown address".to_owned(), |a| format!("{scheme}://{a}"));
     let address = config.advertise.clone().unwrap_or(listening);
     let _watching = watch::start(&config.access, sessions.clone(), registry.clone(), address);
     let shared =
@@ -142,8 +144,13 @@ where
     let mut admitted = None;
     #[allow(clippy::result_large_err, reason = "the callback type is tungstenite's")]
     let callback = |request: &Request, mut response: Response| {
-        let admission = off_workers(|| gate.admit(request, peer))
-            .map_err(|refused| refusal(refused.status, &refused.reason))?;
+        let admission = off_workers(|| gate.admit(request, peer)).map_err(|refused| {
+            let mut response = refusal(refused.status, &refused.reason);
+            if let Some(location) = refused.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert("location", location);
+            }
+            response
+        })?;
         if let Admitted::Agent(claim) = &admission {
             let challenge = HeaderValue::from_str(&hex::encode(claim.challenge))
                 .map_err(|_| refusal(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?;

@@ -116,7 +116,7 @@ async fn an_operator_lists_every_users_sessions_and_ends_any() {
 
     // The table: id, user, instance, start, relay, and what it runs, with its tab escaped.
     let table = ok(&db, &["session", "list"]);
-    let relay = format!("127.0.0.1:{}", served.port);
+    let relay = format!("ws://127.0.0.1:{}", served.port);
     let her_line = table.lines().find(|l| l.starts_with(&her_id)).unwrap();
     let columns: Vec<&str> = her_line.split('\t').collect();
     assert_eq!(columns.len(), 6, "{her_line}");

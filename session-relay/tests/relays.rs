@@ -52,17 +52,29 @@ async fn three_relays_on_one_postgresql_share_users_agents_and_the_audit_log() {
     until("web-1 online at relay 1", async || status(&ops[0], "web-1").await.0 == "online").await;
     assert_eq!(run(&ops[0], "web-1", "echo one").await.unwrap(), Ran { stdout: "one\n".into(), code: 0 });
 
-    // Relay 3 knows where it is, once relay 1 wrote its location (each second).
-    let relay_1 = format!("127.0.0.1:{}", relays[0].port);
+    // Relay 3 knows where it is, once relay 1 wrote its location (each second), and sends a
+    // client there: its session runs at relay 1.
+    let relay_1 = urls[0].clone();
     until("relay 3 sees web-1 at relay 1", async || {
         status(&ops[2], "web-1").await == ("elsewhere".to_owned(), Some(relay_1.clone()))
     })
     .await;
-    let refused = run(&ops[2], "web-1", "true").await.unwrap_err();
+    assert_eq!(run(&ops[2], "web-1", "echo three").await.unwrap(), Ran { stdout: "three\n".into(), code: 0 });
+    // A fleet command's channels name their instances: refused there, saying where it is.
+    let fleet = tokio::process::Command::new(session_test_kit::binaries::client_binary())
+        .args(["run", "-t", "web-1", "--", "true"])
+        .env("SESSION_RELAY", &urls[2])
+        .env("SESSION_TOKEN", &token)
+        .env_remove("SESSION_PROFILE")
+        .env("SESSION_CONFIG", dir.join("no-config.toml"))
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&fleet.stdout).into_owned() + &String::from_utf8_lossy(&fleet.stderr);
+    assert_eq!(fleet.status.code(), Some(3), "{said}");
     assert!(
-        matches!(&refused, Error::OpenRefused { message, .. }
-            if *message == format!("instance web-1 is connected to the relay at {relay_1}, not this one")),
-        "{refused}"
+        said.contains(&format!("instance web-1 is connected to the relay at {relay_1}, not this one")),
+        "{said}"
     );
 
     // Relay 1 dies; the agent is online through relay 2, and a new session works there.
@@ -73,7 +85,7 @@ async fn three_relays_on_one_postgresql_share_users_agents_and_the_audit_log() {
     .await;
     eprintln!("the agent was online through relay 2 {took:?} after relay 1 was killed");
     // Relay 3 sees it there once relay 2 wrote its location.
-    let relay_2 = format!("127.0.0.1:{}", relays[1].port);
+    let relay_2 = urls[1].clone();
     until("relay 3 sees web-1 at relay 2", async || {
         status(&ops[2], "web-1").await == ("elsewhere".to_owned(), Some(relay_2.clone()))
     })
