@@ -89,10 +89,19 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_go_by_age_then_by_total_size_and_held_ones_stay() {
-        let dir = std::env::temp_dir().join(format!("retention-{}", std::process::id()));
+    fn the_oldest_go_by_age_then_by_total_size_and_held_ones_stay_on_sqlite() {
+        the_oldest_go_by_age_then_by_total_size_and_held_ones_stay(Store::in_memory().unwrap(), "sqlite");
+    }
+
+    #[test]
+    fn the_oldest_go_by_age_then_by_total_size_and_held_ones_stay_on_postgres() {
+        let store = Store::connect(&session_test_kit::postgres::database()).unwrap();
+        the_oldest_go_by_age_then_by_total_size_and_held_ones_stay(store, "postgres");
+    }
+
+    fn the_oldest_go_by_age_then_by_total_size_and_held_ones_stay(store: Store, backend: &str) {
+        let dir = std::env::temp_dir().join(format!("retention-{}-{backend}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::in_memory().unwrap();
         let now = SystemTime::now();
         let unix = now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
         let cast = dir.join("old.cast");
