@@ -214,7 +214,9 @@ impl Gate<'_> {
                 }
                 true
             };
-            if written {
+            if written && refusal.location.is_some() {
+                info!(%peer, reason = %refusal.reason, "handshake redirected");
+            } else if written {
                 info!(%peer, status = %refusal.status, reason = %refusal.reason, "handshake refused");
             }
         }
