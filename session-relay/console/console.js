@@ -123,7 +123,7 @@ function renderInstances() {
   const filter = $("#filter").value.trim().toLowerCase();
   const body = $("#instances tbody");
   for (const name of [...picked]) {
-    if (!lastInstances.some((i) => i.name === name && i.status !== "offline")) picked.delete(name);
+    if (!lastInstances.some((i) => i.name === name && reachable(i))) picked.delete(name);
   }
   const shown = lastInstances.filter((i) => {
     const words = [i.name, ...Object.entries(i.labels || {}).map(([k, v]) => `${k}=${v}`)];
@@ -148,6 +148,17 @@ function renderInstances() {
   renderPicked();
 }
 
+// Whether a terminal can be opened here: not for an agent no relay holds, nor for one another
+// relay on the store holds (spec C.2), which a browser's WebSocket cannot be redirected to.
+function reachable(instance) {
+  return instance.status !== "offline" && instance.status !== "elsewhere";
+}
+
+// The console of the relay at `url` (ws:// or wss://), where an instance held there is reached.
+function consoleOf(url) {
+  return url.replace(/^ws(s?):\/\//, "http$1://") + "/";
+}
+
 function instanceRow(instance) {
   const row = document.createElement("tr");
   row.dataset.instance = instance.name;
@@ -155,7 +166,7 @@ function instanceRow(instance) {
   const box = document.createElement("input");
   box.type = "checkbox";
   box.className = "pick";
-  box.disabled = instance.status === "offline";
+  box.disabled = !reachable(instance);
   box.setAttribute("aria-label", `Select ${instance.name} for a grid`);
   box.addEventListener("change", () => {
     if (box.checked) picked.add(instance.name);
@@ -168,6 +179,7 @@ function instanceRow(instance) {
   const badge = document.createElement("span");
   badge.className = `badge ${instance.status}`;
   badge.textContent = instance.status;
+  if (instance.relay) badge.title = `connected to the relay at ${instance.relay}`;
   status.append(badge);
   const labels = cell(row, "labels");
   const all = instance.labels || {};
@@ -196,9 +208,17 @@ function instanceRow(instance) {
   connect.className = "connect";
   connect.type = "button";
   connect.textContent = "Connect";
-  connect.disabled = instance.status === "offline";
+  connect.disabled = !reachable(instance);
   connect.addEventListener("click", () => openTerminal(instance.name));
   action.append(connect);
+  if (instance.status === "elsewhere" && instance.relay) {
+    const there = document.createElement("a");
+    there.className = "elsewhere";
+    there.href = consoleOf(instance.relay);
+    there.textContent = "its relay";
+    there.title = `${instance.name} is connected to the relay at ${instance.relay}: open its console`;
+    action.append(" ", there);
+  }
   return row;
 }
 
