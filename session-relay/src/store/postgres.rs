@@ -20,6 +20,10 @@ use super::schema;
 /// writer has a thread of its own that takes one.
 pub const CONNECTIONS: usize = 4;
 
+/// How long a connection may take to be made, and unacknowledged data may wait on it, unless
+/// the URL says (`connect_timeout`, `tcp_user_timeout`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Any lock number, as long as it is this store's alone: migrations take it so that relays
 /// started at once migrate one after another.
 const MIGRATION_LOCK: i64 = 0x5E55_104E_1A70;
@@ -42,7 +46,15 @@ impl Pool {
     /// Starts the connections' threads for `url`, and brings the schema up to date on one of
     /// them: the blocking client must never run on a thread of the caller's runtime.
     pub(super) fn connect(url: &str) -> Result<Pool, DbError> {
-        let config: postgres::Config = url.parse()?;
+        let mut config: postgres::Config = url.parse()?;
+        // A database host that drops packets would otherwise hold a store thread, and each
+        // caller waiting on it, for as long as TCP retries.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(CONNECT_TIMEOUT);
+        }
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..CONNECTIONS {
