@@ -17,7 +17,6 @@ use core::time::Duration;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use session_agent::forward_rules::{ForwardRules, Rule};
@@ -37,39 +36,10 @@ const BULK: usize = 20 << 20;
 /// measure of speed.
 const BOUND: Duration = Duration::from_secs(120);
 
-/// The `session-client` binary, as the tests of the whole workspace build it. Cargo builds a
-/// package's binary only for that package's integration tests, so it is built here by the
-/// cargo running these tests, as for session-client's own `cli` test, and found where cargo
-/// says it put it. With `--workspace`, the features are the workspace's: under
-/// `cargo test --workspace`, as in CI, this is a no-op and the binary is the one that test
-/// runs. (`cargo build -p session-client` would build a second copy of the client and of much
-/// of its dependencies, with other features, anew after every change.)
-fn client_binary() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out = std::process::Command::new(env!("CARGO"))
-            .args(["test", "--quiet", "--workspace", "--no-run", "--test", "cli", "--message-format=json"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "cargo test --workspace --no-run --test cli failed");
-        let built = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            // The binary itself, not the harness of its unit tests, which has its name too.
-            .filter(|message| {
-                message["target"]["name"] == "session-client" && message["profile"]["test"] == false
-            })
-            .find_map(|message| message["executable"].as_str().map(PathBuf::from));
-        built.expect("cargo names the session-client executable")
-    })
-}
-
-/// [`client_binary`], from a test's runtime: the build may take minutes, and the relay and the
-/// agent go on meanwhile.
+/// The `session-client` binary (test-kit's `client_binary`), from a test's runtime: when it is
+/// not beside the tests, the build may take minutes, and the relay and the agent go on meanwhile.
 async fn client() -> &'static Path {
-    tokio::task::spawn_blocking(client_binary).await.expect("the client binary")
+    tokio::task::spawn_blocking(session_test_kit::binaries::client_binary).await.expect("the client binary")
 }
 
 /// Runs `command` to its end within [`BOUND`], killing it if it takes longer.
