@@ -266,7 +266,10 @@ async fn each_session_leaves_one_audit_record() {
     let _ = std::fs::remove_file(&path);
     let mut system = System::start(Some(&path)).await;
     system.agent("i-001").await;
-    let (outcome, out, _) = run_to_end(&system, exec("head -c 1234 /dev/zero; exit 2"), b"abc").await;
+    // The command reads the input before it ends: otherwise the input may still be on its way
+    // when the process is gone, and no byte of it reaches the instance.
+    let (outcome, out, _) =
+        run_to_end(&system, exec("head -c 3 >/dev/null; head -c 1234 /dev/zero; exit 2"), b"abc").await;
     assert_eq!((outcome.exit_code(), out.len()), (2, 1234));
     let mut record = None;
     for _ in 0..100 {
@@ -282,7 +285,7 @@ async fn each_session_leaves_one_audit_record() {
     assert_eq!(record["event"], "session");
     assert_eq!(record["outcome"], "ended");
     assert_eq!(record["instance"], "i-001");
-    assert_eq!(record["kind"], "exec: head -c 1234 /dev/zero; exit 2");
+    assert_eq!(record["kind"], "exec: head -c 3 >/dev/null; head -c 1234 /dev/zero; exit 2");
     assert_eq!(record["bytes_from_instance"], 1234);
     assert_eq!(record["bytes_to_instance"], 3);
     assert_eq!(record["exit"]["code"], 2);
