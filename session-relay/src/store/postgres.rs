@@ -78,7 +78,7 @@ impl Pool {
     {
         let (answer, answered) = sync_channel::<Result<R, E>>(1);
         let job: Job = Box::new(move |connection| {
-            let result = if transaction { connection.transaction(work) } else { connection.run_once(work) };
+            let result = if transaction { connection.transaction(work) } else { connection.run(work) };
             // The caller may have gone (a task cancelled while it waited); nothing to tell then.
             let _ = answer.send(result);
         });
@@ -126,18 +126,7 @@ impl Connection {
         self.client.as_mut().ok_or(DbError::Closed)
     }
 
-    fn run_once<R, E: From<DbError>>(&mut self, work: Work<R, E>) -> Result<R, E> {
-        let mut work = Some(work);
-        self.run(&mut |db| match work.take() {
-            Some(work) => work(db),
-            None => Err(E::from(DbError::Closed)),
-        })
-    }
-
-    fn run<R, E: From<DbError>>(
-        &mut self,
-        work: &mut dyn FnMut(&mut dyn Db) -> Result<R, E>,
-    ) -> Result<R, E> {
+    fn run<R, E: From<DbError>>(&mut self, work: Work<R, E>) -> Result<R, E> {
         self.client()?;
         let Connection { client, statements, .. } = self;
         let client = client.as_mut().ok_or(DbError::Closed)?;
