@@ -23,6 +23,15 @@ const MAX_ANSWER_LEN: usize = 64 << 20;
 /// the instance; a second covers an agent that moved meanwhile.
 const MAX_REDIRECTS: usize = 2;
 
+/// The base URL of the relay a redirect from `from` to `location` names, for a dial of `path`:
+/// `None` unless `location` is `path` at a `ws://` or `wss://` URL, and not `ws://` after
+/// `wss://`, which would send the token in the clear.
+fn redirected<'a>(from: &str, location: &'a str, path: &str) -> Option<&'a str> {
+    let base = location.strip_suffix(path)?;
+    let plain_after_tls = base.starts_with("ws://") && from.starts_with("wss://");
+    ((base.starts_with("wss://") || base.starts_with("ws://")) && !plain_after_tls).then_some(base)
+}
+
 /// A dial that did not give a WebSocket.
 enum Dialing {
     /// To be dialed again there.
@@ -91,11 +100,7 @@ impl Relay {
             match relay.try_dial(path, ws_config(DEFAULT_MAX_FRAME)).await {
                 Ok((ws, _)) => return Ok((relay, ws)),
                 Err(Dialing::Redirected(location)) => {
-                    let downgrade = relay.url.starts_with("wss://");
-                    let base = location.strip_suffix(path).filter(|base| {
-                        base.starts_with("wss://") || (base.starts_with("ws://") && !downgrade)
-                    });
-                    let Some(base) = base else {
+                    let Some(base) = redirected(&relay.url, &location, path) else {
                         return Err(Error::Invalid(format!(
                             "{}{path}: redirected to {location}, which is not the same path on a relay as safe",
                             relay.url
@@ -174,5 +179,43 @@ impl Relay {
     /// Turns session management on or off for `account`.
     pub async fn switch(&self, account: &str, on: bool) -> Result<serde_json::Value, Error> {
         self.ask(&format!("/v1/settings/{account}?sessions={}", if on { "on" } else { "off" })).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirected;
+
+    #[test]
+    fn a_redirect_is_followed_to_the_same_path_and_never_from_tls_to_plain() {
+        let path = "/v1/client/web-1";
+        assert_eq!(
+            redirected("ws://127.0.0.1:1", "ws://127.0.0.1:2/v1/client/web-1", path),
+            Some("ws://127.0.0.1:2")
+        );
+        assert_eq!(
+            redirected("ws://127.0.0.1:1", "wss://r2.example/v1/client/web-1", path),
+            Some("wss://r2.example")
+        );
+        assert_eq!(
+            redirected("wss://r1.example", "wss://r2.example/v1/client/web-1", path),
+            Some("wss://r2.example")
+        );
+        assert_eq!(
+            redirected("wss://r1.example", "ws://r2.example/v1/client/web-1", path),
+            None,
+            "the token in the clear"
+        );
+        assert_eq!(
+            redirected("ws://127.0.0.1:1", "ws://127.0.0.1:2/v1/client/web-2", path),
+            None,
+            "another instance"
+        );
+        assert_eq!(
+            redirected("ws://127.0.0.1:1", "https://r2.example/v1/client/web-1", path),
+            None,
+            "not a relay"
+        );
+        assert_eq!(redirected("ws://127.0.0.1:1", "/v1/client/web-1", path), None, "no relay named");
     }
 }
