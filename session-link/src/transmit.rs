@@ -28,7 +28,7 @@ impl Transmit {
     }
 
     /// Sends as much of `data` on `channel` as credit, the replay buffer and the backlog allow,
-    /// after flushing what is due; returns the payload bytes sent and leaves the rest in `data`.
+    /// between flushes of what is due; returns the payload bytes sent and leaves the rest in `data`.
     /// A whole frame that fits goes as it is, relabelled in place; otherwise its payload is
     /// framed anew in parts.
     pub(crate) fn push_data<const C: usize>(
@@ -51,6 +51,7 @@ impl Transmit {
                 if fits.as_ref().is_ok_and(|fits| *fits) {
                     data.advance(len);
                     self.queue_whole(frame, transport);
+                    self.flush(conn, transport);
                     return Ok(sent + len);
                 }
                 data.restore_frame(frame);
@@ -67,6 +68,9 @@ impl Transmit {
             sent += went.payload;
             self.queue_frames(went.written, transport);
         }
+        // An Ack owed travels right behind the Data, in the same message if the writer has not
+        // taken the Data yet (spec 7.4).
+        self.flush(conn, transport);
         Ok(sent)
     }
 

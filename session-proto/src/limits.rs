@@ -19,6 +19,9 @@ pub const MAX_WINDOW: u32 = u32::MAX;
 /// A peer that has heard nothing for this many of its own keepalive intervals declares the
 /// other lost.
 pub const KEEPALIVE_TIMEOUT_FACTOR: u32 = 3;
+/// Longest a receiver may hold back the acknowledgement of session frames it received (spec
+/// 7.4), in milliseconds, when it has nothing of its own to send them with.
+pub const MAX_ACK_DELAY_MS: u64 = 20;
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 

@@ -5,7 +5,10 @@ mod pair;
 
 use pair::{Pair, Seen, TOKEN, raw};
 use session_proto::connection::{CommandError, Config, MIN_REPLAY_LEN, Role};
-use session_proto::{Capabilities, EndReason, ErrorCode, ExitStatus, Hello, Message, Resume, Stream};
+use session_proto::{
+    Capabilities, EndReason, ErrorCode, ExitStatus, Hello, MAX_ACK_DELAY_MS, MIN_MAX_FRAME, Message, Resume,
+    Stream,
+};
 
 fn configs() -> (Config, Config) {
     (Config::new(Role::Initiator), Config::new(Role::Acceptor))
@@ -262,4 +265,65 @@ fn a_reason_is_neither_counted_nor_replayed() {
     assert!(!pair.client.saw(&Seen::Reason(ch, EndReason::INSTANCE_STOPPED, "lost".into())));
     assert!(pair.client.saw(&Seen::Closed(ch)) && pair.server.saw(&Seen::Closed(ch)));
     assert!(pair.client.errors().is_empty() && pair.server.errors().is_empty());
+}
+
+/// The offsets of the Acks among `frames`.
+fn acks(frames: &[Vec<u8>]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter_map(|frame| match Message::decode(frame, usize::MAX) {
+            Ok(Message::Ack { offset }) => Some(offset),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_lone_small_frame_is_acknowledged_after_the_ack_delay_not_at_once() {
+    let mut pair = resumable();
+    let ch = pair.open_shell();
+    pair.drive();
+    let from = pair.server.frames.len();
+    assert_eq!(pair.server.send(ch, Stream::Stdout, b"x"), 1);
+    pair.flow(false);
+    pair.flow(true);
+    assert_eq!(acks(&pair.server.frames[from..]), [], "an Ack of its own for one keystroke's echo");
+    pair.advance(MAX_ACK_DELAY_MS - 1);
+    pair.flow(true);
+    assert_eq!(acks(&pair.server.frames[from..]), []);
+    pair.advance(1);
+    pair.flow(true);
+    assert_eq!(acks(&pair.server.frames[from..]).len(), 1, "due once the delay passed");
+    // Nothing more is owed: no timer stays armed for it.
+    pair.advance(MAX_ACK_DELAY_MS);
+    pair.flow(true);
+    assert_eq!(acks(&pair.server.frames[from..]).len(), 1);
+}
+
+#[test]
+fn an_owed_ack_travels_with_the_next_frame_sent() {
+    let mut pair = resumable();
+    let ch = pair.open_shell();
+    pair.drive();
+    let from = pair.server.frames.len();
+    assert_eq!(pair.server.send(ch, Stream::Stdout, b"x"), 1);
+    pair.flow(false);
+    assert_eq!(pair.client.send(ch, Stream::Stdin, b"y"), 1);
+    pair.flow(true);
+    let frames = &pair.server.frames[from..];
+    assert_eq!(acks(frames).len(), 1, "no delay: the Data carries it");
+    assert!(matches!(Message::decode(&frames[0], usize::MAX), Ok(Message::Data { .. })), "the Data first");
+}
+
+#[test]
+fn min_max_frame_received_is_acknowledged_at_once() {
+    let mut pair = resumable();
+    let ch = pair.open_shell();
+    pair.drive();
+    let from = pair.server.frames.len();
+    let output = vec![3u8; MIN_MAX_FRAME];
+    assert_eq!(pair.server.send(ch, Stream::Stdout, &output), MIN_MAX_FRAME);
+    pair.flow(false);
+    pair.flow(true);
+    assert_eq!(acks(&pair.server.frames[from..]).len(), 1);
 }

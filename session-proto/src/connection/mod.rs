@@ -235,6 +235,11 @@ struct Resumption<'r> {
     received: u64,
     /// What this side last acknowledged.
     acked: u64,
+    /// When what was received and is not yet acknowledged must be, at the latest.
+    ack_at: Option<Instant>,
+    /// An Ack goes out with the next transmit: its delay passed, or a session frame of this
+    /// side's is going out, which it can travel with.
+    ack_now: bool,
     /// After a re-attach: where retransmission has got to.
     resend_from: Option<u64>,
     /// This side's next Hello asks to resume.
@@ -348,6 +353,8 @@ impl<'r, const C: usize> Connection<'r, C> {
             in_effect: false,
             received: 0,
             acked: 0,
+            ack_at: None,
+            ack_now: false,
             resend_from: None,
             reattaching: false,
         });
@@ -629,6 +636,8 @@ impl<'r, const C: usize> Connection<'r, C> {
         if let Some(resumption) = self.resumption.as_mut().filter(|r| r.in_effect) {
             // data_room left space for it.
             resumption.replay.push(frame);
+            // What is owed travels with it (spec 7.4).
+            resumption.ack_now = resumption.received > resumption.acked;
         }
     }
 
@@ -781,23 +790,22 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     /// When [`handle_timeout`](Connection::handle_timeout) is next due, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let interval = u64::from(self.config.keepalive_ms);
-        if interval == 0 || matches!(self.phase, Phase::Detached | Phase::Ending { .. } | Phase::Ended) {
-            return None;
+        match (self.keepalive_deadline(), self.ack_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        let lost_at = self.last_heard.after(interval * u64::from(KEEPALIVE_TIMEOUT_FACTOR));
-        if !self.is_established() {
-            // No pings before the Hellos are exchanged: only the deadline for them.
-            return Some(lost_at);
-        }
-        let quiet_since = self.last_ping.map_or(self.last_heard, |ping| ping.max(self.last_heard));
-        Some(quiet_since.after(interval).min(lost_at))
     }
 
-    /// Pings a silent peer, and gives up on one silent for too long (spec 7.3), which
-    /// [`poll_event`](Connection::poll_event) tells as [`Notice::PeerLost`].
+    /// Pings a silent peer, gives up on one silent for too long (spec 7.3), which
+    /// [`poll_event`](Connection::poll_event) tells as [`Notice::PeerLost`], and acknowledges
+    /// what waited its longest for an Ack (spec 7.4).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(due) = self.poll_timeout() else { return };
+        if self.ack_deadline().is_some_and(|due| due <= now) {
+            if let Some(resumption) = self.resumption.as_mut() {
+                resumption.ack_now = true;
+            }
+        }
+        let Some(due) = self.keepalive_deadline() else { return };
         if now < due {
             return;
         }
@@ -815,6 +823,29 @@ impl<'r, const C: usize> Connection<'r, C> {
             self.ping_due = true;
             self.last_ping = Some(now);
         }
+    }
+
+    /// When the next Ping is due, or the peer is lost.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let interval = u64::from(self.config.keepalive_ms);
+        if interval == 0 || matches!(self.phase, Phase::Detached | Phase::Ending { .. } | Phase::Ended) {
+            return None;
+        }
+        let lost_at = self.last_heard.after(interval * u64::from(KEEPALIVE_TIMEOUT_FACTOR));
+        if !self.is_established() {
+            // No pings before the Hellos are exchanged: only the deadline for them.
+            return Some(lost_at);
+        }
+        let quiet_since = self.last_ping.map_or(self.last_heard, |ping| ping.max(self.last_heard));
+        Some(quiet_since.after(interval).min(lost_at))
+    }
+
+    /// When an Ack must go out though nothing else does; none once it is due.
+    fn ack_deadline(&self) -> Option<Instant> {
+        if !self.is_established() {
+            return None;
+        }
+        self.resumption.as_ref().filter(|r| r.in_effect && !r.ack_now).and_then(|r| r.ack_at)
     }
 
     // ---- helpers -----------------------------------------------------------------------

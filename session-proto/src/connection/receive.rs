@@ -3,8 +3,8 @@
 use super::channel::{Channel, Kind, State};
 use super::{Connection, ConnectionError, Event, Instant, Peer, Phase, Resumption, Role, is_session_frame};
 use crate::{
-    Capabilities, ErrorCode, FileEvent, FileRequest, HEADER_LEN, Hello, Message, OpenKind, RefuseReason,
-    Resume, Stream,
+    Capabilities, ErrorCode, FileEvent, FileRequest, HEADER_LEN, Hello, MAX_ACK_DELAY_MS, MIN_MAX_FRAME,
+    Message, OpenKind, RefuseReason, Resume, Stream,
 };
 
 impl<const C: usize> Connection<'_, C> {
@@ -33,6 +33,12 @@ impl<const C: usize> Connection<'_, C> {
         if let Some(resumption) = self.resumption.as_mut().filter(|r| r.in_effect) {
             if is_session_frame(message.frame_type()) {
                 resumption.received += frame.len() as u64;
+                // Acknowledged at the latest MAX_ACK_DELAY_MS after the first frame of what
+                // is owed, at once past MIN_MAX_FRAME (spec 7.4).
+                resumption.ack_at.get_or_insert(now.after(MAX_ACK_DELAY_MS));
+                if resumption.received - resumption.acked >= MIN_MAX_FRAME as u64 {
+                    resumption.ack_now = true;
+                }
             }
         }
         if self.phase == Phase::Handshake {

@@ -49,11 +49,8 @@ impl<const C: usize> Connection<'_, C> {
             }
             self.pong = None;
         }
-        if let Some(resumption) = self.resumption.as_mut().filter(|r| r.in_effect && r.received > r.acked) {
-            if !w.put(&Message::Ack { offset: resumption.received }, None) {
-                return w.len;
-            }
-            resumption.acked = resumption.received;
+        if self.resumption.as_ref().is_some_and(|r| r.ack_now) && !self.put_ack(&mut w) {
+            return w.len;
         }
         if self.ping_due {
             if !w.put(&Message::Ping { nonce: self.nonce }, None) {
@@ -71,7 +68,26 @@ impl<const C: usize> Connection<'_, C> {
                 return w.len;
             }
         }
+        if w.len > 0 {
+            // Free in the same message: what is owed need not wait for its delay.
+            self.put_ack(&mut w);
+        }
         w.len
+    }
+
+    /// Acknowledges everything received, if anything is owed; false when `w` is full.
+    fn put_ack(&mut self, w: &mut Out<'_>) -> bool {
+        let Some(resumption) = self.resumption.as_mut().filter(|r| r.in_effect && r.received > r.acked)
+        else {
+            return true;
+        };
+        if !w.put(&Message::Ack { offset: resumption.received }, None) {
+            return false;
+        }
+        resumption.acked = resumption.received;
+        resumption.ack_at = None;
+        resumption.ack_now = false;
+        true
     }
 
     /// Answers the Opens refused on arrival; true once all are sent.

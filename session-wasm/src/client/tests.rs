@@ -7,7 +7,9 @@ use alloc::vec;
 
 use session_proto::connection::{Config, Connection, Event, Instant, Notice, Role};
 use session_proto::frame::peek_len;
-use session_proto::{DEFAULT_MAX_FRAME, EndReason, ErrorCode, ExitStatus, Message, OpenKind, Signal, Stream};
+use session_proto::{
+    DEFAULT_MAX_FRAME, EndReason, ErrorCode, ExitStatus, MAX_ACK_DELAY_MS, Message, OpenKind, Signal, Stream,
+};
 
 use super::*;
 
@@ -705,6 +707,12 @@ fn detach_before_the_relay_hello_ends() {
 #[test]
 fn keepalive_pings_then_detaches() {
     let (mut client, mut relay, channel) = with_shell();
+    // The relay's Accept is owed an Ack, which goes alone once its delay passed.
+    let delay = MAX_ACK_DELAY_MS as f64;
+    assert_eq!(client.poll_timeout(), Some(delay));
+    client.handle_timeout(delay);
+    let ack = client.poll_transmit().unwrap();
+    assert!(matches!(frames(&ack)[..], [Message::Ack { .. }]));
     let interval = f64::from(KEEPALIVE_MS);
     assert_eq!(client.poll_timeout(), Some(interval));
     client.handle_timeout(interval - 1.0);
