@@ -132,7 +132,11 @@ fn main() {
     agent();
 }
 
-#[tokio::main]
+// One thread: every frame of every session goes through the one connection's driver anyway,
+// and the work a session does (a shell, a file's hashing) runs in processes of its own. Two
+// workers only hand each frame from one to the other: 2.1 context switches a keystroke's
+// round trip on one thread against 6.5 on two, and about 50 us of it (BENCHMARKS.md).
+#[tokio::main(flavor = "current_thread")]
 async fn agent() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     // tungstenite traces the whole handshake request, activation code included: never that.

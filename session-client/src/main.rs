@@ -371,7 +371,8 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     logging(args.verbose);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread, for one connection: see session-agent's `main`.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&Error::Io { what: "starting the runtime".into(), error }),
     };
