@@ -88,6 +88,11 @@ struct ServeArgs {
     /// its store tell a client whose agent is here (spec C.2). Where it listens by default.
     #[arg(long, env = "SESSION_RELAY_ADVERTISE")]
     advertise: Option<String>,
+    /// Threads that run connections: by default one per core. One keeps a session's frames on
+    /// one thread, which costs a keystroke's round trip least where the relay shares a few cores
+    /// with other work (BENCHMARKS.md); more take handshakes and traffic of many agents at once.
+    #[arg(long, env = "SESSION_RELAY_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     #[command(flatten)]
     recording: RecordingArgs,
 }
@@ -214,7 +219,11 @@ fn serve_until_killed(store: Store, db: &Path, args: ServeArgs) -> Result<(), St
         advertise: args.advertise,
         ..RelayConfig::new(access)
     };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.into());
+    }
+    let runtime = runtime.enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.map_err(|e| format!("{}: {e}", args.listen))?;

@@ -58,9 +58,19 @@ async fn admin_commands_manage_what_the_running_relay_allows_and_no_secret_reach
     assert!(code.starts_with("sra_"), "{code}");
 
     let audit_log = dir.join("audit.jsonl");
+    // On one thread, as a small relay may be run: the store's and the sessions' work share it.
     let served = Served::start(
         &db,
-        &["--listen", "127.0.0.1:0", "--region", "eu-1", "--audit-log", audit_log.to_str().unwrap()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--region",
+            "eu-1",
+            "--audit-log",
+            audit_log.to_str().unwrap(),
+            "--threads",
+            "1",
+        ],
     );
     assert_eq!(
         std::fs::metadata(&audit_log).unwrap().permissions().mode() & 0o777,
