@@ -4,7 +4,10 @@
 Every path ends at the same two servers on loopback: an iperf3 server (throughput, one stream)
 and a one-byte echo server (round trip). The paths: direct TCP; two chained socat hops;
 `ssh -L` (one hop) and `ssh -J` (a bastion: two hops) against an sshd started here; and a port
-forwarded by session-client through relay and agent. Prints one row per path.
+forwarded by session-client through relay and agent, once with the relay's default threads
+(one per core) and once with `--threads 1`. Prints one row per path, then the
+context switches each of this project's processes took per round trip (from /proc): a process
+that sleeps between the two directions takes two.
 
 Needs iperf3, socat and OpenSSH's client and server (Debian: iperf3 socat openssh-client
 openssh-server), and root for sshd.
@@ -71,6 +74,50 @@ def throughput(port, seconds, reverse=False):
     return result["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
 
 
+def listening(port, timeout=10):
+    """Waits until something listens on 127.0.0.1:`port`, without connecting: a connection
+    through a hop would reach iperf3's server, which waits on it as the start of a test."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open("/proc/net/tcp") as f:
+            # Columns: slot, local address (hex IP:port), remote address, state (0A: LISTEN).
+            if any(fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A"
+                   for fields in (line.split() for line in f.readlines()[1:])):
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def switches(pid):
+    """Context switches of every thread of `pid` so far."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+    return total
+
+
+def forward_path(store, targets, **env):
+    """Relay, agent and one `session-client forward` per target port, on `store`; returns the
+    local port of each target and the three processes."""
+    relay_port = free_port()
+    relay_url = f"ws://127.0.0.1:{relay_port}"
+    code = store.admin("activation", "create")
+    relay = store.spawn([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{relay_port}"], quiet=True, **env)
+    wait_for_port(relay_port)
+    agent = store.spawn([f"{BIN}/session-agent", "--relay", relay_url, "--name", "bench", "--allow-root",
+                         "--key-file", os.path.join(store.state, "agent.key"), "--activation-code", code],
+                        quiet=True)
+    time.sleep(0.5)
+    local = {target: free_port() for target in targets}
+    clients = [store.spawn([f"{BIN}/session-client", "--relay", relay_url, "forward", "bench",
+                            f"{port}:127.0.0.1:{target}"], quiet=True) for target, port in local.items()]
+    for port in local.values():
+        listening(port)
+    # The echo's client: the one whose switches count.
+    return local, {"client": clients[-1], "relay": relay, "agent": agent}
+
+
 def sshd(store, port):
     """Starts an sshd on loopback that lets this user in with a key made here; returns the
     options an ssh client needs."""
@@ -113,20 +160,25 @@ def main():
         store.spawn(["iperf3", "-s", "-p", str(iperf_port)], quiet=True)
         wait_for_port(iperf_port)
 
-        # Each path: a name, and for each target port the local port that reaches it.
+        # Each path: a name, for each target port the local port that reaches it, and for this
+        # project's paths the processes whose context switches are counted.
         paths = [("direct TCP", {iperf_port: iperf_port, echo_port: echo_port})]
 
-        socat = {}
-        for target in (iperf_port, echo_port):
-            first, second = free_port(), free_port()
-            # iperf3 ends its streams abruptly: socat's complaints about it are not wanted here.
-            store.spawn(["socat", f"TCP-LISTEN:{second},bind=127.0.0.1,fork,reuseaddr",
-                         f"TCP:127.0.0.1:{target},nodelay"], quiet=True)
-            store.spawn(["socat", f"TCP-LISTEN:{first},bind=127.0.0.1,fork,reuseaddr,nodelay",
-                         f"TCP:127.0.0.1:{second},nodelay"], quiet=True)
-            wait_for_port(first)
-            socat[target] = first
-        paths.append(("two chained socat hops", socat))
+        # Two socat hops, the issue's baseline; three, as many processes as this project's path
+        # crosses (client, relay, agent).
+        for hops, name in ((2, "two chained socat hops"), (3, "three chained socat hops")):
+            socat = {}
+            for target in (iperf_port, echo_port):
+                upstream = target
+                for _ in range(hops):
+                    port = free_port()
+                    # iperf3 ends its streams abruptly: socat's complaints are not wanted here.
+                    store.spawn(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay",
+                                 f"TCP:127.0.0.1:{upstream},nodelay"], quiet=True)
+                    listening(port)
+                    upstream = port
+                socat[target] = upstream
+            paths.append((name, socat))
 
         ssh_port = free_port()
         ssh = ["ssh", *sshd(store, ssh_port)]
@@ -144,28 +196,28 @@ def main():
                 wait_for_port(port)
             paths.append((name, local))
 
-        relay_port = free_port()
-        relay_url = f"ws://127.0.0.1:{relay_port}"
-        code = store.admin("activation", "create")
-        store.spawn([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{relay_port}"], quiet=True)
-        wait_for_port(relay_port)
-        store.spawn([f"{BIN}/session-agent", "--relay", relay_url, "--name", "bench", "--allow-root",
-                     "--key-file", os.path.join(store.state, "agent.key"), "--activation-code", code],
-                    quiet=True)
-        time.sleep(0.5)
-        local = {target: free_port() for target in (iperf_port, echo_port)}
-        specs = [f"{port}:127.0.0.1:{target}" for target, port in local.items()]
-        for spec in specs:
-            store.spawn([f"{BIN}/session-client", "--relay", relay_url, "forward", "bench", spec], quiet=True)
-        for port in local.values():
-            wait_for_port(port)
-        paths.append(("client -> relay -> agent (forward)", local))
+        targets = (iperf_port, echo_port)
+        local, procs = forward_path(store, targets)
+        paths.append(("client -> relay -> agent (forward)", local, procs))
+        with Store("path-table-") as single:
+            local, procs = forward_path(single, targets, SESSION_RELAY_THREADS="1")
+            paths.append(("the same, relay on one worker thread", local, procs))
 
-        print(f"{'path':<36} {'MB/s':>7} {'RTT p50':>9} {'RTT p99':>9}")
-        for name, ports in paths:
-            rate = throughput(ports[iperf_port], opts.seconds)
-            p50, p99 = round_trips(ports[echo_port], opts.round_trips)
-            print(f"{name:<36} {rate:7.0f} {p50:7.0f} us {p99:7.0f} us")
+            print(f"{'path':<38} {'MB/s':>7} {'RTT p50':>9} {'RTT p99':>9}")
+            counted = []
+            for name, ports, *ours in paths:
+                procs = ours[0] if ours else {}
+                rate = throughput(ports[iperf_port], opts.seconds)
+                before = {k: switches(p.pid) for k, p in procs.items()}
+                p50, p99 = round_trips(ports[echo_port], opts.round_trips)
+                if procs:
+                    # Warm-up included: round_trips makes 50 more than it times.
+                    each = {k: (switches(p.pid) - before[k]) / (opts.round_trips + 50) for k, p in procs.items()}
+                    counted.append((name, each))
+                print(f"{name:<38} {rate:7.0f} {p50:7.0f} us {p99:7.0f} us")
+            print("\ncontext switches per round trip")
+            for name, each in counted:
+                print(f"{name:<38} " + ", ".join(f"{k} {v:.1f}" for k, v in each.items()))
 
 
 if __name__ == "__main__":
