@@ -4,6 +4,11 @@
 
 mod admin;
 
+/// glibc's per-thread arenas keep the memory of bursts of handshakes scattered over their pages
+/// for as long as the relay runs; jemalloc gives most of it back (Cargo.toml says how much).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
