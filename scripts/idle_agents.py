@@ -5,7 +5,8 @@ Builds the release binaries, starts a relay on a fresh store, and `session-loadg
 (separate processes). Waits until the relay lists every agent online, then lets them idle and
 reads the relay's resident memory and CPU time from /proc. Prints one line per figure.
 
-    python3 scripts/idle_agents.py [--agents 10000] [--rate 500] [--idle 30]
+    python3 scripts/idle_agents.py [--agents 10000] [--rate 500] [--idle 30] [--restart]
+                                   [--relay-env NAME=VALUE ...]
 """
 
 import argparse
@@ -50,6 +51,8 @@ def main():
     args.add_argument("--idle", type=int, default=30, help="seconds of idling measured")
     args.add_argument("--restart", action="store_true",
                       help="then restart the relay and time the reconnect storm")
+    args.add_argument("--relay-env", action="append", default=[], metavar="NAME=VALUE",
+                      help="set in the relay's environment only (LD_PRELOAD=... tries an allocator)")
     opts = args.parse_args()
 
     # Every agent is a socket in the relay and one in the load generator.
@@ -63,8 +66,9 @@ def main():
     with Store("idle-agents-") as store:
         code = store.admin("activation", "create", "--uses", str(opts.agents), "--expires-in", "1h")
         # Every agent dials from 127.0.0.1 here: the per-source handshake cap is the total one.
+        relay_env = dict(pair.split("=", 1) for pair in opts.relay_env)
         relay = store.spawn([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{port}",
-                             "--max-handshakes-per-source", "512"])
+                             "--max-handshakes-per-source", "512"], **relay_env)
         wait_for_port(port)
         time.sleep(0.5)
         empty = rss_kib(relay.pid)
@@ -83,7 +87,7 @@ def main():
             relay.wait()
             started = time.perf_counter()
             store.spawn([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{port}",
-                         "--max-handshakes-per-source", "512"])
+                         "--max-handshakes-per-source", "512"], **relay_env)
             back = all_online(port, store.env, opts.agents, started, 300)
     print(f"agents online                  {opts.agents} in {up:.1f} s (dialing at {opts.rate}/s)")
     print(f"relay RSS empty                {empty} KiB")
