@@ -5,9 +5,10 @@ mod pair;
 
 use pair::{Pair, Seen, TOKEN, raw};
 use session_proto::connection::{CommandError, Config, MIN_REPLAY_LEN, Role};
+use session_proto::frame::DATA_PREFIX_LEN;
 use session_proto::{
-    Capabilities, EndReason, ErrorCode, ExitStatus, Hello, MAX_ACK_DELAY_MS, MIN_MAX_FRAME, Message, Resume,
-    Stream,
+    Capabilities, DEFAULT_KEEPALIVE_MS, EndReason, ErrorCode, ExitStatus, Hello, MAX_ACK_DELAY_MS,
+    MIN_MAX_FRAME, Message, Resume, Stream,
 };
 
 fn configs() -> (Config, Config) {
@@ -326,4 +327,52 @@ fn min_max_frame_received_is_acknowledged_at_once() {
     pair.flow(false);
     pair.flow(true);
     assert_eq!(acks(&pair.server.frames[from..]).len(), 1);
+}
+
+/// A busy sender's owned replay buffer keeps its size from one Ack that empties it to the next,
+/// rather than being grown anew from a page each time (every page of it then fresh to the
+/// allocator); it goes back once the connection is quiet, though the channel stays open.
+#[cfg(feature = "alloc")]
+#[test]
+fn an_owned_replay_buffer_keeps_its_size_under_traffic_and_goes_back_when_quiet() {
+    let (client, server) = configs();
+    let mut pair = Pair::owned_resumable(client, server, 256 * 1024);
+    pair.drive();
+    let ch = pair.open_shell();
+    let output: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut sizes = Vec::new();
+    for _ in 0..4 {
+        let mut sent = 0;
+        while sent < output.len() {
+            sent += pair.server.send(ch, Stream::Stdout, &output[sent..]);
+            pair.drive();
+        }
+        for _ in 0..2 {
+            // The client's Ack of the last frames, then the server's of the client's credit.
+            pair.advance(MAX_ACK_DELAY_MS);
+            pair.drive();
+        }
+        let window = pair.server.conn.send_window(ch).unwrap() as usize;
+        assert_eq!(
+            pair.server.conn.send_capacity(ch),
+            window.min(256 * 1024 - DATA_PREFIX_LEN),
+            "everything acknowledged: the whole replay bound is room"
+        );
+        sizes.push(pair.server.conn.replay_allocated());
+    }
+    assert!(sizes[0] >= output.len() / 4, "grown with the traffic: {sizes:?}");
+    assert!(sizes.iter().all(|&size| size == sizes[0]), "kept between bursts: {sizes:?}");
+    assert_eq!(pair.client.received(ch, Stream::Stdout).len(), 4 * output.len());
+
+    for _ in 0..3 {
+        pair.advance(MAX_ACK_DELAY_MS);
+        pair.drive();
+    }
+    assert_eq!(pair.server.conn.replay_allocated(), sizes[0], "kept while the connection is not quiet");
+    pair.advance(u64::from(DEFAULT_KEEPALIVE_MS));
+    pair.drive();
+    assert_eq!(pair.server.conn.replay_allocated(), 0, "given back on the keepalive exchange");
+    assert_eq!(pair.server.send(ch, Stream::Stdout, b"more"), 4, "the channel goes on");
+    pair.drive();
+    assert!(pair.client.received(ch, Stream::Stdout).ends_with(b"more"));
 }

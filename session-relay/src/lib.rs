@@ -117,7 +117,8 @@ pub struct RelayConfig {
     /// How long a detached agent session waits for its agent to re-attach.
     pub detach_timeout: Duration,
     /// Bytes of replay buffer per agent session, at most: what may be in flight towards an
-    /// agent. It is allocated as frames wait for the agent's Ack and released once all are.
+    /// agent. It is allocated as frames wait for the agent's Ack, kept at the size the traffic
+    /// needs, and released when the connection is quiet or has no channel left.
     pub replay_len: usize,
     /// The gate: the store, the region, and where audit records go.
     pub access: Access,

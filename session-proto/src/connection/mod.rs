@@ -319,8 +319,10 @@ impl<'r, const C: usize> Connection<'r, C> {
 
     /// [`Connection::with_resume`] with a replay buffer the connection owns, so that it can be
     /// kept (a detached session in a relay's map) without borrowing. It holds at most
-    /// `replay_len` bytes, and only what waits for the peer's Ack: it grows as frames wait, and
-    /// is released once all are acknowledged (but for a first few KiB while channels are open).
+    /// `replay_len` bytes, and only what waits for the peer's Ack: it grows as frames wait; once
+    /// all are acknowledged it is released if it is four times larger than what waited (but for
+    /// a first few KiB while channels are open), and released whole when no channel is left or
+    /// keepalive traffic shows the connection quiet.
     #[cfg(feature = "alloc")]
     pub fn with_owned_resume(
         config: Config,
@@ -437,6 +439,13 @@ impl<'r, const C: usize> Connection<'r, C> {
     /// The peer's credit on `channel`: bytes of Data it lets this side send.
     pub fn send_window(&self, channel: u16) -> Option<u32> {
         self.find(channel).map(|slot| slot.send_window)
+    }
+
+    /// Bytes of memory the replay buffer takes now: an owned one's current size, which follows
+    /// the traffic ([`Connection::with_owned_resume`]); a lent one's whole length; 0 without
+    /// resume.
+    pub fn replay_allocated(&self) -> usize {
+        self.resumption.as_ref().map_or(0, |r| r.replay.allocated())
     }
 
     /// Payload bytes [`Connection::send`] would accept on `channel` now: the credit, limited by
@@ -962,6 +971,16 @@ impl<'r, const C: usize> Connection<'r, C> {
             if let Some(resumption) = self.resumption.as_mut() {
                 resumption.replay.release_above(0);
             }
+        }
+    }
+
+    /// On keepalive traffic, which flows only after a keepalive interval in which one side heard
+    /// nothing: a replay buffer with everything acknowledged goes back whole, also while
+    /// channels stay open (a shell that printed a file, then waits for its user).
+    fn release_if_quiet(&mut self) {
+        #[cfg(feature = "alloc")]
+        if let Some(resumption) = self.resumption.as_mut() {
+            resumption.replay.release_above(0);
         }
     }
 

@@ -54,9 +54,14 @@ impl<const C: usize> Connection<'_, C> {
             Message::Hello(_) => Err(self.fail(ErrorCode::PROTOCOL_ERROR, "second Hello")),
             Message::Ping { nonce } => {
                 self.pong = Some(nonce);
+                self.release_if_quiet();
                 Ok(None)
             }
-            Message::Pong { .. } | Message::Extension { .. } => Ok(None),
+            Message::Pong { .. } => {
+                self.release_if_quiet();
+                Ok(None)
+            }
+            Message::Extension { .. } => Ok(None),
             Message::Ack { offset } => self.on_ack(offset),
             Message::GoAway { code, message } => Ok(Some(self.on_go_away(code, message))),
             Message::Open { channel, kind } => self.on_open(channel, None, kind),

@@ -4,7 +4,9 @@
 /// Where the replay buffer lives: lent by the caller, or (with `alloc`) owned, so that a std
 /// relay can keep detached sessions without borrowing their buffers from somewhere. An owned
 /// one grows as frames wait for their Ack, up to its bound, and is released once all are
-/// acknowledged: a connection that sends little holds little, and an idle one nothing.
+/// acknowledged and it is larger than what waited since the last such moment needed: a
+/// connection that sends little holds little, and an idle one nothing, while a busy one keeps
+/// its size instead of growing it anew, page by fresh page, after every Ack that empties it.
 #[derive(Debug)]
 pub(super) enum Storage<'r> {
     Borrowed(&'r mut [u8]),
@@ -64,11 +66,26 @@ pub(super) struct Replay<'r> {
     len: usize,
     /// Stream offset of the oldest byte kept.
     start: u64,
+    /// The most held since everything was last acknowledged.
+    #[cfg(feature = "alloc")]
+    peak: usize,
 }
 
 impl<'r> Replay<'r> {
     pub(super) fn new(buf: Storage<'r>) -> Self {
-        Replay { buf, head: 0, len: 0, start: 0 }
+        Replay {
+            buf,
+            head: 0,
+            len: 0,
+            start: 0,
+            #[cfg(feature = "alloc")]
+            peak: 0,
+        }
+    }
+
+    /// Bytes of storage it takes now.
+    pub(super) fn allocated(&self) -> usize {
+        self.buf.len()
     }
 
     /// Stream offset just past the newest byte kept: how much has been sent.
@@ -103,6 +120,10 @@ impl<'r> Replay<'r> {
             dst.copy_from_slice(b);
         }
         self.len += bytes.len();
+        #[cfg(feature = "alloc")]
+        {
+            self.peak = self.peak.max(self.len);
+        }
         true
     }
 
@@ -132,10 +153,14 @@ impl<'r> Replay<'r> {
             self.len -= drop;
             self.start += drop as u64;
         }
-        // Everything acknowledged: the room goes back until it is needed, but for the first
-        // size, which a connection in use would otherwise allocate anew for each frame.
+        // Everything acknowledged: the room goes back if what waited since the last time was
+        // at most a quarter of it, keeping the first size, which a connection in use would
+        // otherwise allocate anew for each frame. A buffer as large as its traffic stays.
         #[cfg(feature = "alloc")]
-        self.release_above(FIRST_OWNED);
+        if self.len == 0 {
+            let peak = core::mem::take(&mut self.peak);
+            self.release_above(FIRST_OWNED.max(peak.saturating_mul(4)));
+        }
     }
 
     /// Gives an owned buffer's room back when it holds nothing and is larger than `keep` bytes.
@@ -243,7 +268,7 @@ mod tests {
 
     #[cfg(feature = "alloc")]
     #[test]
-    fn an_owned_buffer_grows_to_its_bound_keeps_its_bytes_and_goes_once_acknowledged() {
+    fn an_owned_buffer_grows_to_its_bound_keeps_its_bytes_and_goes_once_traffic_is_smaller() {
         let bound = 4 * FIRST_OWNED;
         let mut ring = Replay::new(Storage::Owned { buf: alloc::vec::Vec::new(), bound });
         assert_eq!((ring.buf.len(), ring.room()), (0, bound), "nothing held before anything is sent");
@@ -257,7 +282,13 @@ mod tests {
         assert_eq!(ring.copy_from(FIRST_OWNED as u64, &mut out), FIRST_OWNED);
         assert_eq!(out, chunk, "the bytes survive each growth, in order");
         ring.release_to(ring.end());
-        assert_eq!((ring.buf.len(), ring.room()), (0, bound), "released once all are acknowledged");
+        assert_eq!(ring.buf.len(), bound, "kept while the traffic fills it");
+        assert!(ring.push(&chunk));
+        ring.release_to(ring.end());
+        assert_eq!(ring.buf.len(), bound, "a quarter of it filled still");
+        assert!(ring.push(&chunk[..FIRST_OWNED - 1]));
+        ring.release_to(ring.end());
+        assert_eq!((ring.buf.len(), ring.room()), (0, bound), "released once less than a quarter waited");
         assert!(ring.push(b"again") && ring.copy_from(ring.start(), &mut out) == 5);
     }
 

@@ -232,6 +232,15 @@ impl Pair {
         Pair { client: Side::around(client), server: Side::around(server), now }
     }
 
+    /// [`Pair::resumable`] with replay buffers the connections own, of at most `replay` bytes.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn owned_resumable(client: Config, server: Config, replay: usize) -> Pair {
+        let now = Instant::from_millis(1_000);
+        let client = Connection::with_owned_resume(client, replay, &[], now).expect("client");
+        let server = Connection::with_owned_resume(server, replay, &TOKEN, now).expect("server");
+        Pair { client: Side::around(client), server: Side::around(server), now }
+    }
+
     /// The transport drops: whatever was in flight is lost, and both sides detach.
     pub(crate) fn drop_transport(&mut self) {
         for side in [&mut self.client, &mut self.server] {
