@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::registry::{Entry, Registry};
-use crate::route::{ClientTx, Couplings, Inflow, RouteId, ToAgent, ToClient, Why};
+use crate::route::{ClientTx, Couplings, Inflow, Reattach, RouteId, ToAgent, ToClient, Why};
 use crate::secret::constant_time_eq;
 use crate::{RelayConfig, first_hello, go_away};
 
@@ -49,7 +49,7 @@ pub(crate) async fn serve(
         info!(%peer, instance = %name, "agent re-attaching");
         return entry
             .to_agent
-            .send(ToAgent::Reattach { transport, hello })
+            .send(ToAgent::Reattach(Box::new(Reattach { transport, hello })))
             .map_err(|_| "session just ended".to_owned());
     }
     let clock = Clock::default();
@@ -130,7 +130,8 @@ impl AgentTask {
         let why = loop {
             match driver.next(&mut inputs).await {
                 Wake::Frame(frame) => self.on_frame(&mut driver, frame),
-                Wake::Input(ToAgent::Reattach { transport, hello }) => {
+                Wake::Input(ToAgent::Reattach(reattach)) => {
+                    let Reattach { transport, hello } = *reattach;
                     if driver.attach(transport) {
                         info!(instance = %self.name, "agent re-attached");
                         driver.wake_at(None);
@@ -341,7 +342,7 @@ impl AgentTask {
                 }
             }
             // Handled where the driver is attached.
-            ToAgent::Reattach { .. } | ToAgent::Superseded => {}
+            ToAgent::Reattach(_) | ToAgent::Superseded => {}
         }
     }
 
