@@ -279,14 +279,21 @@ fn acks(frames: &[Vec<u8>]) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn a_lone_small_frame_is_acknowledged_after_the_ack_delay_not_at_once() {
+/// A resumable pair with a shell whose server has sent `output` and the client received it;
+/// with the channel, and the index of the server's first frame received from then on.
+fn output_received(output: &[u8]) -> (Pair, u16, usize) {
     let mut pair = resumable();
     let ch = pair.open_shell();
     pair.drive();
     let from = pair.server.frames.len();
-    assert_eq!(pair.server.send(ch, Stream::Stdout, b"x"), 1);
+    assert_eq!(pair.server.send(ch, Stream::Stdout, output), output.len());
     pair.flow(false);
+    (pair, ch, from)
+}
+
+#[test]
+fn a_lone_small_frame_is_acknowledged_after_the_ack_delay_not_at_once() {
+    let (mut pair, _, from) = output_received(b"x");
     pair.flow(true);
     assert_eq!(acks(&pair.server.frames[from..]), [], "an Ack of its own for one keystroke's echo");
     pair.advance(MAX_ACK_DELAY_MS - 1);
@@ -303,12 +310,7 @@ fn a_lone_small_frame_is_acknowledged_after_the_ack_delay_not_at_once() {
 
 #[test]
 fn an_owed_ack_travels_with_the_next_frame_sent() {
-    let mut pair = resumable();
-    let ch = pair.open_shell();
-    pair.drive();
-    let from = pair.server.frames.len();
-    assert_eq!(pair.server.send(ch, Stream::Stdout, b"x"), 1);
-    pair.flow(false);
+    let (mut pair, ch, from) = output_received(b"x");
     assert_eq!(pair.client.send(ch, Stream::Stdin, b"y"), 1);
     pair.flow(true);
     let frames = &pair.server.frames[from..];
@@ -318,13 +320,7 @@ fn an_owed_ack_travels_with_the_next_frame_sent() {
 
 #[test]
 fn min_max_frame_received_is_acknowledged_at_once() {
-    let mut pair = resumable();
-    let ch = pair.open_shell();
-    pair.drive();
-    let from = pair.server.frames.len();
-    let output = vec![3u8; MIN_MAX_FRAME];
-    assert_eq!(pair.server.send(ch, Stream::Stdout, &output), MIN_MAX_FRAME);
-    pair.flow(false);
+    let (mut pair, _, from) = output_received(&[3u8; MIN_MAX_FRAME]);
     pair.flow(true);
     assert_eq!(acks(&pair.server.frames[from..]).len(), 1);
 }
