@@ -4,11 +4,6 @@
 
 mod admin;
 
-/// glibc's per-thread arenas keep the memory of bursts of handshakes scattered over their pages
-/// for as long as the relay runs; jemalloc gives most of it back (Cargo.toml says how much).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +14,11 @@ use session_relay::audit::Retention;
 use session_relay::recording::{self, Mode, Recordings};
 use session_relay::store::{self, StoreError};
 use session_relay::{Access, Audit, HandshakeLimits, Limits, Registry, RelayConfig, Store, serve, tls};
+
+/// glibc's per-thread arenas keep the memory of bursts of handshakes scattered over their pages
+/// for as long as the relay runs; jemalloc gives most of it back (Cargo.toml says how much).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The relay: agents dial in over WebSocket and keep the connection; clients reach their shells
 /// through it.
