@@ -5,7 +5,7 @@ Builds the release binaries, starts a relay on a fresh store, and `session-loadg
 (separate processes). Waits until the relay lists every agent online, then lets them idle and
 reads the relay's resident memory and CPU time from /proc. Prints one line per figure.
 
-    python3 scripts/idle_agents.py [--agents 10000] [--rate 500] [--idle 30] [--restart]
+    python3 scripts/idle_agents.py [--agents 10000] [--rate 500] [--idle 30] [--restart] [--replace N]
                                    [--relay-env NAME=VALUE ...]
 """
 
@@ -51,6 +51,9 @@ def main():
     args.add_argument("--idle", type=int, default=30, help="seconds of idling measured")
     args.add_argument("--restart", action="store_true",
                       help="then restart the relay and time the reconnect storm")
+    args.add_argument("--replace", type=int, default=0, metavar="ROUNDS",
+                      help="then as many times: all agents leave and as many new ones come, "
+                           "the relay ending a session 1 s after its agent left")
     args.add_argument("--relay-env", action="append", default=[], metavar="NAME=VALUE",
                       help="set in the relay's environment only (LD_PRELOAD=... tries an allocator)")
     opts = args.parse_args()
@@ -64,23 +67,39 @@ def main():
     build("session-relay", "session-client", "session-bench")
     port = free_port()
     with Store("idle-agents-") as store:
-        code = store.admin("activation", "create", "--uses", str(opts.agents), "--expires-in", "1h")
+        uses = opts.agents * (1 + opts.replace)
+        code = store.admin("activation", "create", "--uses", str(uses), "--expires-in", "1h")
         # Every agent dials from 127.0.0.1 here: the per-source handshake cap is the total one.
         relay_env = dict(pair.split("=", 1) for pair in opts.relay_env)
+        # Sessions of agents that left are kept for a re-attach (60 s by default): not what the
+        # rounds of --replace measure.
+        detach = ["--detach-timeout", "1"] if opts.replace else []
         relay = store.spawn([f"{BIN}/session-relay", "--listen", f"127.0.0.1:{port}",
-                             "--max-handshakes-per-source", "512"], **relay_env)
+                             "--max-handshakes-per-source", "512", *detach], **relay_env)
         wait_for_port(port)
         time.sleep(0.5)
         empty = rss_kib(relay.pid)
         started = time.perf_counter()
-        store.spawn([f"{BIN}/session-loadgen", "agents", "--relay", f"ws://127.0.0.1:{port}",
-                     "--count", str(opts.agents), "--rate", str(opts.rate)], SESSION_ACTIVATION_CODE=code)
+        loadgen = [f"{BIN}/session-loadgen", "agents", "--relay", f"ws://127.0.0.1:{port}",
+                   "--count", str(opts.agents), "--rate", str(opts.rate)]
+        agents = store.spawn(loadgen, SESSION_ACTIVATION_CODE=code)
         up = all_online(port, store.env, opts.agents, started, 120 + opts.agents / opts.rate * 3)
         time.sleep(5)
         cpu = cpu_seconds(relay.pid)
         time.sleep(opts.idle)
         cpu = cpu_seconds(relay.pid) - cpu
         held = rss_kib(relay.pid)
+        replaced = []
+        for round in range(1, opts.replace + 1):
+            agents.terminate()
+            agents.wait()
+            time.sleep(5)
+            # New names: an instance's name stays bound to the key that registered it.
+            agents = store.spawn([*loadgen, "--prefix", f"round-{round}-"], quiet=True,
+                                 SESSION_ACTIVATION_CODE=code)
+            all_online(port, store.env, opts.agents, time.perf_counter(), 120 + opts.agents / opts.rate * 3)
+            time.sleep(5)
+            replaced.append(rss_kib(relay.pid))
         if opts.restart:
             # Every agent finds its relay gone at once, and a new one that knows no session.
             relay.terminate()
@@ -94,6 +113,8 @@ def main():
     print(f"relay RSS with the agents      {held} KiB")
     print(f"relay memory per idle agent    {(held - empty) / opts.agents:.1f} KiB")
     print(f"relay CPU while they idle      {100 * cpu / opts.idle:.2f} % of one core over {opts.idle} s")
+    for round, rss in enumerate(replaced, 1):
+        print(f"after {round} replacement(s)       {(rss - empty) / opts.agents:.1f} KiB per idle agent")
     if opts.restart:
         print(f"online again after a restart   {opts.agents} in {back:.1f} s")
 
