@@ -43,12 +43,14 @@ async fn fleet_system(dir: &Path) -> System {
     system
 }
 
-/// Steps `raw` until every one of `channels` has ended: by Exit, or refused. Each channel's
-/// ending event, by channel.
+/// Steps `raw` until every one of `channels` has ended: refused, or exited and closed by both
+/// sides, which is when the relay writes the session's record (a Close that arrived after the
+/// last step would wait unanswered). Each channel's Exit or Refused event, by channel.
 async fn ends(raw: &mut Raw, channels: &[u16]) -> BTreeMap<u16, String> {
     let mut ended = BTreeMap::new();
+    let mut closed = BTreeSet::new();
     tokio::time::timeout(Duration::from_secs(20), async {
-        while ended.len() < channels.len() {
+        while closed.len() < channels.len() {
             for event in raw.step().await {
                 for &channel in channels {
                     let exited = event.starts_with(&format!("Exit {{ channel: {channel},"));
@@ -56,12 +58,15 @@ async fn ends(raw: &mut Raw, channels: &[u16]) -> BTreeMap<u16, String> {
                     if exited || refused {
                         ended.insert(channel, event.clone());
                     }
+                    if refused || event == format!("Closed {{ channel: {channel} }}") {
+                        closed.insert(channel);
+                    }
                 }
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("channels {channels:?} never all ended; ended {ended:?}"));
+    .unwrap_or_else(|_| panic!("channels {channels:?} never all ended; ended {ended:?}, closed {closed:?}"));
     ended
 }
 
