@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """`session-client cp` of one large file each way through relay and agent, side by side with a
-forwarded port's throughput on the same path and with `scp` over `ssh -J` (two hops, the same
-topology), and a resume cut at half way. Prints one row per transfer, with the peak memory of
-each process involved.
+forwarded port's throughput on the same path, with the same file copied through that port by
+programs that do what `cp` does at each end (read, SHA-256, write, fsync), and with `scp` over
+`ssh -J` (two hops, the same topology), each the fastest of a few runs; then a resume cut at
+half way. Prints one row per transfer with the peak memory of each process involved and the
+CPU time each part of the path spent per GiB, and what the disk and SHA-256 alone manage here.
 
 Needs OpenSSH's client and server and iperf3 (Debian: openssh-client openssh-server iperf3), and
-root for sshd. Everything listens on 127.0.0.1 (and ::1, for the bastion hop).
+root for sshd. Everything listens on 127.0.0.1 (and ::1, for the bastion hop). The files live
+in a temporary folder: `TMPDIR=/dev/shm` keeps them in memory, off the disk.
 
     python3 scripts/file_copy.py [--size-mib 1024]
 """
@@ -14,10 +17,13 @@ import argparse
 import hashlib
 import json
 import os
+import resource
+import socket
 import subprocess
+import sys
 import time
 
-from path_table import sshd, throughput
+from path_table import listening, sshd, throughput
 from relay_fixture import BIN, Store, build, free_port, wait_for_port
 
 
@@ -68,19 +74,78 @@ def tree_rss_kib(root):
     return total
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
 def timed(argv, env):
     """Runs `argv`; returns (seconds, the peak resident memory of it and its children in KiB,
-    sampled every 20 ms: rusage's figure would count the fork from this Python process)."""
+    sampled every 20 ms: rusage's figure would count the fork from this Python process, and its
+    CPU seconds, user and system, with its children's)."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
-    while proc.poll() is None:
+    while True:
+        # wait4 rather than poll: it reaps the process with its resource usage.
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         peak = max(peak, tree_rss_kib(proc.pid))
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{argv} failed ({proc.returncode}): {proc.stderr.read().decode()}")
-    return elapsed, peak
+    return elapsed, peak, usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds(pid):
+    """CPU seconds, user and system, that `pid` spent so far, with its children reaped."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime: fields 14 to 17 of stat(5), counting from the pid.
+    return sum(int(x) for x in fields[11:15]) / TICK
+
+
+def children_cpu():
+    """CPU seconds of this process's children reaped so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def send(sock, path):
+    """What a copy must do at the sending end: read the file, hash it, send it."""
+    digest, buf = hashlib.sha256(), bytearray(1 << 20)
+    with open(path, "rb", buffering=0) as f:
+        while read := f.readinto(buf):
+            view = memoryview(buf)[:read]
+            digest.update(view)
+            sock.sendall(view)
+    sock.shutdown(socket.SHUT_WR)
+    return digest.hexdigest()
+
+
+def receive(sock, path):
+    """And at the receiving end: write what comes, hash it, fsync the file."""
+    digest, buf = hashlib.sha256(), bytearray(1 << 20)
+    with open(path, "wb", buffering=0) as f:
+        while read := sock.recv_into(buf):
+            view = memoryview(buf)[:read]
+            f.write(view)
+            digest.update(view)
+        os.fsync(f.fileno())
+    return digest.hexdigest()
+
+
+def end(role, port, direction, path):
+    """One end of a copy through a forwarded port (`--end`): listens on or connects to
+    127.0.0.1:`port`, sends or receives `path`, and prints the SHA-256 of what it moved."""
+    if role == "listen":
+        with socket.create_server(("127.0.0.1", int(port))) as server:
+            sock, _ = server.accept()
+    else:
+        sock = socket.create_connection(("127.0.0.1", int(port)))
+    with sock:
+        print((send if direction == "send" else receive)(sock, path))
 
 
 def peak_kib(pid):
@@ -92,12 +157,36 @@ def peak_kib(pid):
     return 0
 
 
+def disk_rate(folder, size):
+    """MB/s of writing `size` bytes in `folder` and fsyncing them, as each copy ends."""
+    path, block = os.path.join(folder, "disk.bin"), os.urandom(4 << 20)
+    start = time.perf_counter()
+    with open(path, "wb", buffering=0) as f:
+        for offset in range(0, size, len(block)):
+            f.write(block[: size - offset])
+        os.fsync(f.fileno())
+    elapsed = time.perf_counter() - start
+    os.remove(path)
+    return size / elapsed / 1e6
+
+
+def hash_rate(path, size):
+    """MB/s of SHA-256 over `path`, from the page cache, on one core (OpenSSL's, as ring's)."""
+    start = time.perf_counter()
+    sha256(path)
+    return size / (time.perf_counter() - start) / 1e6
+
+
 def main():
+    if sys.argv[1:2] == ["--end"]:
+        return end(*sys.argv[2:6])
     args = argparse.ArgumentParser()
     args.add_argument("--size-mib", type=int, default=1024)
     args.add_argument("--seconds", type=int, default=5, help="of the iperf3 run")
+    args.add_argument("--runs", type=int, default=3, help="of each copy, the fastest shown")
     opts = args.parse_args()
     size = opts.size_mib << 20
+    gib = size / (1 << 30)
 
     build("session-relay", "session-agent", "session-client")
     user = os.environ.get("USER", "root")
@@ -105,8 +194,10 @@ def main():
         data = os.path.join(store.state, "data")
         os.makedirs(data)
         source = os.path.join(data, "source.bin")
+        disk = disk_rate(data, size)
         make_file(source, size)
         digest = sha256(source)
+        hashing = hash_rate(source, size)
 
         relay_port, iperf_port = free_port(), free_port()
         relay_url = f"ws://127.0.0.1:{relay_port}"
@@ -126,32 +217,95 @@ def main():
 
         rows = []
 
-        def row(name, seconds, rss_kib, check=None):
-            rate = size / seconds / 1e6
-            rows.append((name, rate, seconds, rss_kib, check))
+        def row(name, runs):
+            """`runs`: (seconds, peak RSS in KiB, hashes equal, CPU) of each run, the CPU seconds
+            of relay, agent (with its file workers), client and the ends (the processes that
+            read and write the file, or iperf3), or None. The fastest run is shown."""
+            seconds, _, _, cpu = min(runs, key=lambda run: run[0])
+            rates = " ".join(f"{size / run[0] / 1e6:.0f}" for run in runs)
+            rows.append((name, size / seconds / 1e6, seconds, max(run[1] for run in runs),
+                         all(run[2] for run in runs), cpu, rates))
 
-        # cp, both ways.
-        down = os.path.join(store.state, "down.bin")
-        seconds, rss = timed([*client, "cp", f"bench:{source}", down], env)
-        row("session-client cp, download", seconds, rss, sha256(down) == digest)
-        up = os.path.join(data, "up.bin")
-        seconds, rss = timed([*client, "cp", down, f"bench:{up}"], env)
-        row("session-client cp, upload", seconds, rss, sha256(up) == digest)
-        os.remove(up)
+        def path_cpu():
+            return cpu_seconds(relay.pid), cpu_seconds(agent.pid)
 
-        # A forwarded port on the same path.
-        store.spawn(["iperf3", "-s", "-p", str(iperf_port)], quiet=True)
+        def spent(before, client_cpu, ends_cpu):
+            # The agent reaps a file worker once it exited: a moment after the client's end.
+            time.sleep(0.2)
+            after = path_cpu()
+            return (after[0] - before[0], after[1] - before[1], client_cpu, ends_cpu)
+
+        # cp, both ways. Each copy writes a GiB the machine may have to find afresh (a virtual
+        # machine's host can take back memory its guest freed): the best of a few runs counts.
+        down, up = os.path.join(store.state, "down.bin"), os.path.join(data, "up.bin")
+        runs = []
+        for _ in range(opts.runs):
+            if os.path.exists(down):
+                os.remove(down)
+            before = path_cpu()
+            seconds, rss, cpu = timed([*client, "cp", f"bench:{source}", down], env)
+            runs.append((seconds, rss, sha256(down) == digest, spent(before, cpu, 0)))
+        row("session-client cp, download", runs)
+        runs = []
+        for _ in range(opts.runs):
+            before = path_cpu()
+            seconds, rss, cpu = timed([*client, "cp", down, f"bench:{up}"], env)
+            runs.append((seconds, rss, sha256(up) == digest, spent(before, cpu, 0)))
+            os.remove(up)
+        row("session-client cp, upload", runs)
+
+        # The same copies through a forwarded port: one process at each end reads or writes the
+        # file and hashes it, as the file worker and `cp` do, with nothing else in between.
+        forwarder_port, far = free_port(), free_port()
+        forwarder = store.spawn([*client, "forward", "bench", f"{forwarder_port}:127.0.0.1:{far}"], quiet=True)
+        # Not a connection: it would reach the far end, which takes only one.
+        listening(forwarder_port)
+        me = [sys.executable, os.path.abspath(__file__), "--end"]
+        port_down, port_up = os.path.join(store.state, "port-down.bin"), os.path.join(data, "port-up.bin")
+        # (row, what the far end does and with which file, what this end does, the copy made)
+        for name, far_does, near_does, made in (
+                ("download", ("send", source), ("receive", port_down), port_down),
+                ("upload", ("receive", port_up), ("send", down), port_up)):
+            runs = []
+            for _ in range(opts.runs):
+                far_end = subprocess.Popen([*me, "listen", str(far), *far_does], stdout=subprocess.PIPE, text=True)
+                listening(far)
+                before = path_cpu() + (cpu_seconds(forwarder.pid),)
+                seconds, rss, near_cpu = timed([*me, "connect", str(forwarder_port), *near_does], env)
+                far_hash = far_end.stdout.read().strip()
+                far_usage = os.wait4(far_end.pid, 0)[2]
+                far_end.returncode = 0
+                time.sleep(0.2)
+                cpu = (cpu_seconds(relay.pid) - before[0], cpu_seconds(agent.pid) - before[1],
+                       cpu_seconds(forwarder.pid) - before[2],
+                       near_cpu + far_usage.ru_utime + far_usage.ru_stime)
+                runs.append((seconds, rss, far_hash == digest and sha256(made) == digest, cpu))
+                os.remove(made)
+            row(f"forwarded port, file {name}", runs)
+
+        # A forwarded port on the same path, measured with iperf3.
+        iperf = store.spawn(["iperf3", "-s", "-p", str(iperf_port)], quiet=True)
         wait_for_port(iperf_port)
         local = free_port()
-        store.spawn([*client, "forward", "bench", f"{local}:127.0.0.1:{iperf_port}"], quiet=True)
+        forward = store.spawn([*client, "forward", "bench", f"{local}:127.0.0.1:{iperf_port}"], quiet=True)
         wait_for_port(local)
         # The probe's own connection reaches iperf3's server through the agent a moment later;
         # iperf3 runs one test at a time and would take it for part of the next one.
         time.sleep(1)
         # Both directions: a download moves bytes from the agent's end to the client's.
-        forward_up = throughput(local, opts.seconds)
-        time.sleep(1)
-        forward_down = throughput(local, opts.seconds, reverse=True)
+        ports = []
+        for name, reverse in (("client to agent", False), ("agent to client", True)):
+            before = path_cpu() + (cpu_seconds(forward.pid), cpu_seconds(iperf.pid), children_cpu())
+            rate = throughput(local, opts.seconds, reverse=reverse)
+            time.sleep(0.2)
+            cpu = (cpu_seconds(relay.pid) - before[0], cpu_seconds(agent.pid) - before[1],
+                   cpu_seconds(forward.pid) - before[2],
+                   cpu_seconds(iperf.pid) - before[3] + children_cpu() - before[4])
+            # CPU per GiB over the bytes iperf3 moved in its seconds.
+            moved_gib = rate * 1e6 * opts.seconds / (1 << 30)
+            ports.append((f"forwarded port (iperf3), {name}", rate, tuple(c / moved_gib * gib for c in cpu)))
+            time.sleep(1)
+        forward_up, forward_down = ports[0][1], ports[1][1]
 
         # scp over a bastion: two ssh hops, as client -> relay -> agent is.
         ssh_port = free_port()
@@ -162,11 +316,21 @@ def main():
                     f"IdentityFile {os.path.join(store.state, 'user_key')}\n")
         scp = ["scp", "-q", "-F", config, *ssh_options, "-J", f"{user}@[::1]:{ssh_port}", "-P", str(ssh_port)]
         scp_down = os.path.join(store.state, "scp-down.bin")
-        seconds, rss = timed([*scp, f"{user}@127.0.0.1:{source}", scp_down], env)
-        row("scp over ssh -J, download", seconds, rss, sha256(scp_down) == digest)
+        runs = []
+        for _ in range(opts.runs):
+            if os.path.exists(scp_down):
+                os.remove(scp_down)
+            seconds, rss, _ = timed([*scp, f"{user}@127.0.0.1:{source}", scp_down], env)
+            runs.append((seconds, rss, sha256(scp_down) == digest, None))
+        row("scp over ssh -J, download", runs)
         scp_up = os.path.join(data, "scp-up.bin")
-        seconds, rss = timed([*scp, scp_down, f"{user}@127.0.0.1:{scp_up}"], env)
-        row("scp over ssh -J, upload", seconds, rss, sha256(scp_up) == digest)
+        runs = []
+        for _ in range(opts.runs):
+            seconds, rss, _ = timed([*scp, scp_down, f"{user}@127.0.0.1:{scp_up}"], env)
+            runs.append((seconds, rss, sha256(scp_up) == digest, None))
+            os.remove(scp_up)
+        row("scp over ssh -J, upload", runs)
+        os.remove(scp_down)
 
         # Resume: a download cut at half way, then continued.
         cut = os.path.join(store.state, "cut.bin")
@@ -189,19 +353,30 @@ def main():
         cut_whole = os.path.exists(cut) and sha256(cut) == digest
         relay_rss, agent_rss = peak_kib(relay.pid), peak_kib(agent.pid)
 
-    print(f"{'transfer':<32} {'MB/s':>7} {'seconds':>8} {'peak RSS':>10}  hashes equal")
-    for name, rate, seconds, rss, check in rows:
-        print(f"{name:<32} {rate:7.0f} {seconds:8.2f} {rss / 1024:7.1f} MiB  {check}")
-    print(f"{'forwarded port, client to agent':<32} {forward_up:7.0f}")
-    print(f"{'forwarded port, agent to client':<32} {forward_down:7.0f}")
-    down, up = rows[0][1], rows[1][1]
-    print(f"cp against the forwarded port in the same direction: download {down / forward_down:.2f}x, "
-          f"upload {up / forward_up:.2f}x")
+    def cpu_columns(cpu):
+        if cpu is None:
+            return ""
+        per_gib = [c / gib for c in cpu]
+        return " ".join(f"{c:6.2f}" for c in [*per_gib, sum(per_gib)])
+
+    print(f"{'transfer':<40} {'MB/s':>5} {'seconds':>7} {'peak RSS':>10} {'hashes':>6}"
+          f"   CPU s/GiB: {'relay':>6} {'agent':>6} {'client':>6} {'ends':>6} {'total':>6}   MB/s of each run")
+    for name, rate, seconds, rss, check, cpu, rates in rows:
+        print(f"{name:<40} {rate:5.0f} {seconds:7.2f} {rss / 1024:6.1f} MiB {str(check):>6}"
+              f"              {cpu_columns(cpu) or ' ' * 34}   {rates}")
+    for name, rate, cpu in ports:
+        print(f"{name:<40} {rate:5.0f} {'':>7} {'':>10} {'':>6}              {cpu_columns(cpu)}")
+    cp_down, cp_up, port_down, port_up = rows[0][1], rows[1][1], rows[2][1], rows[3][1]
+    print("'ends': the processes that read and write the file (cp's file worker is in 'agent'), or iperf3")
+    print(f"cp against iperf3 through the forwarded port, same direction: download "
+          f"{cp_down / forward_down:.2f}x, upload {cp_up / forward_up:.2f}x")
+    print(f"cp against the same copy through the forwarded port: download {cp_down / port_down:.2f}x, "
+          f"upload {cp_up / port_up:.2f}x")
+    print(f"this folder's disk: {disk:.0f} MB/s written and fsynced; SHA-256 on one core: {hashing:.0f} MB/s")
     print(f"relay peak RSS {relay_rss / 1024:.1f} MiB, agent peak RSS {agent_rss / 1024:.1f} MiB "
           f"(over the whole run)")
     print(f"resume: cut with {held} of {size} bytes held; the continued copy moved {resent} bytes "
           f"in {resumed_seconds:.2f} s; hashes equal: {cut_whole}")
-
 
 if __name__ == "__main__":
     main()
