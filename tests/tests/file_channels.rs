@@ -285,3 +285,56 @@ async fn an_upload_cut_mid_way_leaves_no_file_and_resumes_without_resending() {
     assert!(std::fs::read(&target).unwrap() == content, "the whole file, its hash the client's");
     assert!(!partial.exists(), "the partial upload became the file");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reference_client_opens_a_downloads_window_to_a_mib_and_no_further() {
+    use session_client::{Connection, FileNews};
+    use session_proto::owned::{OwnedFileEvent, OwnedFileRequest};
+
+    const FILE_WINDOW: usize = 1 << 20;
+    let system = system().await;
+    let dir = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..3 * FILE_WINDOW as u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(dir.path().join("big.bin"), &content).unwrap();
+    let connection = Connection::connect(&system.client, "i-files").await.unwrap();
+    let file = path(&dir.path().join("big.bin"));
+    let read = FileRequest::Read { path: &file, offset: 0, prefix: None };
+    let mut channel = connection.open_file(OwnedFileRequest::new(&read).unwrap()).await.unwrap();
+
+    // Nothing consumed: the agent sends until the channel's window is used up. The Hello
+    // announced a quarter of it; what came beyond is the client's grant at the Accept.
+    let mut data = Vec::new();
+    let unconsumed = tokio::time::timeout(Duration::from_secs(60), async {
+        while data.len() < FILE_WINDOW {
+            if let FileNews::Data(bytes) = channel.next().await.unwrap() {
+                data.extend_from_slice(&bytes);
+            }
+        }
+    })
+    .await;
+    assert!(unconsumed.is_ok(), "the download stopped at {} bytes before anything was consumed", data.len());
+    // Records of 64 KiB fill the window exactly: one byte more would have broken the relay's
+    // flow control toward this client (spec 8.4).
+    assert_eq!(data.len(), FILE_WINDOW);
+
+    // Consumed, the credit comes back and the rest follows.
+    channel.consume(data.len());
+    let mut end = None;
+    let finished = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match channel.next().await.unwrap() {
+                FileNews::Data(bytes) => {
+                    data.extend_from_slice(&bytes);
+                    channel.consume(bytes.len());
+                }
+                FileNews::File(OwnedFileEvent::End { size, sha256 }) => end = Some((size, sha256)),
+                FileNews::Closed => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(finished.is_ok(), "the download stopped at {} bytes", data.len());
+    assert!(data == content, "the bytes arrive whole and in order");
+    assert_eq!(end, Some((content.len() as u64, Sha256::digest(&content).into())));
+}
