@@ -112,28 +112,32 @@ def children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
+def pump(fill, drain):
+    """Moves what `fill` puts in a buffer to `drain` until `fill` gives nothing; the SHA-256."""
+    digest, buf = hashlib.sha256(), bytearray(1 << 20)
+    while read := fill(buf):
+        view = memoryview(buf)[:read]
+        digest.update(view)
+        drain(view)
+    return digest.hexdigest()
+
+
 def send(sock, path):
     """What a copy must do at the sending end: read the file, hash it, send it."""
-    digest, buf = hashlib.sha256(), bytearray(1 << 20)
     with open(path, "rb", buffering=0) as f:
-        while read := f.readinto(buf):
-            view = memoryview(buf)[:read]
-            digest.update(view)
-            sock.sendall(view)
+        digest = pump(f.readinto, sock.sendall)
     sock.shutdown(socket.SHUT_WR)
-    return digest.hexdigest()
+    return digest
 
 
 def receive(sock, path):
     """And at the receiving end: write what comes, hash it, fsync the file."""
-    digest, buf = hashlib.sha256(), bytearray(1 << 20)
-    with open(path, "wb", buffering=0) as f:
-        while read := sock.recv_into(buf):
-            view = memoryview(buf)[:read]
-            f.write(view)
-            digest.update(view)
+    # Buffered: its write takes all it is given, as a raw file's need not.
+    with open(path, "wb") as f:
+        digest = pump(sock.recv_into, f.write)
+        f.flush()
         os.fsync(f.fileno())
-    return digest.hexdigest()
+    return digest
 
 
 def end(role, port, direction, path):
