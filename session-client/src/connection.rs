@@ -798,10 +798,11 @@ impl Client {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            // A channel cannot be opened on a session without a connection: it waits for the
-            // re-attach (and fails with the session if none comes).
+            // A channel cannot be opened on a session without a connection, nor on a new one
+            // before the relay's Hello re-attached it: it waits for the re-attach (Resumed), and
+            // fails with the session if none comes.
             open @ (Input::Open { .. } | Input::OpenFile { .. })
-                if self.driver.connection().is_detached() =>
+                if !self.driver.connection().is_established() =>
             {
                 self.waiting_opens.push(open)
             }
