@@ -169,9 +169,8 @@ async fn forward_reports_each_failure_and_ends_with_its_relay_connection() {
     // The client reaches the relay through a proxy, whose cut stands for the relay's end.
     let proxy = session_test_kit::Proxy::start(system.relay.addr).await;
     let url = format!("ws://{}", proxy.addr);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = session_test_kit::ClosedPort::new();
+    let target = closed.port;
     let (mut child, mut stderr, local) =
         spawn_forward(&url, &token, "cli-fwd", target, &["--reattach-for", "0"]);
     let mut line = String::new();
@@ -202,9 +201,8 @@ async fn forward_reattaches_after_its_relay_connection_is_cut() {
     let (system, _, token) = relay_and_agent("cli-fwd-resume").await;
     let proxy = session_test_kit::Proxy::start(system.relay.addr).await;
     let url = format!("ws://{}", proxy.addr);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = session_test_kit::ClosedPort::new();
+    let target = closed.port;
     let (mut child, mut stderr, local) = spawn_forward(&url, &token, "cli-fwd-resume", target, &[]);
     assert_eq!(proxy.cut(), 1, "the forward's one connection to the relay");
     // Each attempt is carried by the session, once it is re-attached; until then, the local

@@ -19,4 +19,4 @@ pub use browser::Browser;
 pub use run::{
     Ran, exec, exec_on_terminal, forward_echo, forward_to, nothing, pipes, read_until, run, run_on, size,
 };
-pub use system::{Echo, Proxy, System, agent_config, relay_on};
+pub use system::{ClosedPort, Echo, Proxy, System, agent_config, relay_on};

@@ -13,7 +13,7 @@ use session_link::dial::Trust;
 use session_relay::audit::Retention;
 use session_relay::store::{ActivationTerms, Store};
 use session_relay::{Access, Audit, Relay, RelayConfig, dev};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 /// A relay and the URL to reach it.
@@ -234,6 +234,32 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.cut();
+    }
+}
+
+/// A loopback port that nothing listens on for as long as this lives: a connection to it is
+/// refused. Its socket is bound and never listens, so that no other test running meanwhile can
+/// take the port, as one could if it were found free and let go.
+#[derive(Debug)]
+pub struct ClosedPort {
+    /// The port, on 127.0.0.1.
+    pub port: u16,
+    _bound: TcpSocket,
+}
+
+impl ClosedPort {
+    /// Reserves one.
+    pub fn new() -> ClosedPort {
+        let bound = TcpSocket::new_v4().expect("a socket");
+        bound.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a loopback port");
+        let port = bound.local_addr().expect("its address").port();
+        ClosedPort { port, _bound: bound }
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> ClosedPort {
+        ClosedPort::new()
     }
 }
 

@@ -408,9 +408,8 @@ async fn another_users_session_id_is_refused_and_an_owner_ends_their_own() {
     let alice = system.user("alice", session_relay::dev::FULL_ACCESS);
 
     // A start the agent refuses (nothing listens on the port) leaves no session behind.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = session_test_kit::ClosedPort::new();
+    let port = closed.port;
     let connection = system.connect("i-sess").await;
     let refused_by_agent = forward(&connection, port).await.unwrap_err();
     assert!(

@@ -410,9 +410,8 @@ async fn a_refused_proxy_exits_255_saying_what_refused_and_prints_nothing_on_std
     let input = || b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
 
     // Nothing listens there: the agent's connect fails.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let port = closed.local_addr().expect("its address").port();
-    drop(closed);
+    let closed = session_test_kit::ClosedPort::new();
+    let port = closed.port;
     let out = proxy(&system, &token, "web-1", &port.to_string(), input()).await;
     refused(
         &out,
