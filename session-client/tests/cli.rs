@@ -197,18 +197,73 @@ async fn forward_reports_each_failure_and_ends_with_its_relay_connection() {
 /// its session (spec 12.9), and goes on forwarding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_reattaches_after_its_relay_connection_is_cut() {
-    use std::io::{BufRead, Read};
+    use std::io::Read;
     let (system, _, token) = relay_and_agent("cli-fwd-resume").await;
     let proxy = session_test_kit::Proxy::start(system.relay.addr).await;
     let url = format!("ws://{}", proxy.addr);
     let closed = session_test_kit::ClosedPort::new();
     let target = closed.port;
-    let (mut child, mut stderr, local) = spawn_forward(&url, &token, "cli-fwd-resume", target, &[]);
+    let (mut child, stderr, local) = spawn_forward(&url, &token, "cli-fwd-resume", target, &[]);
     assert_eq!(proxy.cut(), 1, "the forward's one connection to the relay");
     // Each attempt is carried by the session, once it is re-attached; until then, the local
     // connection waits for the channel's answer.
     let mut nothing = Vec::new();
     std::net::TcpStream::connect(local).unwrap().read_to_end(&mut nothing).unwrap();
+    let answered = until_connect_failed(stderr).await;
+    assert!(
+        answered.contains("forward from 127.0.0.1:") && answered.contains("CONNECT_FAILED"),
+        "{answered}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "the forward still runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A connection made to a forward while its session re-attaches, once the new WebSocket is up
+/// and before the relay's Hello on it has come, waits for the re-attach and is carried by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_connection_made_before_the_relays_hello_waits_for_the_reattach() {
+    use std::io::Read;
+    let (system, _, token) = relay_and_agent("cli-fwd-hello").await;
+    let proxy = session_test_kit::Proxy::start(system.relay.addr).await;
+    let url = format!("ws://{}", proxy.addr);
+    let closed = session_test_kit::ClosedPort::new();
+    let (mut child, stderr, local) = spawn_forward(&url, &token, "cli-fwd-hello", closed.port, &[]);
+    proxy.hold_after_upgrade();
+    assert_eq!(proxy.cut(), 1, "the forward's one connection to the relay");
+    // The client dialed again and sent its Hello on the new WebSocket; the relay's is held.
+    let spoke = tokio::time::timeout(core::time::Duration::from_secs(20), proxy.client_spoke()).await;
+    spoke.expect("the client dials again and speaks");
+
+    let mut attempt = std::net::TcpStream::connect(local).unwrap();
+    attempt.set_read_timeout(Some(core::time::Duration::from_millis(500))).unwrap();
+    let waited = attempt.read(&mut [0; 1]);
+    assert!(
+        waited.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "the connection waits for the re-attach rather than being given up: {waited:?}"
+    );
+
+    proxy.release();
+    attempt.set_read_timeout(None).unwrap();
+    let mut nothing = Vec::new();
+    attempt.read_to_end(&mut nothing).unwrap();
+    let answered = until_connect_failed(stderr).await;
+    assert!(
+        answered.contains("forward from 127.0.0.1:") && answered.contains("CONNECT_FAILED"),
+        "the agent tried the target once re-attached: {answered}"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "the forward still runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// What a forward says on stderr up to its line about a connection the instance could not
+/// make (CONNECT_FAILED), or up to its end.
+async fn until_connect_failed(mut stderr: std::io::BufReader<std::process::ChildStderr>) -> String {
+    use std::io::BufRead;
     let answered = tokio::task::spawn_blocking(move || {
         let mut said = String::new();
         loop {
@@ -221,14 +276,7 @@ async fn forward_reattaches_after_its_relay_connection_is_cut() {
         }
     });
     let answered = tokio::time::timeout(core::time::Duration::from_secs(20), answered).await;
-    let answered = answered.expect("a line saying how the attempt failed").unwrap();
-    assert!(
-        answered.contains("forward from 127.0.0.1:") && answered.contains("CONNECT_FAILED"),
-        "{answered}"
-    );
-    assert!(child.try_wait().unwrap().is_none(), "the forward still runs");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    answered.expect("a line saying how the attempt failed").unwrap()
 }
 
 /// Starts `forward <instance> 0:127.0.0.1:<target>` with `extra` options; returns it, its

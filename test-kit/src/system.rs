@@ -3,7 +3,7 @@
 //! can cut.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -189,13 +189,26 @@ impl Drop for System {
 }
 
 /// A TCP proxy in front of `target`, whose connections [`Proxy::cut`] drops at once, as a
-/// network failure would.
+/// network failure would. After [`Proxy::hold_after_upgrade`], the connections it accepts pass
+/// the target's HTTP response and hold back what the target says after it until
+/// [`Proxy::release`]: a WebSocket is up, and the relay's Hello on it has not arrived.
 #[derive(Debug)]
 pub struct Proxy {
     /// Where it listens.
     pub addr: SocketAddr,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
+    hold: Arc<Hold>,
+}
+
+#[derive(Debug, Default)]
+struct Hold {
+    /// New connections are held.
+    on: AtomicBool,
+    /// Set false to let held bytes go.
+    held: tokio::sync::watch::Sender<bool>,
+    /// A held connection's client sent something after its HTTP request.
+    spoke: tokio::sync::Notify,
 }
 
 impl Proxy {
@@ -204,19 +217,26 @@ impl Proxy {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("proxy");
         let addr = listener.local_addr().expect("proxy address");
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let hold = Arc::new(Hold::default());
         let accept = {
-            let links = Arc::clone(&links);
+            let (links, hold) = (Arc::clone(&links), Arc::clone(&hold));
             tokio::spawn(async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
+                    let held = hold.on.load(Ordering::SeqCst).then(|| Arc::clone(&hold));
                     let link = tokio::spawn(async move {
                         let Ok(mut outbound) = TcpStream::connect(target).await else { return };
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        match held {
+                            Some(hold) => held_link(inbound, outbound, &hold).await,
+                            None => {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            }
+                        }
                     });
                     links.lock().expect("links").push(link);
                 }
             })
         };
-        Proxy { addr, links, accept }
+        Proxy { addr, links, accept, hold }
     }
 
     /// Drops every connection through the proxy; new ones are accepted.
@@ -228,6 +248,77 @@ impl Proxy {
         }
         cut
     }
+
+    /// Connections accepted from now on hold back what the target says after its HTTP response.
+    pub fn hold_after_upgrade(&self) {
+        self.hold.held.send_replace(true);
+        self.hold.on.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until the client of a held connection sent something after its HTTP request: on a
+    /// WebSocket, its first frames.
+    pub async fn client_spoke(&self) {
+        self.hold.spoke.notified().await;
+    }
+
+    /// Lets what was held go, and holds no more.
+    pub fn release(&self) {
+        self.hold.on.store(false, Ordering::SeqCst);
+        self.hold.held.send_replace(false);
+    }
+}
+
+/// Where the end of an HTTP head (`\r\n\r\n`) is in `bytes`, given the state `seen` of the
+/// stream so far (how many bytes of it ended the stream before); past the end once found.
+fn head_end(seen: &mut usize, bytes: &[u8]) -> Option<usize> {
+    const END: &[u8] = b"\r\n\r\n";
+    for (i, &b) in bytes.iter().enumerate() {
+        if *seen == END.len() {
+            return Some(i);
+        }
+        *seen = if b == END[*seen] { *seen + 1 } else { usize::from(b == END[0]) };
+    }
+    (*seen == END.len()).then_some(bytes.len())
+}
+
+/// Both directions of a held connection.
+async fn held_link(inbound: TcpStream, outbound: TcpStream, hold: &Hold) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut from_client, mut to_client) = inbound.into_split();
+    let (mut from_target, mut to_target) = outbound.into_split();
+    let upstream = async {
+        let (mut buf, mut seen, mut past_head) = (vec![0; 16 * 1024], 0, false);
+        while let Ok(read @ 1..) = from_client.read(&mut buf).await {
+            if past_head || head_end(&mut seen, &buf[..read]).is_some_and(|end| end < read) {
+                past_head = true;
+                hold.spoke.notify_one();
+            }
+            if to_target.write_all(&buf[..read]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let downstream = async {
+        let (mut buf, mut seen, mut holding) = (vec![0; 16 * 1024], 0, true);
+        let mut held = hold.held.subscribe();
+        while let Ok(read @ 1..) = from_target.read(&mut buf).await {
+            let mut from = 0;
+            if holding {
+                if let Some(end) = head_end(&mut seen, &buf[..read]) {
+                    if to_client.write_all(&buf[..end]).await.is_err() {
+                        return;
+                    }
+                    from = end;
+                    let _ = held.wait_for(|held| !held).await;
+                    holding = false;
+                }
+            }
+            if to_client.write_all(&buf[from..read]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(upstream, downstream);
 }
 
 impl Drop for Proxy {
