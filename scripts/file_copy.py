@@ -230,14 +230,15 @@ def main():
             rows.append((name, size / seconds / 1e6, seconds, max(run[1] for run in runs),
                          all(run[2] for run in runs), cpu, rates))
 
-        def path_cpu():
-            return cpu_seconds(relay.pid), cpu_seconds(agent.pid)
+        def cpu_since(*pids):
+            """A function that gives the CPU seconds each of `pids` spent from now to its call."""
+            before = [cpu_seconds(pid) for pid in pids]
 
-        def spent(before, client_cpu, ends_cpu):
-            # The agent reaps a file worker once it exited: a moment after the client's end.
-            time.sleep(0.2)
-            after = path_cpu()
-            return (after[0] - before[0], after[1] - before[1], client_cpu, ends_cpu)
+            def since():
+                # The agent reaps a file worker once it exited: a moment after the client's end.
+                time.sleep(0.2)
+                return [cpu_seconds(pid) - then for pid, then in zip(pids, before)]
+            return since
 
         # cp, both ways. Each copy writes a GiB the machine may have to find afresh (a virtual
         # machine's host can take back memory its guest freed): the best of a few runs counts.
@@ -246,15 +247,15 @@ def main():
         for _ in range(opts.runs):
             if os.path.exists(down):
                 os.remove(down)
-            before = path_cpu()
+            since = cpu_since(relay.pid, agent.pid)
             seconds, rss, cpu = timed([*client, "cp", f"bench:{source}", down], env)
-            runs.append((seconds, rss, sha256(down) == digest, spent(before, cpu, 0)))
+            runs.append((seconds, rss, sha256(down) == digest, (*since(), cpu, 0)))
         row("session-client cp, download", runs)
         runs = []
         for _ in range(opts.runs):
-            before = path_cpu()
+            since = cpu_since(relay.pid, agent.pid)
             seconds, rss, cpu = timed([*client, "cp", down, f"bench:{up}"], env)
-            runs.append((seconds, rss, sha256(up) == digest, spent(before, cpu, 0)))
+            runs.append((seconds, rss, sha256(up) == digest, (*since(), cpu, 0)))
             os.remove(up)
         row("session-client cp, upload", runs)
 
@@ -274,15 +275,12 @@ def main():
             for _ in range(opts.runs):
                 far_end = subprocess.Popen([*me, "listen", str(far), *far_does], stdout=subprocess.PIPE, text=True)
                 listening(far)
-                before = path_cpu() + (cpu_seconds(forwarder.pid),)
+                since = cpu_since(relay.pid, agent.pid, forwarder.pid)
                 seconds, rss, near_cpu = timed([*me, "connect", str(forwarder_port), *near_does], env)
                 far_hash = far_end.stdout.read().strip()
                 far_usage = os.wait4(far_end.pid, 0)[2]
                 far_end.returncode = 0
-                time.sleep(0.2)
-                cpu = (cpu_seconds(relay.pid) - before[0], cpu_seconds(agent.pid) - before[1],
-                       cpu_seconds(forwarder.pid) - before[2],
-                       near_cpu + far_usage.ru_utime + far_usage.ru_stime)
+                cpu = (*since(), near_cpu + far_usage.ru_utime + far_usage.ru_stime)
                 runs.append((seconds, rss, far_hash == digest and sha256(made) == digest, cpu))
                 os.remove(made)
             row(f"forwarded port, file {name}", runs)
@@ -299,12 +297,11 @@ def main():
         # Both directions: a download moves bytes from the agent's end to the client's.
         ports = []
         for name, reverse in (("client to agent", False), ("agent to client", True)):
-            before = path_cpu() + (cpu_seconds(forward.pid), cpu_seconds(iperf.pid), children_cpu())
+            since, client_before = cpu_since(relay.pid, agent.pid, forward.pid, iperf.pid), children_cpu()
             rate = throughput(local, opts.seconds, reverse=reverse)
-            time.sleep(0.2)
-            cpu = (cpu_seconds(relay.pid) - before[0], cpu_seconds(agent.pid) - before[1],
-                   cpu_seconds(forward.pid) - before[2],
-                   cpu_seconds(iperf.pid) - before[3] + children_cpu() - before[4])
+            relay_cpu, agent_cpu, forward_cpu, server_cpu = since()
+            # iperf3's client is a child of this script, reaped by now.
+            cpu = (relay_cpu, agent_cpu, forward_cpu, server_cpu + children_cpu() - client_before)
             # CPU per GiB over the bytes iperf3 moved in its seconds.
             moved_gib = rate * 1e6 * opts.seconds / (1 << 30)
             ports.append((f"forwarded port (iperf3), {name}", rate, tuple(c / moved_gib * gib for c in cpu)))
