@@ -3,7 +3,7 @@
 //! can cut.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -203,9 +203,7 @@ pub struct Proxy {
 
 #[derive(Debug, Default)]
 struct Hold {
-    /// New connections are held.
-    on: AtomicBool,
-    /// Set false to let held bytes go.
+    /// New connections are held while it is true; held bytes go once it is false.
     held: tokio::sync::watch::Sender<bool>,
     /// A held connection's client sent something after its HTTP request.
     spoke: tokio::sync::Notify,
@@ -222,7 +220,7 @@ impl Proxy {
             let (links, hold) = (Arc::clone(&links), Arc::clone(&hold));
             tokio::spawn(async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
-                    let held = hold.on.load(Ordering::SeqCst).then(|| Arc::clone(&hold));
+                    let held = (*hold.held.borrow()).then(|| Arc::clone(&hold));
                     let link = tokio::spawn(async move {
                         let Ok(mut outbound) = TcpStream::connect(target).await else { return };
                         match held {
@@ -252,7 +250,6 @@ impl Proxy {
     /// Connections accepted from now on hold back what the target says after its HTTP response.
     pub fn hold_after_upgrade(&self) {
         self.hold.held.send_replace(true);
-        self.hold.on.store(true, Ordering::SeqCst);
     }
 
     /// Waits until the client of a held connection sent something after its HTTP request: on a
@@ -263,7 +260,6 @@ impl Proxy {
 
     /// Lets what was held go, and holds no more.
     pub fn release(&self) {
-        self.hold.on.store(false, Ordering::SeqCst);
         self.hold.held.send_replace(false);
     }
 }
